@@ -1,0 +1,48 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask_openapi3 import Info, OpenAPI
+
+from api.auth import register_token_check
+from api.context import TUNER_EXTENSION
+from api.dispatch import CeleryDispatcher
+from api.errors import register_error_handlers, validation_error_response
+from api.health import health
+from api.studies import studies
+from api.trials import trials
+from service.dispatch import TrialDispatcher
+from service.settings import Settings
+from service.storage.database import Database
+from service.trainer_catalog import TrainerCatalog
+from service.tuner import Tuner
+
+API_VERSION = "0.1.0"
+
+
+def create_app(
+    settings: Settings | None = None, dispatcher: TrialDispatcher | None = None
+) -> OpenAPI:
+    """Build the API for ``settings`` (default: from ``HPO_`` environment variables)."""
+    settings = settings or Settings()
+    logging.basicConfig(level=settings.log_level)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="HPO service", version=API_VERSION),
+        validation_error_status=422,
+        validation_error_callback=validation_error_response,
+        doc_prefix="",
+        doc_url="/openapi.json",
+        doc_ui=True,
+    )
+    database = Database(settings.database_url)
+    app.extensions[TUNER_EXTENSION] = Tuner(
+        database, dispatcher or CeleryDispatcher(settings), TrainerCatalog.installed()
+    )
+    register_error_handlers(app)
+    register_token_check(app, settings.accepted_tokens())
+    for blueprint in (studies, trials, health):
+        app.register_api(blueprint)
+    return app

@@ -1,0 +1,38 @@
+"""Sends trial assignments to the workers as Celery tasks, by task name.
+
+``api/`` never imports ``workers/``: the task name in ``service.queue_contract`` is the contract.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from service.dispatch import TrialAssignment
+from service.queue_contract import RUN_TRIAL_TASK, TRIALS_QUEUE, celery_config
+from service.settings import Settings
+
+SEND_RETRY_POLICY = {
+    "max_retries": 3,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
+
+
+class CeleryDispatcher:
+    """A sender-only Celery app configured from the same settings as the workers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._celery = Celery("hpo-api")
+        self._celery.conf.update(celery_config(settings))
+
+    def dispatch(self, assignment: TrialAssignment) -> None:
+        """Queue one trial; the task id is the trial id, so a trial is one message."""
+        self._celery.send_task(
+            RUN_TRIAL_TASK,
+            kwargs={"assignment": assignment.model_dump(mode="json")},
+            queue=TRIALS_QUEUE,
+            task_id=f"trial-{assignment.trial_id}",
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
+        )

@@ -1,0 +1,97 @@
+"""The one place where domain errors and bad requests become HTTP answers.
+
+Every error body has the same shape: ``{"error": "...", "problems": [{"field", "problem"}]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from optuna.exceptions import UpdateFinishedTrialError
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from service.errors import (
+    Conflict,
+    InvalidSpec,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
+from service.spec.problems import problems_from_validation_error
+
+logger = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
+_STATUS_OF: list[tuple[type[ServiceError], int]] = [
+    (InvalidSpec, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+]
+
+
+def error_response(status: int, message: str, problems: list[dict[str, str]]) -> Response:
+    """A JSON error answer."""
+    response = jsonify({"error": message, "problems": problems})
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def validation_error_response(error: ValidationError) -> Response:
+    """flask-openapi3's hook for a request that fails its schema: 400 if not JSON, else 422."""
+    body = request.get_json(silent=True)
+    if request.content_length and body is None:
+        return error_response(
+            400, "the body is not valid JSON", [{"field": "body", "problem": "malformed JSON"}]
+        )
+    data: Any = body if body is not None else {}
+    problems = [dict(p) for p in problems_from_validation_error(error, data)]
+    return error_response(422, "the request does not fit its schema", problems)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the handlers: domain errors, HTTP errors, database outages, and a last resort."""
+    app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(UpdateFinishedTrialError, _finished_trial)
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(DBAPIError, _database_unavailable)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def _service_error(error: ServiceError) -> Response:
+    status = next(code for kind, code in _STATUS_OF if isinstance(error, kind))
+    if isinstance(error, InvalidSpec):
+        problems = [{"field": field, "problem": problem} for field, problem in error.problems]
+    else:
+        problems = [{"field": error.field or "request", "problem": error.message}]
+    return error_response(status, error.message, problems)
+
+
+def _http_error(error: HTTPException) -> Response:
+    if error.response is not None and error.code in (400, 422):
+        return error.response  # already shaped by validation_error_response
+    message = error.description or error.name
+    return error_response(error.code or 500, message, [{"field": "request", "problem": message}])
+
+
+def _finished_trial(error: UpdateFinishedTrialError) -> Response:
+    return error_response(409, str(error), [{"field": "trial_id", "problem": str(error)}])
+
+
+def _database_unavailable(error: Exception) -> Response:
+    logger.warning("database unavailable: %s", error)
+    message = "the study database cannot be reached; retry later"
+    return error_response(503, message, [{"field": "request", "problem": message}])
+
+
+def _unexpected(error: Exception) -> Response:
+    logger.exception("unexpected error on %s %s", request.method, request.path)
+    return error_response(
+        500, "internal error", [{"field": "request", "problem": type(error).__name__}]
+    )

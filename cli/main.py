@@ -1,0 +1,99 @@
+"""The ``hpo`` command: serve, worker, submit, status, best, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from service.settings import Settings
+
+app = typer.Typer(help="Hyperparameter-optimisation service.", no_args_is_help=True)
+
+
+def _client() -> Any:
+    from client import HPOClient
+
+    settings = Settings()
+    return HPOClient(settings.service_url, settings.bearer_token())
+
+
+def _print(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command()
+def serve() -> None:
+    """Run the HTTP API (settings from HPO_ environment variables)."""
+    from cli.serve import serve as run_api
+
+    run_api(Settings())
+
+
+@app.command()
+def worker() -> None:
+    """Run a Celery worker that trains trials (one process per GPU)."""
+    from cli.worker import run_worker
+
+    run_worker(Settings())
+
+
+@app.command()
+def submit(
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Study file (.json, .yaml)")
+    ],
+    wait: Annotated[
+        bool, typer.Option(help="Follow the study with a progress bar until it ends")
+    ] = False,
+) -> None:
+    """Submit a study definition; prints the new study."""
+    from cli.progress import follow_study
+    from cli.study_files import load_study_file
+
+    client = _client()
+    study = client.create_study(load_study_file(path))
+    _print({"study_id": study["study_id"], "name": study["name"], "urls": study["urls"]})
+    if wait:
+        follow_study(client, study["study_id"])
+        _print(client.best(study["study_id"]))
+
+
+@app.command()
+def status(study_id: int) -> None:
+    """A study's state, counts by trial state and best so far."""
+    study = _client().study(study_id)
+    _print({key: study[key] for key in ("study_id", "name", "state", "n_trials", "counts", "best")})
+
+
+@app.command()
+def best(study_id: int) -> None:
+    """The best hyperparameters found so far, and their value."""
+    _print(_client().best(study_id))
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option(help="Where the demo keeps its files")] = Path(
+        ".hpo-demo"
+    ),
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 2,
+) -> None:
+    """Start everything on this machine, run an example study, print the best hyperparameters."""
+    from cli.demo import run_demo
+
+    run_demo(directory, workers)
+
+
+def main() -> None:
+    """Console-script entry point: an error from the API is printed as it came, exit status 1."""
+    from client import HPOError
+
+    try:
+        app()
+    except HPOError as error:
+        typer.echo(f"error {error.status}:", err=True)
+        typer.echo(json.dumps(error.body, indent=2), err=True)
+        raise SystemExit(1) from None

@@ -1,0 +1,31 @@
+"""Following a study until it ends, with a progress bar."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tqdm import tqdm
+
+from client import HPOClient
+
+FINISHED_STATES = ("complete", "pruned", "fail")
+
+
+def follow_study(client: HPOClient, study_id: int, poll_s: float = 0.5) -> dict[str, Any]:
+    """Show finished trials out of the budget until the study is no longer running."""
+    study = client.study(study_id)
+    with tqdm(total=study["n_trials"], unit="trial", desc=study["name"]) as bar:
+        while True:
+            finished = sum(study["counts"][state] for state in FINISHED_STATES)
+            bar.update(finished - bar.n)
+            bar.set_postfix(pruned=study["counts"]["pruned"], best=_best_value(study))
+            if study["state"] != "running":
+                return study
+            time.sleep(poll_s)
+            study = client.study(study_id)
+
+
+def _best_value(study: dict[str, Any]) -> str:
+    best = study.get("best")
+    return f"{best['value']:.4f}" if best else "-"

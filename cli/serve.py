@@ -1,0 +1,41 @@
+"""``hpo serve``: the API under gunicorn (threads per process; one process on SQLite)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from api import create_app
+from service.settings import Settings
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings = self._settings
+        sqlite = settings.database_url.startswith("sqlite")
+        options: dict[str, Any] = {
+            "bind": f"{settings.host}:{settings.port}",
+            # SQLite serialises writers in one file: a single process keeps the per-study lock whole.
+            "workers": 1 if sqlite else settings.api_processes,
+            "threads": settings.api_threads,
+            "worker_class": "gthread",
+            "timeout": 120,
+            "graceful_timeout": 20,
+            "accesslog": "-",
+            "loglevel": settings.log_level.lower(),
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self._settings)
+
+
+def serve(settings: Settings) -> None:
+    """Run the API until stopped."""
+    _Gunicorn(settings).run()

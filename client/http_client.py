@@ -1,0 +1,97 @@
+"""A small client of the service's HTTP API, used by the workers and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class HPOError(Exception):
+    """The API answered with an error status."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        message = body.get("error") if isinstance(body, dict) else body
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.body = body
+
+
+class TrialGone(HPOError):
+    """The trial cannot be reported to any more (finished, or its study stopped it): stop it."""
+
+
+class HPOClient:
+    """Calls the API with a bearer token; one keep-alive session per client."""
+
+    def __init__(
+        self, url: str, token: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._timeout_s = timeout_s
+        self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/studies", json=spec)
+
+    def study(self, study_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/studies/{study_id}")
+
+    def studies(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/studies")["studies"]
+        return found
+
+    def trials(self, study_id: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", f"/studies/{study_id}/trials")["trials"]
+        return found
+
+    def best(self, study_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/studies/{study_id}/best")
+
+    def stop(self, study_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/studies/{study_id}/stop")
+
+    def ask(self, study_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/studies/{study_id}/trials")
+
+    def report(self, trial_id: int, step: int, value: float) -> bool:
+        """Report an epoch's value; ``True`` means prune. ``TrialGone`` if the trial is over."""
+        body = {"step": step, "value": value}
+        answer = self._call("POST", f"/trials/{trial_id}/report", json=body)
+        return bool(answer["prune"])
+
+    def complete(
+        self,
+        trial_id: int,
+        value: float | None = None,
+        state: str = "complete",
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        body = {"state": state, "value": value, "reason": reason}
+        return self._call("POST", f"/trials/{trial_id}/complete", json=body)
+
+    def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        response = self._session.request(
+            method, self.url + path, json=json, timeout=self._timeout_s
+        )
+        if response.status_code >= 400:
+            body = _body(response)
+            error = (
+                TrialGone
+                if response.status_code == 409 and path.startswith("/trials/")
+                else HPOError
+            )
+            raise error(response.status_code, body)
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

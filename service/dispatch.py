@@ -1,0 +1,36 @@
+"""What the service hands to whoever runs trials: an assignment, and the dispatcher interface."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class TrialAssignment(BaseModel):
+    """One trial to run: ids, the sampled parameters, the trainer and its settings, a seed.
+
+    Plain JSON: this is the body of the task message, and of the ask endpoint's answer.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    study_id: int
+    trial_id: int
+    number: int
+    params: dict[str, Any]
+    trainer: dict[str, Any] | None
+    seed: int
+
+
+class TrialDispatcher(Protocol):
+    """Sends an assignment to the workers (the API's implementation sends a Celery task)."""
+
+    def dispatch(self, assignment: TrialAssignment) -> None: ...
+
+
+class NoDispatcher:
+    """For processes that never start trials themselves (studies without a trainer only)."""
+
+    def dispatch(self, assignment: TrialAssignment) -> None:
+        raise RuntimeError(f"no dispatcher configured to run trial {assignment.trial_id}")

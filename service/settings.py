@@ -1,0 +1,67 @@
+"""The one settings object, read from ``HPO_``-prefixed environment variables.
+
+Built once per process (API, worker, CLI) and passed down; nothing here is a global.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".hpo")
+
+
+class Settings(BaseSettings):
+    """Every setting the API, the workers and the CLI read. Env names: ``HPO_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DATA_DIR / 'hpo.db'}",
+        description="SQLAlchemy URL of the study database (SQLite embedded, PostgreSQL in production).",
+    )
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Celery broker (Redis) URL."
+    )
+    service_url: str = Field(
+        default="http://127.0.0.1:8000", description="Where workers and the CLI reach the API."
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token that workers and the CLI send to the API."
+    )
+    api_tokens: list[SecretStr] = Field(
+        default_factory=list,
+        description="Tokens the API accepts (JSON list); empty means the API is open.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `hpo serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `hpo serve` binds.")
+    api_processes: int = Field(default=1, ge=1, description="gunicorn worker processes.")
+    api_threads: int = Field(default=8, ge=1, description="Threads per API process.")
+    worker_concurrency: int = Field(
+        default=1, ge=1, description="Celery processes per worker node (one per GPU)."
+    )
+    gpus: str = Field(
+        default="",
+        description="Comma-separated GPU indices of this node; worker process i is pinned to GPU i.",
+    )
+    task_time_limit_s: int = Field(
+        default=6 * 3600, ge=1, description="Hard time limit of one trial task."
+    )
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, description="Where the embedded mode keeps its files."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    def accepted_tokens(self) -> set[str]:
+        """The API's accepted tokens as plain strings."""
+        return {token.get_secret_value() for token in self.api_tokens}
+
+    def gpu_list(self) -> list[str]:
+        """The node's GPU indices, in order."""
+        return [gpu.strip() for gpu in self.gpus.split(",") if gpu.strip()]
+
+    def bearer_token(self) -> str | None:
+        """The token this process sends, if any."""
+        return self.token.get_secret_value() if self.token else None

@@ -1,0 +1,89 @@
+"""The grid of a ``grid`` sampler: explicit, or derived from a space whose parameters are countable."""
+
+from __future__ import annotations
+
+import math
+
+from service.errors import InvalidSpec
+from service.spec.space import CategoricalParam, CategoricalValue, FloatParam, IntParam
+from service.spec.study_spec import StudySpec
+
+MAX_GRID_POINTS = 100_000
+Grid = dict[str, list[CategoricalValue]]
+AnyParam = FloatParam | IntParam | CategoricalParam
+
+
+def grid_of(spec: StudySpec) -> Grid:
+    """The grid to search, checked against the space. Raises ``InvalidSpec`` where it does not fit."""
+    explicit = getattr(spec.sampler, "grid", None)
+    grid = _checked_explicit(explicit, spec) if explicit is not None else _derived(spec)
+    size = grid_size(grid)
+    if size > MAX_GRID_POINTS:
+        raise InvalidSpec(
+            f"the grid has {size} points, more than the limit of {MAX_GRID_POINTS}",
+            field="sampler.grid",
+        )
+    return grid
+
+
+def grid_size(grid: Grid) -> int:
+    """Number of points in the grid."""
+    return math.prod(len(values) for values in grid.values())
+
+
+def _derived(spec: StudySpec) -> Grid:
+    grid: Grid = {}
+    for name, param in spec.space.items():
+        values = param.grid_values()
+        if values is None:
+            raise InvalidSpec(
+                f"a grid needs countable parameters; '{name}' is a continuous float: "
+                "give it a step, or list its values in sampler.grid",
+                field=f"space.{name}",
+            )
+        grid[name] = values
+    return grid
+
+
+def _checked_explicit(grid: Grid, spec: StudySpec) -> Grid:
+    missing = sorted(set(spec.space) - set(grid))
+    extra = sorted(set(grid) - set(spec.space))
+    if missing or extra:
+        raise InvalidSpec(
+            f"the grid must list exactly the space's parameters (missing: {missing}, "
+            f"not in the space: {extra})",
+            field="sampler.grid",
+        )
+    for name, values in grid.items():
+        _check_values(name, values, spec.space[name])
+    return grid
+
+
+def _check_values(name: str, values: list[CategoricalValue], param: AnyParam) -> None:
+    if not values:
+        raise InvalidSpec("a grid axis needs at least one value", field=f"sampler.grid.{name}")
+    for value in values:
+        if not contains(param, value):
+            raise InvalidSpec(
+                f"{value!r} is outside the space of '{name}'", field=f"sampler.grid.{name}"
+            )
+
+
+def contains(param: AnyParam, value: CategoricalValue) -> bool:
+    """Whether ``value`` is a point of the parameter's space."""
+    if isinstance(param, CategoricalParam):
+        return any(value == choice and type(value) is type(choice) for choice in param.choices)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(param, IntParam):
+        return (
+            float(value).is_integer()
+            and param.low <= value <= param.high
+            and (int(value) - param.low) % param.step == 0
+        )
+    if not param.low <= value <= param.high:
+        return False
+    if param.step is None:
+        return True
+    offset = (value - param.low) / param.step
+    return math.isclose(offset, round(offset), abs_tol=1e-8)

@@ -1,0 +1,46 @@
+"""Pruner choices of a study definition, as data."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from service.spec.tags import named_or_default
+
+
+class _Pruner(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HyperbandPrunerSpec(_Pruner):
+    """Hyperband over the trainer's epochs: brackets of successive halving (the default).
+
+    ``max_resource`` omitted means the trainer's ``epochs``.
+    """
+
+    name: Literal["hyperband"] = "hyperband"
+    min_resource: int = Field(default=1, ge=1)
+    max_resource: int | None = Field(default=None, ge=1)
+    reduction_factor: int = Field(default=3, ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> HyperbandPrunerSpec:
+        if self.max_resource is not None and self.max_resource < self.min_resource:
+            raise ValueError(
+                f"max_resource ({self.max_resource}) must not be below "
+                f"min_resource ({self.min_resource})"
+            )
+        return self
+
+
+class NoPrunerSpec(_Pruner):
+    """Every trial runs to its last epoch."""
+
+    name: Literal["none"]
+
+
+PrunerSpec = Annotated[
+    Annotated[HyperbandPrunerSpec, Tag("hyperband")] | Annotated[NoPrunerSpec, Tag("none")],
+    Discriminator(named_or_default("hyperband")),
+]

@@ -1,0 +1,59 @@
+"""The study definition: what a client submits, as data (JSON over HTTP, YAML through the CLI).
+
+The format is public: extend it, never rename a field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec
+from service.spec.samplers import SamplerSpec, TPESamplerSpec
+from service.spec.space import Param
+
+MAX_TRIALS = 100_000
+MAX_CONCURRENT_TRIALS = 1024
+MAX_PARAMETERS = 64
+
+StudyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+ParamName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+TrainerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+
+
+class BudgetSpec(BaseModel):
+    """How many trials in all, how many at once, and an optional wall-clock limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_trials: int = Field(default=20, ge=1, le=MAX_TRIALS)
+    max_concurrent_trials: int = Field(default=4, ge=1, le=MAX_CONCURRENT_TRIALS)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=365 * 24 * 3600)
+
+
+class TrainerSpec(BaseModel):
+    """The trainer to run (an installed entry point, by name) and its fixed settings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: TrainerName
+
+    def settings(self) -> dict[str, Any]:
+        """The fixed settings: every field but ``name``."""
+        return dict(self.model_extra or {})
+
+
+class StudySpec(BaseModel):
+    """A whole study: search space, sampler, pruner, budget and trainer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: StudyName
+    direction: Literal["minimize", "maximize"] = "minimize"
+    metric: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "validation_loss"
+    space: dict[ParamName, Param] = Field(min_length=1, max_length=MAX_PARAMETERS)
+    sampler: SamplerSpec = Field(default_factory=TPESamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=HyperbandPrunerSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    trainer: TrainerSpec | None = None

@@ -1,0 +1,48 @@
+"""One writer at a time per study, for the steps that must count and then create trials.
+
+Within a process a lock per study; across API processes on PostgreSQL, a session-level
+advisory lock keyed on the study id as well. SQLite serves one API process (the embedded mode),
+so the process lock is enough there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, text
+
+ADVISORY_LOCK_NAMESPACE = (
+    0x4850  # "HP": keeps the service's keys apart from other users of the database
+)
+
+
+class StudyLocks:
+    """Mutual exclusion per study id."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._guard = threading.Lock()
+        self._locks: dict[int, threading.Lock] = {}
+        self._cross_process = engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def hold(self, study_id: int) -> Iterator[None]:
+        """Hold the study's lock for the duration of the block."""
+        with self._process_lock(study_id):
+            if not self._cross_process:
+                yield
+                return
+            with self._engine.connect() as connection:
+                key = {"ns": ADVISORY_LOCK_NAMESPACE, "id": study_id}
+                connection.execute(text("SELECT pg_advisory_lock(:ns, :id)"), key)
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), key)
+                    connection.commit()
+
+    def _process_lock(self, study_id: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(study_id, threading.Lock())

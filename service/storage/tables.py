@@ -1,0 +1,37 @@
+"""The service's own tables, beside Optuna's schema in the same database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utc_now() -> datetime:
+    """Timezone-aware now, the one clock of the service's tables."""
+    return datetime.now(UTC)
+
+
+class ServiceTable(DeclarativeBase):
+    """Base of the service's tables; a metadata of their own, apart from Optuna's."""
+
+    metadata = MetaData(
+        naming_convention={"pk": "pk_%(table_name)s", "uq": "uq_%(table_name)s_%(column_0_name)s"}
+    )
+
+
+class StudyRecord(ServiceTable):
+    """One submitted study: its spec as submitted (resolved) and its lifecycle state.
+
+    ``study_id`` is Optuna's study id for the same study.
+    """
+
+    __tablename__ = "hpo_studies"
+
+    study_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    study_name: Mapped[str] = mapped_column(String(128), unique=True)
+    spec_json: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

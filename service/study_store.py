@@ -1,0 +1,76 @@
+"""The service's record of each study: its resolved spec and its lifecycle state."""
+
+from __future__ import annotations
+
+import enum
+import threading
+
+from sqlalchemy import select
+
+from service.errors import NotFound
+from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+from service.storage.tables import StudyRecord, utc_now
+
+
+class StudyState(enum.StrEnum):
+    """Where a study is in its life."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    COMPLETE = "complete"
+
+
+class StudyStore:
+    """Reads and writes ``hpo_studies``; keeps each (immutable) spec in memory once read."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._specs: dict[int, StudySpec] = {}
+        self._specs_guard = threading.Lock()
+
+    def add(self, study_id: int, spec: StudySpec) -> None:
+        """Record a new study, running."""
+        record = StudyRecord(
+            study_id=study_id,
+            study_name=spec.name,
+            spec_json=spec.model_dump_json(),
+            state=StudyState.RUNNING.value,
+        )
+        with self._database.session() as session:
+            session.add(record)
+
+    def get(self, study_id: int) -> StudyRecord:
+        """The study's record; ``NotFound`` when there is none."""
+        with self._database.session() as session:
+            record = session.get(StudyRecord, study_id)
+        if record is None:
+            raise NotFound(f"no study with id {study_id}", field="study_id")
+        return record
+
+    def spec(self, study_id: int) -> StudySpec:
+        """The study's resolved spec (read once, then from memory: a spec never changes)."""
+        with self._specs_guard:
+            cached = self._specs.get(study_id)
+        if cached is not None:
+            return cached
+        spec = StudySpec.model_validate_json(self.get(study_id).spec_json)
+        with self._specs_guard:
+            self._specs[study_id] = spec
+        return spec
+
+    def all(self) -> list[StudyRecord]:
+        """Every study, newest first."""
+        with self._database.session() as session:
+            query = select(StudyRecord).order_by(StudyRecord.study_id.desc())
+            return list(session.scalars(query))
+
+    def set_state(self, study_id: int, state: StudyState) -> None:
+        """Move the study to ``state``; a finished one gets its finish time."""
+        with self._database.session() as session:
+            record = session.get(StudyRecord, study_id)
+            if record is None:
+                raise NotFound(f"no study with id {study_id}", field="study_id")
+            record.state = state.value
+            if state is not StudyState.RUNNING and record.finished_at is None:
+                record.finished_at = utc_now()

@@ -1,0 +1,59 @@
+"""Counting a study's trials, and whether another may start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from optuna.trial import FrozenTrial, TrialState
+
+from service.spec.study_spec import StudySpec
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """How many trials a study has, in all and by state."""
+
+    total: int
+    running: int
+    by_state: dict[str, int]
+
+    @classmethod
+    def of(cls, trials: list[FrozenTrial]) -> TrialCounts:
+        by_state: dict[str, int] = {state.name.lower(): 0 for state in TrialState}
+        for trial in trials:
+            by_state[trial.state.name.lower()] += 1
+        return cls(total=len(trials), running=by_state["running"], by_state=by_state)
+
+    def with_one_started(self) -> TrialCounts:
+        by_state = {**self.by_state, "running": self.running + 1}
+        return replace(self, total=self.total + 1, running=self.running + 1, by_state=by_state)
+
+
+def why_no_trial_may_start(
+    spec: StudySpec, counts: TrialCounts, created_at: datetime, now: datetime | None = None
+) -> str | None:
+    """``None`` when a new trial may start now; otherwise the reason it may not."""
+    budget = spec.budget
+    if counts.total >= budget.n_trials:
+        return f"all {budget.n_trials} trials of the budget have been started"
+    if counts.running >= budget.max_concurrent_trials:
+        return f"max_concurrent_trials ({budget.max_concurrent_trials}) trials are running"
+    if timed_out(spec, created_at, now):
+        return f"the study's timeout of {budget.timeout_seconds} s has passed"
+    return None
+
+
+def is_done(spec: StudySpec, counts: TrialCounts, created_at: datetime) -> bool:
+    """Whether the study has nothing running and may start nothing more."""
+    spent = counts.total >= spec.budget.n_trials or timed_out(spec, created_at)
+    return spent and counts.running == 0
+
+
+def timed_out(spec: StudySpec, created_at: datetime, now: datetime | None = None) -> bool:
+    """Whether the study's optional wall-clock budget has run out."""
+    if spec.budget.timeout_seconds is None:
+        return False
+    start = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+    deadline = start + timedelta(seconds=spec.budget.timeout_seconds)
+    return (now or datetime.now(UTC)) >= deadline

@@ -1,0 +1,116 @@
+"""What the service shows of studies and trials: plain read models, serialised by the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from optuna.trial import FrozenTrial
+from pydantic import BaseModel
+
+from service.spec.study_spec import StudySpec
+from service.storage.tables import StudyRecord
+
+
+class TrialView(BaseModel):
+    """One trial: its parameters, state, value and the value reported after every epoch."""
+
+    trial_id: int
+    number: int
+    state: str
+    params: dict[str, Any]
+    value: float | None
+    intermediate_values: dict[int, float]
+    last_step: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    fail_reason: str | None
+    seed: int | None
+
+
+class BestView(BaseModel):
+    """The best finished trial of a study."""
+
+    study_id: int
+    trial_id: int
+    number: int
+    value: float
+    params: dict[str, Any]
+
+
+class StudyView(BaseModel):
+    """A study's state, its trials counted by state, its best so far and its definition."""
+
+    study_id: int
+    name: str
+    state: str
+    direction: str
+    metric: str
+    n_trials: int
+    counts: dict[str, int]
+    best: BestView | None
+    created_at: datetime
+    finished_at: datetime | None
+    spec: StudySpec
+    urls: dict[str, str]
+
+
+def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> TrialView:
+    """The read model of an Optuna trial."""
+    attrs = trial.system_attrs
+    return TrialView(
+        trial_id=trial._trial_id,
+        number=trial.number,
+        state=trial.state.name.lower(),
+        params=trial.params,
+        value=trial.value if trial.values is not None else None,
+        intermediate_values=dict(trial.intermediate_values),
+        last_step=trial.last_step,
+        started_at=trial.datetime_start,
+        finished_at=trial.datetime_complete,
+        fail_reason=attrs.get(fail_reason_attr),
+        seed=attrs.get(seed_attr),
+    )
+
+
+def best_view(study_id: int, trial: FrozenTrial) -> BestView:
+    """The read model of a study's best trial."""
+    assert trial.value is not None
+    return BestView(
+        study_id=study_id,
+        trial_id=trial._trial_id,
+        number=trial.number,
+        value=trial.value,
+        params=trial.params,
+    )
+
+
+def study_urls(study_id: int) -> dict[str, str]:
+    """Where a client finds the study's resources."""
+    base = f"/studies/{study_id}"
+    return {
+        "self": base,
+        "trials": f"{base}/trials",
+        "best": f"{base}/best",
+        "stop": f"{base}/stop",
+    }
+
+
+def study_view(
+    record: StudyRecord, spec: StudySpec, counts: dict[str, int], best: BestView | None
+) -> StudyView:
+    """The read model of a study."""
+    return StudyView(
+        study_id=record.study_id,
+        name=record.study_name,
+        state=record.state,
+        direction=spec.direction,
+        metric=spec.metric,
+        n_trials=spec.budget.n_trials,
+        counts=counts,
+        best=best,
+        created_at=record.created_at,
+        finished_at=record.finished_at,
+        spec=spec,
+        urls=study_urls(record.study_id),
+    )

@@ -1,0 +1,32 @@
+"""A running service stack (Redis, API, Celery worker) per module and per database backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import BACKENDS
+from tests.support.stack import ServiceStack
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceStack]:
+    """The whole service on real processes, against a fresh database of each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('stack') / 'hpo.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database(
+            f"stack_{uuid.uuid4().hex[:10]}"
+        )
+    running = ServiceStack(url).start()
+    yield running
+    running.stop()
+
+
+def unique(name: str) -> str:
+    """A study name no other test uses."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,248 @@
+"""The HTTP API served by gunicorn over a real socket: bad input, external programs, the API document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from tests.integration.conftest import unique
+from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.integration
+SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+
+
+def good_study(**changes: Any) -> dict[str, Any]:
+    return {"name": unique("api"), "space": SPACE, **changes}
+
+
+BAD_STUDIES: list[tuple[str, Any, str, str]] = [
+    # (case, body, field named, words of the problem)
+    ("unknown sampler", good_study(sampler={"name": "annealing"}), "sampler", "annealing"),
+    ("unknown pruner", good_study(pruner={"name": "median-ish"}), "pruner", "median-ish"),
+    (
+        "low >= high",
+        good_study(space={"x": {"type": "float", "low": 2, "high": 1}}),
+        "space.x",
+        "below high",
+    ),
+    (
+        "log with low <= 0",
+        good_study(space={"lr": {"type": "float", "low": 0, "high": 1, "log": True}}),
+        "space.lr",
+        "low > 0",
+    ),
+    (
+        "empty choices",
+        good_study(space={"c": {"type": "categorical", "choices": []}}),
+        "space.c.choices",
+        "at least 1",
+    ),
+    ("unknown parameter type", good_study(space={"x": {"type": "complex"}}), "space.x", "complex"),
+    ("continuous float in a derived grid", good_study(sampler={"name": "grid"}), "space.x", "step"),
+    (
+        "grid value outside the space",
+        good_study(sampler={"name": "grid", "grid": {"x": [0.5, 7]}}),
+        "sampler.grid.x",
+        "outside",
+    ),
+    (
+        "grid missing a parameter",
+        good_study(
+            space={**SPACE, "y": {"type": "int", "low": 1, "high": 3}},
+            sampler={"name": "grid", "grid": {"x": [0.5]}},
+        ),
+        "sampler.grid",
+        "missing",
+    ),
+    (
+        "grid smaller than n_trials",
+        good_study(
+            space={"c": {"type": "categorical", "choices": [1, 2]}},
+            sampler={"name": "grid"},
+            budget={"n_trials": 5},
+        ),
+        "budget.n_trials",
+        "exceeds",
+    ),
+    (
+        "unknown trainer",
+        good_study(trainer={"name": "resnet-from-a-url"}),
+        "trainer.name",
+        "unknown trainer",
+    ),
+    (
+        "unknown dataset",
+        good_study(space={"lr": SPACE["x"]}, trainer={"name": "mlp", "dataset": "mnist"}),
+        "trainer.dataset",
+        "digits",
+    ),
+    (
+        "parameter the trainer does not read",
+        good_study(trainer={"name": "mlp"}),
+        "space.x",
+        "no hyperparameter",
+    ),
+    ("negative n_trials", good_study(budget={"n_trials": -1}), "budget.n_trials", "greater than"),
+    (
+        "negative concurrency",
+        good_study(budget={"max_concurrent_trials": -2}),
+        "budget.max_concurrent_trials",
+        "greater than",
+    ),
+    (
+        "negative timeout",
+        good_study(budget={"timeout_seconds": -5}),
+        "budget.timeout_seconds",
+        "greater than",
+    ),
+    (
+        "max_resource past the epochs",
+        good_study(
+            space={"lr": SPACE["x"]},
+            trainer={"name": "mlp", "epochs": 5},
+            pruner={"max_resource": 9},
+        ),
+        "pruner.max_resource",
+        "exceeds",
+    ),
+    ("no name", {"space": SPACE}, "name", "required"),
+    ("no space", {"name": "x"}, "space", "required"),
+    ("unknown field", good_study(n_trials=5), "n_trials", "not permitted"),
+    ("a list instead of an object", [1, 2], "body", "dictionary"),
+]
+
+
+def study_names(stack: ServiceStack) -> list[str]:
+    return [s["name"] for s in requests.get(f"{stack.url}/studies", timeout=10).json()["studies"]]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "field", "words"), BAD_STUDIES, ids=[c[0] for c in BAD_STUDIES]
+)
+def test_a_bad_study_gets_a_4xx_naming_field_and_problem_and_changes_nothing(
+    stack: ServiceStack, case: str, body: Any, field: str, words: str
+) -> None:
+    before = study_names(stack)
+    response = requests.post(f"{stack.url}/studies", json=body, timeout=10)
+    assert response.status_code == 422, response.text
+    problems = response.json()["problems"]
+    assert any(p["field"] == field and words in p["problem"] for p in problems), problems
+    assert study_names(stack) == before
+
+
+def test_malformed_json_gets_400(stack: ServiceStack) -> None:
+    response = requests.post(
+        f"{stack.url}/studies",
+        data=b'{"name": "x", "space": {',
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert response.json()["problems"] == [{"field": "body", "problem": "malformed JSON"}]
+
+
+@pytest.mark.parametrize(
+    "path", ["/studies/999999", "/studies/999999/trials", "/studies/999999/best"]
+)
+def test_unknown_study_ids_get_404(stack: ServiceStack, path: str) -> None:
+    response = requests.get(stack.url + path, timeout=10)
+    assert response.status_code == 404
+    assert response.json()["problems"][0]["field"] == "study_id"
+
+
+def test_unknown_trial_ids_get_404(stack: ServiceStack) -> None:
+    response = requests.post(
+        f"{stack.url}/trials/999999/report", json={"step": 1, "value": 0.5}, timeout=10
+    )
+    assert response.status_code == 404
+    assert response.json()["problems"][0]["field"] == "trial_id"
+
+
+def test_an_external_program_asks_reports_and_completes(stack: ServiceStack) -> None:
+    client = stack.client()
+    study = client.create_study(
+        good_study(budget={"n_trials": 2, "max_concurrent_trials": 1}, pruner={"name": "none"})
+    )
+    assert study["counts"]["running"] == 0  # no trainer: nothing is dispatched
+    for value in (0.4, 0.2):
+        trial = client.ask(study["study_id"])
+        assert 0.0 <= trial["params"]["x"] <= 1.0
+        assert client.report(trial["trial_id"], 1, value + 1) is False
+        client.complete(trial["trial_id"], value=value)
+    final = client.study(study["study_id"])
+    assert final["state"] == "complete" and final["counts"]["complete"] == 2
+    assert client.best(study["study_id"])["value"] == 0.2
+
+
+def test_reports_to_a_finished_trial_get_409_and_change_nothing(stack: ServiceStack) -> None:
+    client = stack.client()
+    study = client.create_study(good_study(pruner={"name": "none"}))
+    trial = client.ask(study["study_id"])
+    client.complete(trial["trial_id"], value=0.3)
+    response = requests.post(
+        f"{stack.url}/trials/{trial['trial_id']}/report", json={"step": 2, "value": 0.1}, timeout=10
+    )
+    assert response.status_code == 409
+    assert "complete" in response.json()["error"]
+    [stored] = client.trials(study["study_id"])
+    assert stored["intermediate_values"] == {} and stored["value"] == 0.3
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"step": -1, "value": 0.1}, "step"),
+        ({"step": 1}, "value"),
+        ({"step": 1, "value": "NaN"}, "value"),
+        ({"step": "one", "value": 1}, "step"),
+    ],
+)
+def test_bad_reports_get_422(stack: ServiceStack, body: dict[str, Any], field: str) -> None:
+    client = stack.client()
+    study = client.create_study(good_study())
+    trial = client.ask(study["study_id"])
+    response = requests.post(
+        f"{stack.url}/trials/{trial['trial_id']}/report", json=body, timeout=10
+    )
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["field"] == field
+    assert client.trials(study["study_id"])[0]["intermediate_values"] == {}
+
+
+def test_a_spent_budget_gets_409_on_ask(stack: ServiceStack) -> None:
+    client = stack.client()
+    study = client.create_study(good_study(budget={"n_trials": 1}))
+    client.ask(study["study_id"])
+    response = requests.post(f"{stack.url}/studies/{study['study_id']}/trials", timeout=10)
+    assert response.status_code == 409
+    assert "budget" in response.json()["error"]
+
+
+def test_stop_starts_nothing_more(stack: ServiceStack) -> None:
+    client = stack.client()
+    study = client.create_study(good_study())
+    assert client.stop(study["study_id"])["state"] == "stopped"
+    response = requests.post(f"{stack.url}/studies/{study['study_id']}/trials", timeout=10)
+    assert response.status_code == 409
+
+
+def test_the_api_document_is_openapi_3_and_lists_every_endpoint(stack: ServiceStack) -> None:
+    document = requests.get(f"{stack.url}/openapi.json", timeout=10).json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) >= {
+        "/studies",
+        "/studies/{study_id}",
+        "/studies/{study_id}/trials",
+        "/studies/{study_id}/best",
+        "/studies/{study_id}/stop",
+        "/trials/{trial_id}/report",
+        "/trials/{trial_id}/complete",
+        "/health",
+    }
+    request_schema = document["paths"]["/studies"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
+    assert request_schema["$ref"].endswith("/StudySpec")

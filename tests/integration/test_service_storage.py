@@ -1,0 +1,225 @@
+"""The service core against a real database, the same contract on SQLite and on PostgreSQL.
+
+Studies here have no trainer: an external program drives them through ask / report / complete,
+so no queue is involved.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from service.dispatch import NoDispatcher
+from service.errors import BudgetExhausted, Conflict, InvalidSpec, NotFound
+from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+from service.trainer_catalog import TrainerCatalog
+from service.tuner import Tuner
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def tuner(database_url: str) -> Iterator[Tuner]:
+    database = Database(database_url)
+    yield Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    database.dispose()
+
+
+def spec(n_trials: int = 6, concurrent: int = 2, **extra: object) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": f"ext-{uuid.uuid4().hex[:8]}",
+            "space": {"x": {"type": "float", "low": -5, "high": 5}},
+            "sampler": {"name": "random", "seed": 3},
+            "budget": {"n_trials": n_trials, "max_concurrent_trials": concurrent},
+            **extra,
+        }
+    )
+
+
+def test_concurrent_asks_never_overshoot_the_budget(tuner: Tuner) -> None:
+    study = tuner.create_study(spec(n_trials=10, concurrent=10))
+    started: list[int] = []
+    refused: list[BudgetExhausted] = []
+
+    def ask_many() -> None:
+        for _ in range(5):
+            try:
+                started.append(tuner.ask(study.study_id).trial_id)
+            except BudgetExhausted as error:
+                refused.append(error)
+
+    threads = [threading.Thread(target=ask_many) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(started) == 10 and len(set(started)) == 10
+    assert len(refused) == 20
+    assert tuner.study(study.study_id).counts["running"] == 10
+
+
+def test_max_concurrent_trials_holds_until_one_finishes(tuner: Tuner) -> None:
+    study = tuner.create_study(spec(n_trials=5, concurrent=2))
+    first, _second = tuner.ask(study.study_id), tuner.ask(study.study_id)
+    with pytest.raises(BudgetExhausted, match="max_concurrent_trials"):
+        tuner.ask(study.study_id)
+    tuner.complete(first.trial_id, TrialState.COMPLETE, 1.0, None)
+    assert tuner.ask(study.study_id).number == 2
+
+
+def test_the_study_completes_after_its_last_trial(tuner: Tuner) -> None:
+    study = tuner.create_study(spec(n_trials=3, concurrent=3))
+    trials = [tuner.ask(study.study_id) for _ in range(3)]
+    for value, trial in enumerate(trials):
+        assert tuner.study(study.study_id).state == "running"
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, float(value), None)
+    final = tuner.study(study.study_id)
+    assert final.state == "complete" and final.counts["complete"] == 3
+    assert final.best is not None and final.best.number == 0
+
+
+def test_hyperband_prunes_a_trial_far_behind_the_others(tuner: Tuner) -> None:
+    study = tuner.create_study(
+        spec(
+            n_trials=40,
+            concurrent=40,
+            pruner={"name": "hyperband", "min_resource": 1, "max_resource": 9},
+        )
+    )
+    decisions = []
+    for index in range(30):
+        trial = tuner.ask(study.study_id)
+        bad = index % 3 == 0
+        for step in range(1, 10):
+            if tuner.report(trial.trial_id, step, 10.0 if bad else 1.0 / step):
+                decisions.append((bad, step))
+                break
+        else:
+            tuner.complete(trial.trial_id, TrialState.COMPLETE, 1.0 / 9, None)
+    assert decisions and all(bad for bad, _ in decisions)
+    assert any(step < 9 for _, step in decisions)
+
+
+def test_a_pruned_trial_is_finished_and_its_confirmation_is_harmless(tuner: Tuner) -> None:
+    study = tuner.create_study(
+        spec(
+            n_trials=60,
+            concurrent=60,
+            pruner={"name": "hyperband", "min_resource": 1, "max_resource": 3},
+        )
+    )
+    for _ in range(20):
+        trial = tuner.ask(study.study_id)
+        for step in (1, 2, 3):
+            tuner.report(trial.trial_id, step, 0.1)
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.1, None)
+    for _ in range(20):
+        bad = tuner.ask(study.study_id)
+        if tuner.report(bad.trial_id, 1, 100.0):
+            break
+    else:
+        pytest.fail("a trial 1000x worse than every other was never pruned")
+    confirmed = tuner.complete(bad.trial_id, TrialState.PRUNED, None, None)
+    assert confirmed.state == "pruned" and confirmed.value == 100.0
+    with pytest.raises(Conflict):
+        tuner.report(bad.trial_id, 2, 1.0)
+    with pytest.raises(Conflict):
+        tuner.complete(bad.trial_id, TrialState.COMPLETE, 1.0, None)
+
+
+def test_a_failed_trial_keeps_its_reason(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    tuner.complete(trial.trial_id, TrialState.FAIL, None, "CUDA out of memory")
+    [view] = tuner.study_trials(study.study_id)
+    assert view.state == "fail" and view.fail_reason == "CUDA out of memory"
+
+
+def test_completing_twice_with_the_same_value_is_harmless_and_another_value_conflicts(
+    tuner: Tuner,
+) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None)
+    assert tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None).value == 0.5
+    with pytest.raises(Conflict):
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.7, None)
+
+
+def test_a_complete_trial_needs_a_finite_value(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    with pytest.raises(InvalidSpec):
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, None, None)
+    with pytest.raises(InvalidSpec):
+        tuner.report(trial.trial_id, 1, float("nan"))
+
+
+def test_a_stopped_study_starts_nothing_more(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    running = tuner.ask(study.study_id)
+    assert tuner.stop(study.study_id).state == "stopped"
+    with pytest.raises(BudgetExhausted, match="stopped"):
+        tuner.ask(study.study_id)
+    tuner.complete(running.trial_id, TrialState.COMPLETE, 2.0, None)
+    assert tuner.best(study.study_id).value == 2.0
+
+
+def test_unknown_ids_and_duplicate_names(tuner: Tuner) -> None:
+    with pytest.raises(NotFound):
+        tuner.study(987654)
+    with pytest.raises(NotFound):
+        tuner.report(987654, 1, 1.0)
+    first = spec()
+    tuner.create_study(first)
+    with pytest.raises(Conflict, match="already exists"):
+        tuner.create_study(first)
+
+
+def test_best_waits_for_a_complete_trial(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    tuner.ask(study.study_id)
+    with pytest.raises(NotFound, match="no complete trial"):
+        tuner.best(study.study_id)
+
+
+def test_optuna_sees_what_the_service_wrote(tuner: Tuner, database_url: str) -> None:
+    study = tuner.create_study(spec(n_trials=4, concurrent=4, pruner={"name": "none"}))
+    for value in (3.0, 1.0, 2.0):
+        trial = tuner.ask(study.study_id)
+        tuner.report(trial.trial_id, 1, value + 1)
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, value, None)
+    loaded = optuna.load_study(study_name=study.name, storage=database_url)
+    assert [t.value for t in loaded.trials] == [3.0, 1.0, 2.0]
+    assert loaded.best_value == 1.0
+    assert loaded.best_params == tuner.best(study.study_id).params
+    assert loaded.trials[1].intermediate_values == {1: 2.0}
+
+
+def test_same_seed_and_history_give_the_same_suggestions(database_url: str) -> None:
+    def run() -> list[float]:
+        database = Database(database_url)
+        tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+        study = tuner.create_study(
+            spec(
+                n_trials=5, concurrent=1, sampler={"name": "tpe", "seed": 7, "n_startup_trials": 2}
+            )
+        )
+        xs = []
+        for _ in range(5):
+            trial = tuner.ask(study.study_id)
+            xs.append(trial.params["x"])
+            tuner.complete(trial.trial_id, TrialState.COMPLETE, trial.params["x"] ** 2, None)
+        database.dispose()
+        return xs
+
+    first, second = run(), run()
+    assert first == second
+    assert len(set(first)) == 5

@@ -1,0 +1,52 @@
+"""With tokens configured, every endpoint but health and the API document needs one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.integration
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('tokens') / 'hpo.db'}"
+    stack = ServiceStack(url, workers=0, tokens=[TOKEN]).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/studies"),
+        ("POST", "/studies"),
+        ("GET", "/studies/1"),
+        ("POST", "/trials/1/report"),
+    ],
+)
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "s3cret-token"])
+def test_requests_without_the_token_get_401(
+    guarded: ServiceStack, method: str, path: str, header: str | None
+) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = requests.request(method, guarded.url + path, headers=headers, json={}, timeout=10)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_token_opens_the_api(guarded: ServiceStack) -> None:
+    response = requests.get(
+        f"{guarded.url}/studies", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/health", "/openapi.json"])
+def test_health_and_the_api_document_stay_open(guarded: ServiceStack, path: str) -> None:
+    assert requests.get(guarded.url + path, timeout=10).status_code == 200

@@ -1,0 +1,74 @@
+"""The whole service as real processes: an embedded Redis, the API under gunicorn, a Celery worker."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from cli.embedded_redis import EmbeddedRedis
+from cli.processes import ManagedProcess, free_port, http_ok, wait_until
+from client import HPOClient
+
+
+class ServiceStack:
+    """Starts Redis, then ``hpo serve`` and (optionally) ``hpo worker`` against ``database_url``."""
+
+    def __init__(
+        self, database_url: str, *, workers: int = 2, tokens: list[str] | None = None
+    ) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="hpo-stack-"))
+        self.database_url = database_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.tokens = tokens or []
+        self.redis = EmbeddedRedis(self.directory / "redis")
+        self.api: ManagedProcess | None = None
+        self.worker: ManagedProcess | None = None
+
+    def env(self, token: str | None = None) -> dict[str, str]:
+        """The HPO_ environment of every process of this stack."""
+        env = {
+            "HPO_DATABASE_URL": self.database_url,
+            "HPO_BROKER_URL": self.redis.url,
+            "HPO_SERVICE_URL": self.url,
+            "HPO_PORT": str(self.port),
+            "HPO_WORKER_CONCURRENCY": str(max(self.workers, 1)),
+            "HPO_API_TOKENS": "[" + ",".join(f'"{t}"' for t in self.tokens) + "]",
+            "HPO_LOG_LEVEL": "INFO",
+        }
+        if token or self.tokens:
+            env["HPO_TOKEN"] = token or self.tokens[0]
+        return env
+
+    def start(self) -> ServiceStack:
+        """Start every part and wait until the API answers."""
+        self.redis.start()
+        self.api = self._process("serve")
+        wait_until(lambda: http_ok(f"{self.url}/health"), 60, "the API")
+        if self.workers:
+            self.worker = self._process("worker")
+        return self
+
+    def client(self, token: str | None = None) -> HPOClient:
+        """A client of this stack's API (with the stack's first token by default)."""
+        return HPOClient(self.url, token or (self.tokens[0] if self.tokens else None))
+
+    def logs(self) -> str:
+        """Everything the API and the worker wrote (for failure messages)."""
+        parts = [
+            p.log_path.read_text(errors="replace")[-4000:] for p in (self.api, self.worker) if p
+        ]
+        return "\n-----\n".join(parts)
+
+    def stop(self) -> None:
+        """Stop the worker, the API and Redis."""
+        for process in (self.worker, self.api):
+            if process is not None:
+                process.stop()
+        self.redis.stop()
+
+    def _process(self, command: str) -> ManagedProcess:
+        argv = [sys.executable, "-m", "cli", command]
+        return ManagedProcess(command, argv, self.env(), self.directory / f"{command}.log")

@@ -1,0 +1,156 @@
+"""The study definition: defaults, checks across fields, and the grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from service.errors import InvalidSpec
+from service.spec.grid import contains, grid_of
+from service.spec.problems import field_path, problems_from_validation_error
+from service.spec.space import FloatParam, IntParam
+from service.spec.study_spec import StudySpec
+from service.spec.validation import check_study_spec
+from service.trainer_catalog import TrainerCatalog
+
+CATALOG = TrainerCatalog(frozenset({"mlp", "my-trainer"}))
+
+
+def make(**fields: Any) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": "s",
+            "space": {"lr": {"type": "float", "low": 1e-4, "high": 1, "log": True}},
+            **fields,
+        }
+    )
+
+
+def test_everything_but_name_and_space_has_a_default() -> None:
+    spec = make()
+    assert (spec.direction, spec.metric) == ("minimize", "validation_loss")
+    assert spec.sampler.name == "tpe" and spec.pruner.name == "hyperband"
+    assert spec.budget.n_trials == 20 and spec.trainer is None
+
+
+def test_the_issue_example_is_accepted_and_hyperband_takes_the_trainer_epochs() -> None:
+    spec = StudySpec.model_validate(
+        {
+            "name": "digits-mlp",
+            "direction": "minimize",
+            "space": {
+                "lr": {"type": "float", "low": 1e-5, "high": 0.3, "log": True},
+                "batch_size": {"type": "int", "low": 16, "high": 256, "log": True},
+                "hidden": {"type": "int", "low": 16, "high": 512, "step": 16},
+                "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+            },
+            "sampler": {"name": "tpe", "seed": 0},
+            "pruner": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
+            "budget": {"n_trials": 50, "max_concurrent_trials": 4},
+            "trainer": {"name": "mlp", "dataset": "digits", "epochs": 27},
+        }
+    )
+    resolved = check_study_spec(spec, CATALOG)
+    assert resolved.pruner.max_resource == 27  # type: ignore[union-attr]
+
+
+def test_a_sampler_or_pruner_without_a_name_takes_the_default_kind() -> None:
+    spec = make(sampler={"seed": 4}, pruner={"reduction_factor": 2})
+    assert spec.sampler.name == "tpe" and spec.sampler.seed == 4
+    assert spec.pruner.name == "hyperband"
+
+
+def test_a_derived_grid_enumerates_categorical_int_and_stepped_float() -> None:
+    spec = StudySpec.model_validate(
+        {
+            "name": "g",
+            "sampler": {"name": "grid"},
+            "space": {
+                "c": {"type": "categorical", "choices": ["a", "b"]},
+                "n": {"type": "int", "low": 1, "high": 5, "step": 2},
+                "f": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
+            },
+        }
+    )
+    assert grid_of(spec) == {"c": ["a", "b"], "n": [1, 3, 5], "f": [0.0, 0.25, 0.5]}
+    assert check_study_spec(spec, CATALOG).budget.n_trials == 18
+
+
+def test_an_explicit_grid_must_fit_the_space() -> None:
+    spec = make(sampler={"name": "grid", "grid": {"lr": [0.1, 0.01]}})
+    assert check_study_spec(spec, CATALOG).budget.n_trials == 2
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(make(sampler={"name": "grid", "grid": {"lr": [0.1, 5.0]}}), CATALOG)
+    assert raised.value.field == "sampler.grid.lr"
+
+
+def test_a_grid_too_large_is_refused() -> None:
+    space = {f"p{i}": {"type": "int", "low": 1, "high": 10} for i in range(6)}
+    spec = StudySpec.model_validate({"name": "big", "space": space, "sampler": {"name": "grid"}})
+    with pytest.raises(InvalidSpec, match="more than the limit"):
+        check_study_spec(spec, CATALOG)
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "inside"),
+    [
+        (IntParam(type="int", low=1, high=9, step=2), 5, True),
+        (IntParam(type="int", low=1, high=9, step=2), 4, False),
+        (IntParam(type="int", low=1, high=9), True, False),
+        (FloatParam(type="float", low=0, high=1, step=0.1), 0.3, True),
+        (FloatParam(type="float", low=0, high=1, step=0.1), 0.35, False),
+        (FloatParam(type="float", low=0, high=1), 1.5, False),
+        (FloatParam(type="float", low=0, high=1), "0.5", False),
+    ],
+)
+def test_grid_values_are_checked_against_their_parameter(
+    param: Any, value: Any, inside: bool
+) -> None:
+    assert contains(param, value) is inside
+
+
+def test_a_trainer_the_service_knows_is_checked_and_others_pass_through() -> None:
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(make(trainer={"name": "mlp", "epochs": 0}), CATALOG)
+    assert raised.value.field == "trainer.epochs"
+    assert (
+        check_study_spec(make(trainer={"name": "my-trainer", "anything": [1, 2]}), CATALOG).trainer
+        is not None
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "bad name!", "space": {"x": {"type": "int", "low": 0, "high": 1}}},
+        {
+            "name": "s",
+            "space": {"x": {"type": "float", "low": 0, "high": 1, "log": True, "step": 0.5}},
+        },
+        {"name": "s", "space": {"x": {"type": "categorical", "choices": [1, 1]}}},
+        {"name": "s", "space": {"x": {"type": "float", "low": 0, "high": float("inf")}}},
+        {
+            "name": "s",
+            "space": {"x": {"type": "int", "low": 0, "high": 1}},
+            "direction": "sideways",
+        },
+        {"name": "s", "space": {f"p{i}": {"type": "int", "low": 0, "high": 1} for i in range(65)}},
+    ],
+)
+def test_shapes_pydantic_refuses(body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        StudySpec.model_validate(body)
+
+
+def test_field_paths_leave_out_union_tags_but_keep_a_parameter_named_like_one() -> None:
+    body = {"name": "s", "space": {"float": {"type": "float", "low": 3, "high": 1}}}
+    with pytest.raises(ValidationError) as raised:
+        StudySpec.model_validate(body)
+    [problem] = problems_from_validation_error(raised.value, body)
+    assert problem["field"] == "space.float"
+    assert (
+        field_path(("space", "lr", "float", "low"), {"space": {"lr": {"type": "float"}}})
+        == "space.lr.low"
+    )

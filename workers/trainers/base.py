@@ -1,0 +1,44 @@
+"""The small interface every trainer implements, built-in or installed from a user's package.
+
+A trainer receives the trial's parameters and fixed settings, trains, and after every epoch
+calls ``report(epoch, validation_value)``; a ``True`` answer means "stop now" (pruned or
+stopped by the service), and the trainer returns at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """Everything a trainer needs about one trial. Plain data, built from the task message."""
+
+    study_id: int
+    trial_id: int
+    number: int
+    params: dict[str, Any]
+    settings: dict[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a trainer returns: the objective value, or why there is none."""
+
+    value: float
+    epochs_run: int
+    pruned: bool = False
+
+
+class EpochReporter(Protocol):
+    """Called once per epoch with the validation figure; ``True`` means stop the trial now."""
+
+    def __call__(self, epoch: int, value: float) -> bool: ...
+
+
+class Trainer(Protocol):
+    """What the ``hpo.trainers`` entry point must load: a class built with no arguments."""
+
+    def train(self, run: TrialRun, report: EpochReporter) -> TrainResult: ...
