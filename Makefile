@@ -33,7 +33,8 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: venv
+bench: venv services
+	$(BIN)/python -m bench.report_latency
 	$(BIN)/python -m bench.broker_options
 
 clean:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -11,8 +10,7 @@ from typing import Any
 
 import yaml
 
-from cli.embedded_redis import EmbeddedRedis
-from cli.processes import ManagedProcess, free_port, http_ok, wait_until
+from cli.local_stack import LocalStack
 from cli.progress import follow_study
 from client import HPOClient
 
@@ -27,32 +25,15 @@ def demo_study() -> dict[str, Any]:
 def run_demo(directory: Path, workers: int) -> dict[str, Any]:
     """Start everything in ``directory`` (wiped first), run the demo study, print the best."""
     shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
     started = time.monotonic()
-    redis = EmbeddedRedis(directory / "redis").start()
-    port = free_port()
-    env = {
-        "HPO_DATABASE_URL": f"sqlite:///{(directory / 'hpo.db').resolve()}",
-        "HPO_BROKER_URL": redis.url,
-        "HPO_SERVICE_URL": f"http://127.0.0.1:{port}",
-        "HPO_PORT": str(port),
-        "HPO_WORKER_CONCURRENCY": str(workers),
-        "HPO_LOG_LEVEL": "WARNING",
-    }
-    processes: list[ManagedProcess] = []
+    database_url = f"sqlite:///{(directory / 'hpo.db').resolve()}"
+    stack = LocalStack(database_url, workers=workers, directory=directory, log_level="WARNING")
     try:
-        processes.append(_start("serve", env, directory))
-        wait_until(lambda: http_ok(f"{env['HPO_SERVICE_URL']}/health"), 60, "the API")
-        processes.append(_start("worker", env, directory))
-        return _run_study(HPOClient(env["HPO_SERVICE_URL"]), started)
+        stack.start()
+        return _run_study(stack.client(), started)
     finally:
-        for process in reversed(processes):
-            process.stop()
-        redis.stop()
-
-
-def _start(command: str, env: dict[str, str], directory: Path) -> ManagedProcess:
-    argv = [sys.executable, "-m", "cli", command]
-    return ManagedProcess(command, argv, env, directory / "logs" / f"{command}.log")
+        stack.stop()
 
 
 def _run_study(client: HPOClient, started: float) -> dict[str, Any]:

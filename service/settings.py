@@ -49,9 +49,6 @@ class Settings(BaseSettings):
     task_time_limit_s: int = Field(
         default=6 * 3600, ge=1, description="Hard time limit of one trial task."
     )
-    data_dir: Path = Field(
-        default=DEFAULT_DATA_DIR, description="Where the embedded mode keeps its files."
-    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     def accepted_tokens(self) -> set[str]:

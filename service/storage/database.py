@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -29,6 +30,7 @@ class Database:
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         self.engine = create_engine(url, **self._engine_kwargs(pool_size))
         if self.dialect == "sqlite":
+            _make_parent_folder(self.engine.url.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         ServiceTable.metadata.create_all(self.engine)
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
@@ -64,6 +66,11 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, and in tests)."""
         self.engine.dispose()
+
+
+def _make_parent_folder(path: str | None) -> None:
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from cli.local_stack import LocalStack
 from tests.conftest import BACKENDS
-from tests.support.stack import ServiceStack
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceStack]:
+) -> Iterator[LocalStack]:
     """The whole service on real processes, against a fresh database of each backend."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('stack') / 'hpo.db'}"
@@ -22,7 +22,7 @@ def stack(
         url = request.getfixturevalue("postgres_server").create_database(
             f"stack_{uuid.uuid4().hex[:10]}"
         )
-    running = ServiceStack(url).start()
+    running = LocalStack(url).start()
     yield running
     running.stop()
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import requests
 
+from cli.local_stack import LocalStack
 from tests.integration.conftest import unique
-from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -115,7 +115,7 @@ BAD_STUDIES: list[tuple[str, Any, str, str]] = [
 ]
 
 
-def study_names(stack: ServiceStack) -> list[str]:
+def study_names(stack: LocalStack) -> list[str]:
     return [s["name"] for s in requests.get(f"{stack.url}/studies", timeout=10).json()["studies"]]
 
 
@@ -123,7 +123,7 @@ def study_names(stack: ServiceStack) -> list[str]:
     ("case", "body", "field", "words"), BAD_STUDIES, ids=[c[0] for c in BAD_STUDIES]
 )
 def test_a_bad_study_gets_a_4xx_naming_field_and_problem_and_changes_nothing(
-    stack: ServiceStack, case: str, body: Any, field: str, words: str
+    stack: LocalStack, case: str, body: Any, field: str, words: str
 ) -> None:
     before = study_names(stack)
     response = requests.post(f"{stack.url}/studies", json=body, timeout=10)
@@ -133,7 +133,7 @@ def test_a_bad_study_gets_a_4xx_naming_field_and_problem_and_changes_nothing(
     assert study_names(stack) == before
 
 
-def test_malformed_json_gets_400(stack: ServiceStack) -> None:
+def test_malformed_json_gets_400(stack: LocalStack) -> None:
     response = requests.post(
         f"{stack.url}/studies",
         data=b'{"name": "x", "space": {',
@@ -147,13 +147,13 @@ def test_malformed_json_gets_400(stack: ServiceStack) -> None:
 @pytest.mark.parametrize(
     "path", ["/studies/999999", "/studies/999999/trials", "/studies/999999/best"]
 )
-def test_unknown_study_ids_get_404(stack: ServiceStack, path: str) -> None:
+def test_unknown_study_ids_get_404(stack: LocalStack, path: str) -> None:
     response = requests.get(stack.url + path, timeout=10)
     assert response.status_code == 404
     assert response.json()["problems"][0]["field"] == "study_id"
 
 
-def test_unknown_trial_ids_get_404(stack: ServiceStack) -> None:
+def test_unknown_trial_ids_get_404(stack: LocalStack) -> None:
     response = requests.post(
         f"{stack.url}/trials/999999/report", json={"step": 1, "value": 0.5}, timeout=10
     )
@@ -161,7 +161,7 @@ def test_unknown_trial_ids_get_404(stack: ServiceStack) -> None:
     assert response.json()["problems"][0]["field"] == "trial_id"
 
 
-def test_an_external_program_asks_reports_and_completes(stack: ServiceStack) -> None:
+def test_an_external_program_asks_reports_and_completes(stack: LocalStack) -> None:
     client = stack.client()
     study = client.create_study(
         good_study(budget={"n_trials": 2, "max_concurrent_trials": 1}, pruner={"name": "none"})
@@ -177,7 +177,7 @@ def test_an_external_program_asks_reports_and_completes(stack: ServiceStack) -> 
     assert client.best(study["study_id"])["value"] == 0.2
 
 
-def test_reports_to_a_finished_trial_get_409_and_change_nothing(stack: ServiceStack) -> None:
+def test_reports_to_a_finished_trial_get_409_and_change_nothing(stack: LocalStack) -> None:
     client = stack.client()
     study = client.create_study(good_study(pruner={"name": "none"}))
     trial = client.ask(study["study_id"])
@@ -200,7 +200,7 @@ def test_reports_to_a_finished_trial_get_409_and_change_nothing(stack: ServiceSt
         ({"step": "one", "value": 1}, "step"),
     ],
 )
-def test_bad_reports_get_422(stack: ServiceStack, body: dict[str, Any], field: str) -> None:
+def test_bad_reports_get_422(stack: LocalStack, body: dict[str, Any], field: str) -> None:
     client = stack.client()
     study = client.create_study(good_study())
     trial = client.ask(study["study_id"])
@@ -212,7 +212,7 @@ def test_bad_reports_get_422(stack: ServiceStack, body: dict[str, Any], field: s
     assert client.trials(study["study_id"])[0]["intermediate_values"] == {}
 
 
-def test_a_spent_budget_gets_409_on_ask(stack: ServiceStack) -> None:
+def test_a_spent_budget_gets_409_on_ask(stack: LocalStack) -> None:
     client = stack.client()
     study = client.create_study(good_study(budget={"n_trials": 1}))
     client.ask(study["study_id"])
@@ -221,7 +221,7 @@ def test_a_spent_budget_gets_409_on_ask(stack: ServiceStack) -> None:
     assert "budget" in response.json()["error"]
 
 
-def test_stop_starts_nothing_more(stack: ServiceStack) -> None:
+def test_stop_starts_nothing_more(stack: LocalStack) -> None:
     client = stack.client()
     study = client.create_study(good_study())
     assert client.stop(study["study_id"])["state"] == "stopped"
@@ -229,7 +229,7 @@ def test_stop_starts_nothing_more(stack: ServiceStack) -> None:
     assert response.status_code == 409
 
 
-def test_the_api_document_is_openapi_3_and_lists_every_endpoint(stack: ServiceStack) -> None:
+def test_the_api_document_is_openapi_3_and_lists_every_endpoint(stack: LocalStack) -> None:
     document = requests.get(f"{stack.url}/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) >= {

@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli.local_stack import LocalStack
 from tests.integration.conftest import unique
-from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
 
 
-def hpo(
-    stack: ServiceStack, *args: str, timeout_s: float = 240
-) -> subprocess.CompletedProcess[str]:
+def hpo(stack: LocalStack, *args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **stack.env()}
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
@@ -31,7 +29,7 @@ def hpo(
 
 
 @pytest.mark.slow
-def test_submit_a_yaml_study_and_read_status_and_best(stack: ServiceStack, tmp_path: Path) -> None:
+def test_submit_a_yaml_study_and_read_status_and_best(stack: LocalStack, tmp_path: Path) -> None:
     study = {
         "name": unique("cli-yaml"),
         "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}},
@@ -54,7 +52,7 @@ def test_submit_a_yaml_study_and_read_status_and_best(stack: ServiceStack, tmp_p
     assert best["value"] == status["best"]["value"]
 
 
-def test_submit_reports_a_bad_file_clearly(stack: ServiceStack, tmp_path: Path) -> None:
+def test_submit_reports_a_bad_file_clearly(stack: LocalStack, tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(
         json.dumps({"name": unique("bad"), "space": {"x": {"type": "float", "low": 1, "high": 0}}})

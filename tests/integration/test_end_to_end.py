@@ -9,9 +9,9 @@ from typing import Any
 import optuna
 import pytest
 
+from cli.local_stack import LocalStack
 from client import HPOClient
 from tests.integration.conftest import unique
-from tests.support.stack import ServiceStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EPOCHS = 9
@@ -34,7 +34,7 @@ def digits_study(n_trials: int) -> dict[str, Any]:
 
 
 def wait_for_end(
-    client: HPOClient, study_id: int, stack: ServiceStack, timeout_s: float = 240
+    client: HPOClient, study_id: int, stack: LocalStack, timeout_s: float = 240
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -46,7 +46,7 @@ def wait_for_end(
 
 
 @pytest.fixture(scope="module")
-def finished_study(stack: ServiceStack) -> dict[str, Any]:
+def finished_study(stack: LocalStack) -> dict[str, Any]:
     client = stack.client()
     created = client.create_study(digits_study(n_trials=14))
     study = wait_for_end(client, created["study_id"], stack)
@@ -93,7 +93,7 @@ def test_best_is_inside_the_space_and_equals_the_best_trial(finished_study: dict
 
 
 def test_optuna_reads_the_same_study_from_the_database(
-    stack: ServiceStack, finished_study: dict[str, Any]
+    stack: LocalStack, finished_study: dict[str, Any]
 ) -> None:
     study = finished_study["study"]
     loaded = optuna.load_study(study_name=study["name"], storage=stack.database_url)
@@ -105,7 +105,7 @@ def test_optuna_reads_the_same_study_from_the_database(
 
 
 def test_a_trainer_error_fails_the_trial_with_its_reason_and_the_study_goes_on(
-    stack: ServiceStack,
+    stack: LocalStack,
 ) -> None:
     client = stack.client()
     study = {

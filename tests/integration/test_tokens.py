@@ -7,16 +7,16 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.support.stack import ServiceStack
+from cli.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     url = f"sqlite:///{tmp_path_factory.mktemp('tokens') / 'hpo.db'}"
-    stack = ServiceStack(url, workers=0, tokens=[TOKEN]).start()
+    stack = LocalStack(url, workers=0, tokens=[TOKEN]).start()
     yield stack
     stack.stop()
 
@@ -32,7 +32,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
 )
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "s3cret-token"])
 def test_requests_without_the_token_get_401(
-    guarded: ServiceStack, method: str, path: str, header: str | None
+    guarded: LocalStack, method: str, path: str, header: str | None
 ) -> None:
     headers = {"Authorization": header} if header else {}
     response = requests.request(method, guarded.url + path, headers=headers, json={}, timeout=10)
@@ -40,7 +40,7 @@ def test_requests_without_the_token_get_401(
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_the_token_opens_the_api(guarded: ServiceStack) -> None:
+def test_the_token_opens_the_api(guarded: LocalStack) -> None:
     response = requests.get(
         f"{guarded.url}/studies", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
     )
@@ -48,5 +48,5 @@ def test_the_token_opens_the_api(guarded: ServiceStack) -> None:
 
 
 @pytest.mark.parametrize("path", ["/health", "/openapi.json"])
-def test_health_and_the_api_document_stay_open(guarded: ServiceStack, path: str) -> None:
+def test_health_and_the_api_document_stay_open(guarded: LocalStack, path: str) -> None:
     assert requests.get(guarded.url + path, timeout=10).status_code == 200

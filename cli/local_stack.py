@@ -1,7 +1,11 @@
-"""The whole service as real processes: an embedded Redis, the API under gunicorn, a Celery worker."""
+"""The whole service on one machine as real processes: embedded Redis, the API, a Celery worker.
+
+Used by ``hpo demo``, by the integration tests and by the benchmarks.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -11,13 +15,20 @@ from cli.processes import ManagedProcess, free_port, http_ok, wait_until
 from client import HPOClient
 
 
-class ServiceStack:
+class LocalStack:
     """Starts Redis, then ``hpo serve`` and (optionally) ``hpo worker`` against ``database_url``."""
 
     def __init__(
-        self, database_url: str, *, workers: int = 2, tokens: list[str] | None = None
+        self,
+        database_url: str,
+        *,
+        workers: int = 2,
+        tokens: list[str] | None = None,
+        directory: Path | None = None,
+        log_level: str = "INFO",
     ) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="hpo-stack-"))
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="hpo-stack-"))
+        self.log_level = log_level
         self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -27,7 +38,7 @@ class ServiceStack:
         self.api: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
 
-    def env(self, token: str | None = None) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         """The HPO_ environment of every process of this stack."""
         env = {
             "HPO_DATABASE_URL": self.database_url,
@@ -35,14 +46,14 @@ class ServiceStack:
             "HPO_SERVICE_URL": self.url,
             "HPO_PORT": str(self.port),
             "HPO_WORKER_CONCURRENCY": str(max(self.workers, 1)),
-            "HPO_API_TOKENS": "[" + ",".join(f'"{t}"' for t in self.tokens) + "]",
-            "HPO_LOG_LEVEL": "INFO",
+            "HPO_API_TOKENS": json.dumps(self.tokens),
+            "HPO_LOG_LEVEL": self.log_level,
         }
-        if token or self.tokens:
-            env["HPO_TOKEN"] = token or self.tokens[0]
+        if self.tokens:
+            env["HPO_TOKEN"] = self.tokens[0]
         return env
 
-    def start(self) -> ServiceStack:
+    def start(self) -> LocalStack:
         """Start every part and wait until the API answers."""
         self.redis.start()
         self.api = self._process("serve")
@@ -71,4 +82,5 @@ class ServiceStack:
 
     def _process(self, command: str) -> ManagedProcess:
         argv = [sys.executable, "-m", "cli", command]
-        return ManagedProcess(command, argv, self.env(), self.directory / f"{command}.log")
+        log = self.directory / "logs" / f"{command}.log"
+        return ManagedProcess(command, argv, self.env(), log)
