@@ -11,9 +11,12 @@ from api.context import TUNER_EXTENSION
 from api.dispatch import CeleryDispatcher
 from api.errors import register_error_handlers, validation_error_response
 from api.health import health
+from api.limits import apply_request_limits
+from api.reaper import start_lease_reaper
 from api.studies import studies
 from api.trials import trials
 from service.dispatch import TrialDispatcher
+from service.leases import LeaseTimes
 from service.settings import Settings
 from service.storage.database import Database
 from service.trainer_catalog import TrainerCatalog
@@ -38,11 +41,15 @@ def create_app(
         doc_ui=True,
     )
     database = Database(settings.database_url)
-    app.extensions[TUNER_EXTENSION] = Tuner(
-        database, dispatcher or CeleryDispatcher(settings), TrainerCatalog.installed()
+    lease_times = LeaseTimes(settings.lease_ttl_s, settings.dispatch_timeout_s)
+    service = Tuner(
+        database, dispatcher or CeleryDispatcher(settings), TrainerCatalog.installed(), lease_times
     )
+    app.extensions[TUNER_EXTENSION] = service
+    start_lease_reaper(service, settings.reaper_interval_s)
     register_error_handlers(app)
     register_token_check(app, settings.accepted_tokens())
+    apply_request_limits(app)
     for blueprint in (studies, trials, health):
         app.register_api(blueprint)
     return app

@@ -77,7 +77,8 @@ def _http_error(error: HTTPException) -> Response:
     if error.response is not None and error.code in (400, 422):
         return error.response  # already shaped by validation_error_response
     message = error.description or error.name
-    return error_response(error.code or 500, message, [{"field": "request", "problem": message}])
+    field = "body" if error.code == 413 else "request"  # 413: the body is past its size limit
+    return error_response(error.code or 500, message, [{"field": field, "problem": message}])
 
 
 def _finished_trial(error: UpdateFinishedTrialError) -> Response:

@@ -22,12 +22,37 @@ class TrialPath(BaseModel):
     trial_id: int
 
 
+LeaseToken = Field(default=None, max_length=64, description="The token the claim returned.")
+
+
 class Report(BaseModel):
-    """The validation value after an epoch (``step``)."""
+    """The validation value after an epoch (``step``), from the trial's lease holder."""
 
     model_config = ConfigDict(extra="forbid")
     step: int = Field(ge=0, le=MAX_STEP)
     value: float = Field(allow_inf_nan=False)
+    lease: str | None = LeaseToken
+
+
+class Claim(BaseModel):
+    """A worker starting the trial it was sent: who it is (host, process, task)."""
+
+    model_config = ConfigDict(extra="forbid")
+    holder: str = Field(min_length=1, max_length=200)
+
+
+class Lease(BaseModel):
+    """The lease a claim grants: report with ``lease`` at least every ``lease_ttl_s`` seconds."""
+
+    lease: str
+    lease_ttl_s: float
+
+
+class Heartbeat(BaseModel):
+    """The holder is alive between reports."""
+
+    model_config = ConfigDict(extra="forbid")
+    lease: str | None = LeaseToken
 
 
 class Decision(BaseModel):
@@ -43,17 +68,33 @@ class Completion(BaseModel):
     state: Literal["complete", "pruned", "failed"] = "complete"
     value: float | None = Field(default=None, allow_inf_nan=False)
     reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    lease: str | None = LeaseToken
+
+
+@trials.post("/<int:trial_id>/claim", responses={200: Lease})
+def claim(path: TrialPath, body: Claim) -> dict[str, Any]:
+    """Start the trial this worker was sent; 409 if another holder has it (a duplicate message)."""
+    token = tuner().claim(path.trial_id, body.holder)
+    return Lease(lease=token, lease_ttl_s=tuner().lease_ttl_s).model_dump()
+
+
+@trials.post("/<int:trial_id>/heartbeat", responses={200: Lease})
+def heartbeat(path: TrialPath, body: Heartbeat) -> dict[str, Any]:
+    """Renew the lease while an epoch runs long; 409 if the lease was taken away."""
+    tuner().heartbeat(path.trial_id, body.lease)
+    return Lease(lease=body.lease or "", lease_ttl_s=tuner().lease_ttl_s).model_dump()
 
 
 @trials.post("/<int:trial_id>/report", responses={200: Decision})
 def report(path: TrialPath, body: Report) -> dict[str, Any]:
-    """Record the value after an epoch; the answer says whether to prune."""
-    prune = tuner().report(path.trial_id, body.step, body.value)
+    """Record the value after an epoch (renewing the lease); the answer says whether to prune."""
+    prune = tuner().report(path.trial_id, body.step, body.value, body.lease)
     return Decision(prune=prune).model_dump()
 
 
 @trials.post("/<int:trial_id>/complete", responses={200: TrialView})
 def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
     """Finish the trial. Repeating the same completion is harmless."""
-    view = tuner().complete(path.trial_id, _STATES[body.state], body.value, body.reason)
+    state = _STATES[body.state]
+    view = tuner().complete(path.trial_id, state, body.value, body.reason, body.lease)
     return view.model_dump(mode="json")

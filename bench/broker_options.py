@@ -2,7 +2,8 @@
 
 Measures, per candidate, on this machine: startup, the Celery no-op round trip through a real
 prefork worker subprocess (p50 / p99 / mean), the time to run a batch of tasks sent at once,
-the worker's idle CPU, and whether a queued message survives a broker restart.
+the worker's idle CPU, whether a queued message survives a broker restart, and whether a
+message survives a worker SIGKILLed while running it (acks_late).
 
 Run: ``.venv/bin/python -m bench.broker_options`` (``make bench``). Writes
 ``bench/results/broker_options.json`` and ``bench/results/broker_options.md``.
@@ -15,6 +16,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import sqlite3
 import statistics
@@ -37,9 +39,10 @@ from bench.noop_app import (
     ENV_NOTIFY_PORT,
     LENIENT_SQLALCHEMY_TRANSPORT,
     NOOP_TASK,
-    READY_TOKEN,
     BrokerChoice,
     make_app,
+    ready_token,
+    started_token,
 )
 from cli.embedded_redis import EmbeddedRedis
 from cli.processes import ManagedProcess
@@ -57,6 +60,20 @@ TASK_TIMEOUT_S = 30.0
 WORKER_READY_TIMEOUT_S = 60.0
 SURVIVOR_TIMEOUT_S = 15.0
 IDLE_WINDOW_S = 3.0
+CRASH_TASK_SLEEP_S = 120.0
+NOTES = (
+    "Unacked task kept after worker SIGKILL: a task (acks_late) is running when the worker's whole "
+    "process group is SIGKILLed; 'yes' means the broker still holds the message for redelivery "
+    "(Redis: in the 'unacked' hash, re-queued after visibility_timeout, task_time_limit_s + 600 s "
+    "in the service); 'no' means no broker path re-queues it (SQLAlchemy transport: the row was "
+    "marked visible=0 on delivery and only a worker's clean shutdown restores it).",
+    "SQLAlchemy rows: acknowledging a message does not delete its row; kombu_message only grows.",
+    "Capped rows: the phase stopped at its time cap; the rate is tasks done / cap.",
+    "SQLAlchemy polling: with acks_late and prefetch 1 the worker takes no new message while one "
+    "runs; its poll finds nothing it may consume and it sleeps a whole polling_interval, so a "
+    "one-process worker runs at most about one task per interval.",
+    "Broker start for Redis: EmbeddedRedis polls PING every 0.1 s, so that figure has 0.1 s steps.",
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +177,8 @@ class Broker(Protocol):
     def choice(self) -> BrokerChoice: ...
     def pids(self) -> list[int]: ...
     def version(self) -> str: ...
+    def redeliverable(self) -> int: ...
+    def stored_rows(self) -> int | None: ...
 
 
 class RedisBroker:
@@ -196,6 +215,15 @@ class RedisBroker:
     def version(self) -> str:
         """The server's version."""
         return f"redis-server {self._info()['redis_version']}"
+
+    def redeliverable(self) -> int:
+        """Messages queued or held unacknowledged (kombu re-queues these after visibility_timeout)."""
+        client = redis.Redis.from_url(self.server.url)
+        return int(client.llen(TRIALS_QUEUE)) + int(client.hlen("unacked"))
+
+    def stored_rows(self) -> int | None:
+        """Not a table."""
+        return None
 
     def _info(self) -> dict[str, Any]:
         info: dict[str, Any] = redis.Redis.from_url(self.server.url).info("server")
@@ -252,6 +280,19 @@ class SQLiteBroker:
         """SQLite's version."""
         return f"SQLite {sqlite3.sqlite_version}"
 
+    def redeliverable(self) -> int:
+        """Rows a worker can still receive: ``visible``. Delivered rows never become visible again."""
+        return self._count("SELECT COUNT(*) FROM kombu_message WHERE visible = 1")
+
+    def stored_rows(self) -> int | None:
+        """Rows in ``kombu_message``: acknowledging a message does not delete its row."""
+        return self._count("SELECT COUNT(*) FROM kombu_message")
+
+    def _count(self, query: str) -> int:
+        with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as database:
+            count: int = database.execute(query).fetchone()[0]
+        return count
+
 
 def make_broker(candidate: Candidate, directory: Path) -> Broker:
     """The broker that ``candidate`` describes, with its files in ``directory``."""
@@ -263,23 +304,56 @@ def make_broker(candidate: Candidate, directory: Path) -> Broker:
 # --- the worker -----------------------------------------------------------------------------
 
 
-def start_worker(choice: BrokerChoice, notify_port: int, log_path: Path) -> ManagedProcess:
-    """A real Celery worker subprocess: prefork, one process, the service's queue."""
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.noop_app",
-        "worker",
-        "--pool=prefork",
-        "--concurrency=1",
-        "--without-gossip",
-        "--without-mingle",
-        f"--queues={TRIALS_QUEUE}",
-        "--loglevel=WARNING",
-    ]
-    pythonpath = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**choice.env(), ENV_NOTIFY_PORT: str(notify_port), "PYTHONPATH": pythonpath}
-    return ManagedProcess("worker", argv, env, log_path)
+class Worker:
+    """The real Celery worker subprocess: prefork, one process, the service's queue."""
+
+    def __init__(self, choice: BrokerChoice, arrivals: Arrivals, log_path: Path) -> None:
+        self.choice = choice
+        self.arrivals = arrivals
+        self.log_path = log_path
+        self.process: ManagedProcess | None = None
+
+    def start(self) -> tuple[float, float]:
+        """Spawn the worker; when it was spawned (``perf_counter``) and seconds until ready."""
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.noop_app",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",
+            "--without-gossip",
+            "--without-mingle",
+            f"--queues={TRIALS_QUEUE}",
+            "--loglevel=WARNING",
+        ]
+        path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**self.choice.env(), ENV_NOTIFY_PORT: str(self.arrivals.port), "PYTHONPATH": path}
+        spawned = time.perf_counter()
+        self.process = ManagedProcess("worker", argv, env, self.log_path)
+        ready = self.arrivals.wait_for(
+            ready_token(self.process.process.pid), WORKER_READY_TIMEOUT_S
+        )
+        if ready is None:
+            raise TimeoutError(f"worker not ready after {WORKER_READY_TIMEOUT_S} s")
+        return spawned, ready - spawned
+
+    def pgid(self) -> int:
+        """The worker's process group (its own session: the main process and the pool)."""
+        if self.process is None:
+            raise RuntimeError("the worker is not running")
+        return self.process.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no warm shutdown, no chance to re-queue anything."""
+        os.killpg(self.pgid(), signal.SIGKILL)
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the worker (SIGTERM: warm shutdown) if it runs."""
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
 
 
 def process_group_cpu_s(pgid: int) -> float:
@@ -386,66 +460,83 @@ def summarize(samples: list[float]) -> dict[str, Any]:
 def measure_candidate(candidate: Candidate, budget: Budget, directory: Path) -> dict[str, Any]:
     """Every measurement of one candidate; its processes are stopped whatever happens."""
     broker = make_broker(candidate, directory)
-    worker: ManagedProcess | None = None
     log_path = directory / "worker.log"
     result: dict[str, Any] = {"key": candidate.key, "label": candidate.label}
-    try:
-        with Arrivals() as arrivals:
+    with Arrivals() as arrivals:
+        worker = Worker(broker.choice(), arrivals, log_path)
+        try:
             result["broker_start_s"] = round(broker.start(), 3)
             result["broker"] = broker.version()
-            worker, survivor = _restart_with_queued_message(broker, arrivals, log_path, result)
-            result["survives_restart"] = survivor
-            result["restart_note"] = broker.restart_note
+            result.update(_restart_with_queued_message(broker, worker, arrivals))
             result.update(_measure_traffic(broker, worker, arrivals, budget))
-    except Exception as error:  # a failed candidate is reported, the others still run
-        result["error"] = f"{type(error).__name__}: {error}"
-        result["worker_log_tail"] = log_tail(log_path)
-    finally:
-        if worker is not None:
+            result["stored_rows_after_run"] = broker.stored_rows()
+            result["redeliverable_after_run"] = broker.redeliverable()
+        except Exception as error:  # a failed candidate is reported, the others still run
+            result["error"] = f"{type(error).__name__}: {error}"
+            result["worker_log_tail"] = log_tail(log_path)
+        finally:
             worker.stop()
-        broker.stop()
+            broker.stop()
     return result
 
 
 def _restart_with_queued_message(
-    broker: Broker, arrivals: Arrivals, log_path: Path, result: dict[str, Any]
-) -> tuple[ManagedProcess, bool]:
-    """Queue a message, restart the broker, start the worker; whether the message then ran."""
+    broker: Broker, worker: Worker, arrivals: Arrivals
+) -> dict[str, Any]:
+    """Queue a message, restart the broker, start the worker: does the message run?"""
     sender = make_app(broker.choice())
     send_noop(sender, "survivor")
     close_sender(sender)
-    result["broker_restart_s"] = round(broker.restart(), 3)
-    spawned = time.perf_counter()
-    worker = start_worker(broker.choice(), arrivals.port, log_path)
-    ready = arrivals.wait_for(READY_TOKEN, WORKER_READY_TIMEOUT_S)
-    if ready is None:
-        raise TimeoutError(f"worker not ready after {WORKER_READY_TIMEOUT_S} s")
-    result["worker_ready_s"] = round(ready - spawned, 3)
+    restart_s = broker.restart()
+    spawned, ready_s = worker.start()
     survivor = arrivals.wait_for("survivor", SURVIVOR_TIMEOUT_S)
-    if survivor is not None:
-        result["worker_first_task_s"] = round(survivor - spawned, 3)
-    return worker, survivor is not None
+    return {
+        "broker_restart_s": round(restart_s, 3),
+        "worker_ready_s": round(ready_s, 3),
+        "worker_first_task_s": round(survivor - spawned, 3) if survivor is not None else None,
+        "survives_restart": survivor is not None,
+        "restart_note": broker.restart_note,
+    }
 
 
 def _measure_traffic(
-    broker: Broker, worker: ManagedProcess, arrivals: Arrivals, budget: Budget
+    broker: Broker, worker: Worker, arrivals: Arrivals, budget: Budget
 ) -> dict[str, Any]:
-    """Warm-up, sequential round trips, idle CPU, then one batch sent at once."""
+    """Warm-up, sequential round trips, idle CPU, a worker crash, then one batch sent at once."""
     sender = make_app(broker.choice())
     try:
         warmup = round_trips(sender, arrivals, budget.warmup, budget.warmup_cap_s, "warmup")
         samples = round_trips(sender, arrivals, budget.round_trips, budget.round_trips_cap_s, "rt")
-        pgids = [worker.process.pid, *broker.pids()]
-        idle = idle_cpu_percent(pgids, IDLE_WINDOW_S)
+        idle = idle_cpu_percent([worker.pgid(), *broker.pids()], IDLE_WINDOW_S)
+        crash = _kill_worker_mid_task(sender, broker, worker, arrivals)
         throughput = batch(sender, arrivals, budget.batch, budget.batch_cap_s)
     finally:
         close_sender(sender)
+    crash["ran_again_during_batch"] = arrivals.wait_for("crash", 0) is not None
     return {
         "warmup_n": len(warmup),
         "round_trip": summarize(samples),
         "idle_cpu_percent": round(idle, 1),
+        "worker_killed_mid_task": crash,
         "batch": throughput,
     }
+
+
+def _kill_worker_mid_task(
+    sender: Celery, broker: Broker, worker: Worker, arrivals: Arrivals
+) -> dict[str, Any]:
+    """SIGKILL the worker while it runs a task (acks_late: not yet acknowledged); start another.
+
+    Whether the broker still holds that message for redelivery tells whether a crashed
+    worker can lose a trial.
+    """
+    sender.send_task(NOOP_TASK, args=["crash", CRASH_TASK_SLEEP_S], queue=TRIALS_QUEUE)
+    if arrivals.wait_for(started_token("crash"), TASK_TIMEOUT_S) is None:
+        raise TimeoutError("the task to be killed did not start")
+    worker.kill()
+    redeliverable = broker.redeliverable()
+    worker.start()
+    return {"redeliverable_after_kill": redeliverable}
 
 
 # --- checks on the stock transport ----------------------------------------------------------
@@ -499,16 +590,22 @@ def _batch_cell(result: dict[str, Any]) -> str:
     )
 
 
-def table_rows(results: list[dict[str, Any]]) -> Iterator[str]:
+def _crash_cell(result: dict[str, Any]) -> str:
+    crash = result["worker_killed_mid_task"]
+    return "yes" if crash["redeliverable_after_kill"] > 0 else "no (lost)"
+
+
+def table_rows(results: list[dict[str, Any]], batch_size: int) -> Iterator[str]:
     """The Markdown table, one line at a time."""
     yield (
         "| Candidate | Broker start | Worker ready | Round trip p50 | p99 | mean (n) "
-        "| 500 tasks at once | Idle CPU | Survives broker restart |"
+        f"| {batch_size} tasks at once | Idle CPU | Survives broker restart "
+        "| Unacked task kept after worker SIGKILL |"
     )
-    yield "|---|---|---|---|---|---|---|---|---|"
+    yield "|---|---|---|---|---|---|---|---|---|---|"
     for result in results:
         if "error" in result:
-            yield f"| {result['label']} | error: {result['error']} |||||||| "
+            yield f"| {result['label']} | error: {result['error']} ||||||||| "
             continue
         trip = result["round_trip"]
         yield (
@@ -516,28 +613,53 @@ def table_rows(results: list[dict[str, Any]]) -> Iterator[str]:
             f"| {_seconds(result['worker_ready_s'])} | {trip['p50_ms']:.1f} ms "
             f"| {trip['p99_ms']:.1f} ms | {trip['mean_ms']:.1f} ms ({trip['n']}) "
             f"| {_batch_cell(result)} | {result['idle_cpu_percent']:.1f} % "
-            f"| {'yes' if result['survives_restart'] else 'no'} |"
+            f"| {'yes' if result['survives_restart'] else 'no'} | {_crash_cell(result)} |"
         )
+
+
+def candidate_note(result: dict[str, Any]) -> str:
+    """The details of one candidate that the table leaves out."""
+    if "error" in result:
+        return f"failed: {result['error']}"
+    rows = result["stored_rows_after_run"]
+    return "; ".join(
+        [
+            result["broker"],
+            f"restart: {result['restart_note']} ({_seconds(result['broker_restart_s'])})",
+            f"worker spawn to first task {_seconds(result['worker_first_task_s'])}",
+            f"warm-up {result['warmup_n']} tasks",
+            f"batch send time {result['batch']['send_s']:.2f} s",
+            f"killed task ran again during the batch: "
+            f"{'yes' if result['worker_killed_mid_task']['ran_again_during_batch'] else 'no'}",
+            *(
+                [
+                    f"rows in kombu_message after the run: {rows}, "
+                    f"of them still deliverable: {result['redeliverable_after_run']}"
+                ]
+                if rows is not None
+                else []
+            ),
+        ]
+    )
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The whole Markdown report: the table, then how it was measured."""
-    lines = ["# Broker options for the embedded mode", "", *table_rows(report["candidates"]), ""]
+    lines = [
+        "# Broker options for the embedded mode",
+        "",
+        *table_rows(report["candidates"], report["method"]["budget"]["batch"]),
+        "",
+    ]
     lines += [f"- Completion signal: {report['method']['completion_signal']}"]
     lines += [
         f"- {key}: {value}" for key, value in report["method"].items() if key != "completion_signal"
     ]
-    for result in report["candidates"]:
-        if "error" not in result:
-            lines.append(
-                f"- {result['key']}: {result['broker']}; restart: {result['restart_note']}; "
-                f"broker restart {_seconds(result['broker_restart_s'])}; worker spawn to first "
-                f"task {_seconds(result.get('worker_first_task_s'))}; warm-up {result['warmup_n']}; "
-                f"batch send time {result['batch']['send_s']:.2f} s"
-            )
+    lines += [f"- {result['key']}: {candidate_note(result)}" for result in report["candidates"]]
     lines += [
         f"- Stock sqla transport, {name}: {outcome}" for name, outcome in report["checks"].items()
     ]
+    lines += [f"- {note}" for note in report["notes"]]
     lines += [f"- Environment: {json.dumps(report['environment'])}", ""]
     return "\n".join(lines)
 
@@ -566,6 +688,7 @@ def run(budget: Budget, candidates: Iterable[Candidate] = CANDIDATES) -> dict[st
         },
         "candidates": results,
         "checks": checks,
+        "notes": NOTES,
     }
 
 

@@ -4,6 +4,7 @@ Run as ``python -m bench.noop_app worker --pool=prefork ...`` (the arguments of 
 The app carries the service's own Celery settings (:func:`service.queue_contract.celery_config`);
 only the broker differs. The no-op task reports that it ran by sending its token in a UDP
 datagram to ``127.0.0.1:$BENCH_NOTIFY_PORT``: no result backend, no polling on that side.
+Given ``sleep_s``, it first reports that it started, then sleeps (to be killed mid-task).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +52,7 @@ _KOMBU_LEVEL_OPTIONS = frozenset(
 )
 
 
-class LenientSQLAlchemyChannel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
+class LenientSQLAlchemyChannel(kombu_sqlalchemy.Channel):
     """kombu's SQLAlchemy channel that keeps kombu-level options away from ``create_engine``."""
 
     def _engine_from_config(self) -> Engine:
@@ -63,7 +65,7 @@ class LenientSQLAlchemyChannel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
         return create_engine(conninfo.hostname, **engine_options)
 
 
-class LenientSQLAlchemyTransport(kombu_sqlalchemy.Transport):  # type: ignore[misc]
+class LenientSQLAlchemyTransport(kombu_sqlalchemy.Transport):
     """kombu's SQLAlchemy transport on which ``polling_interval`` can be set (URL ``sqlite:///...``)."""
 
     Channel = LenientSQLAlchemyChannel
@@ -127,13 +129,26 @@ def make_app(choice: BrokerChoice, notify_port: int | None = None) -> Celery:
     return app
 
 
+def ready_token(pid: int) -> str:
+    """What the worker whose main process is ``pid`` sends when it is ready."""
+    return f"{READY_TOKEN}:{pid}"
+
+
+def started_token(token: str) -> str:
+    """What a task that sleeps sends when it starts."""
+    return f"{token}:started"
+
+
 def _add_noop_task(app: Celery, port: int) -> None:
     @app.task(name=NOOP_TASK)
-    def noop(token: str) -> None:
+    def noop(token: str, sleep_s: float = 0.0) -> None:
+        if sleep_s > 0:
+            notify(port, started_token(token))
+            time.sleep(sleep_s)
         notify(port, token)
 
     def announce_ready(**_: Any) -> None:
-        notify(port, READY_TOKEN)
+        notify(port, ready_token(os.getpid()))
 
     worker_ready.connect(announce_ready, weak=False)
 

@@ -5,8 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_RETRIES = 12  # with backoff capped at 8 s: about a minute of API or database outage
+
+
+def _retry_policy(retries: int) -> Retry:
+    """Retry what cannot have taken effect, on every method: a refused connection (the request
+    never arrived) and 502/503/504 (the API answered that it could not reach its database, and
+    rolled back). A read time-out is not retried: the request may have been applied."""
+    return Retry(
+        total=retries,
+        connect=retries,
+        read=0,
+        status=retries,
+        other=0,
+        status_forcelist=(502, 503, 504),
+        allowed_methods=None,
+        backoff_factor=0.25,
+        backoff_max=8,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
 
 
 class HPOError(Exception):
@@ -27,11 +49,18 @@ class HPOClient:
     """Calls the API with a bearer token; one keep-alive session per client."""
 
     def __init__(
-        self, url: str, token: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        url: str,
+        token: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         self.url = url.rstrip("/")
         self._timeout_s = timeout_s
         self._session = requests.Session()
+        adapter = HTTPAdapter(max_retries=_retry_policy(retries))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
@@ -58,9 +87,17 @@ class HPOClient:
     def ask(self, study_id: int) -> dict[str, Any]:
         return self._call("POST", f"/studies/{study_id}/trials")
 
-    def report(self, trial_id: int, step: int, value: float) -> bool:
+    def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
+        """Start a trial this worker was sent: ``{"lease", "lease_ttl_s"}``; ``TrialGone`` if taken."""
+        return self._call("POST", f"/trials/{trial_id}/claim", json={"holder": holder})
+
+    def heartbeat(self, trial_id: int, lease: str | None = None) -> None:
+        """Renew the trial's lease between reports; ``TrialGone`` if it was taken away."""
+        self._call("POST", f"/trials/{trial_id}/heartbeat", json={"lease": lease})
+
+    def report(self, trial_id: int, step: int, value: float, lease: str | None = None) -> bool:
         """Report an epoch's value; ``True`` means prune. ``TrialGone`` if the trial is over."""
-        body = {"step": step, "value": value}
+        body = {"step": step, "value": value, "lease": lease}
         answer = self._call("POST", f"/trials/{trial_id}/report", json=body)
         return bool(answer["prune"])
 
@@ -70,8 +107,10 @@ class HPOClient:
         value: float | None = None,
         state: str = "complete",
         reason: str | None = None,
+        lease: str | None = None,
     ) -> dict[str, Any]:
-        body = {"state": state, "value": value, "reason": reason}
+        """Finish a trial: ``complete`` with its value, ``pruned``, or ``failed`` with a reason."""
+        body = {"state": state, "value": value, "reason": reason, "lease": lease}
         return self._call("POST", f"/trials/{trial_id}/complete", json=body)
 
     def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:

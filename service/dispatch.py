@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict
 class TrialAssignment(BaseModel):
     """One trial to run: ids, the sampled parameters, the trainer and its settings, a seed.
 
-    Plain JSON: this is the body of the task message, and of the ask endpoint's answer.
+    Plain JSON: this is the body of the task message, and of the ask endpoint's answer. ``lease``
+    is set only in the ask answer (the asker holds the trial at once); a worker claims its own.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -21,6 +22,7 @@ class TrialAssignment(BaseModel):
     params: dict[str, Any]
     trainer: dict[str, Any] | None
     seed: int
+    lease: str | None = None
 
 
 class TrialDispatcher(Protocol):

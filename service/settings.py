@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     task_time_limit_s: int = Field(
         default=6 * 3600, ge=1, description="Hard time limit of one trial task."
     )
+    lease_ttl_s: float = Field(
+        default=120,
+        gt=0,
+        description="A running trial's lease lasts this long past its last report or heartbeat.",
+    )
+    dispatch_timeout_s: float = Field(
+        default=3600,
+        gt=0,
+        description="How long a dispatched trial may wait in the queue for a worker to claim it.",
+    )
+    reaper_interval_s: float = Field(
+        default=5, ge=0, description="How often the API expires leases (0: never, for tests)."
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     def accepted_tokens(self) -> set[str]:

@@ -9,6 +9,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from service.spec.study_spec import StudySpec
 
+RETRIED_BY_ATTR = "hpo:retried_by"
+
 
 @dataclass(frozen=True)
 class TrialCounts:
@@ -20,10 +22,17 @@ class TrialCounts:
 
     @classmethod
     def of(cls, trials: list[FrozenTrial]) -> TrialCounts:
+        """Counts of ``trials``; a failed run that was retried is counted as ``retried`` only.
+
+        ``total`` is what the budget sees: the retried run's retry stands in its place.
+        """
         by_state: dict[str, int] = {state.name.lower(): 0 for state in TrialState}
+        by_state["retried"] = 0
         for trial in trials:
-            by_state[trial.state.name.lower()] += 1
-        return cls(total=len(trials), running=by_state["running"], by_state=by_state)
+            retried = RETRIED_BY_ATTR in trial.system_attrs
+            by_state["retried" if retried else trial.state.name.lower()] += 1
+        total = len(trials) - by_state["retried"]
+        return cls(total=total, running=by_state["running"], by_state=by_state)
 
     def with_one_started(self) -> TrialCounts:
         by_state = {**self.by_state, "running": self.running + 1}

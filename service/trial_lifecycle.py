@@ -1,8 +1,8 @@
-"""A trial's life: started (asked), reported each epoch, completed, pruned or failed.
+"""A trial's life: started (asked), claimed, reported each epoch, completed, pruned or failed.
 
 The sampler is asked when a slot frees up, not when the study is submitted, so every new trial
 learns from every finished one; the count-then-create step runs under the study's lock, so the
-budget holds whatever the number of workers.
+budget holds whatever the number of workers. Every running trial holds a lease (service.leases).
 """
 
 from __future__ import annotations
@@ -10,39 +10,47 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.errors import BudgetExhausted, Conflict, InvalidSpec, NotFound
+from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.study_lock import StudyLocks
 from service.study_store import StudyState, StudyStore
-from service.trial_counts import TrialCounts, is_done, why_no_trial_may_start
+from service.trial_counts import RETRIED_BY_ATTR, TrialCounts, is_done, why_no_trial_may_start
 
 FAIL_REASON_ATTR = "hpo:fail_reason"
 SEED_ATTR = "hpo:seed"
+EXTERNAL_HOLDER = "external program (ask)"
 logger = logging.getLogger(__name__)
 
 
 class TrialLifecycle:
     """Starts, reports and finishes trials; sends new ones to the dispatcher as slots free up."""
 
-    def __init__(self, database: Database, store: StudyStore, dispatcher: TrialDispatcher) -> None:
+    def __init__(
+        self, database: Database, store: StudyStore, dispatcher: TrialDispatcher, leases: LeaseStore
+    ) -> None:
         self._database = database
-        self._storage = database.optuna
+        self.storage = database.optuna
+        self._storage = self.storage
         self._store = store
         self._dispatcher = dispatcher
-        self._locks = StudyLocks(database.engine)
+        self.leases = leases
+        self.locks = StudyLocks(database.engine)
         self._study_of_trial: dict[int, int] = {}
 
     def ask(self, study_id: int) -> TrialAssignment:
-        """Start one trial for an external program; ``BudgetExhausted`` when none may start."""
-        with self._locks.hold(study_id):
+        """Start one trial for an external program, leased to it; ``BudgetExhausted`` if none may start."""
+        with self.locks.hold(study_id):
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
                 raise BudgetExhausted(f"the study is {record.state}", field="study_id")
@@ -51,11 +59,11 @@ class TrialLifecycle:
             reason = why_no_trial_may_start(spec, counts, record.created_at)
             if reason is not None:
                 raise BudgetExhausted(f"no trial may start: {reason}", field="study_id")
-            return self._create_trial(study_id, spec, counts.total)
+            return self.create_trial(study_id, spec, counts.total, claim=EXTERNAL_HOLDER)
 
     def fill_slots(self, study_id: int) -> list[TrialAssignment]:
         """Start and dispatch trials while the budget allows; mark the study complete when done."""
-        with self._locks.hold(study_id):
+        with self.locks.hold(study_id):
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
                 return []
@@ -65,44 +73,77 @@ class TrialLifecycle:
             while spec.trainer is not None and not why_no_trial_may_start(
                 spec, counts, record.created_at
             ):
-                assignment = self._create_trial(study_id, spec, counts.total)
+                assignment = self.create_trial(study_id, spec, counts.total)
                 counts = counts.with_one_started()
-                if not self._send(assignment):
+                if not self.send(assignment):
                     break
                 started.append(assignment)
             if is_done(spec, self.counts(study_id), record.created_at):
                 self._store.set_state(study_id, StudyState.COMPLETE)
             return started
 
-    def report(self, trial_id: int, step: int, value: float) -> bool:
-        """Record an epoch's value; answer whether to prune. A pruned trial is finished here."""
+    def claim(self, trial_id: int, holder: str) -> str:
+        """A worker starts the trial it was sent; the lease token it must show from now on."""
+        self._running_trial(trial_id)
+        return self.leases.claim(trial_id, holder)
+
+    def heartbeat(self, trial_id: int, lease: str | None) -> None:
+        """The holder is alive (an epoch runs long): renew the lease."""
+        self._running_trial(trial_id)
+        self.leases.renew(trial_id, lease)
+
+    def report(self, trial_id: int, step: int, value: float, lease: str | None = None) -> bool:
+        """Record an epoch's value and renew the lease; answer whether to prune (then it is finished)."""
         _require_finite(value, "value")
         trial = self._running_trial(trial_id)
+        self.leases.renew(trial_id, lease)
         study_id = self.study_of(trial_id)
-        self._storage.set_trial_intermediate_value(trial_id, step, value)
-        spec = self._store.spec(study_id)
-        study = self._optuna_study(spec, n_trials_so_far=0)
-        updated = self._storage.get_trial(trial_id)
-        if not study.pruner.prune(study, updated):
+        with _finished_is_conflict(trial_id):
+            self._storage.set_trial_intermediate_value(trial_id, step, value)
+        study = self._optuna_study(self._store.spec(study_id), n_trials_so_far=0)
+        if not study.pruner.prune(study, self._storage.get_trial(trial_id)):
             return False
-        self._storage.set_trial_state_values(trial_id, TrialState.PRUNED, [value])
+        self._finish(trial_id, TrialState.PRUNED, [value])
         logger.info("trial %s of study %s pruned at step %s", trial.number, study_id, step)
         self.fill_slots(study_id)
         return True
 
     def complete(
-        self, trial_id: int, state: TrialState, value: float | None, reason: str | None
+        self,
+        trial_id: int,
+        state: TrialState,
+        value: float | None,
+        reason: str | None,
+        lease: str | None = None,
     ) -> FrozenTrial:
         """Finish a trial as complete (with its value), pruned or failed (with a reason)."""
         trial = self._trial(trial_id)
         if trial.state.is_finished():
             return self._repeated_completion(trial, state, value)
+        self.leases.check(trial_id, lease)
         values = self._final_values(trial, state, value)
         if state == TrialState.FAIL:
             self._storage.set_trial_system_attr(trial_id, FAIL_REASON_ATTR, reason or "failed")
-        self._storage.set_trial_state_values(trial_id, state, values)
+        self._finish(trial_id, state, values)
         self.fill_slots(self.study_of(trial_id))
         return self._storage.get_trial(trial_id)
+
+    def fail(self, trial_id: int, reason: str) -> None:
+        """Mark a running trial failed, with the reason (the reaper's and the dispatcher's way out)."""
+        self._storage.set_trial_system_attr(trial_id, FAIL_REASON_ATTR, reason)
+        self._finish(trial_id, TrialState.FAIL, None)
+
+    def retry(
+        self, study_id: int, failed: FrozenTrial, attempt: int, seed: int | None
+    ) -> TrialAssignment:
+        """Run a failed trial's parameters (and seed) again as a new trial, in its place in the budget."""
+        spec = self._store.spec(study_id)
+        total = self.counts(study_id).total
+        retry = self.create_trial(
+            study_id, spec, total, params=failed.params, attempt=attempt, seed=seed
+        )
+        self._storage.set_trial_system_attr(failed._trial_id, RETRIED_BY_ATTR, retry.trial_id)
+        return retry
 
     def counts(self, study_id: int) -> TrialCounts:
         """The study's trials counted by state."""
@@ -123,18 +164,30 @@ class TrialLifecycle:
         self._study_of_trial[trial_id] = int(row[0])
         return int(row[0])
 
-    def _create_trial(
-        self, study_id: int, spec: StudySpec, n_trials_so_far: int
+    def create_trial(
+        self,
+        study_id: int,
+        spec: StudySpec,
+        n_trials_so_far: int,
+        *,
+        params: dict[str, Any] | None = None,
+        attempt: int = 0,
+        claim: str | None = None,
+        seed: int | None = None,
     ) -> TrialAssignment:
+        """Ask the sampler (or take ``params``) for a new trial and lease it. Call under the study lock."""
         study = self._optuna_study(spec, n_trials_so_far)
+        if params is not None:
+            study.enqueue_trial(params, skip_if_exists=False)
         distributions = {name: param.distribution() for name, param in spec.space.items()}
         trial = study.ask(fixed_distributions=distributions)
         trial_id = (
             trial._trial_id
         )  # Optuna keeps the storage id private; it is the trial's key here.
-        seed = trial_seed(spec, trial.number)
+        seed = trial_seed(spec, trial.number) if seed is None else seed
         self._storage.set_trial_system_attr(trial_id, SEED_ATTR, seed)
         self._study_of_trial[trial_id] = study_id
+        token = self.leases.grant(trial_id, study_id, attempt, claim=claim)
         trainer = spec.trainer.model_dump() if spec.trainer else None
         return TrialAssignment(
             study_id=study_id,
@@ -143,18 +196,23 @@ class TrialLifecycle:
             params=trial.params,
             trainer=trainer,
             seed=seed,
+            lease=token,
         )
 
-    def _send(self, assignment: TrialAssignment) -> bool:
+    def send(self, assignment: TrialAssignment) -> bool:
+        """Dispatch; a trial that cannot be sent is failed at once rather than left running unsent."""
         try:
             self._dispatcher.dispatch(assignment)
-        except Exception as error:  # any broker failure: the trial must not stay RUNNING unsent
+        except Exception as error:  # any broker failure
             logger.error("could not dispatch trial %s: %s", assignment.trial_id, error)
-            reason = f"could not be sent to the workers: {error}"
-            self._storage.set_trial_system_attr(assignment.trial_id, FAIL_REASON_ATTR, reason)
-            self._storage.set_trial_state_values(assignment.trial_id, TrialState.FAIL)
+            self.fail(assignment.trial_id, f"could not be sent to the workers: {error}")
             return False
         return True
+
+    def _finish(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
+        with _finished_is_conflict(trial_id):
+            self._storage.set_trial_state_values(trial_id, state, values)
+        self.leases.release(trial_id)
 
     def _optuna_study(self, spec: StudySpec, n_trials_so_far: int) -> optuna.Study:
         with warnings.catch_warnings():
@@ -173,9 +231,8 @@ class TrialLifecycle:
     def _running_trial(self, trial_id: int) -> FrozenTrial:
         trial = self._trial(trial_id)
         if trial.state != TrialState.RUNNING:
-            raise Conflict(
-                f"trial {trial_id} is {trial.state.name.lower()}, not running", field="trial_id"
-            )
+            state = trial.state.name.lower()
+            raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
         return trial
 
     def _final_values(
@@ -201,9 +258,26 @@ class TrialLifecycle:
         same_value = value is None or trial.values == [value]
         if trial.state == state and same_value:
             return trial
-        raise Conflict(
-            f"trial {trial._trial_id} is already {trial.state.name.lower()}", field="trial_id"
-        )
+        state_name = trial.state.name.lower()
+        raise Conflict(f"trial {trial._trial_id} is already {state_name}", field="trial_id")
+
+
+class _finished_is_conflict:
+    """Optuna's refusal to update a finished trial (a race with another request) is a 409."""
+
+    def __init__(self, trial_id: int) -> None:
+        self._trial_id = trial_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: object
+    ) -> None:
+        if kind is not None and issubclass(kind, UpdateFinishedTrialError):
+            raise Conflict(
+                f"trial {self._trial_id} has already finished", field="trial_id"
+            ) from error
 
 
 def _require_finite(value: float, field: str) -> None:

@@ -12,6 +12,8 @@ from sqlalchemy import text
 
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.errors import Conflict, NotFound
+from service.lease_reaper import LeaseReaper
+from service.leases import LeaseStore, LeaseTimes
 from service.spec.study_spec import StudySpec
 from service.spec.validation import check_study_spec
 from service.storage.database import Database
@@ -20,18 +22,27 @@ from service.trainer_catalog import TrainerCatalog
 from service.trial_lifecycle import FAIL_REASON_ATTR, SEED_ATTR, TrialLifecycle
 from service.views import BestView, StudyView, TrialView, best_view, study_view, trial_view
 
+DEFAULT_LEASE_TIMES = LeaseTimes(ttl_s=120, dispatch_timeout_s=3600)
+
 
 class Tuner:
     """Creates and stops studies, starts and finishes trials, and reads them back."""
 
     def __init__(
-        self, database: Database, dispatcher: TrialDispatcher, catalog: TrainerCatalog
+        self,
+        database: Database,
+        dispatcher: TrialDispatcher,
+        catalog: TrainerCatalog,
+        lease_times: LeaseTimes = DEFAULT_LEASE_TIMES,
     ) -> None:
         self._database = database
         self._storage = database.optuna
         self._store = StudyStore(database)
         self._catalog = catalog
-        self.trials = TrialLifecycle(database, self._store, dispatcher)
+        leases = LeaseStore(database, lease_times)
+        self.lease_ttl_s = lease_times.ttl_s
+        self.trials = TrialLifecycle(database, self._store, dispatcher, leases)
+        self._reaper = LeaseReaper(self.trials, self._store)
 
     def create_study(self, spec: StudySpec) -> StudyView:
         """Check, record and start a study: its first trials are dispatched at once."""
@@ -77,16 +88,33 @@ class Tuner:
         """Start a trial for a program that trains its own models."""
         return self.trials.ask(study_id)
 
-    def report(self, trial_id: int, step: int, value: float) -> bool:
+    def claim(self, trial_id: int, holder: str) -> str:
+        """A worker starts a trial it was sent; returns the lease token it reports with."""
+        return self.trials.claim(trial_id, holder)
+
+    def heartbeat(self, trial_id: int, lease: str | None) -> None:
+        """Renew a running trial's lease between reports."""
+        self.trials.heartbeat(trial_id, lease)
+
+    def report(self, trial_id: int, step: int, value: float, lease: str | None = None) -> bool:
         """Record an epoch's validation value; ``True`` means prune."""
-        return self.trials.report(trial_id, step, value)
+        return self.trials.report(trial_id, step, value, lease)
 
     def complete(
-        self, trial_id: int, state: TrialState, value: float | None, reason: str | None
+        self,
+        trial_id: int,
+        state: TrialState,
+        value: float | None,
+        reason: str | None,
+        lease: str | None = None,
     ) -> TrialView:
         """Finish a trial."""
-        trial = self.trials.complete(trial_id, state, value, reason)
+        trial = self.trials.complete(trial_id, state, value, reason, lease)
         return trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR)
+
+    def expire_leases(self) -> list[int]:
+        """Fail (and retry) the trials whose lease ran out; their ids."""
+        return self._reaper.expire()
 
     def check_database(self) -> None:
         """Raise ``Unavailable`` when the database does not answer."""

@@ -30,9 +30,9 @@ def create_celery(settings: Settings) -> Celery:
             runners[pid] = TrialRunner(HPOClient(settings.service_url, settings.bearer_token()))
         return runners[pid]
 
-    @app.task(name=RUN_TRIAL_TASK)
-    def run_trial(assignment: dict[str, Any]) -> str:
-        return runner().run(assignment)
+    @app.task(name=RUN_TRIAL_TASK, bind=True)
+    def run_trial(task: Any, assignment: dict[str, Any]) -> str:
+        return runner().run(assignment, delivery=str(task.request.id))
 
     return app
 

@@ -1,13 +1,18 @@
-"""Runs one trial: the trainer trains, each epoch is reported, and the end is told to the service.
+"""Runs one trial: claim it, train, report every epoch, tell the service how it ended.
 
-The work of the Celery task, testable without a broker. Idempotent: a trial the service already
-considers finished is refused at the first report (409) and left alone.
+The work of the Celery task, testable without a broker. Idempotent: a duplicate delivery of a
+trial that another worker holds, or that already ended, is refused at the claim (409) and dropped.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from client import HPOClient, TrialGone
@@ -17,6 +22,7 @@ from workers.trainers.base import EpochReporter, TrialRun
 
 logger = logging.getLogger(__name__)
 MAX_REASON_CHARS = 1500
+HEARTBEATS_PER_LEASE = 4
 
 
 class TrialRunner:
@@ -25,7 +31,7 @@ class TrialRunner:
     def __init__(self, client: HPOClient) -> None:
         self._client = client
 
-    def run(self, message: dict[str, Any]) -> str:
+    def run(self, message: dict[str, Any], delivery: str = "") -> str:
         """Run the trial in ``message``; returns how it ended (for the worker's log)."""
         assignment = TrialAssignment.model_validate(message)
         if assignment.trainer is None:
@@ -38,30 +44,57 @@ class TrialRunner:
             settings=assignment.trainer,
             seed=assignment.seed,
         )
+        holder = f"{socket.gethostname()}:{os.getpid()}:{delivery}"
         try:
-            return self._train_and_complete(run, str(assignment.trainer["name"]))
+            lease = self._client.claim(run.trial_id, holder)
+            with self._heartbeats(run.trial_id, lease["lease"], float(lease["lease_ttl_s"])):
+                return self._train_and_complete(
+                    run, str(assignment.trainer["name"]), lease["lease"]
+                )
         except TrialGone as gone:
-            logger.info("trial %s is no longer running (%s): left alone", run.trial_id, gone)
+            logger.info("trial %s is not this worker's to run (%s): dropped", run.trial_id, gone)
             return "gone"
 
-    def _train_and_complete(self, run: TrialRun, trainer_name: str) -> str:
+    def _train_and_complete(self, run: TrialRun, trainer_name: str, lease: str) -> str:
         try:
-            result = load_trainer(trainer_name).train(run, self._reporter(run.trial_id))
+            result = load_trainer(trainer_name).train(run, self._reporter(run.trial_id, lease))
         except TrialGone:
             raise
         except Exception as error:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
-            self._client.complete(run.trial_id, state="failed", reason=reason[:MAX_REASON_CHARS])
+            self._client.complete(
+                run.trial_id, state="failed", reason=reason[:MAX_REASON_CHARS], lease=lease
+            )
             return "failed"
         if result.pruned:
             # The service pruned it already, with the last reported value; this only confirms.
-            self._client.complete(run.trial_id, state="pruned")
+            self._client.complete(run.trial_id, state="pruned", lease=lease)
             return "pruned"
-        self._client.complete(run.trial_id, value=result.value)
+        self._client.complete(run.trial_id, value=result.value, lease=lease)
         return "complete"
 
-    def _reporter(self, trial_id: int) -> EpochReporter:
+    def _reporter(self, trial_id: int, lease: str) -> EpochReporter:
         def report(epoch: int, value: float) -> bool:
-            return self._client.report(trial_id, epoch, value)
+            return self._client.report(trial_id, epoch, value, lease)
 
         return report
+
+    @contextmanager
+    def _heartbeats(self, trial_id: int, lease: str, ttl_s: float) -> Iterator[None]:
+        """Renew the lease in the background, so an epoch longer than the lease does not lose it."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(ttl_s / HEARTBEATS_PER_LEASE):
+                try:
+                    self._client.heartbeat(trial_id, lease)
+                except Exception as error:  # the next report says whether the trial is still ours
+                    logger.warning("heartbeat for trial %s failed: %s", trial_id, error)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)

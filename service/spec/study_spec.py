@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec
 from service.spec.samplers import SamplerSpec, TPESamplerSpec
@@ -16,6 +16,7 @@ from service.spec.space import Param
 MAX_TRIALS = 100_000
 MAX_CONCURRENT_TRIALS = 1024
 MAX_PARAMETERS = 64
+MAX_TRAINER_BYTES = 16 * 1024  # the trainer's settings, as JSON: free-form for unknown trainers
 
 StudyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 ParamName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
@@ -23,13 +24,15 @@ TrainerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-
 
 
 class BudgetSpec(BaseModel):
-    """How many trials in all, how many at once, and an optional wall-clock limit."""
+    """How many trials in all, how many at once, an optional wall-clock limit, and how many times
+    a trial whose worker was lost is run again with the same parameters."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_trials: int = Field(default=20, ge=1, le=MAX_TRIALS)
     max_concurrent_trials: int = Field(default=4, ge=1, le=MAX_CONCURRENT_TRIALS)
     timeout_seconds: float | None = Field(default=None, gt=0, le=365 * 24 * 3600)
+    max_retries: int = Field(default=2, ge=0, le=100)
 
 
 class TrainerSpec(BaseModel):
@@ -38,6 +41,16 @@ class TrainerSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     name: TrainerName
+
+    @model_validator(mode="after")
+    def _small(self) -> TrainerSpec:
+        size = len(self.model_dump_json().encode())
+        if size > MAX_TRAINER_BYTES:
+            raise ValueError(
+                f"the trainer and its settings take {size} bytes as JSON, "
+                f"more than the limit of {MAX_TRAINER_BYTES}"
+            )
+        return self
 
     def settings(self) -> dict[str, Any]:
         """The fixed settings: every field but ``name``."""

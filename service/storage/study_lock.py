@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 ADVISORY_LOCK_NAMESPACE = (
     0x4850  # "HP": keeps the service's keys apart from other users of the database
@@ -42,6 +42,32 @@ class StudyLocks:
                 finally:
                     connection.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), key)
                     connection.commit()
+
+    @contextmanager
+    def try_hold(self, key: int) -> Iterator[bool]:
+        """Take the lock ``key`` if free; yields whether it was taken (never waits)."""
+        lock = self._process_lock(key)
+        if not lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            if not self._cross_process:
+                yield True
+                return
+            with self._engine.connect() as connection:
+                yield from self._try_advisory(connection, key)
+        finally:
+            lock.release()
+
+    def _try_advisory(self, connection: Connection, key: int) -> Iterator[bool]:
+        params = {"ns": ADVISORY_LOCK_NAMESPACE, "id": key}
+        taken = connection.execute(text("SELECT pg_try_advisory_lock(:ns, :id)"), params).scalar()
+        try:
+            yield bool(taken)
+        finally:
+            if taken:
+                connection.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), params)
+            connection.commit()
 
     def _process_lock(self, study_id: int) -> threading.Lock:
         with self._guard:

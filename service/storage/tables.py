@@ -17,7 +17,11 @@ class ServiceTable(DeclarativeBase):
     """Base of the service's tables; a metadata of their own, apart from Optuna's."""
 
     metadata = MetaData(
-        naming_convention={"pk": "pk_%(table_name)s", "uq": "uq_%(table_name)s_%(column_0_name)s"}
+        naming_convention={
+            "pk": "pk_%(table_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ix": "ix_%(table_name)s_%(column_0_name)s",
+        }
     )
 
 
@@ -35,3 +39,21 @@ class StudyRecord(ServiceTable):
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TrialLeaseRecord(ServiceTable):
+    """The lease of a running trial: who holds it, and until when.
+
+    Granted when the trial is created (unclaimed: it waits in the queue), claimed by the worker
+    that runs it, renewed by every report and heartbeat, removed when the trial ends.
+    ``attempt`` counts the runs of the same parameters (0 for the first).
+    """
+
+    __tablename__ = "hpo_trial_leases"
+
+    trial_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    study_id: Mapped[int] = mapped_column(index=True)
+    token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    holder: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    attempt: Mapped[int] = mapped_column(default=0)

@@ -1,0 +1,93 @@
+"""Limits on what one request may send, so that no client can take the machine with one request.
+
+Past a limit the answer is a 4xx in the usual error shape, never a 5xx:
+
+- a body over ``MAX_BODY_BYTES``: 413, whether it announces its length or not;
+- a JSON body nested deeper than ``MAX_JSON_DEPTH``: 400 (Python's decoder would otherwise
+  overflow its stack, a 500);
+- an integer in the URL past ``MAX_ID`` (the largest id a database column holds): 422 naming it.
+
+Limits on the fields of a study live with the study definition (``service/spec``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+
+from api.errors import error_response
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_ID = 2**63 - 1
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, refusing documents nested deeper than ``MAX_JSON_DEPTH``."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Decode ``s``; a 400 naming the body if it is nested too deeply."""
+        try:
+            value = super().loads(s, **kwargs)
+        except RecursionError:
+            raise _too_deep() from None
+        if json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise _too_deep()
+        return value
+
+
+def apply_request_limits(app: Flask) -> None:
+    """Install the body size, JSON depth and URL id limits on ``app``."""
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json = BoundedJSONProvider(app)
+    app.before_request(_refuse_large_bodies)
+    app.before_request(_refuse_large_ids)
+
+
+def json_depth(value: Any, stop_after: int | None = None) -> int:
+    """How many levels of arrays and objects ``value`` has (0 for a scalar), without recursion.
+
+    Counting stops once it passes ``stop_after``, so a deep document costs no more than a shallow one.
+    """
+    depth = 0
+    level = [value]
+    while level and (stop_after is None or depth <= stop_after):
+        containers = [node for node in level if isinstance(node, dict | list)]
+        if not containers:
+            break
+        depth += 1
+        level = [
+            child
+            for node in containers
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+    return depth
+
+
+def _too_deep() -> BadRequest:
+    message = f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep"
+    return BadRequest(response=error_response(400, message, [{"field": "body", "problem": message}]))
+
+
+def _refuse_large_bodies() -> None:
+    """413 before reading a body whose announced length is past the limit.
+
+    A body without a length (chunked) is cut off by Flask's ``MAX_CONTENT_LENGTH`` as it is read.
+    """
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge(
+            f"the request body has {length} bytes, more than the limit of {MAX_BODY_BYTES}"
+        )
+
+
+def _refuse_large_ids() -> Response | None:
+    """422 for an id in the URL that no database column can hold (the database would fail)."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and value > MAX_ID:
+            problem = f"must be at most {MAX_ID}"
+            return error_response(422, f"{name} {problem}", [{"field": name, "problem": problem}])
+    return None

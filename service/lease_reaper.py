@@ -1,0 +1,69 @@
+"""Expiring leases: a trial whose worker went silent is failed, with the reason, and run again.
+
+The API runs :meth:`LeaseReaper.expire` on a timer in every process (``api/reaper.py``), so leases
+expire even when no worker is alive. It cannot act twice on one trial: each expiry re-reads the
+trial and its lease under the study's lock (an advisory lock on PostgreSQL) and does nothing to a
+trial that finished or was renewed meanwhile; and on PostgreSQL only one process reaps at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from optuna.trial import TrialState
+
+from service.leases import ExpiredLease
+from service.study_store import StudyState, StudyStore
+from service.trial_lifecycle import SEED_ATTR, TrialLifecycle
+
+logger = logging.getLogger(__name__)
+REAPER_LOCK_KEY = 0  # study ids start at 1: key 0 of the namespace is the reaper's own
+
+
+class LeaseReaper:
+    """Fails the trials whose lease expired and retries them up to the study's ``max_retries``."""
+
+    def __init__(self, lifecycle: TrialLifecycle, store: StudyStore) -> None:
+        self._lifecycle = lifecycle
+        self._store = store
+
+    def expire(self, now: datetime | None = None) -> list[int]:
+        """Expire every lease past its time; the ids of the trials failed."""
+        now = now or datetime.now(UTC)
+        with self._lifecycle.locks.try_hold(REAPER_LOCK_KEY) as mine:
+            if not mine:
+                return []
+            expired = [
+                lease for lease in self._lifecycle.leases.expired(now) if self._expire(lease, now)
+            ]
+        for study_id in {lease.study_id for lease in expired}:
+            self._lifecycle.fill_slots(study_id)
+        return [lease.trial_id for lease in expired]
+
+    def _expire(self, lease: ExpiredLease, now: datetime) -> bool:
+        with self._lifecycle.locks.hold(lease.study_id):
+            trial = self._lifecycle.storage.get_trial(lease.trial_id)
+            if trial.state != TrialState.RUNNING:
+                self._lifecycle.leases.release(lease.trial_id)
+                return False
+            if not self._lifecycle.leases.is_expired(lease.trial_id, now):
+                return False
+            self._lifecycle.fail(lease.trial_id, self._reason(lease))
+            logger.warning("trial %s failed: %s", trial.number, self._reason(lease))
+            if self._may_retry(lease):
+                seed = trial.system_attrs.get(SEED_ATTR)
+                retry = self._lifecycle.retry(lease.study_id, trial, lease.attempt + 1, seed)
+                self._lifecycle.send(retry)
+            return True
+
+    def _may_retry(self, lease: ExpiredLease) -> bool:
+        spec = self._store.spec(lease.study_id)
+        running = self._store.get(lease.study_id).state == StudyState.RUNNING
+        return running and spec.trainer is not None and lease.attempt < spec.budget.max_retries
+
+    def _reason(self, lease: ExpiredLease) -> str:
+        times = self._lifecycle.leases.times
+        if lease.claimed:
+            return f"lease expired: no report or heartbeat for {times.ttl_s:g} s (worker lost)"
+        return f"no worker claimed the trial within {times.dispatch_timeout_s:g} s of dispatch"

@@ -1,0 +1,147 @@
+"""Trial leases: a running trial is held by one worker, and a lost worker's trial does not stay stuck.
+
+A trial's lease is granted when the trial is created and waits, unclaimed, while its message is in
+the queue (up to ``dispatch_timeout_s``). The worker that runs it claims it and gets a token; every
+report and heartbeat renews it for ``lease_ttl_s``. A second claim while the lease is live (the same
+message delivered twice) is refused, and so is a report with a token that is no longer the lease's.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict
+from service.storage.database import Database
+from service.storage.tables import TrialLeaseRecord
+
+
+@dataclass(frozen=True)
+class LeaseTimes:
+    """How long a lease lasts: claimed (renewed by reports), and unclaimed (waiting in the queue)."""
+
+    ttl_s: float
+    dispatch_timeout_s: float
+
+
+@dataclass(frozen=True)
+class ExpiredLease:
+    """A lease past its time, with what the reaper needs to retry its trial."""
+
+    trial_id: int
+    study_id: int
+    attempt: int
+    claimed: bool
+
+
+class LeaseStore:
+    """Grants, claims, renews, checks and expires leases in ``hpo_trial_leases``."""
+
+    def __init__(self, database: Database, times: LeaseTimes) -> None:
+        self._database = database
+        self.times = times
+
+    def grant(
+        self, trial_id: int, study_id: int, attempt: int, *, claim: str | None = None
+    ) -> str | None:
+        """A new trial's lease: waiting for a worker, or held at once by ``claim`` (an external program)."""
+        token = secrets.token_hex(16) if claim else None
+        wait = self.times.ttl_s if claim else self.times.dispatch_timeout_s
+        record = TrialLeaseRecord(
+            trial_id=trial_id,
+            study_id=study_id,
+            token=token,
+            holder=claim,
+            expires_at=_now() + timedelta(seconds=wait),
+            attempt=attempt,
+        )
+        with self._database.session() as session:
+            session.add(record)
+        return token
+
+    def claim(self, trial_id: int, holder: str) -> str:
+        """The worker ``holder`` starts the trial; ``Conflict`` if another holds a live lease."""
+        with self._database.session() as session:
+            lease = self._locked(session, trial_id)
+            now = _now()
+            if (
+                lease.token is not None
+                and lease.holder != holder
+                and _aware(lease.expires_at) > now
+            ):
+                raise Conflict(
+                    f"trial {trial_id} is already held by {lease.holder}", field="trial_id"
+                )
+            if lease.token is None or lease.holder != holder:
+                lease.token, lease.holder = secrets.token_hex(16), holder
+            lease.expires_at = now + timedelta(seconds=self.times.ttl_s)
+            return lease.token
+
+    def renew(self, trial_id: int, token: str | None) -> None:
+        """Extend the lease; ``Conflict`` if ``token`` is given and is not the lease's."""
+        with self._database.session() as session:
+            lease = self._locked(session, trial_id)
+            _check_token(lease, token)
+            lease.expires_at = _now() + timedelta(seconds=self.times.ttl_s)
+
+    def check(self, trial_id: int, token: str | None) -> None:
+        """``Conflict`` if ``token`` is given and is not the lease's."""
+        with self._database.session() as session:
+            lease = session.get(TrialLeaseRecord, trial_id)
+            if lease is not None:
+                _check_token(lease, token)
+
+    def release(self, trial_id: int) -> None:
+        """The trial ended: its lease goes."""
+        with self._database.session() as session:
+            session.execute(delete(TrialLeaseRecord).where(TrialLeaseRecord.trial_id == trial_id))
+
+    def attempt_of(self, trial_id: int) -> int:
+        """How many runs of the same parameters came before this one."""
+        with self._database.session() as session:
+            lease = session.get(TrialLeaseRecord, trial_id)
+            return lease.attempt if lease else 0
+
+    def is_expired(self, trial_id: int, now: datetime) -> bool:
+        """Whether the trial's lease is (still) past its time."""
+        with self._database.session() as session:
+            lease = session.get(TrialLeaseRecord, trial_id)
+            return lease is not None and _aware(lease.expires_at) < now
+
+    def expired(self, now: datetime | None = None) -> list[ExpiredLease]:
+        """Every lease past its time."""
+        query = select(TrialLeaseRecord).where(TrialLeaseRecord.expires_at < (now or _now()))
+        with self._database.session() as session:
+            return [
+                ExpiredLease(lease.trial_id, lease.study_id, lease.attempt, lease.token is not None)
+                for lease in session.scalars(query)
+            ]
+
+    def _locked(self, session: Session, trial_id: int) -> TrialLeaseRecord:
+        query = (
+            select(TrialLeaseRecord).where(TrialLeaseRecord.trial_id == trial_id).with_for_update()
+        )
+        lease = session.scalars(query).first()
+        if lease is None:
+            raise Conflict(f"trial {trial_id} holds no lease: it is not running", field="trial_id")
+        return lease
+
+
+def _check_token(lease: TrialLeaseRecord, token: str | None) -> None:
+    if token is not None and token != lease.token:
+        raise Conflict(
+            f"the lease of trial {lease.trial_id} was taken away from this holder", field="lease"
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone-aware columns; they were stored in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
