@@ -5,7 +5,7 @@ Past a limit the answer is a 4xx in the usual error shape, never a 5xx:
 - a body over ``MAX_BODY_BYTES``: 413, whether it announces its length or not;
 - a JSON body nested deeper than ``MAX_JSON_DEPTH``: 400 (Python's decoder would otherwise
   overflow its stack, a 500);
-- an integer in the URL past ``MAX_ID`` (the largest id a database column holds): 422 naming it.
+- an integer in the URL past ``MAX_ID`` (the largest id the id columns hold): 422 naming it.
 
 Limits on the fields of a study live with the study definition (``service/spec``).
 """
@@ -22,7 +22,9 @@ from api.errors import error_response
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
-MAX_ID = 2**63 - 1
+# Study and trial ids are INTEGER columns (Optuna's and ours): 32 bits on PostgreSQL, where a
+# larger id is a DataError (which the API would answer 503), 64 bits on SQLite (an OverflowError).
+MAX_ID = 2**31 - 1
 
 
 class BoundedJSONProvider(DefaultJSONProvider):
@@ -69,7 +71,9 @@ def json_depth(value: Any, stop_after: int | None = None) -> int:
 
 def _too_deep() -> BadRequest:
     message = f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep"
-    return BadRequest(response=error_response(400, message, [{"field": "body", "problem": message}]))
+    return BadRequest(
+        response=error_response(400, message, [{"field": "body", "problem": message}])
+    )
 
 
 def _refuse_large_bodies() -> None:

@@ -26,9 +26,11 @@ class LocalStack:
         tokens: list[str] | None = None,
         directory: Path | None = None,
         log_level: str = "INFO",
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.directory = directory or Path(tempfile.mkdtemp(prefix="hpo-stack-"))
         self.log_level = log_level
+        self.extra_settings = settings or {}
         self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -51,16 +53,26 @@ class LocalStack:
         }
         if self.tokens:
             env["HPO_TOKEN"] = self.tokens[0]
-        return env
+        return {**env, **self.extra_settings}
 
     def start(self) -> LocalStack:
         """Start every part and wait until the API answers."""
         self.redis.start()
-        self.api = self._process("serve")
-        wait_until(lambda: http_ok(f"{self.url}/health"), 60, "the API")
+        self.start_api()
         if self.workers:
             self.worker = self._process("worker")
         return self
+
+    def start_api(self) -> None:
+        """Start the API (again) and wait until it answers."""
+        self.api = self._process("serve")
+        wait_until(lambda: http_ok(f"{self.url}/health"), 60, "the API")
+
+    def stop_api(self) -> None:
+        """Stop the API (SIGTERM: gunicorn finishes the requests in flight)."""
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
 
     def client(self, token: str | None = None) -> HPOClient:
         """A client of this stack's API (with the stack's first token by default)."""

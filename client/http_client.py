@@ -9,17 +9,19 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 DEFAULT_TIMEOUT_S = 30.0
+IDEMPOTENT_TRIAL_CALLS = frozenset({"report", "heartbeat", "claim", "complete"})
 DEFAULT_RETRIES = 12  # with backoff capped at 8 s: about a minute of API or database outage
 
 
-def _retry_policy(retries: int) -> Retry:
+def _retry_policy(retries: int, *, idempotent: bool) -> Retry:
     """Retry what cannot have taken effect, on every method: a refused connection (the request
     never arrived) and 502/503/504 (the API answered that it could not reach its database, and
-    rolled back). A read time-out is not retried: the request may have been applied."""
+    rolled back). A broken or timed-out answer may hide an applied request, so it is retried only
+    for the idempotent calls: report, heartbeat, claim and complete give the same result twice."""
     return Retry(
         total=retries,
         connect=retries,
-        read=0,
+        read=retries if idempotent else 0,
         status=retries,
         other=0,
         status_forcelist=(502, 503, 504),
@@ -57,12 +59,8 @@ class HPOClient:
     ) -> None:
         self.url = url.rstrip("/")
         self._timeout_s = timeout_s
-        self._session = requests.Session()
-        adapter = HTTPAdapter(max_retries=_retry_policy(retries))
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        if token:
-            self._session.headers["Authorization"] = f"Bearer {token}"
+        self._session = _session(token, _retry_policy(retries, idempotent=False))
+        self._idempotent = _session(token, _retry_policy(retries, idempotent=True))
 
     def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/studies", json=spec)
@@ -114,9 +112,9 @@ class HPOClient:
         return self._call("POST", f"/trials/{trial_id}/complete", json=body)
 
     def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        response = self._session.request(
-            method, self.url + path, json=json, timeout=self._timeout_s
-        )
+        idempotent = method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
+        session = self._idempotent if idempotent else self._session
+        response = session.request(method, self.url + path, json=json, timeout=self._timeout_s)
         if response.status_code >= 400:
             body = _body(response)
             error = (
@@ -127,6 +125,16 @@ class HPOClient:
             raise error(response.status_code, body)
         answer: dict[str, Any] = response.json()
         return answer
+
+
+def _session(token: str | None, retry: Retry) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    return session
 
 
 def _body(response: requests.Response) -> Any:

@@ -42,6 +42,9 @@ class LeaseReaper:
         return [lease.trial_id for lease in expired]
 
     def _expire(self, lease: ExpiredLease, now: datetime) -> bool:
+        if not lease.sent:
+            self._resend(lease)
+            return False
         with self._lifecycle.locks.hold(lease.study_id):
             trial = self._lifecycle.storage.get_trial(lease.trial_id)
             if trial.state != TrialState.RUNNING:
@@ -49,13 +52,25 @@ class LeaseReaper:
                 return False
             if not self._lifecycle.leases.is_expired(lease.trial_id, now):
                 return False
-            self._lifecycle.fail(lease.trial_id, self._reason(lease))
-            logger.warning("trial %s failed: %s", trial.number, self._reason(lease))
+            retry = None
             if self._may_retry(lease):
+                # Created first: Optuna takes no mark on a trial once it has finished.
                 seed = trial.system_attrs.get(SEED_ATTR)
                 retry = self._lifecycle.retry(lease.study_id, trial, lease.attempt + 1, seed)
+            self._lifecycle.fail(lease.trial_id, self._reason(lease))
+            logger.warning("trial %s failed: %s", trial.number, self._reason(lease))
+            if retry is not None:
                 self._lifecycle.send(retry)
             return True
+
+    def _resend(self, lease: ExpiredLease) -> None:
+        """A message the broker refused earlier goes out again (the trial is not failed for it)."""
+        trial = self._lifecycle.storage.get_trial(lease.trial_id)
+        if trial.state != TrialState.RUNNING:
+            self._lifecycle.leases.release(lease.trial_id)
+        elif self._lifecycle.send(self._lifecycle.assignment_of(trial, lease.study_id)):
+            self._lifecycle.leases.mark_sent(lease.trial_id)
+            logger.info("trial %s sent again after a broker failure", trial.number)
 
     def _may_retry(self, lease: ExpiredLease) -> bool:
         spec = self._store.spec(lease.study_id)

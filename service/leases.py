@@ -36,6 +36,7 @@ class ExpiredLease:
     study_id: int
     attempt: int
     claimed: bool
+    sent: bool
 
 
 class LeaseStore:
@@ -106,6 +107,20 @@ class LeaseStore:
             lease = session.get(TrialLeaseRecord, trial_id)
             return lease.attempt if lease else 0
 
+    def mark_unsent(self, trial_id: int, retry_in_s: float) -> None:
+        """The broker refused the trial's message: send it again in ``retry_in_s``."""
+        with self._database.session() as session:
+            lease = self._locked(session, trial_id)
+            lease.sent = False
+            lease.expires_at = _now() + timedelta(seconds=retry_in_s)
+
+    def mark_sent(self, trial_id: int) -> None:
+        """The trial's message is in the queue: wait for a worker to claim it."""
+        with self._database.session() as session:
+            lease = self._locked(session, trial_id)
+            lease.sent = True
+            lease.expires_at = _now() + timedelta(seconds=self.times.dispatch_timeout_s)
+
     def is_expired(self, trial_id: int, now: datetime) -> bool:
         """Whether the trial's lease is (still) past its time."""
         with self._database.session() as session:
@@ -117,7 +132,13 @@ class LeaseStore:
         query = select(TrialLeaseRecord).where(TrialLeaseRecord.expires_at < (now or _now()))
         with self._database.session() as session:
             return [
-                ExpiredLease(lease.trial_id, lease.study_id, lease.attempt, lease.token is not None)
+                ExpiredLease(
+                    lease.trial_id,
+                    lease.study_id,
+                    lease.attempt,
+                    lease.token is not None,
+                    lease.sent,
+                )
                 for lease in session.scalars(query)
             ]
 

@@ -30,6 +30,7 @@ from service.trial_counts import RETRIED_BY_ATTR, TrialCounts, is_done, why_no_t
 FAIL_REASON_ATTR = "hpo:fail_reason"
 SEED_ATTR = "hpo:seed"
 EXTERNAL_HOLDER = "external program (ask)"
+RESEND_AFTER_S = 2.0
 logger = logging.getLogger(__name__)
 
 
@@ -200,14 +201,26 @@ class TrialLifecycle:
         )
 
     def send(self, assignment: TrialAssignment) -> bool:
-        """Dispatch; a trial that cannot be sent is failed at once rather than left running unsent."""
+        """Dispatch; a trial the broker refuses stays leased as unsent and is sent again later."""
         try:
             self._dispatcher.dispatch(assignment)
-        except Exception as error:  # any broker failure
+        except Exception as error:  # any broker failure: the reaper sends it again
             logger.error("could not dispatch trial %s: %s", assignment.trial_id, error)
-            self.fail(assignment.trial_id, f"could not be sent to the workers: {error}")
+            self.leases.mark_unsent(assignment.trial_id, RESEND_AFTER_S)
             return False
         return True
+
+    def assignment_of(self, trial: FrozenTrial, study_id: int) -> TrialAssignment:
+        """The task message of an existing trial (to send it again)."""
+        spec = self._store.spec(study_id)
+        return TrialAssignment(
+            study_id=study_id,
+            trial_id=trial._trial_id,
+            number=trial.number,
+            params=trial.params,
+            trainer=spec.trainer.model_dump() if spec.trainer else None,
+            seed=trial.system_attrs.get(SEED_ATTR, trial_seed(spec, trial.number)),
+        )
 
     def _finish(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
         with _finished_is_conflict(trial_id):

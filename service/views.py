@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from service.spec.study_spec import StudySpec
 from service.storage.tables import StudyRecord
+from service.trial_counts import RETRIED_BY_ATTR
 
 
 class TrialView(BaseModel):
@@ -26,6 +27,7 @@ class TrialView(BaseModel):
     finished_at: datetime | None
     fail_reason: str | None
     seed: int | None
+    retried_by: int | None
 
 
 class BestView(BaseModel):
@@ -70,6 +72,7 @@ def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> Tri
         finished_at=trial.datetime_complete,
         fail_reason=attrs.get(fail_reason_attr),
         seed=attrs.get(seed_attr),
+        retried_by=attrs.get(RETRIED_BY_ATTR),
     )
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from requests import RequestException
+
 from client import HPOClient, TrialGone
 from service.dispatch import TrialAssignment
 from workers.trainer_loader import load_trainer
@@ -58,7 +60,9 @@ class TrialRunner:
     def _train_and_complete(self, run: TrialRun, trainer_name: str, lease: str) -> str:
         try:
             result = load_trainer(trainer_name).train(run, self._reporter(run.trial_id, lease))
-        except TrialGone:
+        except (TrialGone, RequestException):
+            # Not the trainer's failure: the service is out of reach. The lease decides: it
+            # expires and the trial runs again with the same parameters.
             raise
         except Exception as error:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"

@@ -38,7 +38,9 @@ def _float_within_limit(value: float) -> float:
     return value
 
 
-def _choice_within_limits(value: str | int | float | bool | None) -> str | int | float | bool | None:
+def _choice_within_limits(
+    value: str | int | float | bool | None,
+) -> str | int | float | bool | None:
     if isinstance(value, str) and len(value) > MAX_CHOICE_LENGTH:
         raise ValueError(
             f"a choice has {len(value)} characters, more than the limit of {MAX_CHOICE_LENGTH}"

@@ -46,7 +46,8 @@ class TrialLeaseRecord(ServiceTable):
 
     Granted when the trial is created (unclaimed: it waits in the queue), claimed by the worker
     that runs it, renewed by every report and heartbeat, removed when the trial ends.
-    ``attempt`` counts the runs of the same parameters (0 for the first).
+    ``attempt`` counts the runs of the same parameters (0 for the first); ``sent`` is false while
+    the broker could not take the trial's message (it is sent again, not failed).
     """
 
     __tablename__ = "hpo_trial_leases"
@@ -57,3 +58,4 @@ class TrialLeaseRecord(ServiceTable):
     holder: Mapped[str | None] = mapped_column(String(200), nullable=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     attempt: Mapped[int] = mapped_column(default=0)
+    sent: Mapped[bool] = mapped_column(default=True)

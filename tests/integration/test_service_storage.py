@@ -7,6 +7,7 @@ so no queue is involved.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from optuna.trial import TrialState
 
 from service.dispatch import NoDispatcher
 from service.errors import BudgetExhausted, Conflict, InvalidSpec, NotFound
+from service.leases import LeaseTimes
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.trainer_catalog import TrainerCatalog
@@ -223,3 +225,56 @@ def test_same_seed_and_history_give_the_same_suggestions(database_url: str) -> N
     first, second = run(), run()
     assert first == second
     assert len(set(first)) == 5
+
+
+@pytest.fixture
+def short_leases(database_url: str) -> Iterator[Tuner]:
+    database = Database(database_url)
+    times = LeaseTimes(ttl_s=0.3, dispatch_timeout_s=0.3)
+    yield Tuner(database, NoDispatcher(), TrainerCatalog.installed(), times)
+    database.dispose()
+
+
+def test_an_asker_that_goes_silent_loses_its_trial_and_frees_the_slot(short_leases: Tuner) -> None:
+    study = short_leases.create_study(spec(n_trials=3, concurrent=1))
+    silent = short_leases.ask(study.study_id)
+    assert silent.lease is not None
+    assert short_leases.expire_leases() == []  # not yet past its time
+    time.sleep(0.4)
+    assert short_leases.expire_leases() == [silent.trial_id]
+    [view] = short_leases.study_trials(study.study_id)
+    assert view.state == "fail" and view.fail_reason.startswith("lease expired")
+    assert view.retried_by is None  # no trainer: an external program asks again itself
+    with pytest.raises(Conflict):
+        short_leases.report(silent.trial_id, 1, 0.5, silent.lease)
+    assert short_leases.ask(study.study_id).number == 1
+
+
+def test_reports_renew_the_lease(short_leases: Tuner) -> None:
+    study = short_leases.create_study(spec(pruner={"name": "none"}))
+    trial = short_leases.ask(study.study_id)
+    for step in range(1, 6):
+        time.sleep(0.15)
+        short_leases.report(trial.trial_id, step, 1.0, trial.lease)
+        assert short_leases.expire_leases() == []
+    short_leases.complete(trial.trial_id, TrialState.COMPLETE, 1.0, None, trial.lease)
+
+
+def test_a_stale_or_foreign_lease_token_is_refused(short_leases: Tuner) -> None:
+    study = short_leases.create_study(spec(pruner={"name": "none"}))
+    trial = short_leases.ask(study.study_id)
+    with pytest.raises(Conflict, match="taken away"):
+        short_leases.report(trial.trial_id, 1, 1.0, "not-the-lease")
+    with pytest.raises(Conflict, match="taken away"):
+        short_leases.complete(trial.trial_id, TrialState.COMPLETE, 1.0, None, "not-the-lease")
+    assert short_leases.study_trials(study.study_id)[0].state == "running"
+
+
+def test_a_second_holder_cannot_claim_a_live_lease(tuner: Tuner) -> None:
+    study = tuner.create_study(spec(pruner={"name": "none"}))
+    trial = tuner.ask(study.study_id)
+    with pytest.raises(Conflict, match="already held"):
+        tuner.claim(trial.trial_id, "another-worker:1:task")
+    tuner.complete(trial.trial_id, TrialState.COMPLETE, 1.0, None, trial.lease)
+    with pytest.raises(Conflict, match="complete"):
+        tuner.claim(trial.trial_id, "late-duplicate:2:task")

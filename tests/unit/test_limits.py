@@ -62,7 +62,9 @@ TOO_LARGE: list[tuple[str, dict[str, Any], str, str]] = [
     # (case, body, field named, words of the problem)
     (
         "a choice string past its length",
-        study(space={"c": {"type": "categorical", "choices": ["a", "b" * (MAX_CHOICE_LENGTH + 1)]}}),
+        study(
+            space={"c": {"type": "categorical", "choices": ["a", "b" * (MAX_CHOICE_LENGTH + 1)]}}
+        ),
         "space.c.choices.1",
         f"limit of {MAX_CHOICE_LENGTH}",
     ),
@@ -129,7 +131,9 @@ TOO_LARGE: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "field", "words"), TOO_LARGE, ids=[c[0] for c in TOO_LARGE])
+@pytest.mark.parametrize(
+    ("case", "body", "field", "words"), TOO_LARGE, ids=[c[0] for c in TOO_LARGE]
+)
 def test_a_field_past_its_limit_gets_422_naming_it(
     client: FlaskClient, case: str, body: dict[str, Any], field: str, words: str
 ) -> None:
@@ -215,7 +219,10 @@ def test_json_nested_too_deeply_gets_400(client: FlaskClient, depth: int) -> Non
     response = client.post("/studies", data=data, content_type="application/json")
     assert response.status_code == 400, response.get_data(as_text=True)
     assert problems_of(response) == [
-        {"field": "body", "problem": f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep"}
+        {
+            "field": "body",
+            "problem": f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep",
+        }
     ]
 
 
