@@ -19,6 +19,7 @@ from service.dispatch import TrialDispatcher
 from service.leases import LeaseTimes
 from service.settings import Settings
 from service.storage.database import Database
+from service.tokens import TokenStore
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 
@@ -48,7 +49,8 @@ def create_app(
     app.extensions[TUNER_EXTENSION] = service
     start_lease_reaper(service, settings.reaper_interval_s)
     register_error_handlers(app)
-    register_token_check(app, settings.accepted_tokens())
+    tokens = TokenStore(database, frozenset(settings.accepted_tokens()))
+    register_token_check(app, tokens, settings.tokens_required())
     apply_request_limits(app)
     for blueprint in (studies, trials, health):
         app.register_api(blueprint)

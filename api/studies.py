@@ -7,9 +7,11 @@ from typing import Any
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
+from api.auth import current_tenant
 from api.context import tuner
 from service.dispatch import TrialAssignment
 from service.spec.study_spec import StudySpec
+from service.tokens import DEFAULT_TENANT
 from service.views import BestView, StudyView, TrialView
 
 studies = APIBlueprint("studies", __name__, url_prefix="/studies", abp_tags=[Tag(name="studies")])
@@ -30,41 +32,43 @@ class TrialList(BaseModel):
 @studies.post("", responses={201: StudyView})
 def create_study(body: StudySpec) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Submit a study; its first trials are dispatched at once."""
-    view = tuner().create_study(body)
+    view = tuner().create_study(body, current_tenant() or DEFAULT_TENANT)
     return view.model_dump(mode="json"), 201, {"Location": view.urls["self"]}
 
 
 @studies.get("", responses={200: StudyList})
 def list_studies() -> dict[str, Any]:
     """Every study, newest first."""
-    return StudyList(studies=tuner().studies()).model_dump(mode="json")
+    return StudyList(studies=tuner().studies(current_tenant())).model_dump(mode="json")
 
 
 @studies.get("/<int:study_id>", responses={200: StudyView})
 def get_study(path: StudyPath) -> dict[str, Any]:
     """A study's state, its trials counted by state, and its best so far."""
-    return tuner().study(path.study_id).model_dump(mode="json")
+    return tuner().study(path.study_id, current_tenant()).model_dump(mode="json")
 
 
 @studies.get("/<int:study_id>/trials", responses={200: TrialList})
 def list_trials(path: StudyPath) -> dict[str, Any]:
     """Every trial: parameters, state, value and intermediate values."""
-    return TrialList(trials=tuner().study_trials(path.study_id)).model_dump(mode="json")
+    return TrialList(trials=tuner().study_trials(path.study_id, current_tenant())).model_dump(
+        mode="json"
+    )
 
 
 @studies.get("/<int:study_id>/best", responses={200: BestView})
 def get_best(path: StudyPath) -> dict[str, Any]:
     """The best complete trial's parameters and value."""
-    return tuner().best(path.study_id).model_dump(mode="json")
+    return tuner().best(path.study_id, current_tenant()).model_dump(mode="json")
 
 
 @studies.post("/<int:study_id>/stop", responses={200: StudyView})
 def stop_study(path: StudyPath) -> dict[str, Any]:
     """Start no new trial; running ones finish."""
-    return tuner().stop(path.study_id).model_dump(mode="json")
+    return tuner().stop(path.study_id, current_tenant()).model_dump(mode="json")
 
 
 @studies.post("/<int:study_id>/trials", responses={201: TrialAssignment})
 def ask_trial(path: StudyPath) -> tuple[dict[str, Any], int]:
     """Start a trial and get its parameters (ask), for a program that trains its own model."""
-    return tuner().ask(path.study_id).model_dump(mode="json"), 201
+    return tuner().ask(path.study_id, current_tenant()).model_dump(mode="json"), 201

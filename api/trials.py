@@ -8,6 +8,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import current_tenant
 from api.context import tuner
 from service.views import TrialView
 
@@ -74,21 +75,21 @@ class Completion(BaseModel):
 @trials.post("/<int:trial_id>/claim", responses={200: Lease})
 def claim(path: TrialPath, body: Claim) -> dict[str, Any]:
     """Start the trial this worker was sent; 409 if another holder has it (a duplicate message)."""
-    token = tuner().claim(path.trial_id, body.holder)
+    token = tuner().claim(path.trial_id, body.holder, current_tenant())
     return Lease(lease=token, lease_ttl_s=tuner().lease_ttl_s).model_dump()
 
 
 @trials.post("/<int:trial_id>/heartbeat", responses={200: Lease})
 def heartbeat(path: TrialPath, body: Heartbeat) -> dict[str, Any]:
     """Renew the lease while an epoch runs long; 409 if the lease was taken away."""
-    tuner().heartbeat(path.trial_id, body.lease)
+    tuner().heartbeat(path.trial_id, body.lease, current_tenant())
     return Lease(lease=body.lease or "", lease_ttl_s=tuner().lease_ttl_s).model_dump()
 
 
 @trials.post("/<int:trial_id>/report", responses={200: Decision})
 def report(path: TrialPath, body: Report) -> dict[str, Any]:
     """Record the value after an epoch (renewing the lease); the answer says whether to prune."""
-    prune = tuner().report(path.trial_id, body.step, body.value, body.lease)
+    prune = tuner().report(path.trial_id, body.step, body.value, body.lease, current_tenant())
     return Decision(prune=prune).model_dump()
 
 
@@ -96,5 +97,7 @@ def report(path: TrialPath, body: Report) -> dict[str, Any]:
 def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
     """Finish the trial. Repeating the same completion is harmless."""
     state = _STATES[body.state]
-    view = tuner().complete(path.trial_id, state, body.value, body.reason, body.lease)
+    view = tuner().complete(
+        path.trial_id, state, body.value, body.reason, body.lease, current_tenant()
+    )
     return view.model_dump(mode="json")

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.tokens import tokens_app
 from service.settings import Settings
 
 app = typer.Typer(help="Hyperparameter-optimisation service.", no_args_is_help=True)
+app.add_typer(tokens_app, name="token")
 
 
 def _client() -> Any:

@@ -31,6 +31,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit_s,
         # Redis re-delivers an unacknowledged message after this; it must outlast any task.
-        "broker_transport_options": {"visibility_timeout": settings.task_time_limit_s + 600},
+        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
     }

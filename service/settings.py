@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".hpo")
+VISIBILITY_MARGIN_S = 600
 
 
 class Settings(BaseSettings):
@@ -33,7 +34,12 @@ class Settings(BaseSettings):
     )
     api_tokens: list[SecretStr] = Field(
         default_factory=list,
-        description="Tokens the API accepts (JSON list); empty means the API is open.",
+        description="Tokens the API accepts besides those made by `hpo token create` (JSON list); "
+        "they act for the tenant 'default'.",
+    )
+    require_tokens: bool = Field(
+        default=False,
+        description="Every endpoint but health needs a token (always so when api_tokens is set).",
     )
     host: str = Field(default="127.0.0.1", description="Address `hpo serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `hpo serve` binds.")
@@ -49,6 +55,11 @@ class Settings(BaseSettings):
     task_time_limit_s: int = Field(
         default=6 * 3600, ge=1, description="Hard time limit of one trial task."
     )
+    broker_visibility_timeout_s: int = Field(
+        default=6 * 3600 + VISIBILITY_MARGIN_S,
+        ge=1,
+        description="Redis re-delivers an unacknowledged task after this; must exceed the time limit.",
+    )
     lease_ttl_s: float = Field(
         default=120,
         gt=0,
@@ -63,6 +74,23 @@ class Settings(BaseSettings):
         default=5, ge=0, description="How often the API expires leases (0: never, for tests)."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @model_validator(mode="after")
+    def _redelivery_after_the_time_limit(self) -> Settings:
+        # A visibility timeout shorter than a task's time limit re-delivers trials that are still
+        # running: left unset it follows the limit; set too short, the service refuses to start.
+        if "broker_visibility_timeout_s" not in self.model_fields_set:
+            self.broker_visibility_timeout_s = self.task_time_limit_s + VISIBILITY_MARGIN_S
+        if self.broker_visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                f"HPO_BROKER_VISIBILITY_TIMEOUT_S ({self.broker_visibility_timeout_s}) must exceed "
+                f"HPO_TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
+            )
+        return self
+
+    def tokens_required(self) -> bool:
+        """Whether requests without a token are refused."""
+        return self.require_tokens or bool(self.api_tokens)
 
     def accepted_tokens(self) -> set[str]:
         """The API's accepted tokens as plain strings."""

@@ -27,26 +27,36 @@ class StudyStore:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._specs: dict[int, StudySpec] = {}
+        self._tenants: dict[int, str] = {}
         self._specs_guard = threading.Lock()
 
-    def add(self, study_id: int, spec: StudySpec) -> None:
-        """Record a new study, running."""
+    def add(self, study_id: int, spec: StudySpec, tenant: str) -> None:
+        """Record a new study of ``tenant``, running."""
         record = StudyRecord(
             study_id=study_id,
             study_name=spec.name,
+            tenant=tenant,
             spec_json=spec.model_dump_json(),
             state=StudyState.RUNNING.value,
         )
         with self._database.session() as session:
             session.add(record)
 
-    def get(self, study_id: int) -> StudyRecord:
-        """The study's record; ``NotFound`` when there is none."""
+    def get(self, study_id: int, tenant: str | None = None) -> StudyRecord:
+        """The study's record; ``NotFound`` when there is none, or it is another tenant's."""
         with self._database.session() as session:
             record = session.get(StudyRecord, study_id)
-        if record is None:
+        if record is None or (tenant is not None and record.tenant != tenant):
             raise NotFound(f"no study with id {study_id}", field="study_id")
+        with self._specs_guard:
+            self._tenants[study_id] = record.tenant
         return record
+
+    def tenant_of(self, study_id: int) -> str:
+        """The tenant a study belongs to (a fixed fact, kept in memory once read)."""
+        with self._specs_guard:
+            known = self._tenants.get(study_id)
+        return known if known is not None else self.get(study_id).tenant
 
     def spec(self, study_id: int) -> StudySpec:
         """The study's resolved spec (read once, then from memory: a spec never changes)."""
@@ -59,10 +69,12 @@ class StudyStore:
             self._specs[study_id] = spec
         return spec
 
-    def all(self) -> list[StudyRecord]:
-        """Every study, newest first."""
+    def all(self, tenant: str | None = None) -> list[StudyRecord]:
+        """Every study (of ``tenant``, when given), newest first."""
+        query = select(StudyRecord).order_by(StudyRecord.study_id.desc())
+        if tenant is not None:
+            query = query.where(StudyRecord.tenant == tenant)
         with self._database.session() as session:
-            query = select(StudyRecord).order_by(StudyRecord.study_id.desc())
             return list(session.scalars(query))
 
     def set_state(self, study_id: int, state: StudyState) -> None:

@@ -1,4 +1,8 @@
-"""The service's one entry point: everything the API (or a test) may ask of it."""
+"""The service's one entry point: everything the API (or a test) may ask of it.
+
+``tenant`` scopes a call to one tenant's studies (another tenant's objects are not found);
+``None`` means no scope: the workers, which serve every tenant, and the service itself.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from service.spec.study_spec import StudySpec
 from service.spec.validation import check_study_spec
 from service.storage.database import Database
 from service.study_store import StudyState, StudyStore
+from service.tokens import DEFAULT_TENANT
 from service.trainer_catalog import TrainerCatalog
 from service.trial_lifecycle import FAIL_REASON_ATTR, SEED_ATTR, TrialLifecycle
 from service.views import BestView, StudyView, TrialView, best_view, study_view, trial_view
@@ -39,65 +44,76 @@ class Tuner:
         self._storage = database.optuna
         self._store = StudyStore(database)
         self._catalog = catalog
-        leases = LeaseStore(database, lease_times)
         self.lease_ttl_s = lease_times.ttl_s
+        leases = LeaseStore(database, lease_times)
         self.trials = TrialLifecycle(database, self._store, dispatcher, leases)
         self._reaper = LeaseReaper(self.trials, self._store)
 
-    def create_study(self, spec: StudySpec) -> StudyView:
-        """Check, record and start a study: its first trials are dispatched at once."""
+    def create_study(self, spec: StudySpec, tenant: str = DEFAULT_TENANT) -> StudyView:
+        """Check, record and start a study of ``tenant``: its first trials are dispatched at once."""
         spec = check_study_spec(spec, self._catalog)
         study_id = self._create_optuna_study(spec)
-        self._store.add(study_id, spec)
+        self._store.add(study_id, spec, tenant)
         self.trials.fill_slots(study_id)
         return self.study(study_id)
 
-    def studies(self) -> list[StudyView]:
+    def studies(self, tenant: str | None = None) -> list[StudyView]:
         """Every study, newest first."""
-        return [self.study(record.study_id) for record in self._store.all()]
+        return [self.study(record.study_id) for record in self._store.all(tenant)]
 
-    def study(self, study_id: int) -> StudyView:
+    def study(self, study_id: int, tenant: str | None = None) -> StudyView:
         """A study's state, counts and best so far."""
-        record = self._store.get(study_id)
+        record = self._store.get(study_id, tenant)
         spec = self._store.spec(study_id)
         counts = self.trials.counts(study_id).by_state
         return study_view(record, spec, counts, self._best_or_none(study_id))
 
-    def study_trials(self, study_id: int) -> list[TrialView]:
+    def study_trials(self, study_id: int, tenant: str | None = None) -> list[TrialView]:
         """Every trial of a study, in order."""
-        self._store.get(study_id)
+        self._store.get(study_id, tenant)
         trials = self._storage.get_all_trials(study_id, deepcopy=False)
         return [trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR) for trial in trials]
 
-    def best(self, study_id: int) -> BestView:
+    def best(self, study_id: int, tenant: str | None = None) -> BestView:
         """The best complete trial; ``NotFound`` while there is none."""
-        self._store.get(study_id)
+        self._store.get(study_id, tenant)
         best = self._best_or_none(study_id)
         if best is None:
             raise NotFound(f"study {study_id} has no complete trial yet", field="study_id")
         return best
 
-    def stop(self, study_id: int) -> StudyView:
+    def stop(self, study_id: int, tenant: str | None = None) -> StudyView:
         """Start no new trial; running trials finish and are kept."""
-        record = self._store.get(study_id)
+        record = self._store.get(study_id, tenant)
         if record.state == StudyState.RUNNING:
             self._store.set_state(study_id, StudyState.STOPPED)
         return self.study(study_id)
 
-    def ask(self, study_id: int) -> TrialAssignment:
+    def ask(self, study_id: int, tenant: str | None = None) -> TrialAssignment:
         """Start a trial for a program that trains its own models."""
+        self._store.get(study_id, tenant)
         return self.trials.ask(study_id)
 
-    def claim(self, trial_id: int, holder: str) -> str:
+    def claim(self, trial_id: int, holder: str, tenant: str | None = None) -> str:
         """A worker starts a trial it was sent; returns the lease token it reports with."""
+        self._visible(trial_id, tenant)
         return self.trials.claim(trial_id, holder)
 
-    def heartbeat(self, trial_id: int, lease: str | None) -> None:
+    def heartbeat(self, trial_id: int, lease: str | None, tenant: str | None = None) -> None:
         """Renew a running trial's lease between reports."""
+        self._visible(trial_id, tenant)
         self.trials.heartbeat(trial_id, lease)
 
-    def report(self, trial_id: int, step: int, value: float, lease: str | None = None) -> bool:
+    def report(
+        self,
+        trial_id: int,
+        step: int,
+        value: float,
+        lease: str | None = None,
+        tenant: str | None = None,
+    ) -> bool:
         """Record an epoch's validation value; ``True`` means prune."""
+        self._visible(trial_id, tenant)
         return self.trials.report(trial_id, step, value, lease)
 
     def complete(
@@ -107,8 +123,10 @@ class Tuner:
         value: float | None,
         reason: str | None,
         lease: str | None = None,
+        tenant: str | None = None,
     ) -> TrialView:
         """Finish a trial."""
+        self._visible(trial_id, tenant)
         trial = self.trials.complete(trial_id, state, value, reason, lease)
         return trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR)
 
@@ -120,6 +138,10 @@ class Tuner:
         """Raise ``Unavailable`` when the database does not answer."""
         with self._database.session() as session:
             session.execute(text("SELECT 1"))
+
+    def _visible(self, trial_id: int, tenant: str | None) -> None:
+        if tenant is not None and self._store.tenant_of(self.trials.study_of(trial_id)) != tenant:
+            raise NotFound(f"no trial with id {trial_id}", field="trial_id")
 
     def _create_optuna_study(self, spec: StudySpec) -> int:
         direction = StudyDirection[spec.direction.upper()]

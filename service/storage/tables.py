@@ -35,6 +35,7 @@ class StudyRecord(ServiceTable):
 
     study_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     study_name: Mapped[str] = mapped_column(String(128), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True, default="default")
     spec_json: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
@@ -59,3 +60,21 @@ class TrialLeaseRecord(ServiceTable):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     attempt: Mapped[int] = mapped_column(default=0)
     sent: Mapped[bool] = mapped_column(default=True)
+
+
+class TokenRecord(ServiceTable):
+    """An API token, stored as its SHA-256 hash: the token itself is shown once, at creation.
+
+    A user token belongs to a tenant and sees that tenant's studies only; a worker token has no
+    tenant (workers serve every tenant's queue) and may only claim, report and complete trials.
+    """
+
+    __tablename__ = "hpo_tokens"
+
+    token_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    revoked: Mapped[bool] = mapped_column(default=False)

@@ -1,0 +1,89 @@
+"""Who is calling: tokens, stored hashed, each acting for a tenant (users) or for the workers."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from service.errors import NotFound
+from service.storage.database import Database
+from service.storage.tables import TokenRecord
+
+DEFAULT_TENANT = "default"
+
+
+class Role(enum.StrEnum):
+    """What a token may do: users define and read studies; workers only run trials."""
+
+    USER = "user"
+    WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a tenant's user, or a worker (``tenant`` None: it serves every tenant)."""
+
+    tenant: str | None
+    role: Role
+
+
+ANONYMOUS = Principal(DEFAULT_TENANT, Role.USER)
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 of a token: tokens are 32 random bytes, so a fast hash is enough to store them."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Creates, checks, lists and revokes tokens in ``hpo_tokens``."""
+
+    def __init__(self, database: Database, static_tokens: frozenset[str] = frozenset()) -> None:
+        self._database = database
+        self._static = {token_hash(token) for token in static_tokens}
+
+    def create(self, role: Role, tenant: str | None, name: str = "") -> tuple[int, str]:
+        """A new token: its id and the token itself, which is not stored and not shown again."""
+        if role is Role.USER and not tenant:
+            raise ValueError("a user token needs a tenant")
+        token = secrets.token_urlsafe(32)
+        record = TokenRecord(
+            token_hash=token_hash(token),
+            tenant=tenant if role is Role.USER else None,
+            role=role.value,
+            name=name,
+        )
+        with self._database.session() as session:
+            session.add(record)
+            session.flush()
+            return record.token_id, token
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal a token acts for; ``None`` for an unknown or revoked token."""
+        digest = token_hash(token)
+        if any(hmac.compare_digest(digest, known) for known in self._static):
+            return ANONYMOUS
+        with self._database.session() as session:
+            query = select(TokenRecord).where(TokenRecord.token_hash == digest)
+            record = session.scalars(query).first()
+        if record is None or record.revoked:
+            return None
+        return Principal(record.tenant, Role(record.role))
+
+    def all(self) -> list[TokenRecord]:
+        """Every token (hashes only), oldest first."""
+        with self._database.session() as session:
+            return list(session.scalars(select(TokenRecord).order_by(TokenRecord.token_id)))
+
+    def revoke(self, token_id: int) -> None:
+        """The token stops working at once."""
+        with self._database.session() as session:
+            record = session.get(TokenRecord, token_id)
+            if record is None:
+                raise NotFound(f"no token with id {token_id}", field="token_id")
+            record.revoked = True
