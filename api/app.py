@@ -13,6 +13,7 @@ from api.errors import register_error_handlers, validation_error_response
 from api.health import health
 from api.limits import apply_request_limits
 from api.reaper import start_lease_reaper
+from api.schemas import BEARER_SECURITY
 from api.studies import studies
 from api.trials import trials
 from service.dispatch import TrialDispatcher
@@ -35,6 +36,7 @@ def create_app(
     app = OpenAPI(
         __name__,
         info=Info(title="HPO service", version=API_VERSION),
+        security_schemes=BEARER_SECURITY,
         validation_error_status=422,
         validation_error_callback=validation_error_response,
         doc_prefix="",

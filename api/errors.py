@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from service.errors import (
@@ -60,8 +60,9 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(UpdateFinishedTrialError, _finished_trial)
     app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(InterfaceError, _database_unavailable)
     app.register_error_handler(StorageInternalError, _database_unavailable)
-    app.register_error_handler(DBAPIError, _database_unavailable)
+    app.register_error_handler(DataError, _value_out_of_range)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -79,7 +80,11 @@ def _http_error(error: HTTPException) -> Response:
         return error.response  # already shaped by validation_error_response
     message = error.description or error.name
     field = "body" if error.code == 413 else "request"  # 413: the body is past its size limit
-    return error_response(error.code or 500, message, [{"field": field, "problem": message}])
+    response = error_response(error.code or 500, message, [{"field": field, "problem": message}])
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value  # e.g. a 405's Allow
+    return response
 
 
 def _finished_trial(error: UpdateFinishedTrialError) -> Response:
@@ -90,6 +95,12 @@ def _database_unavailable(error: Exception) -> Response:
     logger.warning("database unavailable: %s", error)
     message = "the study database cannot be reached; retry later"
     return error_response(503, message, [{"field": "request", "problem": message}])
+
+
+def _value_out_of_range(error: DataError) -> Response:
+    logger.warning("a value did not fit the database: %s", error)
+    message = "a value in the request does not fit the database"
+    return error_response(422, message, [{"field": "request", "problem": message}])
 
 
 def _unexpected(error: Exception) -> Response:

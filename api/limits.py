@@ -43,7 +43,9 @@ class BoundedJSONProvider(DefaultJSONProvider):
 
 def apply_request_limits(app: Flask) -> None:
     """Install the body size, JSON depth and URL id limits on ``app``."""
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte more than the limit: Werkzeug cuts a body without a length (chunked) there without
+    # a word, and the byte past the limit is how _refuse_large_bodies tells it was longer.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.json = BoundedJSONProvider(app)
     app.before_request(_refuse_large_bodies)
     app.before_request(_refuse_large_ids)
@@ -77,15 +79,18 @@ def _too_deep() -> BadRequest:
 
 
 def _refuse_large_bodies() -> None:
-    """413 before reading a body whose announced length is past the limit.
+    """413 for a body past the limit: by its announced length, before reading it.
 
-    A body without a length (chunked) is cut off by Flask's ``MAX_CONTENT_LENGTH`` as it is read.
+    A body without a length (chunked) is read here, up to one byte past the limit, and kept for
+    the view; without this it would be cut at the limit and then answered as malformed.
     """
+    limit = f"more than the limit of {MAX_BODY_BYTES}"
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
-        raise RequestEntityTooLarge(
-            f"the request body has {length} bytes, more than the limit of {MAX_BODY_BYTES}"
-        )
+        raise RequestEntityTooLarge(f"the request body has {length} bytes, {limit}")
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if length is None and chunked and len(request.get_data(cache=True)) > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge(f"the request body (chunked) has {limit} bytes")
 
 
 def _refuse_large_ids() -> Response | None:

@@ -9,12 +9,20 @@ from pydantic import BaseModel
 
 from api.auth import current_tenant
 from api.context import tuner
+from api.schemas import ERROR_RESPONSES
 from service.dispatch import TrialAssignment
 from service.spec.study_spec import StudySpec
 from service.tokens import DEFAULT_TENANT
 from service.views import BestView, StudyView, TrialView
 
-studies = APIBlueprint("studies", __name__, url_prefix="/studies", abp_tags=[Tag(name="studies")])
+studies = APIBlueprint(
+    "studies",
+    __name__,
+    url_prefix="/studies",
+    abp_tags=[Tag(name="studies")],
+    abp_responses=ERROR_RESPONSES,
+    abp_security=[{"bearer": []}],
+)
 
 
 class StudyPath(BaseModel):

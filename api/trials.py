@@ -10,9 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant
 from api.context import tuner
+from api.schemas import ERROR_RESPONSES
 from service.views import TrialView
 
-trials = APIBlueprint("trials", __name__, url_prefix="/trials", abp_tags=[Tag(name="trials")])
+trials = APIBlueprint(
+    "trials",
+    __name__,
+    url_prefix="/trials",
+    abp_tags=[Tag(name="trials")],
+    abp_responses=ERROR_RESPONSES,
+    abp_security=[{"bearer": []}],
+)
 
 MAX_STEP = 10**9
 MAX_REASON_LENGTH = 2000

@@ -121,6 +121,12 @@ class LeaseStore:
             lease.sent = True
             lease.expires_at = _now() + timedelta(seconds=self.times.dispatch_timeout_s)
 
+    def leased_trials(self, study_id: int) -> set[int]:
+        """The ids of the study's trials that hold a lease."""
+        query = select(TrialLeaseRecord.trial_id).where(TrialLeaseRecord.study_id == study_id)
+        with self._database.session() as session:
+            return set(session.scalars(query))
+
     def is_expired(self, trial_id: int, now: datetime) -> bool:
         """Whether the trial's lease is (still) past its time."""
         with self._database.session() as session:

@@ -181,7 +181,11 @@ class TrialLifecycle:
         if params is not None:
             study.enqueue_trial(params, skip_if_exists=False)
         distributions = {name: param.distribution() for name, param in spec.space.items()}
-        trial = study.ask(fixed_distributions=distributions)
+        try:
+            trial = study.ask(fixed_distributions=distributions)
+        except Exception:
+            self._fail_unleased(study_id, "the sampler failed while choosing its parameters")
+            raise
         trial_id = (
             trial._trial_id
         )  # Optuna keeps the storage id private; it is the trial's key here.
@@ -221,6 +225,17 @@ class TrialLifecycle:
             trainer=spec.trainer.model_dump() if spec.trainer else None,
             seed=trial.system_attrs.get(SEED_ATTR, trial_seed(spec, trial.number)),
         )
+
+    def _fail_unleased(self, study_id: int, reason: str) -> None:
+        """Optuna creates the trial before sampling: one whose sampling failed must not stay running."""
+        leased = self.leases.leased_trials(study_id)
+        running = self._storage.get_all_trials(
+            study_id, deepcopy=False, states=(TrialState.RUNNING,)
+        )
+        for trial in running:
+            if trial._trial_id not in leased:
+                self._storage.set_trial_system_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
+                self._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
     def _finish(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
         with _finished_is_conflict(trial_id):

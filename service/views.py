@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from optuna.trial import FrozenTrial
@@ -68,8 +68,8 @@ def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> Tri
         value=trial.value if trial.values is not None else None,
         intermediate_values=dict(trial.intermediate_values),
         last_step=trial.last_step,
-        started_at=trial.datetime_start,
-        finished_at=trial.datetime_complete,
+        started_at=optuna_time(trial.datetime_start),
+        finished_at=optuna_time(trial.datetime_complete),
         fail_reason=attrs.get(fail_reason_attr),
         seed=attrs.get(seed_attr),
         retried_by=attrs.get(RETRIED_BY_ATTR),
@@ -112,8 +112,20 @@ def study_view(
         n_trials=spec.budget.n_trials,
         counts=counts,
         best=best,
-        created_at=record.created_at,
-        finished_at=record.finished_at,
+        created_at=service_time(record.created_at) or record.created_at,
+        finished_at=service_time(record.finished_at),
         spec=spec,
         urls=study_urls(record.study_id),
     )
+
+
+def optuna_time(moment: datetime | None) -> datetime | None:
+    """An Optuna timestamp (naive, the machine's local time) as an aware UTC time."""
+    return moment.astimezone(UTC) if moment is not None else None
+
+
+def service_time(moment: datetime | None) -> datetime | None:
+    """A timestamp of the service's tables (UTC; SQLite hands it back naive) as an aware time."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

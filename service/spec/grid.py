@@ -14,16 +14,17 @@ AnyParam = FloatParam | IntParam | CategoricalParam
 
 
 def grid_of(spec: StudySpec) -> Grid:
-    """The grid to search, checked against the space. Raises ``InvalidSpec`` where it does not fit."""
+    """The grid to search, checked against the space. Raises ``InvalidSpec`` where it does not fit.
+
+    Its size is checked before any value is listed or checked, so that no request can make the
+    service build or scan a huge grid.
+    """
     explicit = getattr(spec.sampler, "grid", None)
-    grid = _checked_explicit(explicit, spec) if explicit is not None else _derived(spec)
-    size = grid_size(grid)
-    if size > MAX_GRID_POINTS:
-        raise InvalidSpec(
-            f"the grid has {size} points, more than the limit of {MAX_GRID_POINTS}",
-            field="sampler.grid",
-        )
-    return grid
+    if explicit is not None:
+        _check_size(math.prod(len(values) for values in explicit.values()))
+        return _checked_explicit(explicit, spec)
+    _check_size(math.prod(_countable(name, param) for name, param in spec.space.items()))
+    return {name: param.grid_values() or [] for name, param in spec.space.items()}
 
 
 def grid_size(grid: Grid) -> int:
@@ -31,18 +32,23 @@ def grid_size(grid: Grid) -> int:
     return math.prod(len(values) for values in grid.values())
 
 
-def _derived(spec: StudySpec) -> Grid:
-    grid: Grid = {}
-    for name, param in spec.space.items():
-        values = param.grid_values()
-        if values is None:
-            raise InvalidSpec(
-                f"a grid needs countable parameters; '{name}' is a continuous float: "
-                "give it a step, or list its values in sampler.grid",
-                field=f"space.{name}",
-            )
-        grid[name] = values
-    return grid
+def _check_size(size: int) -> None:
+    if size > MAX_GRID_POINTS:
+        raise InvalidSpec(
+            f"the grid has {size} points, more than the limit of {MAX_GRID_POINTS}",
+            field="sampler.grid",
+        )
+
+
+def _countable(name: str, param: AnyParam) -> int:
+    count = param.grid_count()
+    if count is None:
+        raise InvalidSpec(
+            f"a grid needs countable parameters; '{name}' is a continuous float: "
+            "give it a step, or list its values in sampler.grid",
+            field=f"space.{name}",
+        )
+    return count
 
 
 def _checked_explicit(grid: Grid, spec: StudySpec) -> Grid:
@@ -62,6 +68,8 @@ def _checked_explicit(grid: Grid, spec: StudySpec) -> Grid:
 def _check_values(name: str, values: list[CategoricalValue], param: AnyParam) -> None:
     if not values:
         raise InvalidSpec("a grid axis needs at least one value", field=f"sampler.grid.{name}")
+    if len({repr(value) for value in values}) != len(values):
+        raise InvalidSpec("grid values must be distinct", field=f"sampler.grid.{name}")
     for value in values:
         if not contains(param, value):
             raise InvalidSpec(

@@ -1,19 +1,38 @@
-"""Pruner choices of a study definition, as data."""
+"""Pruner choices of a study definition, as data (the options of most live in ``pruner_options``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
+from service.spec.pruner_options import (
+    MedianPrunerSpec,
+    PatientPrunerSpec,
+    PercentilePrunerSpec,
+    PrunerSpecBase,
+    SuccessiveHalvingPrunerSpec,
+    ThresholdPrunerSpec,
+    WilcoxonPrunerSpec,
+    WrappablePrunerSpec,
+)
 from service.spec.tags import named_or_default
 
+__all__ = [
+    "HyperbandPrunerSpec",
+    "MedianPrunerSpec",
+    "NoPrunerSpec",
+    "PatientPrunerSpec",
+    "PercentilePrunerSpec",
+    "PrunerSpec",
+    "SuccessiveHalvingPrunerSpec",
+    "ThresholdPrunerSpec",
+    "WilcoxonPrunerSpec",
+    "WrappablePrunerSpec",
+]
 
-class _Pruner(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class HyperbandPrunerSpec(_Pruner):
+class HyperbandPrunerSpec(PrunerSpecBase):
     """Hyperband over the trainer's epochs: brackets of successive halving (the default).
 
     ``max_resource`` omitted means the trainer's ``epochs``.
@@ -34,13 +53,20 @@ class HyperbandPrunerSpec(_Pruner):
         return self
 
 
-class NoPrunerSpec(_Pruner):
+class NoPrunerSpec(PrunerSpecBase):
     """Every trial runs to its last epoch."""
 
     name: Literal["none"]
 
 
 PrunerSpec = Annotated[
-    Annotated[HyperbandPrunerSpec, Tag("hyperband")] | Annotated[NoPrunerSpec, Tag("none")],
+    Annotated[HyperbandPrunerSpec, Tag("hyperband")]
+    | Annotated[NoPrunerSpec, Tag("none")]
+    | Annotated[MedianPrunerSpec, Tag("median")]
+    | Annotated[PercentilePrunerSpec, Tag("percentile")]
+    | Annotated[SuccessiveHalvingPrunerSpec, Tag("successive_halving")]
+    | Annotated[ThresholdPrunerSpec, Tag("threshold")]
+    | Annotated[PatientPrunerSpec, Tag("patient")]
+    | Annotated[WilcoxonPrunerSpec, Tag("wilcoxon")],
     Discriminator(named_or_default("hyperband")),
 ]

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 from pydantic import ValidationError
 
 from service.errors import InvalidSpec
 from service.spec.grid import grid_of, grid_size
 from service.spec.problems import problems_from_validation_error
-from service.spec.pruners import HyperbandPrunerSpec
-from service.spec.samplers import GridSamplerSpec
+from service.spec.pruner_options import (
+    MedianPrunerSpec,
+    PatientPrunerSpec,
+    PercentilePrunerSpec,
+    SuccessiveHalvingPrunerSpec,
+    ThresholdPrunerSpec,
+    WilcoxonPrunerSpec,
+)
+from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec, WrappablePrunerSpec
+from service.spec.samplers import CmaEsSamplerSpec, GridSamplerSpec
+from service.spec.space import CategoricalParam
 from service.spec.study_spec import StudySpec
 from service.trainer_catalog import TrainerCatalog
 
@@ -16,6 +27,9 @@ from service.trainer_catalog import TrainerCatalog
 def check_study_spec(spec: StudySpec, catalog: TrainerCatalog) -> StudySpec:
     """The spec with defaults that depend on other fields resolved; ``InvalidSpec`` if it cannot run."""
     _check_trainer(spec, catalog)
+    _check_modules_installed(spec)
+    _check_cmaes_space(spec)
+    _check_pruner_acts_within_epochs(spec)
     spec = _with_pruner_resource(spec)
     return _with_grid_budget(spec)
 
@@ -82,3 +96,76 @@ def _with_grid_budget(spec: StudySpec) -> StudySpec:
             field="budget.n_trials",
         )
     return spec
+
+
+# The packages a sampler or pruner imports when it runs, in the API process.
+NEEDED_MODULES = {
+    "cmaes": ("cmaes",),
+    "qmc": ("scipy",),
+    "gp": ("torch", "scipy"),
+    "wilcoxon": ("scipy",),
+}
+
+
+def _check_modules_installed(spec: StudySpec) -> None:
+    """A sampler or pruner whose packages this API lacks would fail on the first ask or report."""
+    chosen = [("sampler.name", spec.sampler.name), ("pruner.name", spec.pruner.name)]
+    if isinstance(spec.pruner, PatientPrunerSpec) and spec.pruner.wrapped is not None:
+        chosen.append(("pruner.wrapped.name", spec.pruner.wrapped.name))
+    for field, name in chosen:
+        missing = [module for module in NEEDED_MODULES.get(name, ()) if find_spec(module) is None]
+        if missing:
+            raise InvalidSpec(
+                f"the {name} {field.split('.')[0]} needs {', '.join(missing)}, "
+                "which this service does not have installed",
+                field=field,
+            )
+
+
+def _check_cmaes_space(spec: StudySpec) -> None:
+    """CMA-ES searches numbers only: Optuna would draw a categorical parameter at random."""
+    if not isinstance(spec.sampler, CmaEsSamplerSpec):
+        return
+    for name, param in spec.space.items():
+        if isinstance(param, CategoricalParam):
+            raise InvalidSpec(
+                f"the cmaes sampler cannot search the categorical parameter '{name}': "
+                "use tpe, gp or qmc, or make it an int parameter",
+                field=f"space.{name}",
+            )
+
+
+def _check_pruner_acts_within_epochs(spec: StudySpec) -> None:
+    """A pruner that could first act after the trainer's last epoch would never prune."""
+    epochs = spec.trainer.settings().get("epochs") if spec.trainer else None
+    if not isinstance(epochs, int):
+        return
+    first = _first_pruning_step(spec.pruner, "pruner")
+    if first is not None and first[0] > epochs:
+        step, field = first
+        raise InvalidSpec(
+            f"this pruner cannot prune before epoch {step}, "
+            f"past the trainer's {epochs} epochs: it would never prune",
+            field=field,
+        )
+
+
+def _first_pruning_step(
+    pruner: PrunerSpec | WrappablePrunerSpec, path: str
+) -> tuple[int, str] | None:
+    """The first epoch (epochs count from 1) at which ``pruner`` may prune, and the field that
+    sets it; ``None`` where that depends on nothing but the trainer."""
+    if isinstance(pruner, MedianPrunerSpec | PercentilePrunerSpec | ThresholdPrunerSpec):
+        return max(pruner.n_warmup_steps, 1), f"{path}.n_warmup_steps"
+    if isinstance(pruner, SuccessiveHalvingPrunerSpec):
+        first_rung = pruner.min_resource * pruner.reduction_factor**pruner.min_early_stopping_rate
+        return first_rung, f"{path}.min_resource"
+    if isinstance(pruner, WilcoxonPrunerSpec):
+        return max(pruner.n_startup_steps, 2), f"{path}.n_startup_steps"
+    if isinstance(pruner, PatientPrunerSpec):
+        own = (pruner.patience + 2, f"{path}.patience")
+        wrapped = None
+        if pruner.wrapped is not None:
+            wrapped = _first_pruning_step(pruner.wrapped, f"{path}.wrapped")
+        return max(own, wrapped or own, key=lambda first: first[0])
+    return None

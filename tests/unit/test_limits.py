@@ -192,16 +192,28 @@ def test_413_does_not_depend_on_the_endpoint_or_content_type(
     assert problems_of(response)[0]["field"] == "body"
 
 
-def test_a_chunked_body_past_the_size_limit_gets_413(client: FlaskClient) -> None:
-    body = json.dumps(study(padding="p" * MAX_BODY_BYTES)).encode()
-    response = client.post(
+def post_chunked(client: FlaskClient, body: bytes) -> Any:
+    """POST ``body`` as a server hands on a chunked request: no length, the stream ends itself."""
+    return client.post(
         "/studies",
         input_stream=io.BytesIO(body),
         content_type="application/json",
-        environ_overrides={"wsgi.input_terminated": True},  # no length: read until the end
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
     )
+
+
+def test_a_chunked_body_past_the_size_limit_gets_413(client: FlaskClient) -> None:
+    response = post_chunked(client, json.dumps(study(padding="p" * MAX_BODY_BYTES)).encode())
     assert response.status_code == 413
     assert problems_of(response)[0]["field"] == "body"
+
+
+def test_a_chunked_body_under_the_size_limit_is_read_whole(client: FlaskClient) -> None:
+    body = json.dumps(study(padding="p" * (MAX_BODY_BYTES - 1000))).encode()
+    response = post_chunked(client, body)
+    assert response.status_code == 422
+    assert problems_of(response)[0]["field"] == "padding"
 
 
 def test_a_body_under_the_size_limit_is_read(client: FlaskClient) -> None:

@@ -1,0 +1,34 @@
+"""Bodies the API document describes beside the service's read models: errors and health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ProblemBody(BaseModel):
+    """One thing wrong with a request: where (a dotted path into it, or a header) and what."""
+
+    field: str
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a summary and the problems, each naming its field."""
+
+    error: str
+    problems: list[ProblemBody]
+
+
+class HealthBody(BaseModel):
+    """The API answers and its database is reachable."""
+
+    status: str
+
+
+# Every error an endpoint may answer, documented once for every blueprint.
+ERROR_RESPONSES: dict[Any, Any] = {
+    status: ErrorBody for status in (400, 401, 403, 404, 405, 409, 413, 422, 503)
+}
+BEARER_SECURITY = {"bearer": {"type": "http", "scheme": "bearer"}}
