@@ -47,7 +47,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import BaseSchema, HookContext
 from schemathesis.checks import not_a_server_error
-from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
