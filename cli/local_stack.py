@@ -49,6 +49,8 @@ class LocalStack:
             "HPO_PORT": str(self.port),
             "HPO_WORKER_CONCURRENCY": str(max(self.workers, 1)),
             "HPO_API_TOKENS": json.dumps(self.tokens),
+            # One machine, loopback only: open unless the stack is given tokens.
+            "HPO_REQUIRE_TOKENS": "true" if self.tokens else "false",
             "HPO_LOG_LEVEL": self.log_level,
         }
         if self.tokens:

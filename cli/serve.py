@@ -26,6 +26,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "worker_class": "gthread",
             "timeout": 120,
             "graceful_timeout": 20,
+            # Longer than clients' idle gaps between reports, so that the server seldom closes a
+            # kept-alive connection just as a request is sent on it.
+            "keepalive": 75,
             "accesslog": "-",
             "loglevel": settings.log_level.lower(),
         }

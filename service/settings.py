@@ -38,8 +38,9 @@ class Settings(BaseSettings):
         "they act for the tenant 'default'.",
     )
     require_tokens: bool = Field(
-        default=False,
-        description="Every endpoint but health needs a token (always so when api_tokens is set).",
+        default=True,
+        description="Every endpoint but health and the API document needs a token; the one-machine "
+        "stack (demo, tests) turns it off, a deployment keeps it.",
     )
     host: str = Field(default="127.0.0.1", description="Address `hpo serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `hpo serve` binds.")

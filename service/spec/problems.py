@@ -26,15 +26,32 @@ def field_path(loc: tuple[int | str, ...], data: Any) -> str:
     """Dotted path of ``loc``, leaving out the union tags that pydantic adds.
 
     The client never wrote those tags, so a path that kept them would not lead into its request.
+    A tag sits right after the union's own key: it names the member (``"type"`` or ``"name"``,
+    or the default member when ``name`` was left out), and the path goes on into that member.
     """
     parts: list[str] = []
-    node = data
-    for key in loc:
-        if isinstance(node, dict) and key not in node and _is_union_tag(node, key):
+    node, tag_skipped = data, False
+    for index, key in enumerate(loc):
+        rest = loc[index + 1 :]
+        if not tag_skipped and isinstance(node, dict) and _is_union_tag(node, key, rest):
+            tag_skipped = True  # one tag per union: what follows it is a field
             continue
-        node = _child(node, key)
+        node, tag_skipped = _child(node, key), False
         parts.append(str(key))
     return ".".join(parts)
+
+
+def _is_union_tag(node: dict[str, Any], key: int | str, rest: tuple[int | str, ...]) -> bool:
+    if not isinstance(key, str):
+        return False
+    if key not in node:
+        return key in (node.get("type"), node.get("name")) or bool(rest and rest[0] in node)
+    if not rest:
+        return False
+    # A member field named like its tag ({"name": "percentile", "percentile": 200}): the tag
+    # comes first, and a field holding a scalar cannot have more path under it.
+    named = key in (node.get("type"), node.get("name"))
+    return named and not isinstance(node[key], dict | list)
 
 
 def _child(node: Any, key: int | str) -> Any:
@@ -43,10 +60,6 @@ def _child(node: Any, key: int | str) -> Any:
     if isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
         return node[key]
     return None
-
-
-def _is_union_tag(node: dict[str, Any], key: int | str) -> bool:
-    return key in (node.get("type"), node.get("name"))
 
 
 def _message(item: Any) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +20,7 @@ from service.errors import Unavailable
 from service.storage.tables import ServiceTable
 
 SQLITE_BUSY_TIMEOUT_S = 30
+SCHEMA_LOCK_KEY = 0x48504F5343484D41  # "HPOSCHMA": a one-argument advisory key of its own
 
 
 class Database:
@@ -32,11 +33,29 @@ class Database:
         if self.dialect == "sqlite":
             _make_parent_folder(self.engine.url.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        ServiceTable.metadata.create_all(self.engine)
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
+        with self._schema_lock():
+            ServiceTable.metadata.create_all(self.engine)
+            rdb = optuna.storages.RDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
         # Optuna's own cache over the RDB storage: finished trials are read from the database once.
         self.optuna: optuna.storages.BaseStorage = optuna.storages.get_storage(rdb)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """One process at a time creates the tables: API processes starting together on a new
+        PostgreSQL database would otherwise race on CREATE TYPE / CREATE TABLE and one would die."""
+        if self.dialect != "postgresql":
+            yield
+            return
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY}
+                )
+                connection.commit()
 
     def _engine_kwargs(self, pool_size: int) -> dict[str, Any]:
         if self.dialect == "sqlite":

@@ -91,7 +91,7 @@ class DoNothingDispatcher:
 
 def published_document() -> dict[str, Any]:
     """The API document as ``/openapi.json`` serves it (from an app on an in-memory database)."""
-    config = Settings(database_url="sqlite://", reaper_interval_s=0)
+    config = Settings(database_url="sqlite://", reaper_interval_s=0, require_tokens=False)
     app = create_app(config, dispatcher=DoNothingDispatcher())
     document: dict[str, Any] = app.test_client().get("/openapi.json").get_json()
     return document
@@ -218,7 +218,9 @@ def app(tmp_path: Path) -> Flask:
     Fresh for each operation, so that fuzzing one (``stop``) leaves nothing for the next (``ask``).
     """
     database = tmp_path / "hpo.db"
-    config = Settings(database_url=f"sqlite:///{database}", reaper_interval_s=0)
+    config = Settings(
+        database_url=f"sqlite:///{database}", reaper_interval_s=0, require_tokens=False
+    )
     application = create_app(config, dispatcher=DoNothingDispatcher())
     client = application.test_client()
 

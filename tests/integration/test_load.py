@@ -334,9 +334,11 @@ def load_database(postgres_server: PostgresServer) -> tuple[str, str]:
 def load_stack(load_database: tuple[str, str]) -> Iterator[LocalStack]:
     """The API alone (external programs need no worker), on PostgreSQL, several processes."""
     settings = {"HPO_API_PROCESSES": str(API_PROCESSES), "HPO_API_THREADS": str(API_THREADS)}
-    stack = LocalStack(load_database[1], workers=0, settings=settings).start()
-    yield stack
-    stack.stop()
+    stack = LocalStack(load_database[1], workers=0, settings=settings)
+    try:
+        yield stack.start()  # stopped also when it does not start: Redis would be left running
+    finally:
+        stack.stop()
 
 
 def api_log_problems(stack: LocalStack, lines: int = 60) -> str:
@@ -354,6 +356,17 @@ def api_log_problems(stack: LocalStack, lines: int = 60) -> str:
     return "\n".join(kept[:lines])
 
 
+def create_studies(client: HPOClient, stack: LocalStack) -> list[int]:
+    """The studies the reporters share; a failure shows the API log (the API may not have booted)."""
+    try:
+        return [client.create_study(study_spec(i))["study_id"] for i in range(STUDIES)]
+    except Exception as error:
+        raise AssertionError(
+            f"could not create the studies: {describe(error)}\n"
+            f"API log less its access and INFO lines:\n{api_log_problems(stack)}"
+        ) from error
+
+
 def milliseconds(values: list[float]) -> str:
     """p50/p99 of latencies in seconds, in milliseconds."""
     return f"{percentile(values, 0.5) * 1000:.0f}/{percentile(values, 0.99) * 1000:.0f} ms"
@@ -366,7 +379,7 @@ def figures(total: Tally, elapsed: float, connections: list[int], idle: int) -> 
     return (
         f"{REPORTERS} reporters for {elapsed:.0f} s: {total.requests} requests "
         f"({total.requests / elapsed:.0f}/s), {completed} trials completed, {pruned} pruned, "
-        f"{len(total.errors)} errors, {len(total.resets)} keep-alive resets sent again; "
+        f"{len(total.errors)} errors, {len(total.resets)} connection resets sent again; "
         f"latency p50/p99: ask {milliseconds(total.latencies['ask'])}, "
         f"report {milliseconds(total.latencies['report'])}, "
         f"complete {milliseconds(total.latencies['complete'])}; "
@@ -379,8 +392,8 @@ def test_a_hundred_concurrent_reporters_get_no_error_and_stay_within_the_pools(
     load_stack: LocalStack, load_database: tuple[str, str], postgres_server: PostgresServer
 ) -> None:
     """No error answer, no reporter stuck, connections within the pools, every trial recorded once."""
-    client = load_stack.client()
-    study_ids = [client.create_study(study_spec(i))["study_id"] for i in range(STUDIES)]
+    client = HPOClient(load_stack.url, timeout_s=REQUEST_TIMEOUT_S, retries=0)
+    study_ids = create_studies(client, load_stack)
     sampler = ConnectionSampler(postgres_server, load_database[0]).start()
     started = time.monotonic()
     try:
@@ -393,7 +406,7 @@ def test_a_hundred_concurrent_reporters_get_no_error_and_stay_within_the_pools(
     total = merged(tallies)
     print(f"\n{figures(total, elapsed, sampler.samples, idle_connections)}")
     if total.resets:
-        print(f"keep-alive resets, sent again: {total.resets[:MAX_ERRORS_SHOWN]}")
+        print(f"connection resets, sent again: {total.resets[:MAX_ERRORS_SHOWN]}")
     log_problems = api_log_problems(load_stack)
     log_name = load_stack.api.log_path if load_stack.api else None
     assert not stuck, f"{len(stuck)} reporters stuck past the deadline: {stuck[:10]}"

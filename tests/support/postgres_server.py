@@ -72,7 +72,6 @@ class PostgresServer:
             "-w",
             "start",
         )
-        return self
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL of ``database`` on this server."""

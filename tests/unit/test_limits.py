@@ -41,7 +41,9 @@ class DoNothingDispatcher:
 @pytest.fixture
 def client(tmp_path: Path) -> FlaskClient:
     """The API on a fresh SQLite file, in process."""
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'hpo.db'}", reaper_interval_s=0)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'hpo.db'}", reaper_interval_s=0, require_tokens=False
+    )
     return create_app(settings, dispatcher=DoNothingDispatcher()).test_client()
 
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import optuna
+import pytest
 
+from service.dispatch import NoDispatcher
 from service.policies import build_pruner, build_sampler, trial_seed
 from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+from service.trainer_catalog import TrainerCatalog
 from service.trial_counts import TrialCounts, is_done, why_no_trial_may_start
+from service.tuner import Tuner
 
 
 def spec(**fields: object) -> StudySpec:
@@ -23,11 +30,29 @@ def test_each_sampler_name_builds_its_optuna_sampler() -> None:
         build_sampler(spec(sampler={"name": "random"}), 0), optuna.samplers.RandomSampler
     )
     assert isinstance(build_sampler(spec(sampler={"name": "grid"}), 0), optuna.samplers.GridSampler)
+    assert isinstance(
+        build_sampler(spec(sampler={"name": "cmaes"}), 0), optuna.samplers.CmaEsSampler
+    )
+    assert isinstance(build_sampler(spec(sampler={"name": "qmc"}), 0), optuna.samplers.QMCSampler)
+    assert isinstance(build_sampler(spec(sampler={"name": "gp"}), 0), optuna.samplers.GPSampler)
 
 
 def test_each_pruner_name_builds_its_optuna_pruner() -> None:
     assert isinstance(build_pruner(spec()), optuna.pruners.HyperbandPruner)
     assert isinstance(build_pruner(spec(pruner={"name": "none"})), optuna.pruners.NopPruner)
+    named = {
+        "median": optuna.pruners.MedianPruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "wilcoxon": optuna.pruners.WilcoxonPruner,
+    }
+    for name, kind in named.items():
+        assert type(build_pruner(spec(pruner={"name": name}))) is kind
+    percentile = spec(pruner={"name": "percentile", "percentile": 10})
+    assert isinstance(build_pruner(percentile), optuna.pruners.PercentilePruner)
+    threshold = spec(pruner={"name": "threshold", "lower": 0})
+    assert isinstance(build_pruner(threshold), optuna.pruners.ThresholdPruner)
+    patient = spec(pruner={"name": "patient", "patience": 0})
+    assert isinstance(build_pruner(patient), optuna.pruners.PatientPruner)
 
 
 def test_the_sampler_seed_moves_with_the_history_so_draws_do_not_repeat() -> None:
@@ -36,6 +61,58 @@ def test_the_sampler_seed_moves_with_the_history_so_draws_do_not_repeat() -> Non
     later = build_sampler(spec(sampler={"name": "random", "seed": 5}), 1)
     draw = lambda s: s._rng.rng.random()  # noqa: E731
     assert draw(first) == draw(again) != draw(later)
+
+
+def test_the_qmc_seed_stays_the_same_on_every_ask_so_the_sequence_goes_on() -> None:
+    seeded = spec(sampler={"name": "qmc", "scramble": True, "seed": 5})
+    assert build_sampler(seeded, 0)._seed == build_sampler(seeded, 7)._seed == 5
+    unseeded = spec(sampler={"name": "qmc", "scramble": True})
+    assert build_sampler(unseeded, 0)._seed == build_sampler(unseeded, 7)._seed
+    other_study = StudySpec.model_validate({**unseeded.model_dump(), "name": "other"})
+    assert build_sampler(other_study, 0)._seed != build_sampler(unseeded, 0)._seed
+
+
+def sobol_tuner(tmp_path: Path) -> Tuner:
+    database = Database(f"sqlite:///{tmp_path / 'qmc.db'}")
+    return Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+
+
+def qmc_study(sampler: dict[str, Any]) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": f"qmc-{sampler.get('scramble', False)}",
+            "space": {
+                "x": {"type": "float", "low": 0, "high": 1},
+                "y": {"type": "float", "low": 0, "high": 1},
+            },
+            "sampler": sampler,
+            "pruner": {"name": "none"},
+            "budget": {"n_trials": 8, "max_concurrent_trials": 8},
+        }
+    )
+
+
+@pytest.mark.parametrize("sampler", [{"name": "qmc"}, {"name": "qmc", "scramble": True}])
+def test_qmc_asks_advance_one_sobol_sequence_across_asks_and_processes(
+    tmp_path: Path, sampler: dict[str, Any]
+) -> None:
+    """Eight Sobol' points split each axis into eight strata, one point each: draws that
+    restarted the sequence, or were random, would not."""
+    first = sobol_tuner(tmp_path)
+    study_id = first.create_study(qmc_study(sampler)).study_id
+    points = []
+    for n in range(8):
+        tuner = first if n < 4 else sobol_tuner(tmp_path)  # another API process, same database
+        trial = tuner.ask(study_id)
+        tuner.report(trial.trial_id, 1, trial.params["x"], trial.lease)
+        value = trial.params["x"] + trial.params["y"]
+        tuner.complete(trial.trial_id, optuna.trial.TrialState.COMPLETE, value, None, trial.lease)
+        points.append((trial.params["x"], trial.params["y"]))
+    assert len(set(points)) == 8
+    for axis in (0, 1):
+        assert sorted(int(point[axis] * 8) for point in points) == list(range(8))
+    if not sampler.get("scramble"):
+        assert points[:4] == [(0.0, 0.0), (0.5, 0.5), (0.75, 0.25), (0.25, 0.75)]
 
 
 def test_trial_seeds_are_fixed_and_distinct() -> None:
