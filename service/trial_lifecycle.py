@@ -8,17 +8,15 @@ budget holds whatever the number of workers. Every running trial holds a lease (
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from typing import Any
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
 from service.dispatch import TrialAssignment, TrialDispatcher
-from service.errors import BudgetExhausted, Conflict, InvalidSpec, NotFound
+from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
 from service.spec.study_spec import StudySpec
@@ -26,6 +24,12 @@ from service.storage.database import Database
 from service.storage.study_lock import StudyLocks
 from service.study_store import StudyState, StudyStore
 from service.trial_counts import RETRIED_BY_ATTR, TrialCounts, is_done, why_no_trial_may_start
+from service.trial_outcomes import (
+    final_values,
+    finished_is_conflict,
+    repeated_completion,
+    require_finite,
+)
 
 FAIL_REASON_ATTR = "hpo:fail_reason"
 SEED_ATTR = "hpo:seed"
@@ -95,11 +99,11 @@ class TrialLifecycle:
 
     def report(self, trial_id: int, step: int, value: float, lease: str | None = None) -> bool:
         """Record an epoch's value and renew the lease; answer whether to prune (then it is finished)."""
-        _require_finite(value, "value")
+        require_finite(value, "value")
         trial = self._running_trial(trial_id)
         self.leases.renew(trial_id, lease)
         study_id = self.study_of(trial_id)
-        with _finished_is_conflict(trial_id):
+        with finished_is_conflict(trial_id):
             self._storage.set_trial_intermediate_value(trial_id, step, value)
         study = self._optuna_study(self._store.spec(study_id), n_trials_so_far=0)
         if not study.pruner.prune(study, self._storage.get_trial(trial_id)):
@@ -120,9 +124,9 @@ class TrialLifecycle:
         """Finish a trial as complete (with its value), pruned or failed (with a reason)."""
         trial = self._trial(trial_id)
         if trial.state.is_finished():
-            return self._repeated_completion(trial, state, value)
+            return repeated_completion(trial, state, value)
         self.leases.check(trial_id, lease)
-        values = self._final_values(trial, state, value)
+        values = final_values(trial, state, value)
         if state == TrialState.FAIL:
             self._storage.set_trial_system_attr(trial_id, FAIL_REASON_ATTR, reason or "failed")
         self._finish(trial_id, state, values)
@@ -238,7 +242,7 @@ class TrialLifecycle:
                 self._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
     def _finish(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
-        with _finished_is_conflict(trial_id):
+        with finished_is_conflict(trial_id):
             self._storage.set_trial_state_values(trial_id, state, values)
         self.leases.release(trial_id)
 
@@ -262,52 +266,3 @@ class TrialLifecycle:
             state = trial.state.name.lower()
             raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
         return trial
-
-    def _final_values(
-        self, trial: FrozenTrial, state: TrialState, value: float | None
-    ) -> list[float] | None:
-        if state == TrialState.COMPLETE:
-            if value is None:
-                raise InvalidSpec("a complete trial needs its value", field="value")
-            _require_finite(value, "value")
-            return [value]
-        if state == TrialState.PRUNED:
-            if value is not None:
-                _require_finite(value, "value")
-                return [value]
-            last = trial.last_step
-            return [trial.intermediate_values[last]] if last is not None else None
-        return None
-
-    def _repeated_completion(
-        self, trial: FrozenTrial, state: TrialState, value: float | None
-    ) -> FrozenTrial:
-        """A repeat of the completion already recorded is answered as before (duplicate deliveries)."""
-        same_value = value is None or trial.values == [value]
-        if trial.state == state and same_value:
-            return trial
-        state_name = trial.state.name.lower()
-        raise Conflict(f"trial {trial._trial_id} is already {state_name}", field="trial_id")
-
-
-class _finished_is_conflict:
-    """Optuna's refusal to update a finished trial (a race with another request) is a 409."""
-
-    def __init__(self, trial_id: int) -> None:
-        self._trial_id = trial_id
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _tb: object
-    ) -> None:
-        if kind is not None and issubclass(kind, UpdateFinishedTrialError):
-            raise Conflict(
-                f"trial {self._trial_id} has already finished", field="trial_id"
-            ) from error
-
-
-def _require_finite(value: float, field: str) -> None:
-    if not math.isfinite(value):
-        raise InvalidSpec(f"{field} must be a finite number, got {value}", field=field)
