@@ -76,6 +76,25 @@ def stop_study(path: StudyPath) -> dict[str, Any]:
     return tuner().stop(path.study_id, current_tenant()).model_dump(mode="json")
 
 
+@studies.post("/<int:study_id>/pause", responses={200: StudyView})
+def pause_study(path: StudyPath) -> dict[str, Any]:
+    """Start no new trial until resumed; running ones finish."""
+    return tuner().pause(path.study_id, current_tenant()).model_dump(mode="json")
+
+
+@studies.post("/<int:study_id>/resume", responses={200: StudyView})
+def resume_study(path: StudyPath) -> dict[str, Any]:
+    """Start trials again where the budget allows."""
+    return tuner().resume(path.study_id, current_tenant()).model_dump(mode="json")
+
+
+@studies.delete("/<int:study_id>", responses={204: None})
+def delete_study(path: StudyPath) -> tuple[str, int]:
+    """Delete the study and its trials."""
+    tuner().delete(path.study_id, current_tenant())
+    return "", 204
+
+
 @studies.post("/<int:study_id>/trials", responses={201: TrialAssignment})
 def ask_trial(path: StudyPath) -> tuple[dict[str, Any], int]:
     """Start a trial and get its parameters (ask), for a program that trains its own model."""

@@ -44,7 +44,7 @@ class HPOError(Exception):
 
 
 class TrialGone(HPOError):
-    """The trial cannot be reported to any more (finished, or its study stopped it): stop it."""
+    """The trial is no longer this caller's to run (finished, held by another, or deleted): stop it."""
 
 
 class HPOClient:
@@ -81,6 +81,15 @@ class HPOClient:
 
     def stop(self, study_id: int) -> dict[str, Any]:
         return self._call("POST", f"/studies/{study_id}/stop")
+
+    def pause(self, study_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/studies/{study_id}/pause")
+
+    def resume(self, study_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/studies/{study_id}/resume")
+
+    def delete(self, study_id: int) -> None:
+        self._call("DELETE", f"/studies/{study_id}")
 
     def ask(self, study_id: int) -> dict[str, Any]:
         return self._call("POST", f"/studies/{study_id}/trials")
@@ -119,10 +128,12 @@ class HPOClient:
             body = _body(response)
             error = (
                 TrialGone
-                if response.status_code == 409 and path.startswith("/trials/")
+                if response.status_code in (404, 409) and path.startswith("/trials/")
                 else HPOError
             )
             raise error(response.status_code, body)
+        if response.status_code == 204:
+            return {}
         answer: dict[str, Any] = response.json()
         return answer
 

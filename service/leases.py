@@ -101,11 +101,10 @@ class LeaseStore:
         with self._database.session() as session:
             session.execute(delete(TrialLeaseRecord).where(TrialLeaseRecord.trial_id == trial_id))
 
-    def attempt_of(self, trial_id: int) -> int:
-        """How many runs of the same parameters came before this one."""
+    def release_study(self, study_id: int) -> None:
+        """Every lease of a study goes (the study is deleted)."""
         with self._database.session() as session:
-            lease = session.get(TrialLeaseRecord, trial_id)
-            return lease.attempt if lease else 0
+            session.execute(delete(TrialLeaseRecord).where(TrialLeaseRecord.study_id == study_id))
 
     def mark_unsent(self, trial_id: int, retry_in_s: float) -> None:
         """The broker refused the trial's message: send it again in ``retry_in_s``."""

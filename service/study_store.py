@@ -17,6 +17,7 @@ class StudyState(enum.StrEnum):
     """Where a study is in its life."""
 
     RUNNING = "running"
+    PAUSED = "paused"
     STOPPED = "stopped"
     COMPLETE = "complete"
 
@@ -77,6 +78,16 @@ class StudyStore:
         with self._database.session() as session:
             return list(session.scalars(query))
 
+    def delete(self, study_id: int) -> None:
+        """Forget the study's record (its trials and leases go with Optuna's study)."""
+        with self._database.session() as session:
+            record = session.get(StudyRecord, study_id)
+            if record is not None:
+                session.delete(record)
+        with self._specs_guard:
+            self._specs.pop(study_id, None)
+            self._tenants.pop(study_id, None)
+
     def set_state(self, study_id: int, state: StudyState) -> None:
         """Move the study to ``state``; a finished one gets its finish time."""
         with self._database.session() as session:
@@ -84,5 +95,6 @@ class StudyStore:
             if record is None:
                 raise NotFound(f"no study with id {study_id}", field="study_id")
             record.state = state.value
-            if state is not StudyState.RUNNING and record.finished_at is None:
+            finished = state in (StudyState.STOPPED, StudyState.COMPLETE)
+            if finished and record.finished_at is None:
                 record.finished_at = utc_now()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from optuna.trial import FrozenTrial, TrialState
@@ -33,10 +33,6 @@ class TrialCounts:
             by_state["retried" if retried else trial.state.name.lower()] += 1
         total = len(trials) - by_state["retried"]
         return cls(total=total, running=by_state["running"], by_state=by_state)
-
-    def with_one_started(self) -> TrialCounts:
-        by_state = {**self.by_state, "running": self.running + 1}
-        return replace(self, total=self.total + 1, running=self.running + 1, by_state=by_state)
 
 
 def why_no_trial_may_start(

@@ -75,17 +75,31 @@ class TrialLifecycle:
             spec = self._store.spec(study_id)
             counts = self.counts(study_id)
             started: list[TrialAssignment] = []
+            if self._target_reached(study_id, spec):
+                self._store.set_state(study_id, StudyState.COMPLETE)
+                return []
             while spec.trainer is not None and not why_no_trial_may_start(
                 spec, counts, record.created_at
             ):
                 assignment = self.create_trial(study_id, spec, counts.total)
-                counts = counts.with_one_started()
+                counts = self.counts(study_id)  # an enqueued trial is popped, not added
                 if not self.send(assignment):
                     break
                 started.append(assignment)
-            if is_done(spec, self.counts(study_id), record.created_at):
+            if is_done(spec, counts, record.created_at):
                 self._store.set_state(study_id, StudyState.COMPLETE)
             return started
+
+    def _target_reached(self, study_id: int, spec: StudySpec) -> bool:
+        target = spec.budget.target_value
+        if target is None:
+            return False
+        try:
+            best = self._storage.get_best_trial(study_id).value
+        except ValueError:  # no complete trial yet
+            return False
+        assert best is not None
+        return best <= target if spec.direction == "minimize" else best >= target
 
     def claim(self, trial_id: int, holder: str) -> str:
         """A worker starts the trial it was sent; the lease token it must show from now on."""
@@ -258,7 +272,10 @@ class TrialLifecycle:
 
     def _trial(self, trial_id: int) -> FrozenTrial:
         self.study_of(trial_id)
-        return self._storage.get_trial(trial_id)
+        try:
+            return self._storage.get_trial(trial_id)
+        except KeyError:  # its study was deleted
+            raise NotFound(f"no trial with id {trial_id}", field="trial_id") from None
 
     def _running_trial(self, trial_id: int) -> FrozenTrial:
         trial = self._trial(trial_id)

@@ -54,6 +54,8 @@ class Tuner:
         spec = check_study_spec(spec, self._catalog)
         study_id = self._create_optuna_study(spec)
         self._store.add(study_id, spec, tenant)
+        for params in spec.enqueue:
+            self._storage_study(spec).enqueue_trial(params, skip_if_exists=False)
         self.trials.fill_slots(study_id)
         return self.study(study_id)
 
@@ -88,6 +90,31 @@ class Tuner:
         if record.state == StudyState.RUNNING:
             self._store.set_state(study_id, StudyState.STOPPED)
         return self.study(study_id)
+
+    def pause(self, study_id: int, tenant: str | None = None) -> StudyView:
+        """Start no new trial until resumed; running trials finish."""
+        record = self._store.get(study_id, tenant)
+        if record.state not in (StudyState.RUNNING, StudyState.PAUSED):
+            raise Conflict(f"a {record.state} study cannot be paused", field="study_id")
+        self._store.set_state(study_id, StudyState.PAUSED)
+        return self.study(study_id)
+
+    def resume(self, study_id: int, tenant: str | None = None) -> StudyView:
+        """Start trials again where the budget allows."""
+        record = self._store.get(study_id, tenant)
+        if record.state not in (StudyState.RUNNING, StudyState.PAUSED):
+            raise Conflict(f"a {record.state} study cannot be resumed", field="study_id")
+        self._store.set_state(study_id, StudyState.RUNNING)
+        self.trials.fill_slots(study_id)
+        return self.study(study_id)
+
+    def delete(self, study_id: int, tenant: str | None = None) -> None:
+        """Delete the study with its trials; a worker still running one is refused from then on."""
+        self._store.get(study_id, tenant)
+        with self.trials.locks.hold(study_id):
+            self.trials.leases.release_study(study_id)
+            self._storage.delete_study(study_id)
+            self._store.delete(study_id)
 
     def ask(self, study_id: int, tenant: str | None = None) -> TrialAssignment:
         """Start a trial for a program that trains its own models."""
@@ -155,6 +182,9 @@ class Tuner:
                 [spec.metric]
             )
         return study_id
+
+    def _storage_study(self, spec: StudySpec) -> optuna.Study:
+        return optuna.load_study(study_name=spec.name, storage=self._storage)
 
     def _best_or_none(self, study_id: int) -> BestView | None:
         try:

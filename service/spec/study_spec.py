@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec
 from service.spec.samplers import SamplerSpec, TPESamplerSpec
-from service.spec.space import Param
+from service.spec.space import CategoricalValue, Param
 
 MAX_TRIALS = 100_000
 MAX_CONCURRENT_TRIALS = 1024
 MAX_PARAMETERS = 64
+MAX_ENQUEUED = 1000
 MAX_TRAINER_BYTES = 16 * 1024  # the trainer's settings, as JSON: free-form for unknown trainers
 
 StudyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -24,8 +25,9 @@ TrainerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-
 
 
 class BudgetSpec(BaseModel):
-    """How many trials in all, how many at once, an optional wall-clock limit, and how many times
-    a trial whose worker was lost is run again with the same parameters."""
+    """How many trials in all, how many at once, an optional wall-clock limit, how many times a
+    trial whose worker was lost is run again with the same parameters, and an optional target:
+    once a complete trial reaches it, no new trial starts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,6 +35,7 @@ class BudgetSpec(BaseModel):
     max_concurrent_trials: int = Field(default=4, ge=1, le=MAX_CONCURRENT_TRIALS)
     timeout_seconds: float | None = Field(default=None, gt=0, le=365 * 24 * 3600)
     max_retries: int = Field(default=2, ge=0, le=100)
+    target_value: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class TrainerSpec(BaseModel):
@@ -70,3 +73,8 @@ class StudySpec(BaseModel):
     pruner: PrunerSpec = Field(default_factory=HyperbandPrunerSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     trainer: TrainerSpec | None = None
+    enqueue: list[dict[ParamName, CategoricalValue]] = Field(
+        default_factory=list,
+        max_length=MAX_ENQUEUED,
+        description="Known configurations to run first (a parameter left out is sampled).",
+    )

@@ -7,7 +7,7 @@ from importlib.util import find_spec
 from pydantic import ValidationError
 
 from service.errors import InvalidSpec
-from service.spec.grid import grid_of, grid_size
+from service.spec.grid import contains, grid_of, grid_size
 from service.spec.problems import problems_from_validation_error
 from service.spec.pruner_options import (
     MedianPrunerSpec,
@@ -30,6 +30,7 @@ def check_study_spec(spec: StudySpec, catalog: TrainerCatalog) -> StudySpec:
     _check_modules_installed(spec)
     _check_cmaes_space(spec)
     _check_pruner_acts_within_epochs(spec)
+    _check_enqueued(spec)
     spec = _with_pruner_resource(spec)
     return _with_grid_budget(spec)
 
@@ -65,6 +66,19 @@ def _check_parameters_known(spec: StudySpec, known: frozenset[str] | None) -> No
                 f"it reads: {', '.join(sorted(known))}",
                 field=f"space.{name}",
             )
+
+
+def _check_enqueued(spec: StudySpec) -> None:
+    for index, params in enumerate(spec.enqueue):
+        for name, value in params.items():
+            if name not in spec.space:
+                raise InvalidSpec(
+                    f"'{name}' is not a parameter of the space", field=f"enqueue.{index}.{name}"
+                )
+            if not contains(spec.space[name], value):
+                raise InvalidSpec(
+                    f"{value!r} is outside the space of '{name}'", field=f"enqueue.{index}.{name}"
+                )
 
 
 def _with_pruner_resource(spec: StudySpec) -> StudySpec:
