@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant
 from api.context import tuner
@@ -74,6 +74,20 @@ def get_best(path: StudyPath) -> dict[str, Any]:
 def stop_study(path: StudyPath) -> dict[str, Any]:
     """Start no new trial; running ones finish."""
     return tuner().stop(path.study_id, current_tenant()).model_dump(mode="json")
+
+
+class BudgetExtension(BaseModel):
+    """The new budget of trials, in all (more than the current one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_trials: int = Field(ge=1)
+
+
+@studies.post("/<int:study_id>/budget", responses={200: StudyView})
+def extend_budget(path: StudyPath, body: BudgetExtension) -> dict[str, Any]:
+    """Raise the study's budget; a completed study runs again."""
+    view = tuner().extend(path.study_id, body.n_trials, current_tenant())
+    return view.model_dump(mode="json")
 
 
 @studies.post("/<int:study_id>/pause", responses={200: StudyView})

@@ -34,6 +34,9 @@ class LeaseReaper:
         with self._lifecycle.locks.try_hold(REAPER_LOCK_KEY) as mine:
             if not mine:
                 return []
+            for study_id in self._store.running_ids():
+                if self._lifecycle.adopt_orphans(study_id):
+                    logger.warning("study %s: running trials without a lease adopted", study_id)
             expired = [
                 lease for lease in self._lifecycle.leases.expired(now) if self._expire(lease, now)
             ]
@@ -69,8 +72,7 @@ class LeaseReaper:
         if trial.state != TrialState.RUNNING:
             self._lifecycle.leases.release(lease.trial_id)
         elif self._lifecycle.send(self._lifecycle.assignment_of(trial, lease.study_id)):
-            self._lifecycle.leases.mark_sent(lease.trial_id)
-            logger.info("trial %s sent again after a broker failure", trial.number)
+            logger.info("trial %s sent again: its first sending did not finish", trial.number)
 
     def _may_retry(self, lease: ExpiredLease) -> bool:
         spec = self._store.spec(lease.study_id)

@@ -19,6 +19,8 @@ from service.errors import Conflict
 from service.storage.database import Database
 from service.storage.tables import TrialLeaseRecord
 
+UNSENT_GRACE_S = 10.0
+
 
 @dataclass(frozen=True)
 class LeaseTimes:
@@ -51,7 +53,9 @@ class LeaseStore:
     ) -> str | None:
         """A new trial's lease: waiting for a worker, or held at once by ``claim`` (an external program)."""
         token = secrets.token_hex(16) if claim else None
-        wait = self.times.ttl_s if claim else self.times.dispatch_timeout_s
+        # Unclaimed, it counts as unsent until the broker has taken its message (mark_sent):
+        # whatever fails in between, the reaper sends it again.
+        wait = self.times.ttl_s if claim else UNSENT_GRACE_S
         record = TrialLeaseRecord(
             trial_id=trial_id,
             study_id=study_id,
@@ -59,6 +63,7 @@ class LeaseStore:
             holder=claim,
             expires_at=_now() + timedelta(seconds=wait),
             attempt=attempt,
+            sent=claim is not None,
         )
         with self._database.session() as session:
             session.add(record)

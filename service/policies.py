@@ -18,6 +18,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
+from service.seeded_hyperband import SeededHyperbandPruner
 from service.spec.grid import grid_of
 from service.spec.pruners import (
     HyperbandPrunerSpec,
@@ -98,17 +99,22 @@ class SpaceQMCSampler(optuna.samplers.QMCSampler):
 
 
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The study's pruner; Hyperband's resource is the trainer's epoch."""
+    """The study's pruner; Hyperband's resource is the trainer's epoch, its brackets follow the
+    sampler's seed (so that one definition, seeded, prunes alike under any study name)."""
+    if isinstance(spec.pruner, HyperbandPrunerSpec):
+        seed = spec.sampler.seed
+        return SeededHyperbandPruner(
+            bracket_key=None if seed is None else f"seed-{seed}",
+            min_resource=spec.pruner.min_resource,
+            max_resource=spec.pruner.max_resource
+            if spec.pruner.max_resource is not None
+            else "auto",
+            reduction_factor=spec.pruner.reduction_factor,
+        )
     return _pruner(spec.pruner)
 
 
 def _pruner(pruner: PrunerSpec | WrappablePrunerSpec) -> optuna.pruners.BasePruner:
-    if isinstance(pruner, HyperbandPrunerSpec):
-        return optuna.pruners.HyperbandPruner(
-            min_resource=pruner.min_resource,
-            max_resource=pruner.max_resource if pruner.max_resource is not None else "auto",
-            reduction_factor=pruner.reduction_factor,
-        )
     if isinstance(pruner, NoPrunerSpec):
         return optuna.pruners.NopPruner()
     if isinstance(pruner, MedianPrunerSpec):

@@ -37,6 +37,7 @@ class StudyStore:
             study_id=study_id,
             study_name=spec.name,
             tenant=tenant,
+            n_trials=spec.budget.n_trials,
             spec_json=spec.model_dump_json(),
             state=StudyState.RUNNING.value,
         )
@@ -69,6 +70,30 @@ class StudyStore:
         with self._specs_guard:
             self._specs[study_id] = spec
         return spec
+
+    def spec_of(self, record: StudyRecord) -> StudySpec:
+        """The study's spec with its current budget of trials (which an extension may raise)."""
+        spec = self.spec(record.study_id)
+        if record.n_trials is None or record.n_trials == spec.budget.n_trials:
+            return spec
+        budget = spec.budget.model_copy(update={"n_trials": record.n_trials})
+        return spec.model_copy(update={"budget": budget})
+
+    def extend(self, study_id: int, n_trials: int) -> None:
+        """Raise the study's budget; a study that had completed runs again."""
+        with self._database.session() as session:
+            record = session.get(StudyRecord, study_id)
+            if record is None:
+                raise NotFound(f"no study with id {study_id}", field="study_id")
+            record.n_trials = n_trials
+            if record.state == StudyState.COMPLETE.value:
+                record.state, record.finished_at = StudyState.RUNNING.value, None
+
+    def running_ids(self) -> list[int]:
+        """The ids of the studies that may start trials."""
+        query = select(StudyRecord.study_id).where(StudyRecord.state == StudyState.RUNNING.value)
+        with self._database.session() as session:
+            return list(session.scalars(query))
 
     def all(self, tenant: str | None = None) -> list[StudyRecord]:
         """Every study (of ``tenant``, when given), newest first."""

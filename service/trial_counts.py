@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 from service.spec.study_spec import StudySpec
 
 RETRIED_BY_ATTR = "hpo:retried_by"
+REPLACED_ATTR = "hpo:replaced"  # lost to the service itself: a fresh trial takes its place
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,16 @@ class TrialCounts:
 
     @classmethod
     def of(cls, trials: list[FrozenTrial]) -> TrialCounts:
-        """Counts of ``trials``; a failed run that was retried is counted as ``retried`` only.
+        """Counts of ``trials``; a failed run that was retried, or replaced by a fresh trial, is
+        counted as ``retried`` only.
 
         ``total`` is what the budget sees: the retried run's retry stands in its place.
         """
         by_state: dict[str, int] = {state.name.lower(): 0 for state in TrialState}
         by_state["retried"] = 0
         for trial in trials:
-            retried = RETRIED_BY_ATTR in trial.system_attrs
+            attrs = trial.system_attrs
+            retried = RETRIED_BY_ATTR in attrs or REPLACED_ATTR in attrs
             by_state["retried" if retried else trial.state.name.lower()] += 1
         total = len(trials) - by_state["retried"]
         return cls(total=total, running=by_state["running"], by_state=by_state)

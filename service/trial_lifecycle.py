@@ -23,7 +23,13 @@ from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.study_lock import StudyLocks
 from service.study_store import StudyState, StudyStore
-from service.trial_counts import RETRIED_BY_ATTR, TrialCounts, is_done, why_no_trial_may_start
+from service.trial_counts import (
+    REPLACED_ATTR,
+    RETRIED_BY_ATTR,
+    TrialCounts,
+    is_done,
+    why_no_trial_may_start,
+)
 from service.trial_outcomes import (
     final_values,
     finished_is_conflict,
@@ -59,7 +65,7 @@ class TrialLifecycle:
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
                 raise BudgetExhausted(f"the study is {record.state}", field="study_id")
-            spec = self._store.spec(study_id)
+            spec = self._store.spec_of(record)
             counts = self.counts(study_id)
             reason = why_no_trial_may_start(spec, counts, record.created_at)
             if reason is not None:
@@ -72,7 +78,7 @@ class TrialLifecycle:
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
                 return []
-            spec = self._store.spec(study_id)
+            spec = self._store.spec_of(record)
             counts = self.counts(study_id)
             started: list[TrialAssignment] = []
             if self._target_reached(study_id, spec):
@@ -82,10 +88,10 @@ class TrialLifecycle:
                 spec, counts, record.created_at
             ):
                 assignment = self.create_trial(study_id, spec, counts.total)
-                counts = self.counts(study_id)  # an enqueued trial is popped, not added
                 if not self.send(assignment):
                     break
                 started.append(assignment)
+                counts = self.counts(study_id)  # an enqueued trial is popped, not added
             if is_done(spec, counts, record.created_at):
                 self._store.set_state(study_id, StudyState.COMPLETE)
             return started
@@ -138,7 +144,10 @@ class TrialLifecycle:
         """Finish a trial as complete (with its value), pruned or failed (with a reason)."""
         trial = self._trial(trial_id)
         if trial.state.is_finished():
-            return repeated_completion(trial, state, value)
+            repeated = repeated_completion(trial, state, value)
+            # The first completion's refill may have failed (a database outage): refill now.
+            self.fill_slots(self.study_of(trial_id))
+            return repeated
         self.leases.check(trial_id, lease)
         values = final_values(trial, state, value)
         if state == TrialState.FAIL:
@@ -204,9 +213,8 @@ class TrialLifecycle:
         except Exception:
             self._fail_unleased(study_id, "the sampler failed while choosing its parameters")
             raise
-        trial_id = (
-            trial._trial_id
-        )  # Optuna keeps the storage id private; it is the trial's key here.
+        # Optuna keeps the storage id private; it is the trial's key here.
+        trial_id = trial._trial_id
         seed = trial_seed(spec, trial.number) if seed is None else seed
         self._storage.set_trial_system_attr(trial_id, SEED_ATTR, seed)
         self._study_of_trial[trial_id] = study_id
@@ -230,6 +238,7 @@ class TrialLifecycle:
             logger.error("could not dispatch trial %s: %s", assignment.trial_id, error)
             self.leases.mark_unsent(assignment.trial_id, RESEND_AFTER_S)
             return False
+        self.leases.mark_sent(assignment.trial_id)
         return True
 
     def assignment_of(self, trial: FrozenTrial, study_id: int) -> TrialAssignment:
@@ -244,16 +253,34 @@ class TrialLifecycle:
             seed=trial.system_attrs.get(SEED_ATTR, trial_seed(spec, trial.number)),
         )
 
-    def _fail_unleased(self, study_id: int, reason: str) -> None:
-        """Optuna creates the trial before sampling: one whose sampling failed must not stay running."""
+    def adopt_orphans(self, study_id: int) -> int:
+        """Running trials that hold no lease (their creation was cut short by a database outage):
+        one with all its parameters is leased as unsent, so the reaper sends it; any other is
+        failed and replaced, outside the budget, by a fresh trial. Returns how many were found."""
+        with self.locks.hold(study_id):
+            spec = self._store.spec(study_id)
+            orphans = self._unleased_running(study_id)
+            for trial in orphans:
+                if set(trial.params) == set(spec.space) and spec.trainer is not None:
+                    self.leases.grant(trial._trial_id, study_id, attempt=0)
+                    self.leases.mark_unsent(trial._trial_id, retry_in_s=0)
+                else:
+                    reason = "its creation was cut short (database outage) before it was leased"
+                    self._storage.set_trial_system_attr(trial._trial_id, REPLACED_ATTR, reason)
+                    self.fail(trial._trial_id, reason)
+            return len(orphans)
+
+    def _unleased_running(self, study_id: int) -> list[FrozenTrial]:
         leased = self.leases.leased_trials(study_id)
         running = self._storage.get_all_trials(
             study_id, deepcopy=False, states=(TrialState.RUNNING,)
         )
-        for trial in running:
-            if trial._trial_id not in leased:
-                self._storage.set_trial_system_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
-                self._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return [trial for trial in running if trial._trial_id not in leased]
+
+    def _fail_unleased(self, study_id: int, reason: str) -> None:
+        """Optuna creates the trial before sampling: one whose sampling failed must not stay running."""
+        for trial in self._unleased_running(study_id):
+            self.fail(trial._trial_id, reason)
 
     def _finish(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
         with finished_is_conflict(trial_id):

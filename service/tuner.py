@@ -19,7 +19,7 @@ from service.errors import Conflict, NotFound
 from service.lease_reaper import LeaseReaper
 from service.leases import LeaseStore, LeaseTimes
 from service.spec.study_spec import StudySpec
-from service.spec.validation import check_study_spec
+from service.spec.validation import check_budget_extension, check_study_spec
 from service.storage.database import Database
 from service.study_store import StudyState, StudyStore
 from service.tokens import DEFAULT_TENANT
@@ -66,7 +66,7 @@ class Tuner:
     def study(self, study_id: int, tenant: str | None = None) -> StudyView:
         """A study's state, counts and best so far."""
         record = self._store.get(study_id, tenant)
-        spec = self._store.spec(study_id)
+        spec = self._store.spec_of(record)
         counts = self.trials.counts(study_id).by_state
         return study_view(record, spec, counts, self._best_or_none(study_id))
 
@@ -105,6 +105,18 @@ class Tuner:
         if record.state not in (StudyState.RUNNING, StudyState.PAUSED):
             raise Conflict(f"a {record.state} study cannot be resumed", field="study_id")
         self._store.set_state(study_id, StudyState.RUNNING)
+        self.trials.fill_slots(study_id)
+        return self.study(study_id)
+
+    def extend(self, study_id: int, n_trials: int, tenant: str | None = None) -> StudyView:
+        """Raise the budget to ``n_trials`` in all; new trials start at once where slots allow."""
+        with self.trials.locks.hold(study_id):
+            record = self._store.get(study_id, tenant)
+            spec = self._store.spec_of(record)
+            if record.state == StudyState.STOPPED:
+                raise Conflict("a stopped study cannot be extended", field="study_id")
+            check_budget_extension(spec, n_trials)
+            self._store.extend(study_id, n_trials)
         self.trials.fill_slots(study_id)
         return self.study(study_id)
 

@@ -20,7 +20,7 @@ from service.spec.pruner_options import (
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec, WrappablePrunerSpec
 from service.spec.samplers import CmaEsSamplerSpec, GridSamplerSpec
 from service.spec.space import CategoricalParam
-from service.spec.study_spec import StudySpec
+from service.spec.study_spec import MAX_TRIALS, StudySpec
 from service.trainer_catalog import TrainerCatalog
 
 
@@ -183,3 +183,16 @@ def _first_pruning_step(
             wrapped = _first_pruning_step(pruner.wrapped, f"{path}.wrapped")
         return max(own, wrapped or own, key=lambda first: first[0])
     return None
+
+
+def check_budget_extension(spec: StudySpec, n_trials: int) -> None:
+    """``InvalidSpec`` unless ``n_trials`` raises the budget within its limits (and the grid's)."""
+    if n_trials <= spec.budget.n_trials:
+        raise InvalidSpec(
+            f"an extension must raise the budget above its {spec.budget.n_trials} trials",
+            field="n_trials",
+        )
+    if n_trials > MAX_TRIALS:
+        raise InvalidSpec(f"n_trials may be at most {MAX_TRIALS}", field="n_trials")
+    if isinstance(spec.sampler, GridSamplerSpec) and n_trials > grid_size(grid_of(spec)):
+        raise InvalidSpec(f"the grid has only {grid_size(grid_of(spec))} points", field="n_trials")

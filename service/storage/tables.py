@@ -26,7 +26,8 @@ class ServiceTable(DeclarativeBase):
 
 
 class StudyRecord(ServiceTable):
-    """One submitted study: its spec as submitted (resolved) and its lifecycle state.
+    """One submitted study: its spec as submitted (resolved), its lifecycle state, and its budget
+    of trials (the spec's, or larger once extended).
 
     ``study_id`` is Optuna's study id for the same study.
     """
@@ -36,6 +37,7 @@ class StudyRecord(ServiceTable):
     study_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     study_name: Mapped[str] = mapped_column(String(128), unique=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True, default="default")
+    n_trials: Mapped[int | None] = mapped_column(nullable=True)
     spec_json: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -278,3 +278,17 @@ def test_a_second_holder_cannot_claim_a_live_lease(tuner: Tuner) -> None:
     tuner.complete(trial.trial_id, TrialState.COMPLETE, 1.0, None, trial.lease)
     with pytest.raises(Conflict, match="complete"):
         tuner.claim(trial.trial_id, "late-duplicate:2:task")
+
+
+def test_a_running_trial_left_without_a_lease_is_failed_by_the_reaper(
+    tuner: Tuner, database_url: str
+) -> None:
+    """A trial whose creation was cut short (Optuna created it, its lease was never written)."""
+    study = tuner.create_study(spec(n_trials=2, concurrent=1))
+    orphan = optuna.load_study(study_name=study.name, storage=database_url).ask()
+    assert tuner.study(study.study_id).counts["running"] == 1
+    tuner.expire_leases()
+    [view] = tuner.study_trials(study.study_id)
+    assert view.trial_id == orphan._trial_id and view.state == "fail"
+    assert "cut short" in (view.fail_reason or "")
+    assert tuner.ask(study.study_id).number == 1  # its slot is free again

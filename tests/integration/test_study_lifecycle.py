@@ -133,3 +133,47 @@ def test_a_stopped_study_cannot_be_paused_or_resumed(stack: LocalStack) -> None:
     for action in ("pause", "resume"):
         response = requests.post(f"{stack.url}/studies/{study['study_id']}/{action}", timeout=10)
         assert response.status_code == 409
+
+
+def test_extending_the_budget_runs_a_completed_study_again(stack: LocalStack) -> None:
+    client = stack.client()
+    study = external_study(client, budget={"n_trials": 1, "max_concurrent_trials": 2})
+    finish(client, client.ask(study["study_id"]), 0.5)
+    assert client.study(study["study_id"])["state"] == "complete"
+    extend = requests.post(
+        f"{stack.url}/studies/{study['study_id']}/budget", json={"n_trials": 3}, timeout=10
+    )
+    assert extend.status_code == 200
+    assert extend.json()["state"] == "running" and extend.json()["n_trials"] == 3
+    for value in (0.4, 0.3):
+        finish(client, client.ask(study["study_id"]), value)
+    final = client.study(study["study_id"])
+    assert final["state"] == "complete" and final["counts"]["complete"] == 3
+    assert (
+        requests.post(f"{stack.url}/studies/{study['study_id']}/trials", timeout=10).status_code
+        == 409
+    )
+
+
+@pytest.mark.parametrize(
+    ("n_trials", "status", "field"), [(2, 422, "n_trials"), (0, 422, "n_trials")]
+)
+def test_an_extension_must_raise_the_budget(
+    stack: LocalStack, n_trials: int, status: int, field: str
+) -> None:
+    study = external_study(stack.client(), budget={"n_trials": 2})
+    response = requests.post(
+        f"{stack.url}/studies/{study['study_id']}/budget", json={"n_trials": n_trials}, timeout=10
+    )
+    assert response.status_code == status
+    assert response.json()["problems"][0]["field"] == field
+
+
+def test_a_stopped_study_cannot_be_extended(stack: LocalStack) -> None:
+    client = stack.client()
+    study = external_study(client)
+    client.stop(study["study_id"])
+    response = requests.post(
+        f"{stack.url}/studies/{study['study_id']}/budget", json={"n_trials": 50}, timeout=10
+    )
+    assert response.status_code == 409
