@@ -22,6 +22,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "complete": {"value": 0.5},
     "claim": {"holder": "intruder"},
     "heartbeat": {},
+    "budget": {"n_trials": 100},
 }
 
 
