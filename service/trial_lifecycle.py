@@ -41,6 +41,9 @@ FAIL_REASON_ATTR = "hpo:fail_reason"
 SEED_ATTR = "hpo:seed"
 EXTERNAL_HOLDER = "external program (ask)"
 RESEND_AFTER_S = 2.0
+# A report only asks the pruner, which never samples: the study's own sampler (a grid sampler
+# builds its whole grid) would be built for nothing on every epoch.
+PRUNING_ONLY_SAMPLER = optuna.samplers.RandomSampler()
 logger = logging.getLogger(__name__)
 
 
@@ -125,7 +128,7 @@ class TrialLifecycle:
         study_id = self.study_of(trial_id)
         with finished_is_conflict(trial_id):
             self._storage.set_trial_intermediate_value(trial_id, step, value)
-        study = self._optuna_study(self._store.spec(study_id), n_trials_so_far=0)
+        study = self._optuna_study(self._store.spec(study_id), sampler=PRUNING_ONLY_SAMPLER)
         if not study.pruner.prune(study, self._storage.get_trial(trial_id)):
             return False
         self._finish(trial_id, TrialState.PRUNED, [value])
@@ -204,7 +207,7 @@ class TrialLifecycle:
         seed: int | None = None,
     ) -> TrialAssignment:
         """Ask the sampler (or take ``params``) for a new trial and lease it. Call under the study lock."""
-        study = self._optuna_study(spec, n_trials_so_far)
+        study = self._optuna_study(spec, build_sampler(spec, n_trials_so_far))
         if params is not None:
             study.enqueue_trial(params, skip_if_exists=False)
         distributions = {name: param.distribution() for name, param in spec.space.items()}
@@ -287,13 +290,13 @@ class TrialLifecycle:
             self._storage.set_trial_state_values(trial_id, state, values)
         self.leases.release(trial_id)
 
-    def _optuna_study(self, spec: StudySpec, n_trials_so_far: int) -> optuna.Study:
+    def _optuna_study(self, spec: StudySpec, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.Study(
                 study_name=spec.name,
                 storage=self._storage,
-                sampler=build_sampler(spec, n_trials_so_far),
+                sampler=sampler,
                 pruner=build_pruner(spec),
             )
 
