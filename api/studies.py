@@ -13,7 +13,7 @@ from api.schemas import ERROR_RESPONSES
 from service.dispatch import TrialAssignment
 from service.spec.study_spec import StudySpec
 from service.tokens import DEFAULT_TENANT
-from service.views import BestView, StudyView, TrialView
+from service.views import BestView, ParetoView, StudyView, TrialView
 
 studies = APIBlueprint(
     "studies",
@@ -68,6 +68,12 @@ def list_trials(path: StudyPath) -> dict[str, Any]:
 def get_best(path: StudyPath) -> dict[str, Any]:
     """The best complete trial's parameters and value."""
     return tuner().best(path.study_id, current_tenant()).model_dump(mode="json")
+
+
+@studies.get("/<int:study_id>/pareto", responses={200: ParetoView})
+def get_pareto(path: StudyPath) -> dict[str, Any]:
+    """The Pareto front: the feasible complete trials no other trial beats on every objective."""
+    return tuner().pareto(path.study_id, current_tenant()).model_dump(mode="json")
 
 
 @studies.post("/<int:study_id>/stop", responses={200: StudyView})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask_openapi3 import APIBlueprint, Tag
 from optuna.trial import TrialState
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import current_tenant
 from api.context import tuner
 from api.schemas import ERROR_RESPONSES
+from service.spec.objectives import MAX_OBJECTIVES, MetricName
 from service.views import TrialView
 
 trials = APIBlueprint(
@@ -24,6 +25,7 @@ trials = APIBlueprint(
 
 MAX_STEP = 10**9
 MAX_REASON_LENGTH = 2000
+MAX_METRICS = 64
 _STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 
 
@@ -76,6 +78,18 @@ class Completion(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: Literal["complete", "pruned", "failed"] = "complete"
     value: float | None = Field(default=None, allow_inf_nan=False)
+    values: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_OBJECTIVES,
+        description="One value per objective, in order (a study of several objectives).",
+    )
+    metrics: dict[MetricName, Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=dict,
+        max_length=MAX_METRICS,
+        description="The trial's named results (e.g. n_parameters): objectives and constraints "
+        "take theirs from here.",
+    )
     reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
     lease: str | None = LeaseToken
 
@@ -106,6 +120,13 @@ def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
     """Finish the trial. Repeating the same completion is harmless."""
     state = _STATES[body.state]
     view = tuner().complete(
-        path.trial_id, state, body.value, body.reason, body.lease, current_tenant()
+        path.trial_id,
+        state,
+        body.value,
+        body.reason,
+        body.lease,
+        current_tenant(),
+        values=body.values,
+        figures=body.metrics,
     )
     return view.model_dump(mode="json")

@@ -115,9 +115,17 @@ class HPOClient:
         state: str = "complete",
         reason: str | None = None,
         lease: str | None = None,
+        *,
+        values: list[float] | None = None,
+        metrics: dict[str, float] | None = None,
     ) -> dict[str, Any]:
-        """Finish a trial: ``complete`` with its value, ``pruned``, or ``failed`` with a reason."""
-        body = {"state": state, "value": value, "reason": reason, "lease": lease}
+        """Finish a trial: ``complete`` with its value (or ``values``, one per objective, and named
+        ``metrics``), ``pruned``, or ``failed`` with a reason."""
+        body: dict[str, Any] = {"state": state, "value": value, "reason": reason, "lease": lease}
+        if values is not None:
+            body["values"] = values
+        if metrics:
+            body["metrics"] = metrics
         return self._call("POST", f"/trials/{trial_id}/complete", json=body)
 
     def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:

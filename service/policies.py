@@ -36,6 +36,7 @@ from service.spec.samplers import (
     CmaEsSamplerSpec,
     GPSamplerSpec,
     GridSamplerSpec,
+    NSGA2SamplerSpec,
     QMCSamplerSpec,
     RandomSamplerSpec,
     TPESamplerSpec,
@@ -56,6 +57,14 @@ def build_sampler(spec: StudySpec, n_trials_so_far: int) -> optuna.samplers.Base
             multivariate=sampler.multivariate,
             constant_liar=sampler.constant_liar,
             group=sampler.group,
+        )
+    if isinstance(sampler, NSGA2SamplerSpec):
+        return optuna.samplers.NSGAIISampler(
+            seed=seed,
+            population_size=sampler.population_size,
+            mutation_prob=sampler.mutation_prob,
+            crossover_prob=sampler.crossover_prob,
+            swapping_prob=sampler.swapping_prob,
         )
     if isinstance(sampler, RandomSamplerSpec):
         return optuna.samplers.RandomSampler(seed=seed)

@@ -41,7 +41,11 @@ MLP_PARAMETER_DEFAULTS: dict[str, Any] = {
     "momentum": 0.9,
 }
 
+# The figures the mlp trainer reports when a trial completes (objectives and constraints use them).
+MLP_FIGURES = frozenset({"validation_loss", "validation_accuracy", "n_parameters"})
+
 _BUILT_IN_SETTINGS: dict[str, type[BaseModel]] = {"mlp": MLPTrainerSettings}
+_BUILT_IN_FIGURES: dict[str, frozenset[str]] = {"mlp": MLP_FIGURES}
 _BUILT_IN_PARAMETERS: dict[str, frozenset[str]] = {"mlp": frozenset(MLP_PARAMETER_DEFAULTS)}
 
 
@@ -60,6 +64,10 @@ class TrainerCatalog:
     def settings_model(self, name: str) -> type[BaseModel] | None:
         """The settings schema of a trainer, where the service knows it."""
         return _BUILT_IN_SETTINGS.get(name)
+
+    def figures(self, name: str) -> frozenset[str] | None:
+        """The figures a trainer reports at completion, where the service knows them."""
+        return _BUILT_IN_FIGURES.get(name)
 
     def parameters(self, name: str) -> frozenset[str] | None:
         """The hyperparameter names a trainer reads, where the service knows them."""

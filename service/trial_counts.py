@@ -11,6 +11,7 @@ from service.spec.study_spec import StudySpec
 
 RETRIED_BY_ATTR = "hpo:retried_by"
 REPLACED_ATTR = "hpo:replaced"  # lost to the service itself: a fresh trial takes its place
+COPIED_FROM_ATTR = "hpo:copied_from"  # copied from an earlier study (warm start): no budget
 
 
 @dataclass(frozen=True)
@@ -24,18 +25,27 @@ class TrialCounts:
     @classmethod
     def of(cls, trials: list[FrozenTrial]) -> TrialCounts:
         """Counts of ``trials``; a failed run that was retried, or replaced by a fresh trial, is
-        counted as ``retried`` only.
+        counted as ``retried`` only; a trial copied from an earlier study as ``copied`` only.
 
-        ``total`` is what the budget sees: the retried run's retry stands in its place.
+        ``total`` is what the budget sees: the retried run's retry stands in its place, and
+        copied trials are history, not budget.
         """
         by_state: dict[str, int] = {state.name.lower(): 0 for state in TrialState}
         by_state["retried"] = 0
+        by_state["copied"] = 0
         for trial in trials:
-            attrs = trial.system_attrs
-            retried = RETRIED_BY_ATTR in attrs or REPLACED_ATTR in attrs
-            by_state["retried" if retried else trial.state.name.lower()] += 1
-        total = len(trials) - by_state["retried"]
+            by_state[_counted_as(trial)] += 1
+        total = len(trials) - by_state["retried"] - by_state["copied"]
         return cls(total=total, running=by_state["running"], by_state=by_state)
+
+
+def _counted_as(trial: FrozenTrial) -> str:
+    attrs = trial.system_attrs
+    if COPIED_FROM_ATTR in attrs:
+        return "copied"
+    if RETRIED_BY_ATTR in attrs or REPLACED_ATTR in attrs:
+        return "retried"
+    return trial.state.name.lower()
 
 
 def why_no_trial_may_start(
@@ -43,7 +53,7 @@ def why_no_trial_may_start(
 ) -> str | None:
     """``None`` when a new trial may start now; otherwise the reason it may not."""
     budget = spec.budget
-    if counts.total >= budget.n_trials:
+    if counts.total >= budget.n_trials and not counts.by_state.get("waiting", 0):
         return f"all {budget.n_trials} trials of the budget have been started"
     if counts.running >= budget.max_concurrent_trials:
         return f"max_concurrent_trials ({budget.max_concurrent_trials}) trials are running"
@@ -54,7 +64,9 @@ def why_no_trial_may_start(
 
 def is_done(spec: StudySpec, counts: TrialCounts, created_at: datetime) -> bool:
     """Whether the study has nothing running and may start nothing more."""
-    spent = counts.total >= spec.budget.n_trials or timed_out(spec, created_at)
+    # An enqueued (waiting) trial is in the total already, but still to run.
+    spent = counts.total >= spec.budget.n_trials and not counts.by_state.get("waiting", 0)
+    spent = spent or timed_out(spec, created_at)
     return spent and counts.running == 0
 
 

@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
+from service.constraints import record_figures
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import LeaseStore
@@ -104,8 +105,8 @@ class TrialLifecycle:
         if target is None:
             return False
         try:
-            best = self._storage.get_best_trial(study_id).value
-        except ValueError:  # no complete trial yet
+            best = self._optuna_study(spec, PRUNING_ONLY_SAMPLER).best_trial.value
+        except ValueError:  # no complete (feasible) trial yet
             return False
         assert best is not None
         return best <= target if spec.direction == "minimize" else best >= target
@@ -143,19 +144,27 @@ class TrialLifecycle:
         value: float | None,
         reason: str | None,
         lease: str | None = None,
+        *,
+        values: list[float] | None = None,
+        figures: dict[str, float] | None = None,
     ) -> FrozenTrial:
-        """Finish a trial as complete (with its value), pruned or failed (with a reason)."""
+        """Finish a trial as complete (with its value, or one per objective), pruned or failed
+        (with a reason). ``figures`` are the trainer's named results: objectives and constraints
+        read theirs from them."""
         trial = self._trial(trial_id)
         if trial.state.is_finished():
-            repeated = repeated_completion(trial, state, value)
+            repeated = repeated_completion(trial, state, value, values)
             # The first completion's refill may have failed (a database outage): refill now.
             self.fill_slots(self.study_of(trial_id))
             return repeated
         self.leases.check(trial_id, lease)
-        values = final_values(trial, state, value)
+        spec = self._store.spec(self.study_of(trial_id))
+        final = final_values(trial, state, value, spec, values, figures)
+        if state == TrialState.COMPLETE:
+            record_figures(self._storage, trial_id, spec, figures or {})
         if state == TrialState.FAIL:
             self._storage.set_trial_system_attr(trial_id, FAIL_REASON_ATTR, reason or "failed")
-        self._finish(trial_id, state, values)
+        self._finish(trial_id, state, final)
         self.fill_slots(self.study_of(trial_id))
         return self._storage.get_trial(trial_id)
 

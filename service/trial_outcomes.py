@@ -12,16 +12,30 @@ from contextlib import contextmanager
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from service.constraints import objective_values
 from service.errors import Conflict, InvalidSpec
+from service.spec.study_spec import StudySpec
 
 
-def final_values(trial: FrozenTrial, state: TrialState, value: float | None) -> list[float] | None:
-    """The values a trial finishes with: its own when complete, the last reported when pruned."""
+def final_values(
+    trial: FrozenTrial,
+    state: TrialState,
+    value: float | None,
+    spec: StudySpec,
+    values: list[float] | None = None,
+    figures: dict[str, float] | None = None,
+) -> list[float] | None:
+    """The values a trial finishes with: its own when complete (one per objective), the last
+    reported when pruned (a study of several objectives is never pruned: none)."""
     if state == TrialState.COMPLETE:
-        if value is None:
-            raise InvalidSpec("a complete trial needs its value", field="value")
-        require_finite(value, "value")
-        return [value]
+        found = objective_values(spec, value, values, figures or {})
+        for index, each in enumerate(found):
+            require_finite(
+                each, "value" if values is None and value is not None else f"values.{index}"
+            )
+        return found
+    if state == TrialState.PRUNED and spec.multi_objective:
+        return None
     if state == TrialState.PRUNED:
         if value is not None:
             require_finite(value, "value")
@@ -31,9 +45,13 @@ def final_values(trial: FrozenTrial, state: TrialState, value: float | None) -> 
     return None
 
 
-def repeated_completion(trial: FrozenTrial, state: TrialState, value: float | None) -> FrozenTrial:
+def repeated_completion(
+    trial: FrozenTrial, state: TrialState, value: float | None, values: list[float] | None = None
+) -> FrozenTrial:
     """A repeat of the completion already recorded is answered as before (duplicate deliveries)."""
-    same_value = value is None or trial.values == [value]
+    same_value = (value is None or trial.values == [value]) and (
+        values is None or trial.values == values
+    )
     if trial.state == state and same_value:
         return trial
     state_name = trial.state.name.lower()

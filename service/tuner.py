@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from sqlalchemy import text
 
 from service.dispatch import TrialAssignment, TrialDispatcher
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, InvalidSpec, NotFound
 from service.lease_reaper import LeaseReaper
 from service.leases import LeaseStore, LeaseTimes
 from service.spec.study_spec import StudySpec
@@ -25,7 +25,16 @@ from service.study_store import StudyState, StudyStore
 from service.tokens import DEFAULT_TENANT
 from service.trainer_catalog import TrainerCatalog
 from service.trial_lifecycle import FAIL_REASON_ATTR, SEED_ATTR, TrialLifecycle
-from service.views import BestView, StudyView, TrialView, best_view, study_view, trial_view
+from service.views import (
+    BestView,
+    ParetoView,
+    StudyView,
+    TrialView,
+    best_view,
+    study_view,
+    trial_view,
+)
+from service.warm_start import WARM_START_ATTR, WarmStartView, check_source, copy_trials
 
 DEFAULT_LEASE_TIMES = LeaseTimes(ttl_s=120, dispatch_timeout_s=3600)
 
@@ -52,8 +61,11 @@ class Tuner:
     def create_study(self, spec: StudySpec, tenant: str = DEFAULT_TENANT) -> StudyView:
         """Check, record and start a study of ``tenant``: its first trials are dispatched at once."""
         spec = check_study_spec(spec, self._catalog)
+        source = self._warm_start_source(spec, tenant)
         study_id = self._create_optuna_study(spec)
         self._store.add(study_id, spec, tenant)
+        if source is not None:
+            self._warm_start(study_id, spec, source)
         for params in spec.enqueue:
             self._storage_study(spec).enqueue_trial(params, skip_if_exists=False)
         self.trials.fill_slots(study_id)
@@ -68,7 +80,12 @@ class Tuner:
         record = self._store.get(study_id, tenant)
         spec = self._store.spec_of(record)
         counts = self.trials.counts(study_id).by_state
-        return study_view(record, spec, counts, self._best_or_none(study_id))
+        view = study_view(record, spec, counts, self._best_or_none(study_id, spec))
+        if spec.warm_start is None:
+            return view
+        attrs = self._storage.get_study_system_attrs(study_id)
+        warm = attrs.get(WARM_START_ATTR)
+        return view.model_copy(update={"warm_start": warm and WarmStartView(**warm)})
 
     def study_trials(self, study_id: int, tenant: str | None = None) -> list[TrialView]:
         """Every trial of a study, in order."""
@@ -77,12 +94,35 @@ class Tuner:
         return [trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR) for trial in trials]
 
     def best(self, study_id: int, tenant: str | None = None) -> BestView:
-        """The best complete trial; ``NotFound`` while there is none."""
-        self._store.get(study_id, tenant)
-        best = self._best_or_none(study_id)
+        """The best complete (and feasible) trial; ``NotFound`` while there is none, ``Conflict``
+        for a study of several objectives, which has a Pareto front instead."""
+        spec = self._store.spec_of(self._store.get(study_id, tenant))
+        if spec.multi_objective:
+            raise Conflict(
+                f"study {study_id} has {len(spec.objective_list())} objectives: no single trial "
+                f"is best on all of them; GET /studies/{study_id}/pareto lists the trials that "
+                "no other trial beats on every objective",
+                field="study_id",
+            )
+        best = self._best_or_none(study_id, spec)
         if best is None:
-            raise NotFound(f"study {study_id} has no complete trial yet", field="study_id")
+            feasible = " feasible" if spec.constraints else ""
+            raise NotFound(
+                f"study {study_id} has no{feasible} complete trial yet", field="study_id"
+            )
         return best
+
+    def pareto(self, study_id: int, tenant: str | None = None) -> ParetoView:
+        """The Pareto front: the feasible complete trials no other beats on every objective (for
+        one objective, the best trial or trials)."""
+        spec = self._store.spec_of(self._store.get(study_id, tenant))
+        front = self._storage_study(spec).best_trials
+        front.sort(key=lambda trial: trial.number)
+        return ParetoView(
+            study_id=study_id,
+            objectives=spec.objective_list(),
+            trials=[trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR) for trial in front],
+        )
 
     def stop(self, study_id: int, tenant: str | None = None) -> StudyView:
         """Start no new trial; running trials finish and are kept."""
@@ -163,10 +203,15 @@ class Tuner:
         reason: str | None,
         lease: str | None = None,
         tenant: str | None = None,
+        *,
+        values: list[float] | None = None,
+        figures: dict[str, float] | None = None,
     ) -> TrialView:
-        """Finish a trial."""
+        """Finish a trial (``values``: one per objective; ``figures``: the trainer's named results)."""
         self._visible(trial_id, tenant)
-        trial = self.trials.complete(trial_id, state, value, reason, lease)
+        trial = self.trials.complete(
+            trial_id, state, value, reason, lease, values=values, figures=figures
+        )
         return trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR)
 
     def expire_leases(self) -> list[int]:
@@ -183,24 +228,52 @@ class Tuner:
             raise NotFound(f"no trial with id {trial_id}", field="trial_id")
 
     def _create_optuna_study(self, spec: StudySpec) -> int:
-        direction = StudyDirection[spec.direction.upper()]
+        directions = [StudyDirection[direction.upper()] for direction in spec.directions()]
         try:
-            study_id = self._storage.create_new_study([direction], spec.name)
+            study_id = self._storage.create_new_study(directions, spec.name)
         except DuplicatedStudyError:
             raise Conflict(f"a study named '{spec.name}' already exists", field="name") from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.load_study(study_name=spec.name, storage=self._storage).set_metric_names(
-                [spec.metric]
+                [objective.metric for objective in spec.objective_list()]
             )
         return study_id
+
+    def _warm_start_source(self, spec: StudySpec, tenant: str) -> StudySpec | None:
+        """The earlier study a warm start copies from (of the same tenant), checked against ``spec``."""
+        if spec.warm_start is None:
+            return None
+        try:
+            source = self._store.spec_of(self._store.get(spec.warm_start.study_id, tenant))
+        except NotFound:
+            raise InvalidSpec(
+                f"no study with id {spec.warm_start.study_id} to start from",
+                field="warm_start.study_id",
+            ) from None
+        check_source(spec, source)
+        return source
+
+    def _warm_start(self, study_id: int, spec: StudySpec, source: StudySpec) -> None:
+        assert spec.warm_start is not None
+        source_id = spec.warm_start.study_id
+        source_trials = self._storage.get_all_trials(source_id, deepcopy=False)
+        report = copy_trials(spec, source_trials, source_id, self._storage_study(spec))
+        self._storage.set_study_system_attr(study_id, WARM_START_ATTR, report.model_dump())
 
     def _storage_study(self, spec: StudySpec) -> optuna.Study:
         return optuna.load_study(study_name=spec.name, storage=self._storage)
 
-    def _best_or_none(self, study_id: int) -> BestView | None:
+    def _best_or_none(self, study_id: int, spec: StudySpec) -> BestView | None:
+        """The best complete trial, feasible where the study has constraints; none for several
+        objectives."""
+        if spec.multi_objective:
+            return None
         try:
-            trial = self._storage.get_best_trial(study_id)
+            if spec.constraints:
+                trial = self._storage_study(spec).best_trial
+            else:
+                trial = self._storage.get_best_trial(study_id)
         except ValueError:
             return None
         return best_view(study_id, trial)

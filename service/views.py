@@ -8,9 +8,12 @@ from typing import Any
 from optuna.trial import FrozenTrial
 from pydantic import BaseModel
 
+from service.constraints import FIGURES_ATTR
+from service.spec.objectives import ObjectiveSpec
 from service.spec.study_spec import StudySpec
 from service.storage.tables import StudyRecord
 from service.trial_counts import RETRIED_BY_ATTR
+from service.warm_start import WarmStartView
 
 
 class TrialView(BaseModel):
@@ -21,6 +24,10 @@ class TrialView(BaseModel):
     state: str
     params: dict[str, Any]
     value: float | None
+    values: list[float] | None
+    metrics: dict[str, float]
+    constraints: dict[str, float]
+    feasible: bool
     intermediate_values: dict[int, float]
     last_step: int | None
     started_at: datetime | None
@@ -40,6 +47,14 @@ class BestView(BaseModel):
     params: dict[str, Any]
 
 
+class ParetoView(BaseModel):
+    """The trials no other (feasible) trial beats on every objective: a study's Pareto front."""
+
+    study_id: int
+    objectives: list[ObjectiveSpec]
+    trials: list[TrialView]
+
+
 class StudyView(BaseModel):
     """A study's state, its trials counted by state, its best so far and its definition."""
 
@@ -48,6 +63,7 @@ class StudyView(BaseModel):
     state: str
     direction: str
     metric: str
+    objectives: list[ObjectiveSpec]
     n_trials: int
     counts: dict[str, int]
     best: BestView | None
@@ -55,6 +71,7 @@ class StudyView(BaseModel):
     finished_at: datetime | None
     spec: StudySpec
     urls: dict[str, str]
+    warm_start: WarmStartView | None = None
 
 
 def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> TrialView:
@@ -65,7 +82,11 @@ def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> Tri
         number=trial.number,
         state=trial.state.name.lower(),
         params=trial.params,
-        value=trial.value if trial.values is not None else None,
+        value=trial.values[0] if trial.values is not None and len(trial.values) == 1 else None,
+        values=trial.values,
+        metrics=attrs.get(FIGURES_ATTR, {}),
+        constraints=trial.constraints,
+        feasible=all(violation <= 0 for violation in trial.constraints.values()),
         intermediate_values=dict(trial.intermediate_values),
         last_step=trial.last_step,
         started_at=optuna_time(trial.datetime_start),
@@ -95,6 +116,7 @@ def study_urls(study_id: int) -> dict[str, str]:
         "self": base,
         "trials": f"{base}/trials",
         "best": f"{base}/best",
+        "pareto": f"{base}/pareto",
         "stop": f"{base}/stop",
     }
 
@@ -109,6 +131,7 @@ def study_view(
         state=record.state,
         direction=spec.direction,
         metric=spec.metric,
+        objectives=spec.objective_list(),
         n_trials=spec.budget.n_trials,
         counts=counts,
         best=best,

@@ -17,7 +17,7 @@ from typing import Any
 
 from requests import RequestException
 
-from client import HPOClient, TrialGone
+from client import HPOClient, HPOError, TrialGone
 from service.dispatch import TrialAssignment
 from workers.trainer_loader import load_trainer
 from workers.trainers.base import EpochReporter, TrialRun
@@ -74,7 +74,19 @@ class TrialRunner:
             # The service pruned it already, with the last reported value; this only confirms.
             self._client.complete(run.trial_id, state="pruned", lease=lease)
             return "pruned"
-        self._client.complete(run.trial_id, value=result.value, lease=lease)
+        try:
+            self._client.complete(
+                run.trial_id, value=result.value, metrics=result.metrics, lease=lease
+            )
+        except HPOError as refused:
+            if refused.status != 422:
+                raise
+            # The result lacks what the study needs (an objective's or a constraint's figure).
+            reason = f"the service refused the trial's result: {refused}"
+            self._client.complete(
+                run.trial_id, state="failed", reason=reason[:MAX_REASON_CHARS], lease=lease
+            )
+            return "failed"
         return "complete"
 
     def _reporter(self, trial_id: int, lease: str) -> EpochReporter:

@@ -107,12 +107,27 @@ class GPSamplerSpec(_Sampler):
     n_startup_trials: StartupTrials = 10
 
 
+class NSGA2SamplerSpec(_Sampler):
+    """NSGA-II: a genetic algorithm for several objectives (a study with ``objectives``).
+
+    Each generation of ``population_size`` trials is bred from the non-dominated (and, with
+    constraints, feasible) trials of the earlier ones; the first generation is drawn at random.
+    """
+
+    name: Literal["nsga2"]
+    population_size: int = Field(default=50, ge=2, le=10_000)
+    mutation_prob: float | None = Field(default=None, ge=0, le=1)
+    crossover_prob: float = Field(default=0.9, ge=0, le=1)
+    swapping_prob: float = Field(default=0.5, ge=0, le=1)
+
+
 SamplerSpec = Annotated[
     Annotated[TPESamplerSpec, Tag("tpe")]
     | Annotated[RandomSamplerSpec, Tag("random")]
     | Annotated[GridSamplerSpec, Tag("grid")]
     | Annotated[CmaEsSamplerSpec, Tag("cmaes")]
     | Annotated[QMCSamplerSpec, Tag("qmc")]
-    | Annotated[GPSamplerSpec, Tag("gp")],
+    | Annotated[GPSamplerSpec, Tag("gp")]
+    | Annotated[NSGA2SamplerSpec, Tag("nsga2")],
     Discriminator(named_or_default("tpe")),
 ]

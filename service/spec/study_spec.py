@@ -9,6 +9,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from service.spec.objectives import (
+    MAX_CONSTRAINTS,
+    ConstraintSpec,
+    Direction,
+    Objectives,
+    ObjectiveSpec,
+    WarmStartSpec,
+)
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec
 from service.spec.samplers import SamplerSpec, TPESamplerSpec
 from service.spec.space import CategoricalValue, Param
@@ -78,3 +86,28 @@ class StudySpec(BaseModel):
         max_length=MAX_ENQUEUED,
         description="Known configurations to run first (a parameter left out is sampled).",
     )
+    objectives: Objectives = None
+    constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=MAX_CONSTRAINTS)
+    warm_start: WarmStartSpec | None = None
+
+    def objective_list(self) -> list[ObjectiveSpec]:
+        """The study's objectives, in order: ``objectives``, or the one of direction and metric."""
+        if self.objectives is not None:
+            return list(self.objectives)
+        return [ObjectiveSpec(metric=self.metric, direction=self.direction)]
+
+    def directions(self) -> list[Direction]:
+        """Each objective's direction, in order."""
+        return [objective.direction for objective in self.objective_list()]
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has several objectives (a Pareto front, no single best)."""
+        return self.objectives is not None
+
+    def figures_needed(self) -> list[str]:
+        """The figures a trial must report when it completes: several objectives' and the
+        constraints' (a single objective is the completion's ``value``)."""
+        names = [o.metric for o in self.objectives] if self.objectives is not None else []
+        names += [c.metric for c in self.constraints]
+        return list(dict.fromkeys(names))

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from service.errors import InvalidSpec
 from service.spec.grid import contains, grid_of, grid_size
+from service.spec.objective_checks import with_objectives_resolved
 from service.spec.problems import problems_from_validation_error
 from service.spec.pruner_options import (
     MedianPrunerSpec,
@@ -27,6 +28,7 @@ from service.trainer_catalog import TrainerCatalog
 def check_study_spec(spec: StudySpec, catalog: TrainerCatalog) -> StudySpec:
     """The spec with defaults that depend on other fields resolved; ``InvalidSpec`` if it cannot run."""
     _check_trainer(spec, catalog)
+    spec = with_objectives_resolved(spec, catalog)
     _check_modules_installed(spec)
     _check_cmaes_space(spec)
     _check_pruner_acts_within_epochs(spec)

@@ -133,6 +133,16 @@ def test_a_trial_may_start_while_budget_and_slots_allow() -> None:
     assert "budget" in (why_no_trial_may_start(s, counts(3, 0), now) or "")
 
 
+def test_enqueued_trials_waiting_within_a_spent_budget_still_run() -> None:
+    """Enqueued configurations are in the total from the start; popping one adds no trial."""
+    s = spec(budget={"n_trials": 3})
+    now = datetime.now(UTC)
+    waiting = TrialCounts(total=3, running=0, by_state={"running": 0, "waiting": 1})
+    assert why_no_trial_may_start(s, waiting, now) is None
+    assert not is_done(s, waiting, now)
+    assert is_done(s, counts(3, 0), now)
+
+
 def test_the_timeout_stops_new_trials_and_ends_the_study_once_idle() -> None:
     s = spec(budget={"n_trials": 100, "timeout_seconds": 60})
     long_ago = datetime.now(UTC) - timedelta(seconds=61)

@@ -7,7 +7,7 @@ stopped by the service), and the trainer returns at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -30,6 +30,9 @@ class TrainResult:
     value: float
     epochs_run: int
     pruned: bool = False
+    # Named results beside the value (e.g. n_parameters, validation_accuracy): a study's
+    # objectives and constraints take their figures from here.
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class EpochReporter(Protocol):

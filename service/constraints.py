@@ -1,0 +1,71 @@
+"""A completed trial's named figures, the objective values and constraint values taken from them.
+
+Optuna's samplers, ``best_trial`` and ``best_trials`` read a finished trial's constraints from its
+``constraints:<name>`` system attributes (feasible where every value is ≤ 0). Trials finish here
+through the storage, not ``Study.tell``, so the service writes those attributes itself.
+"""
+
+from __future__ import annotations
+
+from optuna.storages import BaseStorage
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+from service.errors import InvalidSpec
+from service.spec.study_spec import StudySpec
+
+FIGURES_ATTR = "hpo:figures"
+
+
+def constraint_attr(name: str) -> str:
+    """The system attribute under which Optuna looks for the constraint ``name``."""
+    return f"{_CONSTRAINTS_KEY}:{name}"
+
+
+def objective_values(
+    spec: StudySpec, value: float | None, values: list[float] | None, figures: dict[str, float]
+) -> list[float]:
+    """A complete trial's values, in objective order: ``values`` as given, the single ``value``,
+    or (several objectives) each objective's figure; ``InvalidSpec`` naming what is missing."""
+    objectives = spec.objective_list()
+    if values is not None:
+        if len(values) != len(objectives):
+            raise InvalidSpec(
+                f"the study has {len(objectives)} objective(s); {len(values)} values were given",
+                field="values",
+            )
+        return values
+    if not spec.multi_objective:
+        if value is None:
+            raise InvalidSpec("a complete trial needs its value", field="value")
+        return [value]
+    return [_figure(figures, objective.metric, "objective") for objective in objectives]
+
+
+def constraint_values(spec: StudySpec, figures: dict[str, float]) -> dict[str, float]:
+    """Every bound's violation (≤ 0 where it holds), by name (e.g. ``n_parameters<=5000``)."""
+    found: dict[str, float] = {}
+    for constraint in spec.constraints:
+        figure = _figure(figures, constraint.metric, "constraint")
+        found.update(constraint.violations(figure))
+    return found
+
+
+def _figure(figures: dict[str, float], name: str, used_by: str) -> float:
+    if name not in figures:
+        raise InvalidSpec(
+            f"the study's {used_by} needs the figure '{name}'; the completion's metrics "
+            f"name {', '.join(sorted(figures)) or 'none'}",
+            field=f"metrics.{name}",
+        )
+    return figures[name]
+
+
+def record_figures(
+    storage: BaseStorage, trial_id: int, spec: StudySpec, figures: dict[str, float]
+) -> None:
+    """Keep a completing trial's figures and its constraint values (checked before any write)."""
+    constraints = constraint_values(spec, figures)
+    if figures:
+        storage.set_trial_system_attr(trial_id, FIGURES_ATTR, figures)
+    for name, violation in constraints.items():
+        storage.set_trial_system_attr(trial_id, constraint_attr(name), violation)

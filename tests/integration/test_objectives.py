@@ -1,0 +1,232 @@
+"""Several objectives (NSGA-II, the Pareto front), constraints, and warm starts, over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import pytest
+import requests
+
+from cli.local_stack import LocalStack
+from tests.integration.conftest import unique
+
+pytestmark = pytest.mark.integration
+SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+TWO_OBJECTIVES = [{"metric": "loss"}, {"metric": "size"}]
+
+
+def post(stack: LocalStack, path: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{stack.url}{path}", json=body, timeout=30)
+
+
+def get(stack: LocalStack, path: str) -> requests.Response:
+    return requests.get(f"{stack.url}{path}", timeout=30)
+
+
+def create(stack: LocalStack, **fields: Any) -> dict[str, Any]:
+    body = {"name": unique("objectives"), "space": SPACE, **fields}
+    response = post(stack, "/studies", body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+Completion = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def run_trials(
+    stack: LocalStack, study_id: int, n: int, completion_of: Completion
+) -> list[dict[str, Any]]:
+    """Ask for ``n`` trials one by one and complete each with ``completion_of(params)``."""
+    done = []
+    for _ in range(n):
+        asked = post(stack, f"/studies/{study_id}/trials", {})
+        assert asked.status_code == 201, asked.text
+        trial = asked.json()
+        body = {"lease": trial["lease"], **completion_of(trial["params"])}
+        response = post(stack, f"/trials/{trial['trial_id']}/complete", body)
+        assert response.status_code == 200, response.text
+        done.append(response.json())
+    return done
+
+
+def trade_off(params: dict[str, Any]) -> dict[str, Any]:
+    """Two objectives that pull apart: no single x is best on both."""
+    return {"metrics": {"loss": params["x"] ** 2, "size": (1 - params["x"]) ** 2}}
+
+
+def constant(value: float) -> Completion:
+    return lambda params: {"value": value}
+
+
+def dominated(values: list[float], others: list[list[float]]) -> bool:
+    return any(
+        all(o <= v for o, v in zip(other, values, strict=True)) and other != values
+        for other in others
+    )
+
+
+def test_nsga2_study_has_a_pareto_front_and_no_single_best(stack: LocalStack) -> None:
+    study = create(
+        stack,
+        objectives=TWO_OBJECTIVES,
+        sampler={"name": "nsga2", "seed": 3, "population_size": 4},
+        budget={"n_trials": 12, "max_concurrent_trials": 1},
+    )
+    assert [o["metric"] for o in study["objectives"]] == ["loss", "size"]
+    assert study["spec"]["pruner"]["name"] == "none"
+    trials = run_trials(stack, study["study_id"], 12, trade_off)
+    assert all(len(trial["values"]) == 2 and trial["value"] is None for trial in trials)
+
+    front = get(stack, f"/studies/{study['study_id']}/pareto").json()
+    all_values = [trial["values"] for trial in trials]
+    expected = {t["number"] for t in trials if not dominated(t["values"], all_values)}
+    assert {trial["number"] for trial in front["trials"]} == expected
+    assert get(stack, f"/studies/{study['study_id']}").json()["state"] == "complete"
+
+    best = get(stack, f"/studies/{study['study_id']}/best")
+    assert best.status_code == 409
+    assert "pareto" in best.json()["error"]
+
+
+def test_a_completion_without_an_objectives_figure_gets_422_and_changes_nothing(
+    stack: LocalStack,
+) -> None:
+    study = create(stack, objectives=TWO_OBJECTIVES, budget={"n_trials": 1})
+    trial = post(stack, f"/studies/{study['study_id']}/trials", {}).json()
+    body = {"lease": trial["lease"], "metrics": {"loss": 0.5}}
+    response = post(stack, f"/trials/{trial['trial_id']}/complete", body)
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["field"] == "metrics.size"
+    wrong_length = {"lease": trial["lease"], "values": [0.5]}
+    response = post(stack, f"/trials/{trial['trial_id']}/complete", wrong_length)
+    assert response.status_code == 422 and response.json()["problems"][0]["field"] == "values"
+    trials = get(stack, f"/studies/{study['study_id']}/trials").json()["trials"]
+    assert [t["state"] for t in trials] == ["running"]
+    response = post(
+        stack, f"/trials/{trial['trial_id']}/complete", {**wrong_length, "values": [0.5, 2.0]}
+    )
+    assert response.status_code == 200 and response.json()["values"] == [0.5, 2.0]
+
+
+def test_best_and_the_sampler_see_only_feasible_trials(stack: LocalStack) -> None:
+    """A constraint on a reported figure: the better but infeasible trial is never best."""
+    study = create(
+        stack,
+        constraints=[{"metric": "size", "max": 0.5}],
+        sampler={"name": "tpe", "seed": 5, "n_startup_trials": 2},
+        pruner={"name": "none"},
+        enqueue=[{"x": 0.1}, {"x": 0.6}, {"x": 0.9}],
+        budget={"n_trials": 3, "max_concurrent_trials": 1},
+    )
+    study_id = study["study_id"]
+    # Lower x is better, and bigger: x = 0.1 is the best value but breaks size <= 0.5.
+    trials = run_trials(
+        stack, study_id, 3, lambda p: {"value": p["x"], "metrics": {"size": 1 - p["x"]}}
+    )
+    assert [t["feasible"] for t in trials] == [False, True, True]
+    assert trials[0]["constraints"] == {"size<=0.5": pytest.approx(0.4)}
+    best = get(stack, f"/studies/{study_id}/best").json()
+    assert best["params"] == {"x": 0.6}
+
+    stored = optuna.load_study(study_name=study["name"], storage=stack.database_url)
+    assert [t.constraints for t in stored.trials] == [t["constraints"] for t in trials]
+    assert stored.best_trial.params == {"x": 0.6}
+
+
+def test_warm_start_copies_what_fits_and_says_what_it_skipped(stack: LocalStack) -> None:
+    source = create(
+        stack,
+        pruner={"name": "none"},
+        enqueue=[{"x": 0.1}, {"x": 0.2}, {"x": 0.7}, {"x": 0.9}],
+        budget={"n_trials": 4, "max_concurrent_trials": 1},
+    )
+    run_trials(stack, source["study_id"], 4, constant(0.0))
+    for trial in get(stack, f"/studies/{source['study_id']}/trials").json()["trials"]:
+        assert trial["state"] == "complete"
+
+    narrow = {"x": {"type": "float", "low": 0.0, "high": 0.5}}
+    warm = create(
+        stack,
+        space=narrow,
+        warm_start={"study_id": source["study_id"]},
+        budget={"n_trials": 2, "max_concurrent_trials": 1},
+    )
+    assert warm["warm_start"] == {
+        "source_study_id": source["study_id"],
+        "copied": 2,
+        "skipped": 2,
+        "skipped_because": {"parameter 'x' lies outside this study's space": 2},
+    }
+    assert warm["counts"]["copied"] == 2
+    copied = get(stack, f"/studies/{warm['study_id']}/trials").json()["trials"]
+    assert sorted(t["params"]["x"] for t in copied) == [0.1, 0.2]
+    # Copied trials are history, not budget: both trials of the budget still run.
+    run_trials(stack, warm["study_id"], 2, constant(1.0))
+    assert get(stack, f"/studies/{warm['study_id']}").json()["state"] == "complete"
+
+    wider = {**SPACE, "y": {"type": "int", "low": 0, "high": 3}}
+    none_fit = create(stack, space=wider, warm_start={"study_id": source["study_id"]})
+    assert none_fit["warm_start"]["copied"] == 0
+    assert none_fit["warm_start"]["skipped_because"] == {"parameter 'y' was not searched": 4}
+
+
+REJECTED = [
+    ({"sampler": {"name": "nsga2"}}, "sampler.name", "several objectives"),
+    ({"objectives": TWO_OBJECTIVES, "sampler": {"name": "cmaes"}}, "sampler.name", "one objective"),
+    (
+        {"objectives": TWO_OBJECTIVES, "pruner": {"name": "hyperband"}},
+        "pruner.name",
+        "cannot be pruned",
+    ),
+    ({"objectives": TWO_OBJECTIVES, "direction": "maximize"}, "objectives", "not both"),
+    (
+        {"objectives": TWO_OBJECTIVES, "budget": {"target_value": 0.1}},
+        "budget.target_value",
+        "single objective",
+    ),
+    ({"objectives": [{"metric": "loss"}]}, "objectives", "at least 2"),
+    ({"objectives": [{"metric": "a"}, {"metric": "a"}]}, "objectives.1.metric", "already"),
+    ({"constraints": [{"metric": "size"}]}, "constraints.0", "max, min or both"),
+    ({"constraints": [{"metric": "size", "min": 2, "max": 1}]}, "constraints.0", "above max"),
+    (
+        {
+            "objectives": [{"metric": "validation_loss"}, {"metric": "latency"}],
+            "trainer": {"name": "mlp", "epochs": 2},
+            "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        },
+        "objectives.1.metric",
+        "reports no figure 'latency'",
+    ),
+    ({"warm_start": {"study_id": 2_000_000_000}}, "warm_start.study_id", "no study"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "words"), REJECTED)
+def test_objectives_that_do_not_fit_get_422_with_the_field_named(
+    stack: LocalStack, fields: dict[str, Any], field: str, words: str
+) -> None:
+    body = {"name": unique("bad"), "space": SPACE, **fields}
+    response = post(stack, "/studies", body)
+    assert response.status_code == 422, response.text
+    problems = response.json()["problems"]
+    assert any(p["field"] == field and words in p["problem"] for p in problems), problems
+    assert body["name"] not in {s["name"] for s in get(stack, "/studies").json()["studies"]}
+
+
+def test_warm_start_refuses_a_study_of_other_objectives(stack: LocalStack) -> None:
+    single = create(stack, pruner={"name": "none"})
+    response = post(
+        stack,
+        "/studies",
+        {
+            "name": unique("warm-mo"),
+            "space": SPACE,
+            "objectives": TWO_OBJECTIVES,
+            "warm_start": {"study_id": single["study_id"]},
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["field"] == "warm_start.study_id"
