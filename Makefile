@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv services run test test-unit lint bench clean
+.PHONY: venv services run test test-unit lint bench bench-quick bench-readme clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,7 @@ venv: $(STAMP)
 
 services:
 	tests/support/ensure_postgres.sh
+	tests/support/ensure_chromium.sh
 
 run: venv
 	$(BIN)/hpo demo
@@ -33,9 +34,20 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: venv services
-	$(BIN)/python -m bench.report_latency
-	$(BIN)/python -m bench.broker_options
+# The benchmark (about 15 minutes on 2 cores; QUICK=1 or bench-quick: a few minutes, smaller runs).
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[worker,dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: venv services $(BENCH_STAMP)
+	$(BIN)/python -m bench.run_all $(if $(QUICK),--quick)
+
+bench-quick:
+	$(MAKE) bench QUICK=1
+
+bench-readme:
+	$(BIN)/python -m bench.update_readme
 
 clean:
 	rm -rf $(VENV) .hpo .hpo-demo .pytest_cache .mypy_cache .ruff_cache

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask_openapi3 import Info, OpenAPI
 
 from api.auth import register_token_check
 from api.context import TUNER_EXTENSION
+from api.datasets import dataset_reads, datasets
 from api.dispatch import CeleryDispatcher
+from api.docs import docs
 from api.errors import register_error_handlers, validation_error_response
 from api.health import health
+from api.insights import insights
+from api.jobs import jobs, study_jobs
 from api.limits import apply_request_limits
+from api.metrics import register_metrics
+from api.models import best_models, trial_records
 from api.reaper import start_lease_reaper
+from api.request_logs import register_log_context
 from api.schemas import BEARER_SECURITY
 from api.studies import studies
 from api.trials import trials
 from service.dispatch import TrialDispatcher
+from service.json_logs import configure_json_logging
 from service.leases import LeaseTimes
 from service.settings import Settings
 from service.storage.database import Database
 from service.tokens import TokenStore
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
+from service.webhooks import configure_webhooks
 
 API_VERSION = "0.1.0"
 
@@ -32,7 +39,7 @@ def create_app(
 ) -> OpenAPI:
     """Build the API for ``settings`` (default: from ``HPO_`` environment variables)."""
     settings = settings or Settings()
-    logging.basicConfig(level=settings.log_level)
+    configure_json_logging(settings.log_level)
     app = OpenAPI(
         __name__,
         info=Info(title="HPO service", version=API_VERSION),
@@ -53,7 +60,13 @@ def create_app(
     register_error_handlers(app)
     tokens = TokenStore(database, frozenset(settings.accepted_tokens()))
     register_token_check(app, tokens, settings.tokens_required())
-    apply_request_limits(app)
-    for blueprint in (studies, trials, health):
+    apply_request_limits(app, settings.max_file_bytes)
+    register_log_context(app, service)
+    register_metrics(app, database, settings)
+    configure_webhooks(settings.webhook_allow_private)
+    app.register_blueprint(docs)
+    for blueprint in (studies, trials, health, study_jobs, jobs, datasets, dataset_reads):
+        app.register_api(blueprint)
+    for blueprint in (trial_records, best_models, insights):
         app.register_api(blueprint)
     return app

@@ -14,8 +14,9 @@ from service.tokens import ANONYMOUS, Principal, Role, TokenStore
 
 OPEN_ENDPOINTS = frozenset(
     {"health.health_check", "openapi.doc_url", "openapi.openapi", "openapi.static", "static"}
+    | {"docs.swagger_ui", "swagger.swagger", "swagger.static", "metrics.metrics"}  # own checks
 )
-WORKER_BLUEPRINTS = frozenset({"trials"})
+WORKER_BLUEPRINTS = frozenset({"trials", "jobs", "trial_records", "dataset_reads"})
 
 
 def register_token_check(app: Flask, tokens: TokenStore, required: bool) -> None:

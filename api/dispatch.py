@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from celery import Celery
 
 from service.dispatch import TrialAssignment
-from service.queue_contract import RUN_TRIAL_TASK, TRIALS_QUEUE, celery_config
+from service.jobs import JobMessage
+from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, TRIALS_QUEUE, celery_config
 from service.settings import Settings
 
 SEND_RETRY_POLICY = {
@@ -33,6 +36,17 @@ class CeleryDispatcher:
             kwargs={"assignment": assignment.model_dump(mode="json")},
             queue=TRIALS_QUEUE,
             task_id=f"trial-{assignment.trial_id}",
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
+        )
+
+    def dispatch_job(self, message: JobMessage) -> None:
+        """Queue a study job (pre-flight, evaluation, ensemble) under its kind's task name."""
+        self._celery.send_task(
+            JOB_TASKS[message.kind.value],
+            kwargs={"message": message.model_dump(mode="json")},
+            queue=TRIALS_QUEUE,
+            task_id=f"job-{message.job_id}-{uuid.uuid4().hex[:8]}",
             retry=True,
             retry_policy=SEND_RETRY_POLICY,
         )

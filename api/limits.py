@@ -2,7 +2,8 @@
 
 Past a limit the answer is a 4xx in the usual error shape, never a 5xx:
 
-- a body over ``MAX_BODY_BYTES``: 413, whether it announces its length or not;
+- a body over ``MAX_BODY_BYTES``: 413, whether it announces its length or not; the endpoints
+  that take files (``FILE_ENDPOINTS``) have a larger limit of their own (``HPO_MAX_FILE_BYTES``);
 - a JSON body nested deeper than ``MAX_JSON_DEPTH``: 400 (Python's decoder would otherwise
   overflow its stack, a 500);
 - an integer in the URL past ``MAX_ID`` (the largest id the id columns hold): 422 naming it.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
@@ -25,6 +26,9 @@ MAX_JSON_DEPTH = 32
 # Study and trial ids are INTEGER columns (Optuna's and ours): 32 bits on PostgreSQL, where a
 # larger id is a DataError (which the API would answer 503), 64 bits on SQLite (an OverflowError).
 MAX_ID = 2**31 - 1
+# The endpoints whose body is a file (a data set, a checkpoint): ``HPO_MAX_FILE_BYTES`` applies.
+FILE_ENDPOINTS = frozenset({"datasets.register_dataset", "trial_records.put_checkpoint"})
+FILE_LIMIT_CONFIG = "HPO_MAX_FILE_BYTES"
 
 
 class BoundedJSONProvider(DefaultJSONProvider):
@@ -41,8 +45,9 @@ class BoundedJSONProvider(DefaultJSONProvider):
         return value
 
 
-def apply_request_limits(app: Flask) -> None:
+def apply_request_limits(app: Flask, max_file_bytes: int = MAX_BODY_BYTES) -> None:
     """Install the body size, JSON depth and URL id limits on ``app``."""
+    app.config[FILE_LIMIT_CONFIG] = max_file_bytes
     # One byte more than the limit: Werkzeug cuts a body without a length (chunked) there without
     # a word, and the byte past the limit is how _refuse_large_bodies tells it was longer.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
@@ -84,13 +89,22 @@ def _refuse_large_bodies() -> None:
     A body without a length (chunked) is read here, up to one byte past the limit, and kept for
     the view; without this it would be cut at the limit and then answered as malformed.
     """
-    limit = f"more than the limit of {MAX_BODY_BYTES}"
+    limit_bytes = _body_limit()
+    request.max_content_length = limit_bytes + 1
+    limit = f"more than the limit of {limit_bytes}"
     length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
+    if length is not None and length > limit_bytes:
         raise RequestEntityTooLarge(f"the request body has {length} bytes, {limit}")
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if length is None and chunked and len(request.get_data(cache=True)) > MAX_BODY_BYTES:
+    if length is None and chunked and len(request.get_data(cache=True)) > limit_bytes:
         raise RequestEntityTooLarge(f"the request body (chunked) has {limit} bytes")
+
+
+def _body_limit() -> int:
+    """The body limit of this request's endpoint."""
+    if request.endpoint in FILE_ENDPOINTS:
+        return int(current_app.config[FILE_LIMIT_CONFIG])
+    return MAX_BODY_BYTES
 
 
 def _refuse_large_ids() -> Response | None:

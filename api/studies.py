@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,9 +66,13 @@ def list_trials(path: StudyPath) -> dict[str, Any]:
 
 
 @studies.get("/<int:study_id>/best", responses={200: BestView})
-def get_best(path: StudyPath) -> dict[str, Any]:
-    """The best complete trial's parameters and value."""
-    return tuner().best(path.study_id, current_tenant()).model_dump(mode="json")
+def get_best(path: StudyPath) -> Response:
+    """The best complete trial's parameters and value. Its ``ETag`` is a hash of the answer:
+    ``If-None-Match`` with it gets 304 while the best is unchanged."""
+    response = jsonify(tuner().best(path.study_id, current_tenant()).model_dump(mode="json"))
+    response.add_etag()
+    response.cache_control.no_cache = True  # a cache must ask again: the best moves
+    return response.make_conditional(request)
 
 
 @studies.get("/<int:study_id>/pareto", responses={200: ParetoView})

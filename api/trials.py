@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import current_tenant
 from api.context import tuner
 from api.schemas import ERROR_RESPONSES
+from service.epoch_metrics import MAX_EPOCH_RECORDS, MAX_FIGURES_PER_EPOCH
 from service.spec.objectives import MAX_OBJECTIVES, MetricName
 from service.views import TrialView
 
@@ -72,6 +73,12 @@ class Decision(BaseModel):
     prune: bool
 
 
+EpochFigures = Annotated[
+    dict[MetricName, Annotated[float, Field(allow_inf_nan=False)] | None],
+    Field(max_length=MAX_FIGURES_PER_EPOCH),
+]
+
+
 class Completion(BaseModel):
     """How a trial ended: ``complete`` with its value, ``pruned``, or ``failed`` with a reason."""
 
@@ -92,6 +99,12 @@ class Completion(BaseModel):
     )
     reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
     lease: str | None = LeaseToken
+    epoch_metrics: list[EpochFigures] | None = Field(
+        default=None,
+        max_length=MAX_EPOCH_RECORDS,
+        description="One record per epoch run (e.g. train_loss, validation_loss, grad_norm), "
+        "kept on the trial; sent with a completion or a failure, never with a report.",
+    )
 
 
 @trials.post("/<int:trial_id>/claim", responses={200: Lease})
@@ -128,5 +141,6 @@ def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
         current_tenant(),
         values=body.values,
         figures=body.metrics,
+        epoch_metrics=body.epoch_metrics,
     )
     return view.model_dump(mode="json")

@@ -6,6 +6,7 @@ Used by ``hpo demo``, by the integration tests and by the benchmarks.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -83,7 +84,9 @@ class LocalStack:
     def logs(self) -> str:
         """Everything the API and the worker wrote (for failure messages)."""
         parts = [
-            p.log_path.read_text(errors="replace")[-4000:] for p in (self.api, self.worker) if p
+            _without_successful_requests(p.log_path.read_text(errors="replace"))[-4000:]
+            for p in (self.api, self.worker)
+            if p
         ]
         return "\n-----\n".join(parts)
 
@@ -98,3 +101,9 @@ class LocalStack:
         argv = [sys.executable, "-m", "cli", command]
         log = self.directory / "logs" / f"{command}.log"
         return ManagedProcess(command, argv, self.env(), log)
+
+
+def _without_successful_requests(log: str) -> str:
+    """A log without its 2xx/3xx access lines, which only bury what went wrong."""
+    successful = re.compile(r'HTTP/1\.[01]\\?" [23]\d\d ')
+    return "\n".join(line for line in log.splitlines() if not successful.search(line))

@@ -8,11 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.dashboard import dashboard_command
+from cli.db import db_app
+from cli.plot import plot_command
 from cli.tokens import tokens_app
+from cli.watch import watch_command
 from service.settings import Settings
 
 app = typer.Typer(help="Hyperparameter-optimisation service.", no_args_is_help=True)
 app.add_typer(tokens_app, name="token")
+app.add_typer(db_app, name="db")
+app.command(name="watch")(watch_command)
+app.command(name="plot")(plot_command)
+app.command(name="dashboard")(dashboard_command)
 
 
 def _client() -> Any:

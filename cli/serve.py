@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from api import create_app
+from service.json_logs import logging_config
 from service.settings import Settings
 
 
@@ -31,6 +32,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "keepalive": 75,
             "accesslog": "-",
             "loglevel": settings.log_level.lower(),
+            "logconfig_dict": logging_config(settings.log_level),  # JSON lines, with the ids
         }
         for key, value in options.items():
             self.cfg.set(key, value)

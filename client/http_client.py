@@ -9,7 +9,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 DEFAULT_TIMEOUT_S = 30.0
-IDEMPOTENT_TRIAL_CALLS = frozenset({"report", "heartbeat", "claim", "complete"})
+IDEMPOTENT_TRIAL_CALLS = frozenset(
+    {"report", "heartbeat", "claim", "complete", "start", "result", "provenance", "checkpoint"}
+)
 DEFAULT_RETRIES = 12  # with backoff capped at 8 s: about a minute of API or database outage
 
 
@@ -118,15 +120,129 @@ class HPOClient:
         *,
         values: list[float] | None = None,
         metrics: dict[str, float] | None = None,
+        epoch_metrics: list[dict[str, float | None]] | None = None,
     ) -> dict[str, Any]:
         """Finish a trial: ``complete`` with its value (or ``values``, one per objective, and named
-        ``metrics``), ``pruned``, or ``failed`` with a reason."""
+        ``metrics``), ``pruned``, or ``failed`` with a reason; ``epoch_metrics``: one record per
+        epoch, kept on the trial."""
         body: dict[str, Any] = {"state": state, "value": value, "reason": reason, "lease": lease}
         if values is not None:
             body["values"] = values
         if metrics:
             body["metrics"] = metrics
+        if epoch_metrics:
+            body["epoch_metrics"] = epoch_metrics
         return self._call("POST", f"/trials/{trial_id}/complete", json=body)
+
+    def evaluate(
+        self, study_id: int, trial_id: int | None = None, ensemble_k: int | None = None
+    ) -> dict[str, Any]:
+        """Score the test split (the vault) of a trial's model (default: the best trial's) or
+        of the top ``ensemble_k`` trials' ensemble, once per model: the job (poll ``job``)."""
+        body = {"trial_id": trial_id, "ensemble_k": ensemble_k}
+        return self._call("POST", f"/studies/{study_id}/evaluate", json=body)
+
+    def ensemble(self, study_id: int, k: int) -> dict[str, Any]:
+        """Score the top-k trials' ensemble on the validation split: the job (poll ``job``)."""
+        return self._call("POST", f"/studies/{study_id}/ensemble", json={"k": k})
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """A study job (pre-flight, evaluation, ensemble): its state, and its result once done."""
+        return self._call("GET", f"/jobs/{job_id}")
+
+    def jobs(self, study_id: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", f"/studies/{study_id}/jobs")["jobs"]
+        return found
+
+    def start_job(self, job_id: int) -> dict[str, Any]:
+        """A worker starts a study job: what it needs to run it; ``HPOError`` 409 once it ended."""
+        return self._call("POST", f"/jobs/{job_id}/start")
+
+    def finish_job(
+        self, job_id: int, result: dict[str, Any] | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
+        """A worker's outcome of a study job: its result, or why there is none."""
+        body = {"result": result, "reason": reason}
+        return self._call("POST", f"/jobs/{job_id}/result", json=body)
+
+    def register_dataset(
+        self, name: str, content: bytes, file_format: str, label_column: str | None = None
+    ) -> dict[str, Any]:
+        """Register a data set file (``npz`` or ``csv`` with its label column): its metadata."""
+        query = {"name": name, "format": file_format, "label_column": label_column}
+        params = {key: value for key, value in query.items() if value is not None}
+        answer: dict[str, Any] = self._raw("POST", "/datasets", data=content, params=params).json()
+        return answer
+
+    def datasets(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/datasets")["datasets"]
+        return found
+
+    def dataset(self, reference: str | int) -> dict[str, Any]:
+        """A registered data set's metadata (name, SHA-256, shape, classes), by name or id."""
+        return self._call("GET", f"/datasets/{reference}")
+
+    def dataset_content(self, reference: str | int) -> bytes:
+        """A registered data set's file, as registered."""
+        return self._raw("GET", f"/datasets/{reference}/content").content
+
+    def record_provenance(
+        self, trial_id: int, fields: dict[str, Any], lease: str | None = None
+    ) -> dict[str, Any]:
+        """State a running trial's seed, trainer package and version, data hash and split."""
+        body = {**fields, "lease": lease}
+        return self._call("POST", f"/trials/{trial_id}/provenance", json=body)
+
+    def put_checkpoint(self, trial_id: int, content: bytes, lease: str | None = None) -> str:
+        """Upload a running trial's best checkpoint (safetensors); its SHA-256."""
+        params = {"lease": lease} if lease else {}
+        path = f"/trials/{trial_id}/checkpoint"
+        return str(self._raw("PUT", path, data=content, params=params).json()["sha256"])
+
+    def checkpoint(self, trial_id: int) -> bytes:
+        """A trial's best checkpoint (safetensors bytes)."""
+        return self._raw("GET", f"/trials/{trial_id}/checkpoint").content
+
+    def best_model(self, study_id: int) -> bytes:
+        """The best trial's checkpoint (safetensors bytes)."""
+        return self._raw("GET", f"/studies/{study_id}/best/model").content
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """A call whose body or answer is a file rather than JSON."""
+        idempotent = method in ("GET", "PUT")
+        session = self._idempotent if idempotent else self._session
+        headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
+        response = session.request(
+            method,
+            self.url + path,
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=self._timeout_s,
+        )
+        if response.status_code >= 400:
+            gone = response.status_code in (404, 409) and path.startswith("/trials/")
+            raise (TrialGone if gone else HPOError)(response.status_code, _body(response))
+        return response
+
+    def importance(self, study_id: int) -> dict[str, Any]:
+        """Parameter importances of the study's complete trials."""
+        return self._call("GET", f"/studies/{study_id}/importance")
+
+    def plot_png(self, study_id: int, kind: str) -> bytes:
+        """A PNG figure of the study: ``history``, ``intermediate``, ``importance`` or
+        ``parallel_coordinate``."""
+        path = f"/studies/{study_id}/plots/{kind}.png"
+        response = self._idempotent.get(self.url + path, timeout=self._timeout_s)
+        if response.status_code >= 400:
+            raise HPOError(response.status_code, _body(response))
+        return response.content
 
     def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
         idempotent = method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS

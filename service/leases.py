@@ -90,9 +90,13 @@ class LeaseStore:
     def renew(self, trial_id: int, token: str | None) -> None:
         """Extend the lease; ``Conflict`` if ``token`` is given and is not the lease's."""
         with self._database.session() as session:
-            lease = self._locked(session, trial_id)
-            _check_token(lease, token)
-            lease.expires_at = _now() + timedelta(seconds=self.times.ttl_s)
+            self.renew_in(session, trial_id, token)
+
+    def renew_in(self, session: Session, trial_id: int, token: str | None) -> None:
+        """:meth:`renew` inside the caller's transaction (a report's one write)."""
+        lease = self._locked(session, trial_id)
+        _check_token(lease, token)
+        lease.expires_at = _now() + timedelta(seconds=self.times.ttl_s)
 
     def check(self, trial_id: int, token: str | None) -> None:
         """``Conflict`` if ``token`` is given and is not the lease's."""

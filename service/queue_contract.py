@@ -10,6 +10,8 @@ from typing import Any
 from service.settings import Settings
 
 RUN_TRIAL_TASK = "hpo.run_trial"
+# Study jobs (service/jobs.py): one task per job kind, on the same queue as the trials.
+JOB_TASKS = {"preflight": "hpo.preflight", "evaluate": "hpo.evaluate", "ensemble": "hpo.ensemble"}
 TRIALS_QUEUE = "hpo.trials"
 
 

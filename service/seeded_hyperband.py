@@ -22,12 +22,32 @@ class SeededHyperbandPruner(optuna.pruners.HyperbandPruner):
         self._bracket_key = bracket_key
 
     def _get_bracket_id(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
-        if self._bracket_key is None or len(self._pruners) == 0:
+        if len(self._pruners) == 0:
             return int(super()._get_bracket_id(study, trial))
-        key = f"{self._bracket_key}_{trial.number}".encode()
+        return self.bracket_of(study.study_name, trial.number)
+
+    def bracket_of(self, study_name: str, number: int) -> int:
+        """The bracket of trial ``number`` (the brackets must be set up: ``ready``)."""
+        key = f"{self._bracket_key or study_name}_{number}".encode()
         n = binascii.crc32(key) % self._total_trial_allocation_budget
         for bracket_id, budget in enumerate(self._trial_allocation_budgets):
             n -= budget
             if n < 0:
                 return bracket_id
         raise AssertionError("every trial falls in a bracket")
+
+    def ready(self) -> bool:
+        """Set up the brackets where ``max_resource`` is known; whether they are set up."""
+        if len(self._pruners) == 0 and isinstance(self._max_resource, int):
+            self._try_initialization(None)  # type: ignore[arg-type]  # unused with a fixed max
+        return len(self._pruners) > 0
+
+    def rung_step(self, bracket_id: int, rung: int) -> int:
+        """The step at which a trial of ``bracket_id`` completes ``rung`` (Optuna's successive
+        halving: min_resource * reduction_factor ** (bracket_id + rung))."""
+        return int(self._min_resource * self._reduction_factor ** (bracket_id + rung))
+
+    @property
+    def reduction_factor(self) -> int:
+        """How many trials compete for each promotion."""
+        return int(self._reduction_factor)

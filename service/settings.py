@@ -75,6 +75,22 @@ class Settings(BaseSettings):
         default=5, ge=0, description="How often the API expires leases (0: never, for tests)."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    max_file_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Largest file the API takes: a data set upload or a trial's checkpoint.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token `/metrics` asks for; unset, `/metrics` is open."
+    )
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of a worker node's metrics (0: off)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Deliver webhooks to loopback, private and link-local addresses (one machine).",
+    )
 
     @model_validator(mode="after")
     def _redelivery_after_the_time_limit(self) -> Settings:

@@ -7,8 +7,10 @@ import threading
 
 from sqlalchemy import select
 
+from service import webhooks
 from service.errors import NotFound
 from service.spec.study_spec import StudySpec
+from service.spec.webhook import STORED_SPEC_CONTEXT
 from service.storage.database import Database
 from service.storage.tables import StudyRecord, utc_now
 
@@ -38,7 +40,7 @@ class StudyStore:
             study_name=spec.name,
             tenant=tenant,
             n_trials=spec.budget.n_trials,
-            spec_json=spec.model_dump_json(),
+            spec_json=spec.model_dump_json(context=STORED_SPEC_CONTEXT),  # keeps secrets
             state=StudyState.RUNNING.value,
         )
         with self._database.session() as session:
@@ -123,3 +125,4 @@ class StudyStore:
             finished = state in (StudyState.STOPPED, StudyState.COMPLETE)
             if finished and record.finished_at is None:
                 record.finished_at = utc_now()
+                webhooks.study_finished(self.spec(study_id), study_id, state, self._database.optuna)

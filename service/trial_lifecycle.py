@@ -15,11 +15,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
+from service import webhooks
 from service.constraints import record_figures
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
+from service.report_path import HyperbandReports
+from service.spec.conditional import suggest
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.study_lock import StudyLocks
@@ -61,6 +64,7 @@ class TrialLifecycle:
         self._dispatcher = dispatcher
         self.leases = leases
         self.locks = StudyLocks(database.engine)
+        self.hyperband_reports = HyperbandReports(database, leases)
         self._study_of_trial: dict[int, int] = {}
 
     def ask(self, study_id: int) -> TrialAssignment:
@@ -124,18 +128,29 @@ class TrialLifecycle:
     def report(self, trial_id: int, step: int, value: float, lease: str | None = None) -> bool:
         """Record an epoch's value and renew the lease; answer whether to prune (then it is finished)."""
         require_finite(value, "value")
-        trial = self._running_trial(trial_id)
-        self.leases.renew(trial_id, lease)
         study_id = self.study_of(trial_id)
-        with finished_is_conflict(trial_id):
-            self._storage.set_trial_intermediate_value(trial_id, step, value)
-        study = self._optuna_study(self._store.spec(study_id), sampler=PRUNING_ONLY_SAMPLER)
-        if not study.pruner.prune(study, self._storage.get_trial(trial_id)):
+        spec = self._store.spec(study_id)
+        # Hyperband: one transaction, decided from the in-memory rung book (service.report_path).
+        prune = self.hyperband_reports.report(study_id, spec, trial_id, step, value, lease)
+        if prune is None:
+            prune = self._report_through_optuna(trial_id, spec, step, value, lease)
+        if not prune:
             return False
         self._finish(trial_id, TrialState.PRUNED, [value])
-        logger.info("trial %s of study %s pruned at step %s", trial.number, study_id, step)
+        logger.info("trial %s of study %s pruned at step %s", trial_id, study_id, step)
         self.fill_slots(study_id)
         return True
+
+    def _report_through_optuna(
+        self, trial_id: int, spec: StudySpec, step: int, value: float, lease: str | None
+    ) -> bool:
+        """Optuna's general path: any pruner, read back through its storage."""
+        self._running_trial(trial_id)
+        self.leases.renew(trial_id, lease)
+        with finished_is_conflict(trial_id):
+            self._storage.set_trial_intermediate_value(trial_id, step, value)
+        study = self._optuna_study(spec, sampler=PRUNING_ONLY_SAMPLER)
+        return bool(study.pruner.prune(study, self._storage.get_trial(trial_id)))
 
     def complete(
         self,
@@ -165,6 +180,7 @@ class TrialLifecycle:
         if state == TrialState.FAIL:
             self._storage.set_trial_system_attr(trial_id, FAIL_REASON_ATTR, reason or "failed")
         self._finish(trial_id, state, final)
+        webhooks.trial_finished(self._storage, spec, self.study_of(trial_id), trial_id, state)
         self.fill_slots(self.study_of(trial_id))
         return self._storage.get_trial(trial_id)
 
@@ -219,9 +235,8 @@ class TrialLifecycle:
         study = self._optuna_study(spec, build_sampler(spec, n_trials_so_far))
         if params is not None:
             study.enqueue_trial(params, skip_if_exists=False)
-        distributions = {name: param.distribution() for name, param in spec.space.items()}
         try:
-            trial = study.ask(fixed_distributions=distributions)
+            trial = suggest(study, spec.space)  # define-by-run where the space is conditional
         except Exception:
             self._fail_unleased(study_id, "the sampler failed while choosing its parameters")
             raise

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError
@@ -14,8 +15,12 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from sqlalchemy import text
 
+from service.artifacts import CheckpointStore
+from service.datasets import DatasetStore
 from service.dispatch import TrialAssignment, TrialDispatcher
+from service.epoch_metrics import EpochRecord, record_epoch_metrics
 from service.errors import Conflict, InvalidSpec, NotFound
+from service.jobs import JobDispatcher, StudyJobs
 from service.lease_reaper import LeaseReaper
 from service.leases import LeaseStore, LeaseTimes
 from service.spec.study_spec import StudySpec
@@ -25,6 +30,7 @@ from service.study_store import StudyState, StudyStore
 from service.tokens import DEFAULT_TENANT
 from service.trainer_catalog import TrainerCatalog
 from service.trial_lifecycle import FAIL_REASON_ATTR, SEED_ATTR, TrialLifecycle
+from service.trial_provenance import PROVENANCE_ATTR, TrialProvenance, merged_provenance
 from service.views import (
     BestView,
     ParetoView,
@@ -57,13 +63,28 @@ class Tuner:
         leases = LeaseStore(database, lease_times)
         self.trials = TrialLifecycle(database, self._store, dispatcher, leases)
         self._reaper = LeaseReaper(self.trials, self._store)
+        self.datasets = DatasetStore(database)
+        self.checkpoints = CheckpointStore(database, self._storage)
+        job_dispatcher = dispatcher if hasattr(dispatcher, "dispatch_job") else None
+        self.jobs = StudyJobs(
+            database,
+            self._store,
+            self.trials,
+            cast(JobDispatcher | None, job_dispatcher),
+            catalog,
+            lease_times,
+        )
 
     def create_study(self, spec: StudySpec, tenant: str = DEFAULT_TENANT) -> StudyView:
         """Check, record and start a study of ``tenant``: its first trials are dispatched at once."""
         spec = check_study_spec(spec, self._catalog)
         source = self._warm_start_source(spec, tenant)
+        dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
+        self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
+        self.jobs.check_spec(spec)
         study_id = self._create_optuna_study(spec)
         self._store.add(study_id, spec, tenant)
+        self.jobs.start_preflight(study_id, spec)
         if source is not None:
             self._warm_start(study_id, spec, source)
         for params in spec.enqueue:
@@ -81,6 +102,7 @@ class Tuner:
         spec = self._store.spec_of(record)
         counts = self.trials.counts(study_id).by_state
         view = study_view(record, spec, counts, self._best_or_none(study_id, spec))
+        view = view.model_copy(update={"preflight": self.jobs.preflight(study_id)})
         if spec.warm_start is None:
             return view
         attrs = self._storage.get_study_system_attrs(study_id)
@@ -167,6 +189,9 @@ class Tuner:
             self.trials.leases.release_study(study_id)
             self._storage.delete_study(study_id)
             self._store.delete(study_id)
+            self.trials.hyperband_reports.forget(study_id)
+            self.checkpoints.delete_study(study_id)
+            self.jobs.delete_study(study_id)
 
     def ask(self, study_id: int, tenant: str | None = None) -> TrialAssignment:
         """Start a trial for a program that trains its own models."""
@@ -206,17 +231,53 @@ class Tuner:
         *,
         values: list[float] | None = None,
         figures: dict[str, float] | None = None,
+        epoch_metrics: list[EpochRecord] | None = None,
     ) -> TrialView:
-        """Finish a trial (``values``: one per objective; ``figures``: the trainer's named results)."""
+        """Finish a trial (``values``: one per objective; ``figures``: the trainer's named results;
+        ``epoch_metrics``: its per-epoch records, kept on the trial)."""
         self._visible(trial_id, tenant)
+        if epoch_metrics and not self._storage.get_trial(trial_id).state.is_finished():
+            self.trials.leases.check(trial_id, lease)
+            record_epoch_metrics(self._storage, trial_id, epoch_metrics)
         trial = self.trials.complete(
             trial_id, state, value, reason, lease, values=values, figures=figures
         )
         return trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR)
 
     def expire_leases(self) -> list[int]:
-        """Fail (and retry) the trials whose lease ran out; their ids."""
+        """Fail (and retry) the trials whose lease ran out; their ids. Study jobs past their time
+        fail too (a held study's trials start)."""
+        self.jobs.expire()
         return self._reaper.expire()
+
+    def record_provenance(
+        self, trial_id: int, update: TrialProvenance, lease: str | None, tenant: str | None = None
+    ) -> TrialView:
+        """Merge what the worker states about a running trial (seed, trainer, data) into its record."""
+        self._visible(trial_id, tenant)
+        self.trials.heartbeat(trial_id, lease)
+        recorded = self._storage.get_trial(trial_id).system_attrs.get(PROVENANCE_ATTR)
+        merged = merged_provenance(recorded, update)
+        self._storage.set_trial_system_attr(trial_id, PROVENANCE_ATTR, merged)
+        return trial_view(self._storage.get_trial(trial_id), FAIL_REASON_ATTR, SEED_ATTR)
+
+    def put_checkpoint(
+        self, trial_id: int, content: bytes, lease: str | None, tenant: str | None = None
+    ) -> str:
+        """Keep a running trial's best checkpoint (safetensors); its SHA-256."""
+        self._visible(trial_id, tenant)
+        self.trials.heartbeat(trial_id, lease)
+        return self.checkpoints.put(self.trials.study_of(trial_id), trial_id, content)
+
+    def checkpoint(self, trial_id: int, tenant: str | None = None) -> bytes:
+        """A trial's checkpoint; ``NotFound`` if it has none."""
+        self._visible(trial_id, tenant)
+        return self.checkpoints.get(trial_id)
+
+    def best_model(self, study_id: int, tenant: str | None = None) -> tuple[BestView, bytes]:
+        """The best trial and its checkpoint."""
+        best = self.best(study_id, tenant)
+        return best, self.checkpoints.get(best.trial_id)
 
     def check_database(self) -> None:
         """Raise ``Unavailable`` when the database does not answer."""
@@ -260,6 +321,10 @@ class Tuner:
         source_trials = self._storage.get_all_trials(source_id, deepcopy=False)
         report = copy_trials(spec, source_trials, source_id, self._storage_study(spec))
         self._storage.set_study_system_attr(study_id, WARM_START_ATTR, report.model_dump())
+
+    def optuna_study(self, study_id: int, tenant: str | None = None) -> optuna.Study:
+        """The study as Optuna loads it (read it only: for plots and importances)."""
+        return self._storage_study(self._store.spec_of(self._store.get(study_id, tenant)))
 
     def _storage_study(self, spec: StudySpec) -> optuna.Study:
         return optuna.load_study(study_name=spec.name, storage=self._storage)

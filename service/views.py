@@ -9,10 +9,13 @@ from optuna.trial import FrozenTrial
 from pydantic import BaseModel
 
 from service.constraints import FIGURES_ATTR
+from service.epoch_metrics import Diagnosis, EpochRecord, diagnose, epoch_metrics_of
+from service.preflight import PreflightView
 from service.spec.objectives import ObjectiveSpec
 from service.spec.study_spec import StudySpec
 from service.storage.tables import StudyRecord
 from service.trial_counts import RETRIED_BY_ATTR
+from service.trial_provenance import PROVENANCE_ATTR
 from service.warm_start import WarmStartView
 
 
@@ -35,6 +38,10 @@ class TrialView(BaseModel):
     fail_reason: str | None
     seed: int | None
     retried_by: int | None
+    # seed, trainer package + version, data SHA-256, split (service/trial_provenance.py)
+    provenance: dict[str, Any] | None = None
+    # One record per epoch (training and validation loss, gradient norm, ...), from the trainer.
+    epoch_metrics: list[EpochRecord] = []
 
 
 class BestView(BaseModel):
@@ -45,6 +52,8 @@ class BestView(BaseModel):
     number: int
     value: float
     params: dict[str, Any]
+    # Over- or under-fitting, read from the trial's per-epoch training and validation losses.
+    diagnosis: Diagnosis | None = None
 
 
 class ParetoView(BaseModel):
@@ -72,6 +81,7 @@ class StudyView(BaseModel):
     spec: StudySpec
     urls: dict[str, str]
     warm_start: WarmStartView | None = None
+    preflight: PreflightView | None = None
 
 
 def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> TrialView:
@@ -94,6 +104,8 @@ def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> Tri
         fail_reason=attrs.get(fail_reason_attr),
         seed=attrs.get(seed_attr),
         retried_by=attrs.get(RETRIED_BY_ATTR),
+        provenance=attrs.get(PROVENANCE_ATTR),
+        epoch_metrics=epoch_metrics_of(trial),
     )
 
 
@@ -106,6 +118,7 @@ def best_view(study_id: int, trial: FrozenTrial) -> BestView:
         number=trial.number,
         value=trial.value,
         params=trial.params,
+        diagnosis=diagnose(trial),
     )
 
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
 
 from client import HPOClient
-from service.queue_contract import RUN_TRIAL_TASK, celery_config
+from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config
 from service.settings import Settings
+from workers.jobs import JobRunner
+from workers.metrics import MeteredClient
 from workers.trial_runner import TrialRunner
+from workers.worker_logs import connect_log_signals
 
 logger = logging.getLogger(__name__)
 
@@ -21,20 +25,34 @@ def create_celery(settings: Settings) -> Celery:
     """A Celery app whose task runs trials and reports to ``settings.service_url``."""
     app = Celery("hpo-worker")
     app.conf.update(celery_config(settings))
-    runners: dict[int, TrialRunner] = {}
+    connect_log_signals()
+    clients: dict[int, HPOClient] = {}
 
-    def runner() -> TrialRunner:
+    def client() -> HPOClient:
         # One HTTP session per worker process, made after the fork.
         pid = os.getpid()
-        if pid not in runners:
-            runners[pid] = TrialRunner(HPOClient(settings.service_url, settings.bearer_token()))
-        return runners[pid]
+        if pid not in clients:
+            clients[pid] = MeteredClient(settings.service_url, settings.bearer_token())
+        return clients[pid]
+
+    def runner() -> TrialRunner:
+        return TrialRunner(client())
 
     @app.task(name=RUN_TRIAL_TASK, bind=True)
     def run_trial(task: Any, assignment: dict[str, Any]) -> str:
         return runner().run(assignment, delivery=str(task.request.id))
 
+    for task_name in JOB_TASKS.values():  # pre-flight, evaluate, ensemble: one runner
+        _register_job_task(app, task_name, client)
     return app
+
+
+def _register_job_task(app: Celery, task_name: str, client: Callable[[], HPOClient]) -> None:
+    """A thin task that hands a study job's message to the job runner."""
+
+    @app.task(name=task_name)
+    def run_job(message: dict[str, Any]) -> str:
+        return JobRunner(client()).run(message)
 
 
 @worker_process_init.connect

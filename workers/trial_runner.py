@@ -19,8 +19,11 @@ from requests import RequestException
 
 from client import HPOClient, HPOError, TrialGone
 from service.dispatch import TrialAssignment
+from service.epoch_metrics import MAX_EPOCH_RECORDS
+from workers.provenance import trial_context
 from workers.trainer_loader import load_trainer
-from workers.trainers.base import EpochReporter, TrialRun
+from workers.trainers.base import EpochReporter, TrainingFailed, TrialRun
+from workers.trial_records import open_records, upload_checkpoint
 
 logger = logging.getLogger(__name__)
 MAX_REASON_CHARS = 1500
@@ -59,11 +62,23 @@ class TrialRunner:
 
     def _train_and_complete(self, run: TrialRun, trainer_name: str, lease: str) -> str:
         try:
-            result = load_trainer(trainer_name).train(run, self._reporter(run.trial_id, lease))
+            records = open_records(self._client, run, trainer_name, lease)
+            with trial_context(records):
+                result = load_trainer(trainer_name).train(run, self._reporter(run.trial_id, lease))
         except (TrialGone, RequestException):
             # Not the trainer's failure: the service is out of reach. The lease decides: it
             # expires and the trial runs again with the same parameters.
             raise
+        except TrainingFailed as failed:
+            # A failure the trainer names (a NaN or exploding loss): its reason, and its epochs.
+            self._client.complete(
+                run.trial_id,
+                state="failed",
+                reason=failed.reason[:MAX_REASON_CHARS],
+                lease=lease,
+                epoch_metrics=failed.epoch_metrics[:MAX_EPOCH_RECORDS],
+            )
+            return "failed"
         except Exception as error:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
             self._client.complete(
@@ -74,9 +89,14 @@ class TrialRunner:
             # The service pruned it already, with the last reported value; this only confirms.
             self._client.complete(run.trial_id, state="pruned", lease=lease)
             return "pruned"
+        upload_checkpoint(self._client, records, lease)
         try:
             self._client.complete(
-                run.trial_id, value=result.value, metrics=result.metrics, lease=lease
+                run.trial_id,
+                value=result.value,
+                metrics=result.metrics,
+                lease=lease,
+                epoch_metrics=[dict(r) for r in result.epoch_metrics[:MAX_EPOCH_RECORDS]],
             )
         except HPOError as refused:
             if refused.status != 422:

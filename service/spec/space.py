@@ -79,8 +79,32 @@ CategoricalValue = Annotated[
 ]
 
 
+class Condition(BaseModel):
+    """A parameter exists only when the categorical parameter ``param`` took one of ``in``.
+
+    The relation across the space (the parent exists, is categorical, the values are its
+    choices, no cycle) is checked by ``service.spec.conditional.check_conditions``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True
+    )
+
+    param: str = Field(min_length=1, max_length=128)
+    values: list[CategoricalValue] = Field(alias="in", min_length=1, max_length=MAX_CHOICES)
+
+    def holds(self, chosen: dict[str, object]) -> bool:
+        """Whether the parent was chosen and took one of the values."""
+        if self.param not in chosen:
+            return False
+        value = chosen[self.param]
+        return any(type(value) is type(v) and value == v for v in self.values)
+
+
 class _Param(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    condition: Condition | None = None
 
 
 class FloatParam(_Param):

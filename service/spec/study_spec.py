@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from service.preflight import PreflightSpec
 from service.spec.objectives import (
     MAX_CONSTRAINTS,
     ConstraintSpec,
@@ -20,6 +21,7 @@ from service.spec.objectives import (
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec
 from service.spec.samplers import SamplerSpec, TPESamplerSpec
 from service.spec.space import CategoricalValue, Param
+from service.spec.webhook import WebhookSpec
 
 MAX_TRIALS = 100_000
 MAX_CONCURRENT_TRIALS = 1024
@@ -89,6 +91,8 @@ class StudySpec(BaseModel):
     objectives: Objectives = None
     constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=MAX_CONSTRAINTS)
     warm_start: WarmStartSpec | None = None
+    preflight: PreflightSpec | None = None
+    webhook: WebhookSpec | None = None
 
     def objective_list(self) -> list[ObjectiveSpec]:
         """The study's objectives, in order: ``objectives``, or the one of direction and metric."""

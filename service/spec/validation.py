@@ -7,6 +7,7 @@ from importlib.util import find_spec
 from pydantic import ValidationError
 
 from service.errors import InvalidSpec
+from service.spec.conditional import check_conditions
 from service.spec.grid import contains, grid_of, grid_size
 from service.spec.objective_checks import with_objectives_resolved
 from service.spec.problems import problems_from_validation_error
@@ -28,6 +29,7 @@ from service.trainer_catalog import TrainerCatalog
 def check_study_spec(spec: StudySpec, catalog: TrainerCatalog) -> StudySpec:
     """The spec with defaults that depend on other fields resolved; ``InvalidSpec`` if it cannot run."""
     _check_trainer(spec, catalog)
+    check_conditions(spec)
     spec = with_objectives_resolved(spec, catalog)
     _check_modules_installed(spec)
     _check_cmaes_space(spec)

@@ -6,18 +6,23 @@ rolls back on error, and turns a lost connection into :class:`~service.errors.Un
 
 from __future__ import annotations
 
+import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Unavailable
+from service.storage.migrations import upgrade_to_head
 from service.storage.tables import ServiceTable
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 30
 SCHEMA_LOCK_KEY = 0x48504F5343484D41  # "HPOSCHMA": a one-argument advisory key of its own
@@ -34,7 +39,8 @@ class Database:
             _make_parent_folder(self.engine.url.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         with self._schema_lock():
-            ServiceTable.metadata.create_all(self.engine)
+            #: The service tables' revision before and after this start's upgrade.
+            self.schema_revisions = _upgrade_service_tables(self.engine)
             rdb = optuna.storages.RDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
         # Optuna's own cache over the RDB storage: finished trials are read from the database once.
         self.optuna: optuna.storages.BaseStorage = optuna.storages.get_storage(rdb)
@@ -42,8 +48,13 @@ class Database:
 
     @contextmanager
     def _schema_lock(self) -> Iterator[None]:
-        """One process at a time creates the tables: API processes starting together on a new
-        PostgreSQL database would otherwise race on CREATE TYPE / CREATE TABLE and one would die."""
+        """One process at a time creates or upgrades the tables: API processes starting together
+        on a new PostgreSQL database would otherwise race on CREATE TYPE / CREATE TABLE and one
+        would die. SQLite has no advisory lock: a lock file beside the database stands in."""
+        if self.dialect == "sqlite":
+            with _file_lock(self.engine.url.database):
+                yield
+            return
         if self.dialect != "postgresql":
             yield
             return
@@ -85,6 +96,34 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, and in tests)."""
         self.engine.dispose()
+
+
+def _upgrade_service_tables(engine: Engine) -> tuple[str | None, str]:
+    """Alembic's upgrade to head, in one transaction; then any table of ``tables.py`` that no
+    revision creates yet is created (with a warning: it needs a revision in
+    ``service/storage/migrations/versions``; tests/integration/test_migrations.py fails until then).
+    """
+    with engine.begin() as connection:
+        revisions = upgrade_to_head(connection)
+        missing = set(ServiceTable.metadata.tables) - set(inspect(connection).get_table_names())
+        if missing:
+            logger.warning("tables without a migration, created as they are: %s", sorted(missing))
+            ServiceTable.metadata.create_all(connection)
+    return revisions
+
+
+@contextmanager
+def _file_lock(path: str | None) -> Iterator[None]:
+    """An exclusive lock on ``<database>.schema-lock`` (none for an in-memory database)."""
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.schema-lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _make_parent_folder(path: str | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, String, Text
+from sqlalchemy import DateTime, LargeBinary, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -80,3 +80,62 @@ class TokenRecord(ServiceTable):
     name: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class StudyJobRecord(ServiceTable):
+    """A job a worker runs for a study beside its trials: pre-flight checks, a test-split
+    evaluation (the vault), an ensemble's validation figure.
+
+    ``model_key`` names what the job scores (``trial:12``, ``ensemble:3,7,9``): one job per study,
+    kind and model, so the vault is opened once per model. ``state``: queued, running, done,
+    failed; ``expires_at``: when the reaper gives up on it (queued or running).
+    """
+
+    __tablename__ = "hpo_study_jobs"
+    __table_args__ = (UniqueConstraint("study_id", "kind", "model_key"),)
+
+    job_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    model_key: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    request_json: Mapped[str] = mapped_column(Text)
+    result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class DatasetRecord(ServiceTable):
+    """A data set a user registered: the file's bytes as uploaded, their SHA-256, and what the
+    check on registration read from them (shape, class names). Names are unique across tenants
+    (a study refers to ``registered:<name>``), like study names."""
+
+    __tablename__ = "hpo_datasets"
+
+    dataset_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    file_format: Mapped[str] = mapped_column(String(8))
+    label_column: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column()
+    meta_json: Mapped[str] = mapped_column(Text)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class ArtifactRecord(ServiceTable):
+    """One artifact of Optuna's artifact store kept in the database (a trial's best checkpoint):
+    its bytes, and the study and trial it belongs to (deleted with the study)."""
+
+    __tablename__ = "hpo_artifacts"
+
+    artifact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(index=True, nullable=True)
+    trial_id: Mapped[int | None] = mapped_column(index=True, nullable=True)
+    kind: Mapped[str] = mapped_column(String(32), default="")
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

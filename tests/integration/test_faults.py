@@ -21,6 +21,7 @@ from cli.local_stack import LocalStack
 from client import HPOClient
 from service.dispatch import TrialAssignment
 from service.settings import Settings
+from tests.support.logs import log_messages
 from tests.support.postgres_server import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -68,6 +69,14 @@ def wait_until_done(
     raise AssertionError(f"study {study_id} did not finish:\n{stack.logs()}")
 
 
+def wait_for_a_running_trial(client: HPOClient, study_id: int, timeout_s: float = 120) -> None:
+    """Killing a pool process before the pool has started stops Celery's worker altogether."""
+    deadline = time.monotonic() + timeout_s
+    while client.study(study_id)["counts"]["running"] == 0:
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.2)
+
+
 def finished_exactly(current: dict[str, Any], n_trials: int) -> None:
     counts = current["counts"]
     assert current["state"] == "complete", current
@@ -101,7 +110,7 @@ def test_sigkill_of_worker_processes_mid_trial_loses_no_trial(
     try:
         client = stack.client()
         created = client.create_study(study(n_trials=24, max_retries=10))
-        time.sleep(3)  # let the pool start its first trials
+        wait_for_a_running_trial(client, created["study_id"])  # the pool is up
         final = wait_until_done(client, created["study_id"], stack, kill_a_busy_pool_process)
         trials = client.trials(created["study_id"])
     finally:
@@ -140,7 +149,7 @@ def test_the_same_trial_delivered_twice_is_trained_once(sqlite_url: str) -> None
         dispatcher.dispatch(duplicate)  # after it finished
         time.sleep(3)
         trials = client.trials(created["study_id"])
-        access_log = stack.api.log_path.read_text() if stack.api else ""
+        access_log = "\n".join(log_messages(stack.api.log_path)) if stack.api else ""
     finally:
         stack.stop()
     reports = access_log.count(f"POST /trials/{first['trial_id']}/report ")

@@ -34,6 +34,7 @@ from cli.local_stack import LocalStack
 from client import HPOClient
 from client.http_client import HPOError
 from service.spec.study_spec import MAX_CONCURRENT_TRIALS, MAX_TRIALS
+from tests.support.logs import log_records
 from tests.support.postgres_server import PostgresServer
 
 DURATION_S = float(os.environ.get("HPO_LOAD_TEST_SECONDS", "120"))
@@ -346,14 +347,21 @@ def api_log_problems(stack: LocalStack, lines: int = 60) -> str:
     tracebacks: errors, warnings, and each exception's type and message."""
     if stack.api is None:
         return ""
-    text = stack.api.log_path.read_text(errors="replace")
-    quiet = ('" 20', "[INFO]", "INFO:", "[I ")
     kept = [
-        line
-        for line in text.splitlines()
-        if line.strip() and not line[0].isspace() and not any(mark in line for mark in quiet)
+        f"{record.get('level')} {record.get('logger', '')}: {record.get('message')}"
+        for record in log_records(stack.api.log_path)
+        if _is_problem(record)
     ]
     return "\n".join(kept[:lines])
+
+
+def _is_problem(record: dict[str, Any]) -> bool:
+    message = str(record.get("message", ""))
+    if record.get("level") == "RAW":  # a traceback's frames are indented: keep its last line
+        return bool(message.strip()) and not message[0].isspace()
+    if record.get("logger") == "gunicorn.access":
+        return '" 20' not in message
+    return record.get("level") not in ("DEBUG", "INFO")
 
 
 def create_studies(client: HPOClient, stack: LocalStack) -> list[int]:

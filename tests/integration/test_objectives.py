@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -230,3 +231,33 @@ def test_warm_start_refuses_a_study_of_other_objectives(stack: LocalStack) -> No
     )
     assert response.status_code == 422
     assert response.json()["problems"][0]["field"] == "warm_start.study_id"
+
+
+def test_the_mlp_trainer_tunes_loss_against_size_through_celery(stack: LocalStack) -> None:
+    """Two objectives from the built-in trainer's figures, one constraint, on real workers."""
+    study = create(
+        stack,
+        space={"hidden": {"type": "int", "low": 4, "high": 64, "log": True}},
+        objectives=[{"metric": "validation_loss"}, {"metric": "n_parameters"}],
+        constraints=[{"metric": "validation_accuracy", "min": 0.2}],
+        sampler={"name": "nsga2", "seed": 1, "population_size": 4},
+        trainer={"name": "mlp", "dataset": "wine", "epochs": 2},
+        budget={"n_trials": 6, "max_concurrent_trials": 2},
+    )
+    deadline = time.monotonic() + 240
+    while get(stack, f"/studies/{study['study_id']}").json()["state"] != "complete":
+        assert time.monotonic() < deadline, "the study did not finish"
+        time.sleep(0.5)
+    trials = get(stack, f"/studies/{study['study_id']}/trials").json()["trials"]
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert len(complete) == 6
+    for trial in complete:
+        figures = trial["metrics"]
+        assert trial["values"] == [figures["validation_loss"], figures["n_parameters"]]
+        assert set(trial["constraints"]) == {"validation_accuracy>=0.2"}
+    front = get(stack, f"/studies/{study['study_id']}/pareto").json()["trials"]
+    feasible = [t["values"] for t in complete if t["feasible"]]
+    expected = {
+        t["number"] for t in complete if t["feasible"] and not dominated(t["values"], feasible)
+    }
+    assert {t["number"] for t in front} == expected and expected

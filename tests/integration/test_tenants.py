@@ -17,12 +17,15 @@ import requests
 from cli.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
-BODIES: dict[str, dict[str, Any]] = {
+BODIES: dict[str, Any] = {
     "report": {"step": 1, "value": 0.5},
     "complete": {"value": 0.5},
     "claim": {"holder": "intruder"},
     "heartbeat": {},
     "budget": {"n_trials": 100},
+    "ensemble": {"k": 2},
+    "checkpoint": "a body that is not a checkpoint",
+    "provenance": {},
 }
 
 
@@ -85,7 +88,7 @@ def test_another_tenant_gets_404_on_every_object_scoped_endpoint(tenants: dict[s
     operations = object_scoped_operations(stack)
     assert len(operations) >= 9
     for method, template in operations:
-        path = template.format(**ids)
+        path = template.format(**ids, kind="history")
         response = call(stack, tokens["b"], method, path, BODIES.get(path.rsplit("/", 1)[-1]))
         assert response.status_code == 404, (method, path, response.status_code, response.text)
     trials = call(stack, tokens["a"], "GET", f"/studies/{ids['study_id']}/trials").json()["trials"]

@@ -22,7 +22,7 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-SERVICES = {"api", "worker", "redis", "postgres"}
+SERVICES = {"api", "worker", "redis", "postgres", "flower", "dashboard"}
 SETTING_VARS = {f"HPO_{name.upper()}" for name in Settings.model_fields}
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
@@ -196,7 +196,7 @@ def test_dockerfile_parser_reads_both_env_forms_and_exec_form() -> None:
     assert parsed.cmd == ["hpo", "serve"]
 
 
-def test_compose_has_the_four_services() -> None:
+def test_compose_has_the_six_services() -> None:
     assert set(raw_compose()["services"]) == SERVICES
 
 
@@ -209,7 +209,7 @@ def test_every_hpo_variable_is_a_setting() -> None:
     assert named <= SETTING_VARS, f"not fields of Settings: {sorted(named - SETTING_VARS)}"
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
+@pytest.mark.parametrize("name", ["api", "worker", "dashboard"])
 def test_container_environment_builds_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in SETTING_VARS:
         monkeypatch.delenv(var, raising=False)
@@ -325,3 +325,31 @@ def test_env_example_matches_the_variables_compose_reads() -> None:
     assert set(dotenv()) <= used, f"not read by compose: {set(dotenv()) - used}"
     # The example works as copied: the API accepts the token the worker sends.
     assert environment("worker")["HPO_TOKEN"] in json.loads(environment("api")["HPO_API_TOKENS"])
+
+
+def test_flower_watches_the_brokers_redis_from_the_api_image() -> None:
+    argv = command("flower")
+    assert argv[0] == "celery" and "flower" in argv
+    assert f"--broker={environment('api')['HPO_BROKER_URL']}" in argv
+    assert service("flower")["build"] == service("api")["build"]
+    assert ".[ops]" in " ".join(dockerfile_of("flower").run)
+    assert environment("flower")["FLOWER_BASIC_AUTH"], "Flower must not be open"
+    port = int(next(word for word in argv if word.startswith("--port=")).split("=", 1)[1])
+    assert service("flower")["ports"] == [f"127.0.0.1:{port}:{port}"]
+
+
+def test_dashboard_runs_hpo_dashboard_on_the_apis_database_and_tokens() -> None:
+    from typer.main import get_command
+
+    from cli.main import app
+
+    argv = command("dashboard")
+    assert argv[:2] == ["hpo", "dashboard"]
+    hpo: Any = get_command(app)
+    options = {opt for param in hpo.commands["dashboard"].params for opt in param.opts}
+    assert {word for word in argv if word.startswith("--")} <= options
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    port = int(argv[argv.index("--port") + 1])
+    assert service("dashboard")["ports"] == [f"127.0.0.1:{port}:{port}"]
+    for key in ("HPO_DATABASE_URL", "HPO_API_TOKENS"):
+        assert environment("dashboard")[key] == environment("api")[key], key

@@ -56,7 +56,8 @@ def test_reports_once_per_epoch_in_order_with_finite_values() -> None:
     result, reporter = train(make_run(epochs=3))
     assert [epoch for epoch, _ in reporter.calls] == [1, 2, 3]
     assert all(math.isfinite(value) for value in reporter.values)
-    assert result == TrainResult(value=min(reporter.values), epochs_run=3, pruned=False)
+    assert (result.value, result.epochs_run, result.pruned) == (min(reporter.values), 3, False)
+    assert [record["validation_loss"] for record in result.epoch_metrics] == reporter.values
 
 
 def test_same_run_twice_reports_identical_losses() -> None:
@@ -93,7 +94,7 @@ def test_true_from_report_stops_training_at_once() -> None:
 
 def test_result_value_is_minimum_of_reported_values() -> None:
     # SGD at lr 0.2 with momentum oscillates: on this seed the best epoch is neither first nor last.
-    run = make_run({"optimizer": "sgd", "lr": 0.2, "momentum": 0.9}, seed=0, epochs=6)
+    run = make_run({"optimizer": "sgd_momentum", "lr": 0.2, "momentum": 0.9}, seed=0, epochs=6)
     result, reporter = train(run)
     assert len(reporter.values) == 6
     assert result.value == min(reporter.values)
@@ -171,14 +172,16 @@ def test_missing_hyperparameters_take_the_catalog_defaults() -> None:
     assert [layer.out_features for layer in linear_layers] == [128, 128, 10]
 
 
-def test_optimizer_choice_builds_sgd_with_momentum_or_adam() -> None:
+def test_optimizer_choice_builds_plain_sgd_sgd_with_momentum_or_adam() -> None:
     model = torch.nn.Linear(4, 2)
     sgd = build_optimizer(model, MLPHyperparameters.from_params({"optimizer": "sgd"}))
+    heavy = build_optimizer(model, MLPHyperparameters.from_params({"optimizer": "sgd_momentum"}))
     adam = build_optimizer(model, MLPHyperparameters.from_params({"optimizer": "adam"}))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0
+    assert isinstance(heavy, torch.optim.SGD) and heavy.defaults["momentum"] == 0.9
     assert isinstance(adam, torch.optim.Adam)
     with pytest.raises(ValueError, match="optimizer"):
-        MLPHyperparameters.from_params({"optimizer": "rmsprop"})
+        MLPHyperparameters.from_params({"optimizer": "lbfgs"})
 
 
 def test_validation_loss_runs_in_eval_mode_without_dropout_noise() -> None:

@@ -33,6 +33,19 @@ class TrainResult:
     # Named results beside the value (e.g. n_parameters, validation_accuracy): a study's
     # objectives and constraints take their figures from here.
     metrics: dict[str, float] = field(default_factory=dict)
+    # One record per epoch run (e.g. train_loss, validation_loss, grad_norm, lr): sent with the
+    # completion, kept on the trial, and read by the study's over/under-fitting diagnosis.
+    epoch_metrics: list[dict[str, float]] = field(default_factory=list)
+
+
+class TrainingFailed(ValueError):
+    """Training cannot go on (a NaN, infinite or exploding loss): the trial fails with ``reason``,
+    and the epochs recorded until then go with it."""
+
+    def __init__(self, reason: str, epoch_metrics: list[dict[str, float]] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.epoch_metrics = list(epoch_metrics or [])
 
 
 class EpochReporter(Protocol):

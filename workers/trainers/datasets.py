@@ -4,17 +4,28 @@ Each data set is split into training, validation and test parts, stratified by c
 by a seed. Features are standardised with statistics of the training part only. The test part is
 kept "in the vault": trainers never evaluate on it; it is exposed here for a later, one-off score.
 Loaded splits are cached per process, so repeated trials in one worker do not reload them.
+
+Besides the built-in sets, ``registered:<name or id>`` names a data set a user registered with
+the service (``POST /datasets``); inside a trial the runner's ``TrialContext`` fetches it (once per
+worker, cached by its SHA-256) and it is read with the service's own checked reader (no pickles).
+Every split carries the SHA-256 of its data and of its row indices, and inside a trial it is noted
+as the trial's provenance.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification
 from sklearn.model_selection import train_test_split
+
+from service.datasets import REGISTERED_PREFIX, read_dataset
+from workers.provenance import DataProvenance, current_trial, dataset_source
 
 SYNTHETIC_RANDOM_STATE = 1234
 
@@ -38,6 +49,18 @@ class SplitDataset:
     test: DataPart
     num_features: int
     num_classes: int
+    content_sha256: str = ""
+    split_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class RegisteredFile:
+    """A registered data set's file in the worker's cache, and how to read it."""
+
+    sha256: str
+    file_format: str
+    label_column: str | None
+    path: Path
 
 
 def _load_synthetic() -> tuple[np.ndarray, np.ndarray]:
@@ -108,12 +131,75 @@ def _make_part(
     return DataPart(_frozen(standardised), _frozen(labels[rows].copy()), _frozen(rows.copy()))
 
 
-@lru_cache(maxsize=32)
 def load_split(
     name: str, seed: int = 0, validation_fraction: float = 0.2, test_fraction: float = 0.2
 ) -> SplitDataset:
-    """Load ``name`` and split it; cached per process on all arguments. Arrays are read-only."""
-    features, labels = load_arrays(name)
+    """Load ``name`` (built-in, or ``registered:<ref>``) and split it by ``seed``; cached per
+    process on all arguments (the same object comes back). Arrays are read-only. Inside a trial,
+    the data's hashes and split are noted as its provenance."""
+    source = _registered_file(name) if name.startswith(REGISTERED_PREFIX) else None
+    split = _split(name, source, seed, validation_fraction, test_fraction)
+    context = current_trial()
+    if context is not None:
+        context.record_data(_provenance(split, seed))
+    return split
+
+
+def arrays_sha256(features: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of a built-in data set's arrays (float64 features, int64 labels, with shapes)."""
+    digest = hashlib.sha256(repr((features.shape, labels.shape)).encode())
+    digest.update(np.ascontiguousarray(features, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _registered_file(name: str) -> RegisteredFile:
+    fetch = dataset_source()
+    if fetch is None:
+        raise ValueError(
+            f"{name!r} is a registered data set: only a worker connected to the service can read it"
+        )
+    sha256, file_format, label_column, path = fetch(name.removeprefix(REGISTERED_PREFIX))
+    return RegisteredFile(sha256, file_format, label_column, Path(path))
+
+
+def _arrays_of(name: str, source: RegisteredFile | None) -> tuple[np.ndarray, np.ndarray, str]:
+    if source is None:
+        features, labels = load_arrays(name)
+        return features, labels, arrays_sha256(features, labels)
+    arrays = read_dataset(source.path.read_bytes(), source.file_format, source.label_column)
+    return arrays.features, arrays.labels, source.sha256
+
+
+def _provenance(split: SplitDataset, seed: int) -> DataProvenance:
+    sizes = {part: len(getattr(split, part).labels) for part in ("train", "validation", "test")}
+    return DataProvenance(
+        dataset=split.name,
+        data_sha256=split.content_sha256,
+        split_seed=seed,
+        split_sizes=sizes,
+        split_sha256=split.split_sha256,
+        num_features=split.num_features,
+        num_classes=split.num_classes,
+    )
+
+
+def _split_sha256(*parts: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for rows in parts:
+        digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes() + b"|")
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=32)
+def _split(
+    name: str,
+    source: RegisteredFile | None,
+    seed: int,
+    validation_fraction: float,
+    test_fraction: float,
+) -> SplitDataset:
+    features, labels, content_sha256 = _arrays_of(name, source)
     train, validation, test = split_indices(labels, seed, validation_fraction, test_fraction)
     mean = features[train].mean(axis=0)
     scale = features[train].std(axis=0)
@@ -125,4 +211,6 @@ def load_split(
         test=_make_part(features, labels, test, mean, scale),
         num_features=features.shape[1],
         num_classes=int(labels.max()) + 1,
+        content_sha256=content_sha256,
+        split_sha256=_split_sha256(train, validation, test),
     )

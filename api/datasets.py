@@ -1,0 +1,90 @@
+"""``/datasets``: a user's own data sets, registered once and named by studies.
+
+``POST /datasets?name=…&format=npz|csv[&label_column=…]`` takes the file as the raw body
+(``application/octet-stream``, up to ``HPO_MAX_FILE_BYTES``); it is checked at once and a
+malformed one is refused with a 422 naming the problem. A study then sets its trainer's
+``"dataset": "registered:<name>"``. Workers read ``GET /datasets/{ref}/content`` (``ref``: name or id).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import Response, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import current_tenant
+from api.context import tuner
+from api.schemas import ERROR_RESPONSES
+from service.datasets import DatasetView
+from service.errors import InvalidSpec
+from service.tokens import DEFAULT_TENANT
+
+# The request body of the endpoints that take a file (``api/limits.py``: ``FILE_ENDPOINTS``).
+FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_BLUEPRINT_OPTIONS: dict[str, Any] = {
+    "url_prefix": "/datasets",
+    "abp_tags": [Tag(name="datasets")],
+    "abp_responses": ERROR_RESPONSES,
+    "abp_security": [{"bearer": []}],
+}
+datasets = APIBlueprint("datasets", __name__, **_BLUEPRINT_OPTIONS)
+# Reads that workers may make too (they fetch the data of the trials they run).
+dataset_reads = APIBlueprint("dataset_reads", __name__, **_BLUEPRINT_OPTIONS)
+
+
+class Registration(BaseModel):
+    """How to read the uploaded file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    format: Literal["npz", "csv"]
+    label_column: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class DatasetPath(BaseModel):
+    reference: str = Field(min_length=1, max_length=128, description="the data set's name or id")
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetView]
+
+
+@datasets.post("", responses={201: DatasetView}, openapi_extensions=FILE_BODY)
+def register_dataset(query: Registration) -> tuple[dict[str, Any], int]:
+    """Register a data set (the file is the body): 201 with its SHA-256, shape and classes."""
+    content = request.get_data(cache=False)
+    if not content:
+        raise InvalidSpec("the body must be the data set's file, and it is empty", field="body")
+    tenant = current_tenant() or DEFAULT_TENANT
+    view = tuner().datasets.register(query.name, query.format, query.label_column, content, tenant)
+    return view.model_dump(mode="json"), 201
+
+
+@datasets.get("", responses={200: DatasetList})
+def list_datasets() -> dict[str, Any]:
+    """Every data set of the caller's tenant, newest first."""
+    found = tuner().datasets.all(current_tenant())
+    return DatasetList(datasets=found).model_dump(mode="json")
+
+
+@dataset_reads.get("/<reference>", responses={200: DatasetView})
+def get_dataset(path: DatasetPath) -> dict[str, Any]:
+    """A data set's name, SHA-256, shape and classes."""
+    return tuner().datasets.get(path.reference, current_tenant()).model_dump(mode="json")
+
+
+@dataset_reads.get("/<reference>/content")
+def dataset_content(path: DatasetPath) -> Response:
+    """The file as registered; its SHA-256 in the ``X-Content-SHA256`` header."""
+    view, content = tuner().datasets.content(path.reference, current_tenant())
+    response = Response(content, mimetype="application/octet-stream")
+    response.headers["X-Content-SHA256"] = view.sha256
+    response.headers["Content-Disposition"] = f'attachment; filename="{view.name}.{view.format}"'
+    return response

@@ -1,0 +1,128 @@
+"""``GET /metrics``: the service's figures in Prometheus' text format.
+
+Studies and trials by state, leases expired and busy workers are read from the database at scrape
+time, so every API process answers the same. The queue depth is the length of the trials queue's
+Redis lists. The report latency is a histogram observed by this process; with several gunicorn
+processes set ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode) and each scrape
+sums every process's observations.
+
+Open when ``HPO_METRICS_TOKEN`` is unset (the figures are counts: no names, ids or tenants); with
+it set, a scraper sends ``Authorization: Bearer <that token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Iterator
+
+import redis
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from api.errors import error_response
+from service.metrics_figures import read_figures
+from service.queue_contract import TRIALS_QUEUE
+from service.settings import Settings
+from service.storage.database import Database
+
+logger = logging.getLogger(__name__)
+REPORT_ENDPOINT = "trials.report"
+METRICS_ENDPOINT = "metrics.metrics"
+# kombu's Redis transport keeps a queue's priorities 3, 6 and 9 in lists of their own.
+QUEUE_LISTS = (TRIALS_QUEUE, *(f"{TRIALS_QUEUE}\x06\x16{p}" for p in (3, 6, 9)))
+REPORT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServiceCollector(Collector):
+    """Yields the database's figures and the queue depth at each scrape."""
+
+    def __init__(self, database: Database, broker_url: str) -> None:
+        self._database = database
+        self._broker_url = broker_url
+
+    def collect(self) -> Iterator[Metric]:
+        figures = read_figures(self._database)
+        yield _by_state("hpo_studies", "Studies by state.", figures.studies_by_state)
+        yield _by_state("hpo_trials", "Trials by state.", figures.trials_by_state)
+        yield CounterMetricFamily(
+            "hpo_leases_expired",
+            "Trials failed because their lease expired (worker lost, or message never claimed).",
+            value=figures.leases_expired,
+        )
+        yield GaugeMetricFamily(
+            "hpo_workers_busy",
+            "Worker processes holding a live lease on a trial now (host:pid of the claims).",
+            value=figures.busy_workers,
+        )
+        depth = self._queue_depth()
+        if depth is not None:
+            yield GaugeMetricFamily(
+                "hpo_queue_depth", "Trial messages waiting in the broker's queue.", value=depth
+            )
+
+    def _queue_depth(self) -> int | None:
+        try:
+            client = redis.Redis.from_url(self._broker_url, socket_timeout=1)
+            with client.pipeline() as pipe:
+                for name in QUEUE_LISTS:
+                    pipe.llen(name)
+                return sum(int(length) for length in pipe.execute())
+        except redis.RedisError as error:  # a scrape still shows the database's figures
+            logger.warning("queue depth unknown: %s", error)
+            return None
+
+
+def register_metrics(app: Flask, database: Database, settings: Settings) -> None:
+    """Serve ``/metrics`` and time every report request."""
+    report_seconds = Histogram(
+        "hpo_report_seconds",
+        "Time to serve POST /trials/{id}/report (the prune decision included).",
+        buckets=REPORT_BUCKETS,
+        registry=None,
+    )
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(report_seconds)
+    registry.register(ServiceCollector(database, settings.broker_url))
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    blueprint = Blueprint("metrics", __name__)
+
+    @blueprint.get("/metrics")
+    def metrics() -> Response:
+        if token is not None and not _bearer_matches(token):
+            problem = "missing or wrong bearer token (HPO_METRICS_TOKEN)"
+            return error_response(401, problem, [{"field": "Authorization", "problem": problem}])
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.before_request
+    def _start_clock() -> None:
+        if request.endpoint == REPORT_ENDPOINT:
+            g.hpo_report_started = time.perf_counter()
+
+    @app.teardown_request
+    def _observe(_: BaseException | None) -> None:
+        started = g.pop("hpo_report_started", None)
+        if started is not None:
+            report_seconds.observe(time.perf_counter() - started)
+
+    app.register_blueprint(blueprint)
+
+
+def _by_state(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=["state"])
+    for state, count in sorted(counts.items()):
+        family.add_metric([state], count)
+    return family
+
+
+def _bearer_matches(token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme == "Bearer" and hmac.compare_digest(given.strip().encode(), token.encode())

@@ -1,0 +1,99 @@
+"""Simulated workers against the service's HTTP API: ask, report every epoch, complete.
+
+Each worker is a thread with its own keep-alive client, calling the endpoints an external
+program (and, after its claim, a Celery worker) calls. Latencies are request-to-answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.common import SPACE, trial_value
+from client import HPOClient
+from client.http_client import HPOError
+
+
+@dataclass
+class DriveResult:
+    """What one study run measured."""
+
+    trials: int = 0
+    reports: int = 0
+    wall_s: float = 0.0
+    ask_ms: list[float] = field(default_factory=list)
+    report_ms: list[float] = field(default_factory=list)
+    report_ms_by_trial: list[tuple[int, float]] = field(default_factory=list)
+
+
+def study_spec(
+    name: str, n_trials: int, epochs: int, workers: int, sampler: str = "tpe"
+) -> dict[str, Any]:
+    """A trainer-less study (TPE by default) + Hyperband of ``n_trials`` trials of ``epochs`` reports."""
+    return {
+        "name": name,
+        "space": SPACE,
+        "sampler": {"name": sampler, "seed": 0},
+        "pruner": {"name": "hyperband", "min_resource": 1, "max_resource": epochs},
+        "budget": {"n_trials": n_trials, "max_concurrent_trials": workers},
+    }
+
+
+def drive(url: str, n_trials: int, epochs: int, workers: int, sampler: str = "tpe") -> DriveResult:
+    """Run one study with ``workers`` concurrent simulated workers until its budget is spent."""
+    setup = HPOClient(url)
+    spec = study_spec(f"bench-{time.time_ns()}", n_trials, epochs, workers, sampler)
+    study_id = setup.create_study(spec)["study_id"]
+    result = DriveResult()
+    guard = threading.Lock()
+    threads = [
+        threading.Thread(target=_worker, args=(url, study_id, epochs, result, guard))
+        for _ in range(workers)
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _worker(
+    url: str, study_id: int, epochs: int, result: DriveResult, guard: threading.Lock
+) -> None:
+    client = HPOClient(url)
+    while True:
+        started = time.perf_counter()
+        try:
+            trial = client.ask(study_id)
+        except HPOError as error:
+            if error.status == 409:  # the budget is spent
+                return
+            raise
+        ask_ms = (time.perf_counter() - started) * 1000
+        reports = _run_trial(client, trial, epochs)
+        with guard:
+            result.trials += 1
+            result.ask_ms.append(ask_ms)
+            result.reports += len(reports)
+            result.report_ms += reports
+            number = trial["number"]
+            result.report_ms_by_trial += [(number, latency) for latency in reports]
+
+
+def _run_trial(client: HPOClient, trial: dict[str, Any], epochs: int) -> list[float]:
+    latencies: list[float] = []
+    lease = trial.get("lease")
+    value = 0.0
+    for step in range(1, epochs + 1):
+        value = trial_value(trial["params"], step)
+        started = time.perf_counter()
+        pruned = client.report(trial["trial_id"], step, value, lease)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if pruned:
+            return latencies
+    client.complete(trial["trial_id"], value=value, lease=lease)
+    return latencies

@@ -1,0 +1,189 @@
+"""Worker overhead: an epoch of the built-in trainer inside a real Celery worker (claiming over HTTP,
+reporting every epoch, completing) against the same model, data and batch size in a bare PyTorch
+loop, in the same run, one after the other (never side by side on the 2 cores).
+
+Three figures per epoch: the bare loop; the trainer called in-process with a no-op reporter (its own
+per-epoch figures: accuracy, F1, gradient norms, ...); and the trainer in the worker, timed from
+the trial's start to its completion as the service recorded them. The share of a whole study's wall
+time (submission to completion) not spent in bare training is ``1 - bare epoch x epochs / wall``.
+Usage: ``python -m bench.worker_overhead [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+from bench.common import Check, markdown_table, write_results
+from cli.local_stack import LocalStack
+from service.trainer_catalog import MLPParameters
+from workers.trainers.base import TrialRun
+from workers.trainers.datasets import load_split
+from workers.trainers.mlp import MLPTrainer, build_model
+
+DATASET = "digits"
+
+
+def trainer_settings(epochs: int) -> dict[str, Any]:
+    """The study's trainer: the built-in MLP on digits, on the CPU, every hyperparameter default."""
+    return {"name": "mlp", "dataset": DATASET, "epochs": epochs, "device": "cpu"}
+
+
+def bare_epoch_s(epochs: int, seed: int = 0) -> float:
+    """Seconds per epoch of a bare PyTorch loop: same model, data, optimizer and batch size."""
+    hp = MLPParameters()
+    split = load_split(DATASET, 0, 0.2, 0.2)
+    torch.manual_seed(seed)
+    model = build_model(split.num_features, split.num_classes, hp)
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
+    train_x = torch.tensor(split.train.features, dtype=torch.float32)
+    train_y = torch.tensor(split.train.labels, dtype=torch.long)
+    val_x = torch.tensor(split.validation.features, dtype=torch.float32)
+    val_y = torch.tensor(split.validation.labels, dtype=torch.long)
+    started = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for batch in torch.split(torch.randperm(len(train_y)), hp.batch_size):
+            loss = functional.cross_entropy(model(train_x[batch]), train_y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            float(functional.cross_entropy(model(val_x), val_y))
+    return (time.perf_counter() - started) / epochs
+
+
+def trainer_epoch_s(epochs: int) -> float:
+    """Seconds per epoch of the built-in trainer in-process, reporting to a no-op."""
+    run = TrialRun(0, 0, 0, {}, trainer_settings(epochs), 0)
+    started = time.perf_counter()
+    result = MLPTrainer().train(run, lambda epoch, value: False)
+    return (time.perf_counter() - started) / result.epochs_run
+
+
+def celery_study(trials: int, epochs: int) -> dict[str, Any]:
+    """A digits study through the whole service (API, Redis, one Celery worker process)."""
+    stack = LocalStack(
+        f"sqlite:///{tempfile.mkdtemp()}/overhead.db", workers=1, log_level="WARNING"
+    ).start()
+    try:
+        client = stack.client()
+        spec = {
+            "name": f"overhead-{time.time_ns()}",
+            "space": {"optimizer": {"type": "categorical", "choices": ["adam"]}},
+            "sampler": {"name": "random", "seed": 0},
+            "pruner": {"name": "none"},
+            "budget": {"n_trials": trials, "max_concurrent_trials": 1},
+            "trainer": trainer_settings(epochs),
+        }
+        started = time.perf_counter()
+        study_id = client.create_study(spec)["study_id"]
+        while client.study(study_id)["state"] != "complete":
+            time.sleep(0.05)
+        wall = time.perf_counter() - started
+        finished = client.trials(study_id)
+    finally:
+        stack.stop()
+    per_epoch = [
+        (_at(t["finished_at"]) - _at(t["started_at"])) / max(len(t["intermediate_values"]), 1)
+        for t in finished
+    ]
+    epochs_run = sum(len(t["intermediate_values"]) for t in finished)
+    states = sorted({t["state"] for t in finished})
+    return {
+        "wall_s": wall,
+        "epoch_s": statistics.median(per_epoch),
+        "epochs": epochs_run,
+        "states": states,
+    }
+
+
+def _at(moment: str) -> float:
+    return datetime.fromisoformat(moment).timestamp()
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    """Bare loop, trainer in-process, trainer in a Celery worker; the overhead figures."""
+    trials, epochs = (3, 10) if quick else (6, 27)
+    torch.set_num_threads(2)  # what the worker process uses on this 2-core machine
+    bare_epoch_s(3)  # warm-up: imports, allocator, data set cache
+    bare = statistics.median(bare_epoch_s(epochs, seed) for seed in range(3))
+    in_process = statistics.median(trainer_epoch_s(epochs) for _ in range(3))
+    study = celery_study(trials, epochs)
+    return {
+        "dataset": DATASET,
+        "trials": trials,
+        "epochs_per_trial": epochs,
+        "bare_epoch_ms": round(bare * 1000, 2),
+        "trainer_in_process_epoch_ms": round(in_process * 1000, 2),
+        "celery_worker_epoch_ms": round(study["epoch_s"] * 1000, 2),
+        "study_wall_s": round(study["wall_s"], 2),
+        "study_epochs": study["epochs"],
+        "states": study["states"],
+        "ratio_worker_vs_bare": study["epoch_s"] / bare,
+        "ratio_worker_vs_trainer": study["epoch_s"] / in_process,
+        "share_not_training": 1 - bare * study["epochs"] / study["wall_s"],
+    }
+
+
+def checks(results: dict[str, Any]) -> list[Check]:
+    """Per-epoch ratio (≤ 1.05) and the share of the study not spent training (≤ 5 %)."""
+    return [
+        Check(
+            "epoch in Celery worker / bare PyTorch loop",
+            results["ratio_worker_vs_bare"],
+            1.05,
+            False,
+        ),
+        Check(
+            "epoch in Celery worker / same trainer in-process (service's share)",
+            results["ratio_worker_vs_trainer"],
+            1.05,
+            False,
+        ),
+        Check(
+            "share of digits study wall time not training",
+            results["share_not_training"],
+            0.05,
+            False,
+        ),
+    ]
+
+
+def table(results: dict[str, Any]) -> str:
+    """One row: the per-epoch times and the study's wall time."""
+    header = [
+        "bare loop ms/epoch",
+        "trainer in-process ms/epoch",
+        "Celery worker ms/epoch",
+        "study wall s",
+        "epochs",
+    ]
+    row = [
+        results["bare_epoch_ms"],
+        results["trainer_in_process_epoch_ms"],
+        results["celery_worker_epoch_ms"],
+        results["study_wall_s"],
+        results["study_epochs"],
+    ]
+    return markdown_table(header, [row])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    results = measure(args.quick)
+    write_results("worker_overhead", results, checks(results), table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""``hpo db``: the study database's schema (run where the database is reachable).
+
+``hpo db upgrade`` brings Optuna's tables (Optuna's own migrations) and the service's tables
+(``service/storage/migrations``) to this release's schema; the API also upgrades the service's
+tables when it starts, so the command is for a deploy step that runs before the new release
+(a Kubernetes Job or init container, see deploy/README.md).
+"""
+
+from __future__ import annotations
+
+import optuna
+import typer
+from sqlalchemy import create_engine
+
+from service.settings import Settings
+from service.storage.database import Database
+from service.storage.migrations import current_revision, head_revision
+
+db_app = typer.Typer(help="The study database's schema: upgrade it, or show its revision.")
+
+
+@db_app.command("upgrade")
+def upgrade() -> None:
+    """Upgrade Optuna's tables and the service's own to this release's schema (idempotent)."""
+    url = Settings().database_url
+    optuna_storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+    optuna_storage.upgrade()
+    typer.echo(f"optuna tables: {optuna_storage.get_current_version()}")
+    optuna_storage.engine.dispose()
+    database = Database(url)
+    before, after = database.schema_revisions
+    database.dispose()
+    typer.echo(f"service tables: {before or 'none'} -> {after}")
+
+
+@db_app.command("current")
+def current() -> None:
+    """The service tables' revision in the database, and this release's (head); exit status 1
+    when the database is behind."""
+    engine = create_engine(Settings().database_url)
+    try:
+        with engine.connect() as connection:
+            revision = current_revision(connection)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    typer.echo(f"service tables: {revision or 'none'} (this release: {head})")
+    if revision != head:
+        raise typer.Exit(1)

@@ -1,0 +1,52 @@
+"""``hpo plot ID --out DIR``: the study's figures as PNG files, fetched from the API.
+
+The API draws them with Optuna's matplotlib visualisation (``GET /studies/{id}/plots/{kind}.png``);
+a figure the study has not got the trials for yet (409) is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from client.errors import ConflictError
+from client.typed_client import TypedHPOClient
+
+PLOT_KINDS = ("history", "intermediate", "importance", "parallel_coordinate")
+
+
+def save_plots(
+    client: TypedHPOClient, study_id: int, out: Path, kinds: tuple[str, ...] = PLOT_KINDS
+) -> list[Path]:
+    """Write ``<out>/study-<id>-<kind>.png`` for each kind the study can be drawn in."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in kinds:
+        try:
+            png = client.plot(study_id, kind)
+        except ConflictError as error:
+            typer.echo(f"skipped {kind}: {error}", err=True)
+            continue
+        path = out / f"study-{study_id}-{kind}.png"
+        path.write_bytes(png)
+        written.append(path)
+    return written
+
+
+def plot_command(
+    study_id: int,
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for the PNG files")] = Path(
+        "plots"
+    ),
+) -> None:
+    """Save the study's figures as PNG (history, intermediate values, importances, parallel
+    coordinates) in OUT."""
+    from cli.watch import settings_client
+
+    written = save_plots(settings_client(), study_id, out)
+    for path in written:
+        typer.echo(str(path))
+    if not written:
+        raise typer.Exit(1)

@@ -1,0 +1,111 @@
+"""``hpo watch ID``: a live terminal view of a study until it ends.
+
+A progress bar of finished trials out of the budget, the trials by state, the best so far and the
+latest pruned trials, redrawn every poll (rich's ``Live``). On a pipe rather than a terminal only
+the final view is printed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from client.models import Study, Trial
+from client.typed_client import TypedHPOClient
+
+TRIAL_STATES = ("running", "waiting", "complete", "pruned", "fail")
+RECENT_PRUNES = 5
+
+
+def watch_study(
+    client: TypedHPOClient, study_id: int, poll_s: float = 1.0, console: Console | None = None
+) -> Study:
+    """Redraw the study's view every ``poll_s`` seconds until it is complete or stopped."""
+    study = client.status(study_id)
+    progress = _progress_bar()
+    task = progress.add_task(study.name, total=study.n_trials)
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            trials = client.trials(study_id)
+            progress.update(task, completed=study.n_finished, total=study.n_trials)
+            live.update(study_view(study, trials, progress))
+            if study.ended:
+                return study
+            time.sleep(poll_s)
+            study = client.status(study_id)
+
+
+def study_view(study: Study, trials: list[Trial], progress: Progress) -> Group:
+    """Everything the view shows of the study, as one renderable."""
+    header = f"study {study.study_id} [bold]{study.name}[/]: {study.state}"
+    return Group(header, progress, _counts_table(study), _best_panel(study), _prunes_table(trials))
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("trials finished"),
+        TimeElapsedColumn(),
+    )
+
+
+def _counts_table(study: Study) -> Table:
+    table = Table(title="trials by state", title_justify="left")
+    for state in TRIAL_STATES:
+        table.add_column(state, justify="right")
+    table.add_row(*(str(study.counts.get(state, 0)) for state in TRIAL_STATES))
+    return table
+
+
+def _best_panel(study: Study) -> Panel:
+    best = study.best
+    if best is None:
+        return Panel("no complete trial yet", title="best so far", title_align="left")
+    params = ", ".join(f"{name}={_short(value)}" for name, value in best.params.items())
+    text = f"{study.metric} {best.value:.6g} (trial #{best.number})\n{params}"
+    return Panel(text, title="best so far", title_align="left")
+
+
+def _prunes_table(trials: list[Trial]) -> Table:
+    pruned = [trial for trial in trials if trial.state == "pruned"][-RECENT_PRUNES:]
+    table = Table(title="recent prunes", title_justify="left")
+    for column in ("trial", "at step", "last value"):
+        table.add_column(column, justify="right")
+    for trial in reversed(pruned):
+        step = trial.last_step
+        value = trial.intermediate_values.get(step) if step is not None else None
+        table.add_row(f"#{trial.number}", str(step), _short(value))
+    return table
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def settings_client() -> TypedHPOClient:
+    """A typed client of the API named by ``HPO_SERVICE_URL``, with ``HPO_TOKEN``."""
+    from service.settings import Settings
+
+    settings = Settings()
+    return TypedHPOClient(settings.service_url, settings.bearer_token())
+
+
+def watch_command(
+    study_id: int,
+    poll: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes")] = 1.0,
+) -> None:
+    """Follow a study live (progress, trials by state, best so far, recent prunes) until it ends."""
+    study = watch_study(settings_client(), study_id, poll)
+    if not sys.stdout.isatty():
+        typer.echo("")  # rich leaves a pipe's last line open
+    typer.echo(f"study {study.study_id} {study.state}: {study.n_finished} trials finished")

@@ -1,0 +1,62 @@
+"""The exceptions the typed client raises: one per kind of answer a caller handles differently.
+
+Each is an ``HPOError`` (``status`` and the JSON ``body``; ``problems`` names each field and its
+problem), so code that catches ``HPOError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from client.http_client import HPOError, TrialGone
+
+
+class AuthError(HPOError):
+    """401 (no or unknown token) or 403 (the token may not do this)."""
+
+
+class NotFoundError(HPOError):
+    """404: no such study or trial (or it belongs to another tenant)."""
+
+
+class ConflictError(HPOError):
+    """409: the request does not fit the object's state (budget spent, no best yet…)."""
+
+
+class InvalidRequestError(HPOError):
+    """400 or 422: the request was refused as it stands; ``problems`` says which field and why."""
+
+
+class StudyTimeout(TimeoutError):
+    """``wait`` ran out of time before the study ended; ``study`` is its last known state."""
+
+    def __init__(self, study: Any, timeout_s: float) -> None:
+        super().__init__(
+            f"study {study.study_id} still {study.state} after {timeout_s} s "
+            f"({study.n_finished} of {study.n_trials} trials finished)"
+        )
+        self.study = study
+
+
+_ERROR_OF_STATUS: dict[int, type[HPOError]] = {
+    400: InvalidRequestError,
+    401: AuthError,
+    403: AuthError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: InvalidRequestError,
+}
+
+
+def specific_error(error: HPOError) -> HPOError:
+    """The exception of ``error``'s kind, carrying its status and body (``TrialGone`` stays as
+    it is: the trial is no longer the caller's to run)."""
+    kind = _ERROR_OF_STATUS.get(error.status, HPOError)
+    keep = isinstance(error, (kind, TrialGone))
+    return error if keep else kind(error.status, error.body)
+
+
+def problems_of(error: HPOError) -> list[dict[str, str]]:
+    """The ``{"field", "problem"}`` list of an error answer (empty where it has none)."""
+    body = error.body
+    return list(body.get("problems", [])) if isinstance(body, dict) else []

@@ -1,0 +1,1 @@
+"""An example trainer package for the HPO service (see docs/trainers.md)."""

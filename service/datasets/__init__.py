@@ -1,0 +1,13 @@
+"""Users' own data sets: checked on registration, stored with their SHA-256, served to workers."""
+
+from service.datasets.parsing import FORMATS, DatasetArrays, read_dataset
+from service.datasets.store import REGISTERED_PREFIX, DatasetStore, DatasetView
+
+__all__ = [
+    "FORMATS",
+    "REGISTERED_PREFIX",
+    "DatasetArrays",
+    "DatasetStore",
+    "DatasetView",
+    "read_dataset",
+]

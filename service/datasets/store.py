@@ -1,0 +1,138 @@
+"""Registered data sets, kept in the service's own table on the study database.
+
+The bytes live in the database (not under a data directory) so that every API process, on any
+host, serves the same data set whether the database is SQLite or PostgreSQL, and a backup of the
+database holds everything a study needs. Files are small by limit (``HPO_MAX_FILE_BYTES``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+
+import numpy as np
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from service.datasets.parsing import read_dataset
+from service.errors import Conflict, InvalidSpec, NotFound
+from service.storage.database import Database
+from service.storage.tables import DatasetRecord
+
+REGISTERED_PREFIX = "registered:"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class DatasetView(BaseModel):
+    """What the service shows of a registered data set (never its bytes)."""
+
+    dataset_id: int
+    name: str
+    format: str
+    label_column: str | None
+    sha256: str
+    size_bytes: int
+    n_rows: int
+    n_features: int
+    classes: list[str]
+    class_counts: list[int]
+    reference: str
+    created_at: datetime
+
+
+class DatasetStore:
+    """Registers, lists and serves data sets; tenant-scoped (``None``: any tenant, the workers)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def register(
+        self, name: str, file_format: str, label_column: str | None, content: bytes, tenant: str
+    ) -> DatasetView:
+        """Check the file and keep it; ``InvalidSpec`` naming the problem, ``Conflict`` on a taken name."""
+        if not NAME_PATTERN.match(name) or name.isdigit():
+            problem = "letters, digits, '_', '.', '-' (1-128, not only digits)"
+            raise InvalidSpec(f"name must be {problem}", field="name")
+        arrays = read_dataset(content, file_format, label_column)
+        meta = {
+            "n_rows": int(arrays.features.shape[0]),
+            "n_features": int(arrays.features.shape[1]),
+            "classes": arrays.classes,
+            "class_counts": np.bincount(arrays.labels, minlength=len(arrays.classes)).tolist(),
+        }
+        record = DatasetRecord(
+            name=name,
+            tenant=tenant,
+            file_format=file_format,
+            label_column=label_column if file_format == "csv" else None,
+            sha256=hashlib.sha256(content).hexdigest(),
+            size_bytes=len(content),
+            meta_json=json.dumps(meta),
+            content=content,
+        )
+        try:
+            with self._database.session() as session:
+                session.add(record)
+        except IntegrityError:
+            raise Conflict(f"a data set named '{name}' already exists", field="name") from None
+        return _view(record)
+
+    def all(self, tenant: str | None) -> list[DatasetView]:
+        """Every data set the tenant may use, newest first."""
+        query = select(DatasetRecord).order_by(DatasetRecord.dataset_id.desc())
+        if tenant is not None:
+            query = query.where(DatasetRecord.tenant == tenant)
+        with self._database.session() as session:
+            return [_view(record) for record in session.scalars(query)]
+
+    def get(self, reference: str | int, tenant: str | None) -> DatasetView:
+        """A data set by id or name; ``NotFound`` if the tenant has none such."""
+        return _view(self._record(reference, tenant))
+
+    def content(self, reference: str | int, tenant: str | None) -> tuple[DatasetView, bytes]:
+        """A data set's view and its bytes, as registered."""
+        record = self._record(reference, tenant)
+        return _view(record), record.content
+
+    def check_reference(self, dataset: object, tenant: str, field: str) -> None:
+        """``InvalidSpec`` on ``field`` when ``dataset`` is ``registered:<ref>`` and names no data set."""
+        if not isinstance(dataset, str) or not dataset.startswith(REGISTERED_PREFIX):
+            return
+        reference = dataset.removeprefix(REGISTERED_PREFIX)
+        try:
+            self._record(reference, tenant)
+        except NotFound:
+            raise InvalidSpec(f"no registered data set {reference!r}", field=field) from None
+
+    def _record(self, reference: str | int, tenant: str | None) -> DatasetRecord:
+        text = str(reference)
+        column = DatasetRecord.dataset_id if text.isdigit() else DatasetRecord.name
+        value: str | int = int(text) if text.isdigit() else text
+        if isinstance(value, int) and value > 2**31 - 1:
+            raise NotFound(f"no data set {text!r}", field="dataset_id")
+        query = select(DatasetRecord).where(column == value)
+        if tenant is not None:
+            query = query.where(DatasetRecord.tenant == tenant)
+        with self._database.session() as session:
+            record = session.scalars(query).first()
+        if record is None:
+            raise NotFound(f"no data set {text!r}", field="dataset_id")
+        return record
+
+
+def _view(record: DatasetRecord) -> DatasetView:
+    meta = json.loads(record.meta_json)
+    return DatasetView(
+        dataset_id=record.dataset_id,
+        name=record.name,
+        format=record.file_format,
+        label_column=record.label_column,
+        sha256=record.sha256,
+        size_bytes=record.size_bytes,
+        reference=f"{REGISTERED_PREFIX}{record.name}",
+        created_at=record.created_at,
+        **meta,
+    )

@@ -1,0 +1,145 @@
+"""Hyperband's bookkeeping kept incrementally: per study, bracket and rung, the sorted values of
+the trials that completed that rung.
+
+Optuna's HyperbandPruner re-reads every trial of the study on each ``should_prune`` (its cost
+grows with the history). It keeps its state in the trials' ``completed_rung_<n>`` system
+attributes; this book holds the same facts in memory, sorted, and reads only the attributes
+written since its last look (by this or any other API process) before each decision. A decision
+is the one Optuna's successive halving makes on the same attributes (see
+``tests/unit/test_hyperband_book.py``).
+
+Rows that another transaction commits late, with an id below one already read, are caught by
+re-reading a window of the last ``LATE_COMMIT_WINDOW`` ids (attribute ids already counted are
+skipped).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from optuna.study import StudyDirection
+from sqlalchemy import Connection, text
+
+from service.seeded_hyperband import SeededHyperbandPruner
+
+RUNG_PREFIX = "completed_rung_"
+LATE_COMMIT_WINDOW = 256
+_NEW_RUNG_ROWS = text(
+    "SELECT a.trial_system_attribute_id, a.trial_id, t.number, a.key, a.value_json "
+    "FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id "
+    "WHERE t.study_id = :study_id AND a.trial_system_attribute_id > :after "
+    "AND a.key LIKE 'completed_rung_%'"
+)
+
+
+@dataclass
+class StudyRungs:
+    """One study's rungs: values per (bracket, rung), sorted; completed rungs per trial."""
+
+    seen_ids: set[int] = field(default_factory=set)
+    last_id: int = 0
+    values: dict[tuple[int, int], list[float]] = field(default_factory=lambda: defaultdict(list))
+    completed: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(self, attribute_id: int, trial_id: int, bracket: int, rung: int, value: float) -> None:
+        """Count one trial's completed rung (once)."""
+        if attribute_id in self.seen_ids:
+            return
+        self.seen_ids.add(attribute_id)
+        self.last_id = max(self.last_id, attribute_id)
+        if rung in self.completed[trial_id]:
+            return
+        self.completed[trial_id].add(rung)
+        bisect.insort(self.values[(bracket, rung)], value)
+
+    def current_rung(self, trial_id: int) -> int:
+        """The first rung the trial has not completed (Optuna's ``_get_current_rung``)."""
+        done = self.completed.get(trial_id, set())
+        rung = 0
+        while rung in done:
+            rung += 1
+        return rung
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to prune, and the rungs (rung → value) the trial completes with this report."""
+
+    prune: bool
+    new_rungs: dict[int, float]
+
+
+class HyperbandBook:
+    """The rungs of every study this API process has seen, refreshed from the database."""
+
+    def __init__(self) -> None:
+        self._studies: dict[int, StudyRungs] = {}
+        self._guard = threading.Lock()
+
+    def refresh(
+        self, connection: Connection, study_id: int, study_name: str, pruner: SeededHyperbandPruner
+    ) -> StudyRungs:
+        """Read the rung attributes written since the last look; the study's rungs."""
+        with self._guard:
+            rungs = self._studies.setdefault(study_id, StudyRungs())
+            after = max(0, rungs.last_id - LATE_COMMIT_WINDOW)
+        rows = connection.execute(_NEW_RUNG_ROWS, {"study_id": study_id, "after": after}).all()
+        with self._guard:
+            for attribute_id, trial_id, number, key, value_json in rows:
+                rung = int(key[len(RUNG_PREFIX) :])
+                bracket = pruner.bracket_of(study_name, number)
+                rungs.add(attribute_id, trial_id, bracket, rung, float(json.loads(value_json)))
+        return rungs
+
+    def decide(
+        self,
+        rungs: StudyRungs,
+        pruner: SeededHyperbandPruner,
+        bracket: int,
+        trial_id: int,
+        step: int,
+        value: float,
+        direction: StudyDirection,
+    ) -> Decision:
+        """What Optuna's successive halving in ``bracket`` decides for ``value`` at ``step``."""
+        new_rungs: dict[int, float] = {}
+        with self._guard:
+            rung = rungs.current_rung(trial_id)
+            while step >= pruner.rung_step(bracket, rung):
+                new_rungs[rung] = value
+                others = rungs.values.get((bracket, rung), [])
+                if not _promotable(value, others, pruner.reduction_factor, direction):
+                    return Decision(True, new_rungs)
+                rung += 1
+        return Decision(False, new_rungs)
+
+    def forget(self, study_id: int) -> None:
+        """Drop a study's rungs (it was deleted)."""
+        with self._guard:
+            self._studies.pop(study_id, None)
+
+
+def _promotable(
+    value: float, others: list[float], reduction_factor: int, direction: StudyDirection
+) -> bool:
+    """Optuna's ``_is_trial_promotable_to_next_rung`` on ``others + [value]``, ``others`` sorted."""
+    count = len(others) + 1
+    index = max(count // reduction_factor - 1, 0)
+    if direction == StudyDirection.MAXIMIZE:
+        position = count - 1 - index  # the (index+1)-th largest
+        return value >= _kth(others, value, position)
+    return value <= _kth(others, value, index)
+
+
+def _kth(others: list[float], value: float, k: int) -> float:
+    """The ``k``-th smallest (from 0) of ``others`` with ``value`` inserted, without copying."""
+    at = bisect.bisect_left(others, value)
+    if k < at:
+        return others[k]
+    if k == at:
+        return value
+    return others[k - 1]

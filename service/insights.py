@@ -1,0 +1,135 @@
+"""Pictures and importances of a study, read from the service's Optuna storage.
+
+Figures come from ``optuna.visualization.matplotlib`` rendered off-screen (Agg) to PNG bytes;
+importances from Optuna's default evaluator, PED-ANOVA (``PedAnovaImportanceEvaluator``).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a server; set before pyplot is imported
+
+import matplotlib.pyplot as plt
+import optuna
+from optuna.importance import PedAnovaImportanceEvaluator
+from optuna.trial import TrialState
+from optuna.visualization import matplotlib as optuna_plots
+from pydantic import BaseModel
+
+from service.errors import Conflict
+
+PLOT_KINDS = ("history", "intermediate", "importance", "parallel_coordinate")
+IMPORTANCE_EVALUATOR = "PedAnovaImportanceEvaluator"
+MIN_TRIALS_FOR_IMPORTANCE = 2
+FIGURE_DPI = 100
+# pyplot keeps global state: one figure at a time per process (the API serves on threads)
+_PYPLOT_LOCK = threading.Lock()
+
+
+class ImportanceView(BaseModel):
+    """How much each parameter explains the objective's variation, summing to 1."""
+
+    study_id: int
+    evaluator: str
+    n_complete_trials: int
+    importances: dict[str, float]
+
+
+def plot_png(study: optuna.Study, study_id: int, kind: str) -> bytes:
+    """The PNG of one figure of ``study``: one of ``PLOT_KINDS``; ``Conflict`` when the study
+    has not got the trials the figure needs."""
+    _check_plottable(study, study_id, kind)
+    draw = _DRAWERS[kind]
+    with _PYPLOT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        axes = draw(study)
+        figure = _figure_of(axes)
+        figure.set_size_inches(9, 5.5)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=FIGURE_DPI)
+        plt.close(figure)
+    return buffer.getvalue()
+
+
+def importances(study: optuna.Study, study_id: int) -> ImportanceView:
+    """Parameter importances of ``study``'s complete trials (PED-ANOVA, normalised)."""
+    complete = _complete_trials(study)
+    _check_single_objective(study, study_id)
+    _check_enough_for_importance(complete, study_id)
+    try:
+        found = optuna.importance.get_param_importances(
+            study, evaluator=PedAnovaImportanceEvaluator()
+        )
+    except (ValueError, RuntimeError) as error:  # e.g. every trial has the same parameters
+        raise Conflict(
+            f"study {study_id}: no parameter importances yet ({error})", field="study_id"
+        ) from None
+    return ImportanceView(
+        study_id=study_id,
+        evaluator=IMPORTANCE_EVALUATOR,
+        n_complete_trials=len(complete),
+        importances={name: float(value) for name, value in found.items()},
+    )
+
+
+def _draw_importance(study: optuna.Study) -> Any:
+    return optuna_plots.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+
+
+_DRAWERS: dict[str, Callable[[optuna.Study], Any]] = {
+    "history": optuna_plots.plot_optimization_history,
+    "intermediate": optuna_plots.plot_intermediate_values,
+    "importance": _draw_importance,
+    "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
+}
+
+
+def _figure_of(axes: Any) -> Any:
+    """The figure behind what an Optuna plot returns: one Axes or an array of them."""
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    return first.get_figure()
+
+
+def _check_plottable(study: optuna.Study, study_id: int, kind: str) -> None:
+    _check_single_objective(study, study_id)
+    complete = _complete_trials(study)
+    if kind == "importance":
+        _check_enough_for_importance(complete, study_id)
+    elif kind == "intermediate":
+        if not any(trial.intermediate_values for trial in study.get_trials(deepcopy=False)):
+            raise Conflict(
+                f"study {study_id} has no trial that reported an intermediate value yet",
+                field="study_id",
+            )
+    elif not complete:
+        raise Conflict(f"study {study_id} has no complete trial yet", field="study_id")
+
+
+def _check_single_objective(study: optuna.Study, study_id: int) -> None:
+    if len(study.directions) > 1:
+        raise Conflict(
+            f"study {study_id} has {len(study.directions)} objectives: these figures and "
+            "importances are drawn for a single objective",
+            field="study_id",
+        )
+
+
+def _check_enough_for_importance(complete: list[optuna.trial.FrozenTrial], study_id: int) -> None:
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        raise Conflict(
+            f"study {study_id} has {len(complete)} complete trial(s): parameter importances "
+            f"need at least {MIN_TRIALS_FOR_IMPORTANCE}",
+            field="study_id",
+        )
+
+
+def _complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -1,0 +1,199 @@
+"""The study jobs' table: what a worker runs for a study beside its trials, and what it found.
+
+A job is one row of ``hpo_study_jobs``, one per study, kind and model (so a model's test split is
+scored once). States: ``queued`` (sent), ``running`` (a worker started it), ``done`` (its result
+is stored), ``failed`` (the worker said why, or no worker finished it in time).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from service.errors import Conflict, NotFound
+from service.storage.database import Database
+from service.storage.tables import StudyJobRecord, utc_now
+
+
+class JobKind(enum.StrEnum):
+    """What a job does; each kind is its own Celery task (``service.queue_contract``)."""
+
+    PREFLIGHT = "preflight"
+    EVALUATE = "evaluate"
+    ENSEMBLE = "ensemble"
+
+
+class JobState(enum.StrEnum):
+    """Where a job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+LIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """A job row as plain data."""
+
+    job_id: int
+    study_id: int
+    kind: JobKind
+    model_key: str
+    state: JobState
+    request: dict[str, Any]
+    result: dict[str, Any] | None
+    reason: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, record: StudyJobRecord) -> StoredJob:
+        return cls(
+            job_id=record.job_id,
+            study_id=record.study_id,
+            kind=JobKind(record.kind),
+            model_key=record.model_key,
+            state=JobState(record.state),
+            request=json.loads(record.request_json),
+            result=json.loads(record.result_json) if record.result_json else None,
+            reason=record.reason,
+            created_at=_aware(record.created_at),
+            finished_at=_aware(record.finished_at) if record.finished_at else None,
+        )
+
+
+class JobStore:
+    """Reads and writes ``hpo_study_jobs``."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def add(
+        self, study_id: int, kind: JobKind, model_key: str, request: dict[str, Any], wait_s: float
+    ) -> tuple[StoredJob, bool]:
+        """The job for this study, kind and model: a new one (``True``), or the one there is."""
+        record = StudyJobRecord(
+            study_id=study_id,
+            kind=kind.value,
+            model_key=model_key,
+            state=JobState.QUEUED.value,
+            request_json=json.dumps(request),
+            expires_at=utc_now() + timedelta(seconds=wait_s),
+        )
+        try:
+            with self._database.session() as session:
+                session.add(record)
+                session.flush()
+                return StoredJob.of(record), True
+        except IntegrityError:  # a concurrent request made it first
+            return self.find(study_id, kind, model_key), False
+
+    def find(self, study_id: int, kind: JobKind, model_key: str) -> StoredJob:
+        """The job of this study, kind and model; ``NotFound`` if there is none."""
+        query = select(StudyJobRecord).where(
+            StudyJobRecord.study_id == study_id,
+            StudyJobRecord.kind == kind.value,
+            StudyJobRecord.model_key == model_key,
+        )
+        with self._database.session() as session:
+            record = session.scalars(query).first()
+            if record is None:
+                raise NotFound(f"study {study_id} has no {kind} job for {model_key}")
+            return StoredJob.of(record)
+
+    def get(self, job_id: int) -> StoredJob:
+        """One job; ``NotFound`` if there is none."""
+        with self._database.session() as session:
+            record = session.get(StudyJobRecord, job_id)
+            if record is None:
+                raise NotFound(f"no job with id {job_id}", field="job_id")
+            return StoredJob.of(record)
+
+    def of_study(self, study_id: int, kind: JobKind | None = None) -> list[StoredJob]:
+        """A study's jobs (of one kind), oldest first."""
+        query = select(StudyJobRecord).where(StudyJobRecord.study_id == study_id)
+        if kind is not None:
+            query = query.where(StudyJobRecord.kind == kind.value)
+        with self._database.session() as session:
+            return [StoredJob.of(r) for r in session.scalars(query.order_by(StudyJobRecord.job_id))]
+
+    def count(self, study_id: int, kind: JobKind) -> int:
+        """How many jobs of ``kind`` a study has (one per model)."""
+        query = select(func.count()).where(
+            StudyJobRecord.study_id == study_id, StudyJobRecord.kind == kind.value
+        )
+        with self._database.session() as session:
+            return int(session.scalar(query) or 0)
+
+    def start(self, job_id: int, lease_s: float) -> StoredJob:
+        """A worker starts the job (again, after a redelivery); ``Conflict`` once it is done."""
+        with self._database.session() as session:
+            record = self._locked(session, job_id)
+            if record.state not in LIVE_STATES:
+                raise Conflict(f"job {job_id} is {record.state}", field="job_id")
+            record.state = JobState.RUNNING.value
+            record.expires_at = utc_now() + timedelta(seconds=lease_s)
+            return StoredJob.of(record)
+
+    def finish(
+        self, job_id: int, result: dict[str, Any] | None, reason: str | None
+    ) -> tuple[StoredJob, bool]:
+        """Store the outcome once; ``False`` when the job had ended already (a repeat)."""
+        with self._database.session() as session:
+            record = self._locked(session, job_id)
+            if record.state not in LIVE_STATES:
+                return StoredJob.of(record), False
+            record.state = (JobState.DONE if result is not None else JobState.FAILED).value
+            record.result_json = json.dumps(result) if result is not None else None
+            record.reason = reason
+            record.finished_at = utc_now()
+            return StoredJob.of(record), True
+
+    def requeue(self, job_id: int, wait_s: float) -> StoredJob:
+        """Send a failed job again: queued, its old outcome cleared."""
+        with self._database.session() as session:
+            record = self._locked(session, job_id)
+            record.state, record.result_json, record.reason = JobState.QUEUED.value, None, None
+            record.finished_at = None
+            record.expires_at = utc_now() + timedelta(seconds=wait_s)
+            return StoredJob.of(record)
+
+    def expired(self, now: datetime) -> list[int]:
+        """The live jobs past their time."""
+        query = select(StudyJobRecord.job_id).where(
+            StudyJobRecord.state.in_(LIVE_STATES), StudyJobRecord.expires_at < now
+        )
+        with self._database.session() as session:
+            return list(session.scalars(query))
+
+    def delete_study(self, study_id: int) -> None:
+        """Forget a deleted study's jobs."""
+        with self._database.session() as session:
+            for record in session.scalars(
+                select(StudyJobRecord).where(StudyJobRecord.study_id == study_id)
+            ):
+                session.delete(record)
+
+    @staticmethod
+    def _locked(session: Any, job_id: int) -> StudyJobRecord:
+        query = select(StudyJobRecord).where(StudyJobRecord.job_id == job_id).with_for_update()
+        record = session.scalars(query).first()
+        if record is None:
+            raise NotFound(f"no job with id {job_id}", field="job_id")
+        found: StudyJobRecord = record
+        return found
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they are UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,0 +1,118 @@
+"""A report under Hyperband in one transaction: renew the lease, record the epoch's value and the
+rungs it completes, and decide from the in-memory :class:`~service.hyperband_book.HyperbandBook`.
+
+This is what ``trial.report()`` + ``should_prune()`` do through Optuna's storage, less the
+re-reading of every trial: the reads are the lease, the trial's row and the rung attributes
+written since the last report; the writes go to Optuna's own tables (its SQLAlchemy models) and
+the lease table, committed once. Anything else (another pruner, ``max_resource`` unknown, a step
+reported out of order) answers ``None``: the caller takes Optuna's general path.
+"""
+
+from __future__ import annotations
+
+import json
+
+from optuna.storages._rdb import models
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict
+from service.hyperband_book import RUNG_PREFIX, HyperbandBook
+from service.leases import LeaseStore
+from service.policies import build_pruner
+from service.seeded_hyperband import SeededHyperbandPruner
+from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+
+FINITE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
+
+
+class HyperbandReports:
+    """Records reports of Hyperband studies and decides them from the rung book."""
+
+    def __init__(self, database: Database, leases: LeaseStore) -> None:
+        self._database = database
+        self._leases = leases
+        self._book = HyperbandBook()
+        self._pruners: dict[int, SeededHyperbandPruner | None] = {}
+
+    def report(
+        self,
+        study_id: int,
+        spec: StudySpec,
+        trial_id: int,
+        step: int,
+        value: float,
+        lease: str | None,
+    ) -> bool | None:
+        """Whether to prune; ``None`` where this path does not apply (at most the lease was renewed)."""
+        pruner = self._pruner(study_id, spec)
+        if pruner is None:
+            return None
+        with self._database.session() as session:
+            # The lease first: its row lock orders this report after a finish that releases it.
+            self._leases.renew_in(session, trial_id, lease)
+            number, last_step = _running_trial_steps(session, trial_id)
+            if last_step is not None and step < last_step:
+                return None  # Optuna decides on the latest step: its general path
+            rungs = self._book.refresh(session.connection(), study_id, spec.name, pruner)
+            bracket = pruner.bracket_of(spec.name, number)
+            direction = StudyDirection[spec.direction.upper()]
+            decision = self._book.decide(rungs, pruner, bracket, trial_id, step, value, direction)
+            _record_value(session, trial_id, step, value, replace=step == last_step)
+            for rung, rung_value in decision.new_rungs.items():
+                session.add(
+                    models.TrialSystemAttributeModel(
+                        trial_id=trial_id,
+                        key=f"{RUNG_PREFIX}{rung}",
+                        value_json=json.dumps(rung_value),
+                    )
+                )
+        return decision.prune
+
+    def forget(self, study_id: int) -> None:
+        """Drop what is kept of a deleted study."""
+        self._book.forget(study_id)
+        self._pruners.pop(study_id, None)
+
+    def _pruner(self, study_id: int, spec: StudySpec) -> SeededHyperbandPruner | None:
+        if study_id not in self._pruners:
+            pruner = build_pruner(spec)
+            usable = isinstance(pruner, SeededHyperbandPruner) and pruner.ready()
+            self._pruners[study_id] = pruner if usable else None  # type: ignore[assignment]
+        return self._pruners[study_id]
+
+
+def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | None]:
+    """The trial's number and its latest reported step; ``Conflict`` unless it is running."""
+    trial = session.get(models.TrialModel, trial_id)
+    if trial is None or trial.state != TrialState.RUNNING:
+        state = "deleted" if trial is None else trial.state.name.lower()
+        raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
+    last_step = session.scalar(
+        select(func.max(models.TrialIntermediateValueModel.step)).where(
+            models.TrialIntermediateValueModel.trial_id == trial_id
+        )
+    )
+    return int(trial.number), last_step
+
+
+def _record_value(
+    session: Session, trial_id: int, step: int, value: float, *, replace: bool
+) -> None:
+    if replace:
+        row = session.scalars(
+            select(models.TrialIntermediateValueModel).where(
+                models.TrialIntermediateValueModel.trial_id == trial_id,
+                models.TrialIntermediateValueModel.step == step,
+            )
+        ).one()
+        row.intermediate_value = value
+        return
+    session.add(
+        models.TrialIntermediateValueModel(
+            trial_id=trial_id, step=step, intermediate_value=value, intermediate_value_type=FINITE
+        )
+    )

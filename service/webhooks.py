@@ -1,0 +1,243 @@
+"""Webhooks: a signed POST to the study's ``webhook.url`` when its best changes and when it ends.
+
+The trial and study code only enqueue (:func:`trial_finished`, :func:`study_finished`); one
+background thread per process reads what the event needs, signs and delivers it, with a timeout
+and a few retries. A failed delivery is logged, never raised: a report or a completion is never
+slowed down or refused because of a receiver. Delivery is best effort: events are kept in memory,
+not in the database, so an API process that stops drops the ones still queued.
+
+Each POST carries ``X-HPO-Event``, ``X-HPO-Delivery`` (one id per event, the same on retries),
+``X-HPO-Timestamp`` (Unix seconds) and ``X-HPO-Signature: sha256=<hex HMAC-SHA256 of
+"<timestamp>." + body under the study's webhook secret>``; the receiver recomputes it and refuses
+an old timestamp (replay).
+
+The URL names a host the client chose: addresses on loopback, private, link-local and other
+reserved ranges are refused at delivery (server-side request forgery), unless
+``HPO_WEBHOOK_ALLOW_PRIVATE`` (one machine, tests). Redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from service.spec.study_spec import StudySpec
+from service.spec.webhook import WebhookEvent
+
+logger = logging.getLogger(__name__)
+TIMEOUT_S = 5.0
+RETRY_DELAYS_S = (0.5, 2.0, 8.0)
+MAX_QUEUED = 10_000
+USER_AGENT = "hpo-service-webhook/1"
+
+
+class RefusedAddress(Exception):
+    """The webhook's host resolves to an address deliveries may not go to."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event to deliver: the payload is built in the background, by ``payload()``."""
+
+    url: str
+    secret: str
+    event: WebhookEvent
+    payload: Callable[[], dict[str, Any] | None]
+    delivery_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-HPO-Signature`` value of ``body`` sent at ``timestamp``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"sha256={digest.hexdigest()}"
+
+
+class WebhookSender:
+    """The process's delivery thread and its queue (started on the first event)."""
+
+    def __init__(self) -> None:
+        self.allow_private = False
+        self._queue: queue.Queue[Delivery] = queue.Queue(MAX_QUEUED)
+        self._started = False
+        self._guard = threading.Lock()
+
+    def enqueue(self, delivery: Delivery) -> None:
+        """Queue ``delivery``; never blocks (a full queue drops it, with a warning)."""
+        self._start()
+        try:
+            self._queue.put_nowait(delivery)
+        except queue.Full:
+            logger.warning("webhook queue full: %s event dropped", delivery.event)
+
+    def _start(self) -> None:
+        with self._guard:
+            if not self._started:
+                threading.Thread(target=self._run, name="hpo-webhooks", daemon=True).start()
+                self._started = True
+
+    def _run(self) -> None:
+        while True:
+            delivery = self._queue.get()
+            try:
+                self._deliver(delivery)
+            except Exception:  # the thread outlives any one event
+                logger.exception("webhook %s to %s failed", delivery.event, delivery.url)
+
+    def _deliver(self, delivery: Delivery) -> None:
+        payload = delivery.payload()
+        if payload is None:
+            return
+        body = json.dumps({"event": delivery.event, **payload}, default=str).encode()
+        for attempt, delay in enumerate((0.0, *RETRY_DELAYS_S), start=1):
+            time.sleep(delay)
+            try:
+                status = self._post(delivery, body)
+            except RefusedAddress as refused:
+                logger.warning("webhook %s not sent: %s", delivery.event, refused)
+                return
+            except (OSError, urllib.error.URLError) as error:
+                status, detail = None, str(error)
+            else:
+                detail = f"HTTP {status}"
+            if status is not None and 200 <= status < 300:
+                logger.info("webhook %s delivered to %s", delivery.event, delivery.url)
+                return
+            logger.warning("webhook %s attempt %s failed: %s", delivery.event, attempt, detail)
+        logger.error("webhook %s to %s given up", delivery.event, delivery.url)
+
+    def _post(self, delivery: Delivery, body: bytes) -> int:
+        check_address(delivery.url, self.allow_private)
+        timestamp = str(int(time.time()))
+        request = urllib.request.Request(
+            delivery.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "X-HPO-Event": delivery.event,
+                "X-HPO-Delivery": delivery.delivery_id,
+                "X-HPO-Timestamp": timestamp,
+                "X-HPO-Signature": sign(delivery.secret, timestamp, body),
+            },
+        )
+        try:
+            with _OPENER.open(request, timeout=TIMEOUT_S) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:  # an answer all the same (4xx, 5xx, a redirect)
+            return int(error.code)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect could lead to an address the check refused: it counts as a failed delivery."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def check_address(url: str, allow_private: bool) -> None:
+    """``RefusedAddress`` unless every address of the URL's host is a public one."""
+    if allow_private:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as error:
+        raise RefusedAddress(f"cannot resolve {host}: {error}") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]))
+        if not address.is_global or address.is_multicast:
+            raise RefusedAddress(
+                f"{host} resolves to {address}, not a public address (HPO_WEBHOOK_ALLOW_PRIVATE)"
+            )
+
+
+@cache
+def sender() -> WebhookSender:
+    """This process's sender (one delivery thread per process, like its logging)."""
+    return WebhookSender()
+
+
+def configure_webhooks(allow_private: bool) -> None:
+    """Set this process's address policy (the API does, from ``HPO_WEBHOOK_ALLOW_PRIVATE``)."""
+    sender().allow_private = allow_private
+
+
+def trial_finished(
+    storage: BaseStorage, spec: StudySpec, study_id: int, trial_id: int, state: TrialState
+) -> None:
+    """A trial ended: if it completed and the study wants ``best_changed``, check in the
+    background whether it is now the best, and tell the receiver so."""
+    hook = spec.webhook
+    if hook is None or "best_changed" not in hook.events or state != TrialState.COMPLETE:
+        return
+    if spec.multi_objective:
+        return  # no single best: a Pareto front
+
+    def payload() -> dict[str, Any] | None:
+        best = _best_trial(storage, spec, study_id)
+        if best is None or best._trial_id != trial_id:
+            return None
+        return {"study_id": study_id, "study_name": spec.name, **_trial_fields(best)}
+
+    sender().enqueue(Delivery(str(hook.url), hook.secret, "best_changed", payload))
+
+
+def study_finished(spec: StudySpec, study_id: int, state: str, storage: BaseStorage) -> None:
+    """The study became complete or stopped: tell the receiver, with the best trial."""
+    hook = spec.webhook
+    if hook is None or "study_finished" not in hook.events:
+        return
+
+    def payload() -> dict[str, Any]:
+        best = None if spec.multi_objective else _best_trial(storage, spec, study_id)
+        return {
+            "study_id": study_id,
+            "study_name": spec.name,
+            "state": state,
+            "best": _trial_fields(best) if best is not None else None,
+        }
+
+    sender().enqueue(Delivery(str(hook.url), hook.secret, "study_finished", payload))
+
+
+def _best_trial(
+    storage: BaseStorage, spec: StudySpec, study_id: int
+) -> optuna.trial.FrozenTrial | None:
+    try:
+        if spec.constraints:  # feasible trials only: Optuna's study applies the constraints
+            return optuna.load_study(study_name=spec.name, storage=storage).best_trial
+        return storage.get_best_trial(study_id)
+    except ValueError:  # no complete (feasible) trial
+        return None
+
+
+def _trial_fields(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return {
+        "trial_id": trial._trial_id,
+        "number": trial.number,
+        "value": trial.value,
+        "params": trial.params,
+    }

@@ -1,0 +1,175 @@
+"""The typed Python client against the real service: submit, wait, read, steer, ask/report/complete."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cli.local_stack import LocalStack
+from client import (
+    Assignment,
+    Best,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    Study,
+    StudyTimeout,
+    Trial,
+    TrialGone,
+    TypedHPOClient,
+)
+from client.errors import problems_of
+from tests.integration.conftest import unique
+
+pytestmark = pytest.mark.integration
+N_TRIALS = 4
+EPOCHS = 3
+
+
+def wine_study() -> dict[str, Any]:
+    """A study the built-in trainer finishes in seconds."""
+    return {
+        "name": unique("client-wine"),
+        "space": {
+            "lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True},
+            "hidden": {"type": "int", "low": 16, "high": 64, "step": 16},
+        },
+        "sampler": {"name": "tpe", "seed": 3},
+        "budget": {"n_trials": N_TRIALS, "max_concurrent_trials": 2},
+        "trainer": {"name": "mlp", "dataset": "wine", "epochs": EPOCHS},
+    }
+
+
+def external_study(n_trials: int = 2) -> dict[str, Any]:
+    """A study with no trainer: this test trains the 'model' itself."""
+    return {
+        "name": unique("client-external"),
+        "space": {"x": {"type": "float", "low": -2.0, "high": 2.0}},
+        "pruner": {"name": "none"},
+        "budget": {"n_trials": n_trials, "max_concurrent_trials": 1},
+    }
+
+
+@pytest.fixture(scope="module")
+def hpo(stack: LocalStack) -> TypedHPOClient:
+    return TypedHPOClient(stack.url)
+
+
+@pytest.fixture(scope="module")
+def finished(
+    hpo: TypedHPOClient, stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
+) -> Study:
+    """A study submitted from a YAML file and waited for."""
+    path = tmp_path_factory.mktemp("client") / "study.yaml"
+    path.write_text(yaml.safe_dump(wine_study()))
+    submitted = hpo.submit(path)
+    assert submitted.state == "running"
+    try:
+        return hpo.wait(submitted.study_id, timeout=240, poll=0.3)
+    except StudyTimeout as timeout:
+        raise AssertionError(f"{timeout}\n{stack.logs()}") from None
+
+
+@pytest.mark.slow
+def test_wait_returns_the_complete_study_with_typed_fields(finished: Study) -> None:
+    assert isinstance(finished, Study)
+    assert finished.state == "complete" and finished.ended
+    assert finished.n_trials == N_TRIALS and finished.n_finished == N_TRIALS
+    assert finished.counts["complete"] + finished.counts["pruned"] == N_TRIALS
+    assert finished.direction == "minimize" and finished.metric == "validation_loss"
+    assert isinstance(finished.best, Best) and math.isfinite(finished.best.value)
+    assert finished.spec["trainer"]["dataset"] == "wine"
+
+
+@pytest.mark.slow
+def test_trials_and_best_are_typed_and_agree(hpo: TypedHPOClient, finished: Study) -> None:
+    trials = hpo.trials(finished.study_id)
+    assert len(trials) == N_TRIALS and all(isinstance(trial, Trial) for trial in trials)
+    assert all(trial.finished and set(trial.params) == {"lr", "hidden"} for trial in trials)
+    for trial in trials:
+        assert sorted(trial.intermediate_values) == list(
+            range(1, len(trial.intermediate_values) + 1)
+        )
+    best = hpo.best(finished.study_id)
+    complete = [trial.value for trial in trials if trial.state == "complete"]
+    assert best.value == min(value for value in complete if value is not None)
+    assert best == finished.best
+
+
+def test_external_training_with_ask_report_complete(hpo: TypedHPOClient) -> None:
+    study = hpo.submit(external_study(n_trials=2))
+    for _ in range(2):
+        trial = hpo.ask(study.study_id)
+        assert isinstance(trial, Assignment) and trial.lease
+        x = trial.params["x"]
+        for step in (1, 2):
+            assert hpo.report(trial, step, x * x + 1 / step) is False
+        finished = hpo.complete(trial, value=x * x)
+        assert finished.state == "complete" and finished.value == pytest.approx(x * x)
+        assert finished.intermediate_values == {
+            1: pytest.approx(x * x + 1),
+            2: pytest.approx(x * x + 0.5),
+        }
+    done = hpo.wait(study.study_id, timeout=30, poll=0.2)
+    assert done.state == "complete" and done.counts["complete"] == 2
+    assert done.best is not None and done.best.value == min(
+        t.value or 0 for t in hpo.trials(study.study_id)
+    )
+    with pytest.raises(ConflictError) as refused:
+        hpo.ask(study.study_id)
+    assert refused.value.status == 409
+
+
+def test_a_report_after_completion_raises_trial_gone(hpo: TypedHPOClient) -> None:
+    study = hpo.submit(external_study(n_trials=1))
+    trial = hpo.ask(study.study_id)
+    hpo.complete(trial, value=1.0)
+    with pytest.raises(TrialGone):
+        hpo.report(trial, 3, 0.5)
+
+
+def test_stop_pause_resume_and_delete(hpo: TypedHPOClient) -> None:
+    study = hpo.submit(external_study(n_trials=3))
+    assert hpo.pause(study.study_id).state == "paused"
+    assert hpo.resume(study.study_id).state == "running"
+    stopped = hpo.stop(study.study_id)
+    assert stopped.state == "stopped" and stopped.ended
+    assert hpo.wait(study.study_id, timeout=5).state == "stopped"
+    hpo.delete(study.study_id)
+    with pytest.raises(NotFoundError):
+        hpo.status(study.study_id)
+
+
+def test_errors_map_to_clear_exceptions(hpo: TypedHPOClient) -> None:
+    with pytest.raises(NotFoundError) as missing:
+        hpo.best(10**9)
+    assert missing.value.status == 404
+    bad = {
+        "name": unique("client-bad"),
+        "space": {"lr": {"type": "float", "low": 0.0, "high": 1.0, "log": True}},
+    }
+    with pytest.raises(InvalidRequestError) as invalid:
+        hpo.submit(bad)
+    assert any(problem["field"] == "space.lr" for problem in problems_of(invalid.value))
+    empty = hpo.submit(external_study())
+    with pytest.raises(NotFoundError, match="no complete trial"):
+        hpo.best(empty.study_id)
+
+
+def test_wait_times_out_with_the_last_state(hpo: TypedHPOClient) -> None:
+    study = hpo.submit(external_study())
+    with pytest.raises(StudyTimeout) as timed_out:
+        hpo.wait(study.study_id, timeout=0.5, poll=0.1)
+    assert timed_out.value.study.study_id == study.study_id
+    assert timed_out.value.study.state == "running"
+
+
+def test_a_wrong_file_is_refused_before_any_request(hpo: TypedHPOClient, tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- not a study\n")
+    with pytest.raises(ValueError, match="does not hold a study definition"):
+        hpo.submit(path)

@@ -1,0 +1,164 @@
+"""A user's own data set: registered over HTTP, checked on registration, used by a study whose
+every trial records the data's hash, its split, its seed and the trainer's version."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+from cli.local_stack import LocalStack
+from client import HPOError
+from tests.integration.conftest import unique
+from tests.support.datasets import (
+    CLASS_NAMES,
+    blobs,
+    csv_bytes,
+    npz_bytes,
+    registered_study,
+    wait_for_end,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FEATURES, LABELS = blobs()
+
+
+def upload(stack: LocalStack, content: bytes, **query: str) -> requests.Response:
+    return requests.post(
+        f"{stack.url}/datasets",
+        params=query,
+        data=content,
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=30,
+    )
+
+
+def test_an_npz_registers_with_its_hash_shape_and_classes(stack: LocalStack) -> None:
+    content = npz_bytes(X=FEATURES, y=LABELS)
+    name = unique("blobs-npz")
+    view = stack.client().register_dataset(name, content, "npz")
+    assert view["sha256"] == hashlib.sha256(content).hexdigest()
+    assert (view["n_rows"], view["n_features"]) == FEATURES.shape
+    assert view["classes"] == ["0", "1", "2"]
+    assert view["class_counts"] == [60, 60, 60]
+    assert stack.client().dataset(view["dataset_id"])["name"] == name
+    assert stack.client().dataset_content(name) == content
+
+
+def test_a_csv_registers_with_its_named_label_column(stack: LocalStack) -> None:
+    content = csv_bytes(FEATURES, LABELS)
+    view = stack.client().register_dataset(unique("blobs-csv"), content, "csv", "species")
+    assert view["classes"] == sorted(CLASS_NAMES)
+    assert (view["n_rows"], view["n_features"]) == FEATURES.shape
+    assert view["label_column"] == "species"
+
+
+MALFORMED: list[tuple[str, bytes, dict[str, str], str, str]] = [
+    ("no y", npz_bytes(X=FEATURES), {"format": "npz"}, "file", "lacks the array(s) y"),
+    (
+        "3-D X",
+        npz_bytes(X=np.zeros((6, 2, 2)), y=np.arange(6) % 2),
+        {"format": "npz"},
+        "file",
+        "2-D",
+    ),
+    ("2-D y", npz_bytes(X=FEATURES, y=np.zeros((180, 2))), {"format": "npz"}, "file", "1-D"),
+    ("lengths", npz_bytes(X=FEATURES, y=LABELS[:-1]), {"format": "npz"}, "file", "179 labels"),
+    (
+        "NaN",
+        npz_bytes(X=np.where(FEATURES > 3, np.nan, FEATURES), y=LABELS),
+        {"format": "npz"},
+        "file",
+        "NaN",
+    ),
+    ("one class", npz_bytes(X=FEATURES, y=np.zeros(180)), {"format": "npz"}, "file", "2 classes"),
+    (
+        "pickled",
+        npz_bytes(X=np.array([{"a": 1}] * 6, dtype=object), y=np.arange(6) % 2),
+        {"format": "npz"},
+        "file",
+        "pickles",
+    ),
+    ("not a zip", b"X,y\n1,2\n", {"format": "npz"}, "file", "not an .npz file"),
+    (
+        "no label column",
+        csv_bytes(FEATURES, LABELS),
+        {"format": "csv", "label_column": "kind"},
+        "label_column",
+        "no column named 'kind'",
+    ),
+    ("header only", b"a,b,c\n", {"format": "csv", "label_column": "c"}, "file", "data row"),
+    (
+        "bad number",
+        b"a,b,c\n1,x,u\n2,3,v\n",
+        {"format": "csv", "label_column": "c"},
+        "file",
+        "not a number",
+    ),
+    ("empty", b"", {"format": "csv", "label_column": "c"}, "body", "empty"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "content", "query", "field", "problem"), MALFORMED, ids=[case[0] for case in MALFORMED]
+)
+def test_a_malformed_file_is_refused_naming_the_problem(
+    stack: LocalStack, case: str, content: bytes, query: dict[str, str], field: str, problem: str
+) -> None:
+    before = stack.client().datasets()
+    answer = upload(stack, content, name=unique("bad"), **query)
+    assert answer.status_code == 422, answer.text
+    problems = answer.json()["problems"]
+    assert problems[0]["field"] == field, problems
+    assert problem in problems[0]["problem"], problems
+    assert stack.client().datasets() == before
+
+
+def test_a_study_naming_an_unknown_dataset_is_refused_on_trainer_dataset(stack: LocalStack) -> None:
+    spec = registered_study(unique("unknown-data"), "registered:no-such-set", 1, 1)
+    with pytest.raises(HPOError) as refused:
+        stack.client().create_study(spec)
+    assert refused.value.status == 422
+    assert refused.value.body["problems"][0]["field"] == "trainer.dataset"
+    assert "no-such-set" in refused.value.body["problems"][0]["problem"]
+
+
+@pytest.fixture(scope="module")
+def finished(stack: LocalStack) -> dict[str, Any]:
+    client = stack.client()
+    dataset = client.register_dataset(
+        unique("study-csv"), csv_bytes(FEATURES, LABELS), "csv", "species"
+    )
+    created = client.create_study(registered_study(unique("on-csv"), dataset["reference"], 4, 3))
+    study = wait_for_end(client, created["study_id"])
+    return {"dataset": dataset, "study": study, "trials": client.trials(created["study_id"])}
+
+
+def test_a_study_on_a_registered_dataset_runs_to_the_end(finished: dict[str, Any]) -> None:
+    assert finished["study"]["state"] == "complete"
+    assert [t["state"] for t in finished["trials"]] == ["complete"] * 4, [
+        t["fail_reason"] for t in finished["trials"]
+    ]
+
+
+def test_every_trial_records_the_data_hash_split_seed_and_trainer_version(
+    finished: dict[str, Any],
+) -> None:
+    dataset = finished["dataset"]
+    splits = set()
+    for trial in finished["trials"]:
+        provenance = trial["provenance"]
+        assert provenance["data_sha256"] == dataset["sha256"]
+        assert provenance["dataset"] == dataset["reference"]
+        assert provenance["seed"] == trial["seed"]
+        assert provenance["trainer"] == "mlp"
+        assert provenance["trainer_package"] == "hpo-service"
+        assert provenance["trainer_version"] == version("hpo-service")
+        assert provenance["split_seed"] == 5
+        assert sum(provenance["split_sizes"].values()) == dataset["n_rows"]
+        splits.add((provenance["split_sha256"], tuple(provenance["split_sizes"].values())))
+    assert len(splits) == 1, "the split is fixed per study"

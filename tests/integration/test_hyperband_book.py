@@ -1,0 +1,96 @@
+"""The report path's Hyperband (in-memory rung book, one transaction) decides as Optuna's
+HyperbandPruner does on the same history.
+
+Two studies of one spec, on one real database: one driven through
+:class:`service.report_path.HyperbandReports`, the other through Optuna's ``trial.report()`` +
+``should_prune()``. The same trials report the same values at the same steps, interleaved as
+concurrent workers would, and every decision must match.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+import optuna
+import pytest
+
+from service.leases import LeaseStore, LeaseTimes
+from service.policies import build_pruner
+from service.report_path import HyperbandReports
+from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+
+pytestmark = pytest.mark.integration
+
+
+def _spec(direction: str, reduction_factor: int) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": "book",
+            "direction": direction,
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "sampler": {"name": "random", "seed": 7},
+            "pruner": {
+                "name": "hyperband",
+                "min_resource": 1,
+                "max_resource": 27,
+                "reduction_factor": reduction_factor,
+            },
+        }
+    )
+
+
+def _curves(seed: int, n_trials: int) -> list[list[float]]:
+    """Per trial, a noisy decreasing curve with ties (rounded values) to test ordering."""
+    rng = random.Random(seed)
+    curves = []
+    for _ in range(n_trials):
+        level, slope = rng.random(), rng.random()
+        curves.append(
+            [round(level + slope / step + rng.gauss(0, 0.05), 2) for step in range(1, 28)]
+        )
+    return curves
+
+
+@pytest.mark.parametrize(("direction", "reduction_factor"), [("minimize", 3), ("maximize", 2)])
+def test_decisions_match_optuna(
+    database_url: str, direction: Literal["minimize", "maximize"], reduction_factor: int
+) -> None:
+    database = Database(database_url)
+    spec = _spec(direction, reduction_factor)
+    leases = LeaseStore(database, LeaseTimes(ttl_s=60, dispatch_timeout_s=60))
+    reports = HyperbandReports(database, leases)
+    ours = optuna.create_study(study_name="ours", storage=database.optuna, direction=direction)
+    theirs = optuna.create_study(
+        study_name="theirs", storage=database.optuna, direction=direction, pruner=build_pruner(spec)
+    )
+    curves = _curves(seed=reduction_factor, n_trials=60)
+    decisions_ours, decisions_theirs = [], []
+    # Four "workers": trials start in order and report interleaved, round robin.
+    pending = list(range(len(curves)))
+    running: list[tuple[int, optuna.Trial, optuna.Trial, int]] = []
+    while pending or running:
+        while pending and len(running) < 4:
+            index = pending.pop(0)
+            mine, other = ours.ask(), theirs.ask()
+            leases.grant(mine._trial_id, ours._study_id, attempt=0, claim="test")
+            running.append((index, mine, other, 1))
+        index, mine, other, step = running.pop(0)
+        value = curves[index][step - 1]
+        ours_prune = reports.report(ours._study_id, spec, mine._trial_id, step, value, None)
+        other.report(value, step)
+        theirs_prune = other.should_prune()
+        decisions_ours.append((index, step, ours_prune))
+        decisions_theirs.append((index, step, theirs_prune))
+        if ours_prune or theirs_prune or step == 27:
+            state = optuna.trial.TrialState.PRUNED if theirs_prune else None
+            theirs.tell(other, state=state) if state else theirs.tell(other, value)
+            ours.tell(mine, state=state) if state else ours.tell(mine, value)
+            leases.release(mine._trial_id)
+        else:
+            running.append((index, mine, other, step + 1))
+    assert decisions_ours == decisions_theirs
+    assert any(prune for _, _, prune in decisions_ours)  # the comparison covered prunings
+    assert any(step == 27 for _, step, _ in decisions_ours)  # and promotions to the end
+    database.dispose()

@@ -1,0 +1,104 @@
+"""Structured logs from a real run: every line of the API's and the worker's output is a JSON
+object, and the lines about a trial name its study and trial."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.local_stack import LocalStack
+from tests.integration.conftest import unique
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+N_TRIALS = 4
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of a log file, each parsed as one JSON object (a line that is not fails)."""
+    records = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"{path.name}: not a JSON line: {line!r}")
+        assert isinstance(records[-1], dict), line
+    return records
+
+
+@pytest.fixture(scope="module")
+def run(stack: LocalStack) -> dict[str, Any]:
+    client = stack.client()
+    spec = {
+        "name": unique("logs"),
+        "space": {"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}},
+        "budget": {"n_trials": N_TRIALS, "max_concurrent_trials": 2},
+        "trainer": {"name": "mlp", "dataset": "digits", "epochs": 3},
+    }
+    study_id = client.create_study(spec)["study_id"]
+    deadline = time.monotonic() + 240
+    while client.study(study_id)["state"] == "running":
+        assert time.monotonic() < deadline, stack.logs()
+        time.sleep(0.5)
+    time.sleep(1)  # the worker logs a task's end just after its completion call
+    assert stack.api is not None and stack.worker is not None
+    return {
+        "study_id": study_id,
+        "trial_ids": [trial["trial_id"] for trial in client.trials(study_id)],
+        "api": json_lines(stack.api.log_path),
+        "worker": json_lines(stack.worker.log_path),
+    }
+
+
+def test_every_line_is_a_json_object_with_time_level_logger_and_message(
+    run: dict[str, Any],
+) -> None:
+    for record in run["api"] + run["worker"]:
+        assert {"time", "level", "logger", "message"} <= record.keys(), record
+    assert len(run["api"]) > N_TRIALS
+    assert len(run["worker"]) > N_TRIALS
+
+
+def test_the_level_follows_hpo_log_level(stack: LocalStack, run: dict[str, Any]) -> None:
+    assert stack.log_level == "INFO"
+    levels = {record["level"] for record in run["api"] + run["worker"]}
+    assert "INFO" in levels
+    assert "DEBUG" not in levels
+
+
+def test_api_lines_about_a_trial_name_the_trial_and_its_study(run: dict[str, Any]) -> None:
+    trial_path = re.compile(r"/trials/(\d+)/")
+    reported: set[int] = set()
+    for record in run["api"]:
+        found = trial_path.search(record["message"])
+        if found is None:
+            continue
+        trial_id = int(found.group(1))
+        assert record.get("trial_id") == trial_id, record
+        assert record.get("study_id") == run["study_id"], record
+        if "/report " in record["message"]:
+            reported.add(trial_id)
+    assert reported == set(run["trial_ids"])
+
+
+def test_api_lines_about_a_study_name_it(run: dict[str, Any]) -> None:
+    study_lines = [r for r in run["api"] if f"/studies/{run['study_id']} " in r["message"]]
+    assert study_lines
+    assert all(record.get("study_id") == run["study_id"] for record in study_lines)
+
+
+def test_worker_lines_of_each_trial_task_name_the_trial_and_its_study(
+    run: dict[str, Any],
+) -> None:
+    for trial_id in run["trial_ids"]:
+        lines = [r for r in run["worker"] if r.get("trial_id") == trial_id]
+        messages = " | ".join(record["message"] for record in lines)
+        assert "task started" in messages, trial_id
+        assert "Task hpo.run_trial[" in messages and "succeeded" in messages, messages
+        assert all(record.get("study_id") == run["study_id"] for record in lines)

@@ -1,0 +1,174 @@
+"""``GET /metrics`` and the worker's metrics, scraped after a real study ran on the whole stack."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from cli.local_stack import LocalStack
+from cli.processes import free_port, wait_until
+from tests.conftest import BACKENDS
+from tests.integration.conftest import unique
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+LEASE_TTL_S = 5
+N_TRIALS = 6
+EPOCHS = 9
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def metered_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    """The stack with worker metrics on, and short leases (so that one expires within a test)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('metrics') / 'hpo.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database(
+            f"metrics_{uuid.uuid4().hex[:10]}"
+        )
+    settings = {
+        "HPO_WORKER_METRICS_PORT": str(free_port()),
+        "HPO_LEASE_TTL_S": str(LEASE_TTL_S),
+        "HPO_REAPER_INTERVAL_S": "0.5",
+    }
+    running = LocalStack(url, settings=settings).start()
+    yield running
+    running.stop()
+
+
+def scrape(url: str) -> Samples:
+    """Every sample of a Prometheus text page, by name and labels (parsed by prometheus_client)."""
+    answer = requests.get(url, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def state(name: str, value: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (name, (("state", value),))
+
+
+@pytest.fixture(scope="module")
+def finished_study(metered_stack: LocalStack) -> dict[str, Any]:
+    client = metered_stack.client()
+    spec = {
+        "name": unique("metrics"),
+        "space": {"lr": {"type": "float", "low": 1e-6, "high": 0.1, "log": True}},
+        "sampler": {"name": "tpe", "seed": 3, "n_startup_trials": 3},
+        "pruner": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
+        "budget": {"n_trials": N_TRIALS, "max_concurrent_trials": 2},
+        "trainer": {"name": "mlp", "dataset": "digits", "epochs": EPOCHS},
+    }
+    study_id = client.create_study(spec)["study_id"]
+    deadline = time.monotonic() + 240
+    while client.study(study_id)["state"] == "running":
+        assert time.monotonic() < deadline, metered_stack.logs()
+        time.sleep(0.5)
+    return {"study": client.study(study_id), "trials": client.trials(study_id)}
+
+
+def test_metrics_count_the_studies_and_trials_by_state(
+    metered_stack: LocalStack, finished_study: dict[str, Any]
+) -> None:
+    samples = scrape(f"{metered_stack.url}/metrics")
+    counts = finished_study["study"]["counts"]
+    assert samples[state("hpo_studies", "complete")] == 1
+    assert samples[state("hpo_studies", "running")] == 0
+    assert samples[state("hpo_trials", "complete")] == counts["complete"]
+    assert samples[state("hpo_trials", "pruned")] == counts["pruned"]
+    assert samples[state("hpo_trials", "running")] == 0
+    assert counts["complete"] + counts["pruned"] == N_TRIALS
+
+
+def report_requests(stack: LocalStack, status: str = "") -> int:
+    """How many report requests the API served (answering ``status``), by its access log."""
+    assert stack.api is not None
+    served = re.compile(rf'"POST /trials/\d+/report HTTP/1.1" {status}')
+    lines = stack.api.log_path.read_text().splitlines()
+    return sum(1 for line in lines if served.search(json.loads(line)["message"]))
+
+
+def test_report_histogram_counts_every_report_served(
+    metered_stack: LocalStack, finished_study: dict[str, Any]
+) -> None:
+    samples = scrape(f"{metered_stack.url}/metrics")
+    reports = sum(len(trial["intermediate_values"]) for trial in finished_study["trials"])
+    assert reports >= N_TRIALS
+    served = report_requests(metered_stack)
+    assert served >= reports
+    assert samples[("hpo_report_seconds_count", ())] == served
+    assert samples[("hpo_report_seconds_bucket", (("le", "+Inf"),))] == served
+    assert samples[("hpo_report_seconds_sum", ())] > 0
+
+
+def test_queue_is_empty_and_no_worker_is_busy_after_the_study(
+    metered_stack: LocalStack, finished_study: dict[str, Any]
+) -> None:
+    samples = scrape(f"{metered_stack.url}/metrics")
+    assert samples[("hpo_queue_depth", ())] == 0
+    assert samples[("hpo_workers_busy", ())] == 0
+
+
+def test_worker_metrics_count_its_trials_and_epochs(
+    metered_stack: LocalStack, finished_study: dict[str, Any]
+) -> None:
+    port = metered_stack.extra_settings["HPO_WORKER_METRICS_PORT"]
+    samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    trials = {
+        labels[0][1]: value
+        for (name, labels), value in samples.items()
+        if name == "hpo_worker_trials_total"
+    }
+    counts = finished_study["study"]["counts"]
+    assert trials.get("complete", 0) == counts["complete"]
+    assert trials.get("pruned", 0) == counts["pruned"]
+    reports = sum(len(trial["intermediate_values"]) for trial in finished_study["trials"])
+    assert samples[("hpo_worker_epochs_total", ())] == report_requests(metered_stack, "200")
+    assert samples[("hpo_worker_epochs_total", ())] >= reports
+
+
+@pytest.mark.gpu
+def test_worker_metrics_show_each_gpu(metered_stack: LocalStack) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    port = metered_stack.extra_settings["HPO_WORKER_METRICS_PORT"]
+    samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    for index in range(torch.cuda.device_count()):
+        gpu = (("gpu", str(index)),)
+        assert samples[("hpo_worker_gpu_memory_total_bytes", gpu)] > 0
+        assert 0 <= samples[("hpo_worker_gpu_utilization_ratio", gpu)] <= 1
+
+
+def test_an_expired_lease_is_counted(
+    metered_stack: LocalStack, finished_study: dict[str, Any]
+) -> None:
+    client = metered_stack.client()
+    spec = {"name": unique("silent"), "space": {"x": {"type": "float", "low": 0, "high": 1}}}
+    study_id = client.create_study(spec)["study_id"]
+    before = scrape(f"{metered_stack.url}/metrics")[("hpo_leases_expired_total", ())]
+    trial = client.ask(study_id)  # and never report: the lease runs out
+
+    def counted() -> bool:
+        after = scrape(f"{metered_stack.url}/metrics")[("hpo_leases_expired_total", ())]
+        return after == before + 1
+
+    wait_until(counted, 30 * LEASE_TTL_S, "the lease expiry in /metrics")
+    failed = client.trials(study_id)[0]
+    assert failed["trial_id"] == trial["trial_id"]
+    assert failed["state"] == "fail"
+    assert failed["fail_reason"].startswith("lease expired")

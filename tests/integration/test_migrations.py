@@ -1,0 +1,238 @@
+"""Migrations of the service's own tables: an empty database, databases made by earlier releases
+(by ``create_all``, with no version row) and ``hpo db upgrade``, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
+
+from service.storage.database import Database
+from service.storage.migrations import (
+    VERSION_TABLE,
+    current_revision,
+    head_revision,
+    is_service_table,
+    upgrade_to_head,
+)
+from service.storage.tables import ServiceTable, StudyRecord
+
+pytestmark = pytest.mark.integration
+
+NAMING = {
+    "pk": "pk_%(table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+}
+CREATED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def first_release_metadata() -> sa.MetaData:
+    """``tables.py`` as of the first release (451e91f): studies only."""
+    metadata = sa.MetaData(naming_convention={key: NAMING[key] for key in ("pk", "uq")})
+    sa.Table(
+        "hpo_studies",
+        metadata,
+        sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("study_name", sa.String(128), unique=True, nullable=False),
+        sa.Column("spec_json", sa.Text, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    return metadata
+
+
+def previous_release_metadata() -> sa.MetaData:
+    """``tables.py`` as of the leases release (5ecb46d): before ``hpo_studies.tenant``,
+    ``hpo_trial_leases.sent``, tokens and budgets."""
+    metadata = first_release_metadata()
+    metadata.naming_convention = NAMING
+    sa.Table(
+        "hpo_trial_leases",
+        metadata,
+        sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("study_id", sa.Integer, index=True, nullable=False),
+        sa.Column("token", sa.String(64), nullable=True),
+        sa.Column("holder", sa.String(200), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), index=True, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+    )
+    return metadata
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = sa.create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def service_tables(engine: Engine) -> dict[str, set[str]]:
+    """The service's tables in the database, each with its column names."""
+    inspector = sa.inspect(engine)
+    return {
+        table: {column["name"] for column in inspector.get_columns(table)}
+        for table in inspector.get_table_names()
+        if is_service_table(table)
+    }
+
+
+def todays_tables() -> dict[str, set[str]]:
+    return {name: set(table.columns.keys()) for name, table in ServiceTable.metadata.tables.items()}
+
+
+def schema_differences(engine: Engine) -> list[Any]:
+    """What Alembic's autogenerate would change to reach ``tables.py``: tables, columns, types,
+    nullability, indexes and unique constraints."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_name": lambda name, kind, _: kind != "table" or is_service_table(name),
+            },
+        )
+        return list(compare_metadata(context, ServiceTable.metadata))
+
+
+def stored_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return current_revision(connection)
+
+
+def test_an_empty_database_is_upgraded_to_exactly_todays_tables(engine: Engine) -> None:
+    with engine.begin() as connection:
+        before, after = upgrade_to_head(connection)
+    assert (before, after) == (None, head_revision())
+    assert service_tables(engine) == todays_tables()
+    assert schema_differences(engine) == []
+    assert stored_revision(engine) == head_revision()
+    assert VERSION_TABLE in sa.inspect(engine).get_table_names()
+    assert "alembic_version" not in sa.inspect(engine).get_table_names()  # Optuna's stays Optuna's
+
+
+def insert_old_rows(engine: Engine, metadata: sa.MetaData) -> None:
+    studies = [
+        {"study_id": 1, "study_name": "old-a", "spec_json": '{"a": 1}', "state": "running"},
+        {"study_id": 2, "study_name": "old-b", "spec_json": '{"b": 2}', "state": "complete"},
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            metadata.tables["hpo_studies"].insert(),
+            [{**study, "created_at": CREATED, "finished_at": None} for study in studies],
+        )
+        if "hpo_trial_leases" in metadata.tables:
+            connection.execute(
+                metadata.tables["hpo_trial_leases"].insert(),
+                {
+                    "trial_id": 7,
+                    "study_id": 1,
+                    "token": "t",
+                    "holder": "w1",
+                    "expires_at": CREATED,
+                    "attempt": 2,
+                },
+            )
+
+
+@pytest.mark.parametrize(
+    "old_metadata", [first_release_metadata, previous_release_metadata], ids=["first", "previous"]
+)
+def test_a_database_of_an_earlier_release_is_upgraded_with_its_rows_kept(
+    engine: Engine, database_url: str, old_metadata: Callable[[], sa.MetaData]
+) -> None:
+    metadata = old_metadata()
+    metadata.create_all(engine)
+    insert_old_rows(engine, metadata)
+    assert stored_revision(engine) is None  # create_all left no version row
+
+    database = Database(database_url)  # the service starting on it upgrades it
+    database.dispose()
+
+    assert service_tables(engine) == todays_tables()
+    assert schema_differences(engine) == []
+    assert stored_revision(engine) == head_revision()
+    with engine.connect() as connection:
+        studies = connection.execute(
+            sa.text(
+                "SELECT study_id, study_name, spec_json, state, tenant, n_trials"
+                " FROM hpo_studies ORDER BY study_id"
+            )
+        ).all()
+        leases = connection.execute(
+            sa.text("SELECT trial_id, study_id, holder, attempt, sent FROM hpo_trial_leases")
+        ).all()
+    assert [tuple(row) for row in studies] == [
+        (1, "old-a", '{"a": 1}', "running", "default", None),
+        (2, "old-b", '{"b": 2}', "complete", "default", None),
+    ]
+    expected_leases = [(7, 1, "w1", 2, True)] if "hpo_trial_leases" in metadata.tables else []
+    assert [tuple(row) for row in leases] == expected_leases
+
+
+def test_todays_tables_without_a_version_row_are_stamped_not_recreated(
+    engine: Engine, database_url: str
+) -> None:
+    ServiceTable.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(StudyRecord),
+            {
+                "study_id": 3,
+                "study_name": "today",
+                "tenant": "t1",
+                "spec_json": "{}",
+                "state": "running",
+                "created_at": CREATED,
+            },
+        )
+    database = Database(database_url)
+    revisions = database.schema_revisions
+    database.dispose()
+    assert revisions == (head_revision(), head_revision())
+    assert stored_revision(engine) == head_revision()
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT study_name, tenant FROM hpo_studies")).all() == [
+            ("today", "t1")
+        ]
+
+
+def hpo_db(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "db", *args],
+        env={**os.environ, "HPO_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_hpo_db_upgrade_upgrades_both_schemas_and_is_idempotent(
+    engine: Engine, database_url: str
+) -> None:
+    behind = hpo_db(database_url, "current")
+    assert behind.returncode == 1, behind.stderr
+    assert "service tables: none" in behind.stdout
+
+    first = hpo_db(database_url, "upgrade")
+    assert first.returncode == 0, first.stderr
+    assert f"service tables: none -> {head_revision()}" in first.stdout
+    second = hpo_db(database_url, "upgrade")
+    assert second.returncode == 0, second.stderr
+    assert f"service tables: {head_revision()} -> {head_revision()}" in second.stdout
+
+    assert service_tables(engine) == todays_tables()
+    assert {"studies", "trials", "alembic_version"} <= set(sa.inspect(engine).get_table_names())
+    current = hpo_db(database_url, "current")
+    assert current.returncode == 0, current.stderr
+    assert f"service tables: {head_revision()}" in current.stdout

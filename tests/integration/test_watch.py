@@ -1,0 +1,65 @@
+"""``hpo watch ID`` follows a running study and ends with it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cli.local_stack import LocalStack
+from client import TypedHPOClient
+from tests.integration.conftest import unique
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+N_TRIALS = 5
+
+
+def test_watch_ends_with_the_study_and_shows_counts_and_best(stack: LocalStack) -> None:
+    hpo = TypedHPOClient(stack.url)
+    study = hpo.submit(
+        {
+            "name": unique("watch-wine"),
+            "space": {"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}},
+            "sampler": {"name": "random", "seed": 2},
+            "budget": {"n_trials": N_TRIALS, "max_concurrent_trials": 2},
+            "trainer": {"name": "mlp", "dataset": "wine", "epochs": 3},
+        }
+    )
+    watched = subprocess.run(
+        [sys.executable, "-m", "cli", "watch", str(study.study_id), "--poll", "0.3"],
+        env={**os.environ, **stack.env(), "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert watched.returncode == 0, watched.stderr + stack.logs()
+    final = hpo.status(study.study_id)
+    assert final.state == "complete"  # watch returned only once the study had ended
+    out = watched.stdout
+    assert f"{N_TRIALS}/{N_TRIALS}" in out  # the progress bar, full
+    assert "trials by state" in out and "recent prunes" in out
+    lines = out.splitlines()
+    header_end = next(i for i, line in enumerate(lines) if line.startswith("┡"))  # counts table
+    assert "running" in lines[header_end - 1] and "pruned" in lines[header_end - 1]
+    cells = [cell.strip() for cell in lines[header_end + 1].strip("│ ").split("│")]
+    assert cells == [
+        str(final.counts.get(state, 0))
+        for state in ("running", "waiting", "complete", "pruned", "fail")
+    ]
+    assert final.best is not None and f"{final.best.value:.6g}" in out
+    assert f"trial #{final.best.number}" in out
+    assert f"{N_TRIALS} trials finished" in out
+
+
+def test_watch_of_an_unknown_study_fails_clearly(stack: LocalStack) -> None:
+    watched = subprocess.run(
+        [sys.executable, "-m", "cli", "watch", "999999"],
+        env={**os.environ, **stack.env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert watched.returncode == 1
+    assert "404" in watched.stderr and "no study" in watched.stderr

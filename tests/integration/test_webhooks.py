@@ -1,0 +1,222 @@
+"""Webhooks on the real stack: a local receiver gets signed ``best_changed`` and
+``study_finished`` events, failed deliveries are retried, and nothing a receiver does breaks the
+study."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from cli.local_stack import LocalStack
+from cli.processes import free_port, wait_until
+from tests.conftest import BACKENDS
+from tests.integration.conftest import unique
+
+pytestmark = pytest.mark.integration
+SECRET = "a-receiver-secret-of-32-chars-xx"
+SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that keeps every POST; fails the first ``failures``."""
+
+    failures: int = 0
+    posts: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self, study_id: int, status: int = 200) -> list[dict[str, Any]]:
+        return [
+            post
+            for post in self.posts
+            if post["status"] == status and post["body"].get("study_id") == study_id
+        ]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            status = 500 if state.failures > 0 else 200
+            state.failures -= 1
+            state.posts.append(
+                {
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "raw": raw,
+                    "body": json.loads(raw),
+                    "status": status,
+                }
+            )
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}/hooks/hpo"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def hook_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    """The stack, allowed to deliver to loopback (where the test's receiver listens)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('hooks') / 'hpo.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database(
+            f"hooks_{uuid.uuid4().hex[:10]}"
+        )
+    running = LocalStack(url, settings={"HPO_WEBHOOK_ALLOW_PRIVATE": "true"}).start()
+    yield running
+    running.stop()
+
+
+def finish_trial(stack: LocalStack, study_id: int, value: float) -> int:
+    client = stack.client()
+    trial = client.ask(study_id)
+    client.complete(trial["trial_id"], value=value, lease=trial["lease"])
+    return int(trial["trial_id"])
+
+
+def verify(post: dict[str, Any]) -> None:
+    """The receiver's side: the signature over timestamp and body, and a recent timestamp."""
+    headers = post["headers"]
+    timestamp = headers["x-hpo-timestamp"]
+    expected = hmac.new(SECRET.encode(), timestamp.encode() + b"." + post["raw"], hashlib.sha256)
+    assert hmac.compare_digest(headers["x-hpo-signature"], f"sha256={expected.hexdigest()}")
+    assert abs(time.time() - int(timestamp)) < 300  # an old one would be a replay
+    assert headers["x-hpo-event"] == post["body"]["event"]
+
+
+def test_receiver_gets_signed_best_changed_and_study_finished(
+    hook_stack: LocalStack, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    spec = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "budget": {"n_trials": 3},
+        "webhook": {"url": url, "secret": SECRET},
+    }
+    created = hook_stack.client().create_study(spec)
+    study_id = created["study_id"]
+    assert created["spec"]["webhook"]["secret"] == "**********"  # never shown back
+    first = finish_trial(hook_stack, study_id, 0.5)
+    finish_trial(hook_stack, study_id, 0.9)  # worse: no event
+    third = finish_trial(hook_stack, study_id, 0.2)
+
+    wait_until(lambda: len(state.events(study_id)) >= 3, 30, "three webhook events")
+    time.sleep(1)  # nothing more should come
+    events = state.events(study_id)
+    assert [post["body"]["event"] for post in events] == [
+        "best_changed",
+        "best_changed",
+        "study_finished",
+    ]
+    for post in events:
+        verify(post)
+    assert [post["body"]["trial_id"] for post in events[:2]] == [first, third]
+    assert events[1]["body"]["value"] == 0.2
+    finished = events[2]["body"]
+    assert finished["state"] == "complete"
+    assert finished["best"]["trial_id"] == third
+    assert hook_stack.client().study(study_id)["state"] == "complete"
+    assert hook_stack.client().study(study_id)["spec"]["webhook"]["secret"] == "**********"
+
+
+def test_stopping_the_study_sends_study_finished_with_state_stopped(
+    hook_stack: LocalStack, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    spec = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "budget": {"n_trials": 5},
+        "webhook": {"url": url, "secret": SECRET, "events": ["study_finished"]},
+    }
+    study_id = hook_stack.client().create_study(spec)["study_id"]
+    best = finish_trial(hook_stack, study_id, 0.7)
+    hook_stack.client().stop(study_id)
+    wait_until(lambda: state.events(study_id), 30, "the study_finished webhook")
+    time.sleep(1)  # and no other (best_changed was not asked for)
+    [post] = state.events(study_id)
+    verify(post)
+    assert post["body"]["event"] == "study_finished"
+    assert post["body"]["state"] == "stopped"
+    assert post["body"]["best"]["trial_id"] == best
+
+
+def test_a_failed_delivery_is_retried_with_the_same_delivery_id(
+    hook_stack: LocalStack, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    state.failures = 1
+    spec = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "webhook": {"url": url, "secret": SECRET, "events": ["best_changed"]},
+    }
+    study_id = hook_stack.client().create_study(spec)["study_id"]
+    trial_id = finish_trial(hook_stack, study_id, 0.3)
+    wait_until(lambda: state.events(study_id), 30, "the retried webhook")
+    failed, delivered = state.events(study_id, status=500), state.events(study_id)
+    assert len(failed) == 1 and len(delivered) == 1
+    assert failed[0]["headers"]["x-hpo-delivery"] == delivered[0]["headers"]["x-hpo-delivery"]
+    assert delivered[0]["body"]["trial_id"] == trial_id
+    verify(delivered[0])
+
+
+def test_an_unreachable_receiver_changes_nothing_for_the_study(hook_stack: LocalStack) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    spec = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "budget": {"n_trials": 2},
+        "webhook": {"url": dead, "secret": SECRET},
+    }
+    study_id = hook_stack.client().create_study(spec)["study_id"]
+    best = finish_trial(hook_stack, study_id, 0.4)
+    finish_trial(hook_stack, study_id, 0.6)
+    study = hook_stack.client().study(study_id)
+    assert study["state"] == "complete"
+    assert study["best"]["trial_id"] == best
+
+
+@pytest.mark.parametrize(
+    ("webhook", "field", "words"),
+    [
+        ({"url": "ftp://example.org/hook", "secret": SECRET}, "webhook.url", "scheme"),
+        ({"url": "not a url", "secret": SECRET}, "webhook.url", "URL"),
+        ({"url": "https://example.org/hook", "secret": "short"}, "webhook.secret", "16"),
+        (
+            {"url": "https://example.org/hook", "secret": SECRET, "events": ["deleted"]},
+            "webhook.events",
+            "best_changed",
+        ),
+    ],
+)
+def test_a_bad_webhook_is_refused_naming_the_field(
+    hook_stack: LocalStack, webhook: dict[str, Any], field: str, words: str
+) -> None:
+    body = {"name": unique("hooks"), "space": SPACE, "webhook": webhook}
+    answer = requests.post(f"{hook_stack.url}/studies", json=body, timeout=10)
+    assert answer.status_code == 422, answer.text
+    problems = answer.json()["problems"]
+    assert any(p["field"].startswith(field) and words in p["problem"] for p in problems), problems

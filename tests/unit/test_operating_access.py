@@ -1,0 +1,63 @@
+"""Who may read ``/metrics`` and ``/docs`` on an API that requires tokens (Flask's test client)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from api.app import create_app
+from service.dispatch import TrialAssignment
+from service.settings import Settings
+
+API_TOKEN = "api-token-for-this-test"
+METRICS_TOKEN = "metrics-token-for-this-test"
+
+
+class DoNothingDispatcher:
+    """Accepts every assignment and runs nothing."""
+
+    def dispatch(self, assignment: TrialAssignment) -> None:
+        """Drop the assignment."""
+
+
+def api(tmp_path: Path, **settings: object) -> FlaskClient:
+    config = Settings(
+        database_url=f"sqlite:///{tmp_path / 'hpo.db'}",
+        broker_url="redis://127.0.0.1:1/0",  # nothing listens: the queue depth is left out
+        reaper_interval_s=0,
+        api_tokens=[API_TOKEN],
+        **settings,  # type: ignore[arg-type]
+    )
+    return create_app(config, dispatcher=DoNothingDispatcher()).test_client()
+
+
+def test_metrics_and_docs_are_open_while_the_api_needs_a_token(tmp_path: Path) -> None:
+    client = api(tmp_path)
+    assert client.get("/studies").status_code == 401
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "hpo_studies" in metrics.text
+    assert "hpo_queue_depth" not in metrics.text  # the broker is out of reach
+    assert client.get("/docs").status_code == 200
+    assert client.get("/swagger/js/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (None, 401),
+        (f"Bearer {API_TOKEN}", 401),
+        ("Bearer wrong", 401),
+        (f"Basic {METRICS_TOKEN}", 401),
+        (f"Bearer {METRICS_TOKEN}", 200),
+    ],
+)
+def test_metrics_token_guards_metrics(tmp_path: Path, header: str | None, status: int) -> None:
+    client = api(tmp_path, metrics_token=METRICS_TOKEN)
+    answer = client.get("/metrics", headers={"Authorization": header} if header else {})
+    assert answer.status_code == status
+    if status == 401:
+        assert answer.json["problems"][0]["field"] == "Authorization"

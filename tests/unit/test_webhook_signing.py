@@ -1,0 +1,57 @@
+"""Webhook signatures, the address policy against request forgery, and the masked secret."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from service.spec.study_spec import StudySpec
+from service.spec.webhook import MASKED_SECRET, STORED_SPEC_CONTEXT
+from service.webhooks import RefusedAddress, check_address, sign
+
+SECRET = "0123456789abcdef-secret"
+
+
+def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
+    body = b'{"event": "best_changed"}'
+    expected = hmac.new(SECRET.encode(), b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert sign(SECRET, "1700000000", body) == f"sha256={expected}"
+    assert sign(SECRET, "1700000001", body) != sign(SECRET, "1700000000", body)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.7/hook",
+        "http://169.254.169.254/latest/meta-data",  # a cloud's metadata service
+        "http://[::1]/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(RefusedAddress, match="not a public address"):
+        check_address(url, allow_private=False)
+    check_address(url, allow_private=True)
+
+
+def test_a_public_address_is_allowed() -> None:
+    check_address("https://93.184.215.14/hook", allow_private=False)
+
+
+def test_the_secret_is_masked_except_in_the_services_own_record() -> None:
+    spec = StudySpec.model_validate(
+        {
+            "name": "hooked",
+            "space": {"x": {"type": "float", "low": 0, "high": 1}},
+            "webhook": {"url": "https://example.org/hook", "secret": SECRET},
+        }
+    )
+    assert spec.model_dump(mode="json")["webhook"]["secret"] == MASKED_SECRET
+    assert SECRET not in spec.model_dump_json()
+    stored = spec.model_dump_json(context=STORED_SPEC_CONTEXT)
+    assert StudySpec.model_validate_json(stored).webhook == spec.webhook
+    assert spec.webhook is not None and spec.webhook.events == ["best_changed", "study_finished"]

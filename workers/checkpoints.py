@@ -1,0 +1,83 @@
+"""Each trial's best checkpoint: the weights of its epoch with the lowest validation loss.
+
+A trainer calls ``keep_best(model, validation_loss)`` after each epoch's validation; inside a
+trial (``workers/provenance.py``) the weights are copied when the loss is the best so far, and at
+the end the trial runner uploads them as a safetensors file (``PUT /trials/{id}/checkpoint``).
+Its metadata holds ``hpo.model``, a JSON string with what rebuilds the model (trainer, settings,
+params, num_features, num_classes, the data's SHA-256). Loading never unpickles anything::
+
+    model = load_checkpoint(open("best.safetensors", "rb").read())
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+from torch import nn
+
+from service.artifacts import MODEL_METADATA_KEY, model_metadata
+from workers.job_models import model_builder
+from workers.provenance import TrialContext, current_trial, trainer_distribution
+
+CHECKPOINT_FORMAT = 1
+
+
+def keep_best(model: nn.Module, value: float) -> None:
+    """Keep a CPU copy of ``model``'s weights when ``value`` (a validation loss, lower is
+    better) is the trial's best so far. Does nothing outside a trial."""
+    context = current_trial()
+    if context is None or not math.isfinite(value) or value >= context.best.value:
+        return
+    context.best.value = value
+    context.best.state = {
+        name: tensor.detach().to("cpu", copy=True).contiguous()
+        for name, tensor in model.state_dict().items()
+    }
+
+
+def checkpoint_bytes(context: TrialContext) -> bytes | None:
+    """The trial's best weights as a safetensors file with its ``hpo.model`` metadata, if any."""
+    if context.best.state is None:
+        return None
+    return save_tensors(
+        context.best.state, metadata={MODEL_METADATA_KEY: json.dumps(_model_info(context))}
+    )
+
+
+def load_checkpoint(content: bytes) -> nn.Module:
+    """The model a checkpoint holds, rebuilt from its metadata, in eval mode, on the CPU."""
+    info: dict[str, Any] = model_metadata(content)
+    build = model_builder(str(info["trainer"]))
+    model = build(
+        dict(info["settings"]),
+        dict(info["params"]),
+        int(info["num_features"]),
+        int(info["num_classes"]),
+    )
+    model.load_state_dict(load_tensors(content))
+    return model.eval()
+
+
+def _model_info(context: TrialContext) -> dict[str, Any]:
+    package, version = trainer_distribution(context.trainer)
+    data = context.data
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "trainer": context.trainer,
+        "trainer_package": package,
+        "trainer_version": version,
+        "settings": context.settings,
+        "params": context.params,
+        "seed": context.seed,
+        "num_features": data.num_features if data else None,
+        "num_classes": data.num_classes if data else None,
+        "dataset": data.dataset if data else None,
+        "data_sha256": data.data_sha256 if data else None,
+        "validation_loss": context.best.value,
+        "torch_version": torch.__version__,
+    }

@@ -1,0 +1,86 @@
+"""Runs one study job handed over by the queue: start it, do the work, send the outcome over HTTP.
+
+The work of the job tasks (``hpo.preflight``, ``hpo.evaluate``, ``hpo.ensemble``), testable
+without a broker. Idempotent: a job that ended is refused at the start (409) and dropped, and
+only the first outcome the service receives counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from pydantic import BaseModel
+from requests import RequestException
+
+from client import HPOClient, HPOError
+from service.jobs import JobKind, JobMessage
+from service.preflight import PreflightSpec
+from workers.dataset_cache import DatasetCache
+from workers.ensemble import score_ensemble
+from workers.job_models import REGULARISERS_OFF, model_builder, seeded_factory, trainer_data
+from workers.preflight import run_checks
+from workers.provenance import registered_datasets
+from workers.vault import part_tensors, score_test_split, trial_models
+
+logger = logging.getLogger(__name__)
+MAX_REASON_CHARS = 1500
+
+
+class JobRunner:
+    """Runs study jobs and reports them over HTTP."""
+
+    def __init__(self, client: HPOClient) -> None:
+        self._client = client
+
+    def run(self, message: dict[str, Any]) -> str:
+        """Run the job in ``message``; returns how it ended (for the worker's log)."""
+        job_id = int(message["job_id"])
+        try:
+            job = JobMessage.model_validate(self._client.start_job(job_id))
+        except HPOError as refused:
+            if refused.status not in (404, 409):
+                raise
+            logger.info("job %s is not to run (%s): dropped", job_id, refused)
+            return "gone"
+        try:
+            with registered_datasets(DatasetCache(self._client).fetch):
+                result = self._work(job)
+        except RequestException:
+            raise  # the service is out of reach: the message is redelivered, or the job times out
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
+            return self._finish(job_id, None, reason[:MAX_REASON_CHARS]) or "failed"
+        return self._finish(job_id, result.model_dump(mode="json"), None) or "done"
+
+    def _finish(self, job_id: int, result: dict[str, Any] | None, reason: str | None) -> str:
+        """Send the outcome; ``"gone"`` when the study was deleted meanwhile, else ``""``."""
+        try:
+            self._client.finish_job(job_id, result=result, reason=reason)
+        except HPOError as refused:
+            if refused.status != 404:
+                raise
+            logger.info("job %s was deleted with its study: its outcome is dropped", job_id)
+            return "gone"
+        return ""
+
+    def _work(self, job: JobMessage) -> BaseModel:
+        if job.trainer is None:
+            raise ValueError(f"study {job.study_id} has no trainer to build models with")
+        data = trainer_data(job.trainer)
+        if job.kind is JobKind.PREFLIGHT:
+            return self._preflight(job, job.preflight or PreflightSpec(), data)
+        models = trial_models(self._client, [trial.trial_id for trial in job.trials])
+        if job.kind is JobKind.EVALUATE:
+            return score_test_split(models, data.test)
+        return score_ensemble(models, data.validation)
+
+    @staticmethod
+    def _preflight(job: JobMessage, spec: PreflightSpec, data: Any) -> BaseModel:
+        assert job.trainer is not None
+        build = model_builder(str(job.trainer["name"]))
+        params = {**spec.params, **REGULARISERS_OFF}
+        factory = seeded_factory(build, job.trainer, params, data.num_features, data.num_classes)
+        features, labels = part_tensors(data.train)
+        return run_checks(factory, features, labels, data.num_classes, spec)

@@ -1,0 +1,104 @@
+"""What a trial watches while it trains: a loss that is not finite or passes its bound ends it;
+per epoch it records the losses, the gradient norm, the update-to-weight ratio, the fraction of
+dead ReLU units, the validation accuracy and macro F1."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from workers.trainers.base import TrainingFailed
+
+MAX_EPOCH_RECORDS = 1000
+
+
+def check_loss(
+    loss: float, bound: float, what: str, at: str, history: list[dict[str, float]]
+) -> None:
+    """Raise ``TrainingFailed`` (with the epochs recorded so far) for a NaN or infinite loss, or
+    one past ``bound``."""
+    if not math.isfinite(loss):
+        reason = f"{what} diverged at {at} (loss = {loss})"
+    elif loss > bound:
+        reason = f"{what} diverged past the bound max_loss={bound:g} at {at} (loss = {loss:.4g})"
+    else:
+        return
+    raise TrainingFailed(reason, epoch_metrics=history)
+
+
+class GradientMonitor:
+    """Accumulates the gradient norm of every batch and the update/weight ratio of the epoch."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._parameters = [p for p in model.parameters() if p.requires_grad]
+        self._squared_norms: list[torch.Tensor] = []
+        self._start: list[torch.Tensor] = []
+
+    def start_epoch(self) -> None:
+        """Remember the weights as they are before the epoch's updates."""
+        self._squared_norms = []
+        self._start = [p.detach().clone() for p in self._parameters]
+
+    def after_backward(self) -> None:
+        """Record the batch's gradient norm (call after ``backward``, before the step)."""
+        grads = [p.grad.detach() for p in self._parameters if p.grad is not None]
+        if grads:
+            self._squared_norms.append(sum((g.float() ** 2).sum() for g in grads))
+
+    def epoch_figures(self, batches: int) -> dict[str, float]:
+        """Mean gradient norm over the epoch's batches, and ‖Δw‖/‖w‖ per update (mean)."""
+        norms = torch.stack(self._squared_norms).sqrt() if self._squared_norms else None
+        grad_norm = float(norms.mean()) if norms is not None else 0.0
+        change = sum(
+            float(((p.detach() - s) ** 2).sum())
+            for p, s in zip(self._parameters, self._start, strict=True)
+        )
+        size = sum(float((s**2).sum()) for s in self._start)
+        ratio = math.sqrt(change) / math.sqrt(size) / max(batches, 1) if size > 0 else 0.0
+        return {"grad_norm": grad_norm, "update_ratio": ratio}
+
+
+@torch.no_grad()
+def dead_relu_fraction(model: nn.Module, features: torch.Tensor) -> float | None:
+    """Of all ReLU units, the fraction that output zero for every sample of ``features``
+    (``None`` when the model has no ReLU). Runs in eval mode."""
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    if not relus:
+        return None
+    alive: list[torch.Tensor] = []
+    hooks = [
+        relu.register_forward_hook(lambda _m, _i, out: alive.append((out > 0).any(dim=0)))
+        for relu in relus
+    ]
+    try:
+        model.eval()
+        model(features)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    dead = sum(int((~unit).sum()) for unit in alive)
+    total = sum(unit.numel() for unit in alive)
+    return dead / total if total else None
+
+
+def classification_figures(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Accuracy and macro F1 of ``logits`` against ``labels``.
+
+    Macro F1 is scikit-learn's ``f1_score(average="macro", zero_division=0)`` (the mean over the
+    classes present in the labels or the predictions), computed from a confusion matrix on the
+    tensors' device: sklearn's input checks cost more than a small epoch's training.
+    """
+    predicted = logits.argmax(dim=1)
+    classes = logits.shape[1]
+    confusion = torch.bincount(labels * classes + predicted, minlength=classes * classes)
+    confusion = confusion.reshape(classes, classes).double()
+    hits = confusion.diagonal()
+    actual, chosen = confusion.sum(dim=1), confusion.sum(dim=0)
+    scores = torch.where(actual + chosen > 0, 2 * hits / (actual + chosen).clamp(min=1), 0.0)
+    present = (actual + chosen) > 0
+    return {
+        "validation_accuracy": float(hits.sum() / len(labels)),
+        "validation_macro_f1": float(scores[present].mean()),
+    }
