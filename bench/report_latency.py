@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from cli.local_stack import LocalStack
-from client import HPOClient
+from client import HPOJSONClient
 from tests.support.postgres_server import PostgresServer
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def drive_study(client: HPOClient, trials: int, epochs: int) -> list[float]:
+def drive_study(client: HPOJSONClient, trials: int, epochs: int) -> list[float]:
     """Run ``trials`` trials of ``epochs`` reports each; the latency of every report, in ms."""
     study = client.create_study(
         {

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import SPACE, trial_value
-from client import HPOClient
+from client import HPOJSONClient
 from client.http_client import HPOError
 
 
@@ -43,7 +43,7 @@ def study_spec(
 
 def drive(url: str, n_trials: int, epochs: int, workers: int, sampler: str = "tpe") -> DriveResult:
     """Run one study with ``workers`` concurrent simulated workers until its budget is spent."""
-    setup = HPOClient(url)
+    setup = HPOJSONClient(url)
     spec = study_spec(f"bench-{time.time_ns()}", n_trials, epochs, workers, sampler)
     study_id = setup.create_study(spec)["study_id"]
     result = DriveResult()
@@ -64,7 +64,7 @@ def drive(url: str, n_trials: int, epochs: int, workers: int, sampler: str = "tp
 def _worker(
     url: str, study_id: int, epochs: int, result: DriveResult, guard: threading.Lock
 ) -> None:
-    client = HPOClient(url)
+    client = HPOJSONClient(url)
     while True:
         started = time.perf_counter()
         try:
@@ -84,7 +84,7 @@ def _worker(
             result.report_ms_by_trial += [(number, latency) for latency in reports]
 
 
-def _run_trial(client: HPOClient, trial: dict[str, Any], epochs: int) -> list[float]:
+def _run_trial(client: HPOJSONClient, trial: dict[str, Any], epochs: int) -> list[float]:
     latencies: list[float] = []
     lease = trial.get("lease")
     value = 0.0

@@ -12,7 +12,7 @@ import yaml
 
 from cli.local_stack import LocalStack
 from cli.progress import follow_study
-from client import HPOClient
+from client import HPOJSONClient
 
 
 def demo_study() -> dict[str, Any]:
@@ -36,7 +36,7 @@ def run_demo(directory: Path, workers: int) -> dict[str, Any]:
         stack.stop()
 
 
-def _run_study(client: HPOClient, started: float) -> dict[str, Any]:
+def _run_study(client: HPOJSONClient, started: float) -> dict[str, Any]:
     study = client.create_study(demo_study())
     print(f"study {study['study_id']} '{study['name']}' submitted; logs in the demo folder")
     finished = follow_study(client, study["study_id"])

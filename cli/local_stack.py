@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cli.embedded_redis import EmbeddedRedis
 from cli.processes import ManagedProcess, free_port, http_ok, wait_until
-from client import HPOClient
+from client import HPOJSONClient
 
 
 class LocalStack:
@@ -77,9 +77,9 @@ class LocalStack:
             self.api.stop()
             self.api = None
 
-    def client(self, token: str | None = None) -> HPOClient:
+    def client(self, token: str | None = None) -> HPOJSONClient:
         """A client of this stack's API (with the stack's first token by default)."""
-        return HPOClient(self.url, token or (self.tokens[0] if self.tokens else None))
+        return HPOJSONClient(self.url, token or (self.tokens[0] if self.tokens else None))
 
     def logs(self) -> str:
         """Everything the API and the worker wrote (for failure messages)."""

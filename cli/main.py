@@ -24,10 +24,10 @@ app.command(name="dashboard")(dashboard_command)
 
 
 def _client() -> Any:
-    from client import HPOClient
+    from client import HPOJSONClient
 
     settings = Settings()
-    return HPOClient(settings.service_url, settings.bearer_token())
+    return HPOJSONClient(settings.service_url, settings.bearer_token())
 
 
 def _print(data: Any) -> None:

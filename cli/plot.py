@@ -12,13 +12,13 @@ from typing import Annotated
 import typer
 
 from client.errors import ConflictError
-from client.typed_client import TypedHPOClient
+from client.typed_client import HPOClient
 
 PLOT_KINDS = ("history", "intermediate", "importance", "parallel_coordinate")
 
 
 def save_plots(
-    client: TypedHPOClient, study_id: int, out: Path, kinds: tuple[str, ...] = PLOT_KINDS
+    client: HPOClient, study_id: int, out: Path, kinds: tuple[str, ...] = PLOT_KINDS
 ) -> list[Path]:
     """Write ``<out>/study-<id>-<kind>.png`` for each kind the study can be drawn in."""
     out.mkdir(parents=True, exist_ok=True)

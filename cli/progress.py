@@ -7,12 +7,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from client import HPOClient
+from client import HPOJSONClient
 
 FINISHED_STATES = ("complete", "pruned", "fail")
 
 
-def follow_study(client: HPOClient, study_id: int, poll_s: float = 0.5) -> dict[str, Any]:
+def follow_study(client: HPOJSONClient, study_id: int, poll_s: float = 0.5) -> dict[str, Any]:
     """Show finished trials out of the budget until the study is no longer running."""
     study = client.study(study_id)
     with tqdm(total=study["n_trials"], unit="trial", desc=study["name"]) as bar:

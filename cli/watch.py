@@ -19,14 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from client.models import Study, Trial
-from client.typed_client import TypedHPOClient
+from client.typed_client import HPOClient
 
 TRIAL_STATES = ("running", "waiting", "complete", "pruned", "fail")
 RECENT_PRUNES = 5
 
 
 def watch_study(
-    client: TypedHPOClient, study_id: int, poll_s: float = 1.0, console: Console | None = None
+    client: HPOClient, study_id: int, poll_s: float = 1.0, console: Console | None = None
 ) -> Study:
     """Redraw the study's view every ``poll_s`` seconds until it is complete or stopped."""
     study = client.status(study_id)
@@ -92,12 +92,12 @@ def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def settings_client() -> TypedHPOClient:
+def settings_client() -> HPOClient:
     """A typed client of the API named by ``HPO_SERVICE_URL``, with ``HPO_TOKEN``."""
     from service.settings import Settings
 
     settings = Settings()
-    return TypedHPOClient(settings.service_url, settings.bearer_token())
+    return HPOClient(settings.service_url, settings.bearer_token())
 
 
 def watch_command(

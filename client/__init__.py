@@ -1,7 +1,7 @@
 """Python client of the HPO service's HTTP API.
 
-``TypedHPOClient`` answers with typed models (``client.models``) for programs that call the
-service; ``HPOClient`` answers with plain JSON (the workers and the CLI use it).
+``HPOClient`` answers with typed models (``client.models``) for programs that call the
+service; ``HPOJSONClient`` answers with plain JSON (the workers and the CLI use it).
 """
 
 from client.errors import (
@@ -11,9 +11,9 @@ from client.errors import (
     NotFoundError,
     StudyTimeout,
 )
-from client.http_client import HPOClient, HPOError, TrialGone
+from client.http_client import HPOError, HPOJSONClient, TrialGone
 from client.models import Assignment, Best, Importance, Study, Trial
-from client.typed_client import TypedHPOClient
+from client.typed_client import HPOClient
 
 __all__ = [
     "Assignment",
@@ -22,6 +22,7 @@ __all__ = [
     "ConflictError",
     "HPOClient",
     "HPOError",
+    "HPOJSONClient",
     "Importance",
     "InvalidRequestError",
     "NotFoundError",
@@ -29,5 +30,4 @@ __all__ = [
     "StudyTimeout",
     "Trial",
     "TrialGone",
-    "TypedHPOClient",
 ]

@@ -49,7 +49,7 @@ class TrialGone(HPOError):
     """The trial is no longer this caller's to run (finished, held by another, or deleted): stop it."""
 
 
-class HPOClient:
+class HPOJSONClient:
     """Calls the API with a bearer token; one keep-alive session per client."""
 
     def __init__(

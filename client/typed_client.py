@@ -1,6 +1,6 @@
-"""``TypedHPOClient``: the service's HTTP API with typed answers, for programs that call it.
+"""``HPOClient``: the service's HTTP API with typed answers, for programs that call it.
 
-Built on ``HPOClient`` (client/http_client.py: one keep-alive session, retries of what cannot have
+Built on ``HPOJSONClient`` (client/http_client.py: one keep-alive session, retries of what cannot have
 taken effect), which the workers and the CLI use with plain JSON.
 """
 
@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 import yaml
 
 from client.errors import StudyTimeout, specific_error
-from client.http_client import HPOClient, HPOError
+from client.http_client import HPOError, HPOJSONClient
 from client.models import Assignment, Best, Importance, Study, Trial
 
 T = TypeVar("T")
 DEFAULT_POLL_S = 1.0
 
 
-class TypedHPOClient:
+class HPOClient:
     """Submit, follow and steer studies; ask / report / complete trials of your own training.
 
     Answers are pydantic models (``client/models.py``); error answers raise ``AuthError``,
@@ -30,7 +30,7 @@ class TypedHPOClient:
     """
 
     def __init__(self, url: str, token: str | None = None, **options: Any) -> None:
-        self.raw = HPOClient(url, token, **options)
+        self.raw = HPOJSONClient(url, token, **options)
 
     def submit(self, spec: dict[str, Any] | str | Path) -> Study:
         """Submit a study: its definition as a mapping, or the path of a ``.json``/``.yaml`` file."""

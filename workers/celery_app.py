@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from client import HPOClient
+from client import HPOJSONClient
 from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config
 from service.settings import Settings
 from workers.jobs import JobRunner
@@ -26,9 +26,9 @@ def create_celery(settings: Settings) -> Celery:
     app = Celery("hpo-worker")
     app.conf.update(celery_config(settings))
     connect_log_signals()
-    clients: dict[int, HPOClient] = {}
+    clients: dict[int, HPOJSONClient] = {}
 
-    def client() -> HPOClient:
+    def client() -> HPOJSONClient:
         # One HTTP session per worker process, made after the fork.
         pid = os.getpid()
         if pid not in clients:
@@ -47,7 +47,7 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def _register_job_task(app: Celery, task_name: str, client: Callable[[], HPOClient]) -> None:
+def _register_job_task(app: Celery, task_name: str, client: Callable[[], HPOJSONClient]) -> None:
     """A thin task that hands a study job's message to the job runner."""
 
     @app.task(name=task_name)

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from client import HPOClient
+from client import HPOJSONClient
 from service.settings import DEFAULT_DATA_DIR
 
 DEFAULT_CACHE_DIR = DEFAULT_DATA_DIR / "dataset-cache"
@@ -20,7 +20,7 @@ DEFAULT_CACHE_DIR = DEFAULT_DATA_DIR / "dataset-cache"
 class DatasetCache:
     """Fetches registered data sets through the HTTP API into a folder of files named by hash."""
 
-    def __init__(self, client: HPOClient, folder: Path = DEFAULT_CACHE_DIR) -> None:
+    def __init__(self, client: HPOJSONClient, folder: Path = DEFAULT_CACHE_DIR) -> None:
         self._client = client
         self._folder = folder
 

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from requests import RequestException
 
-from client import HPOClient, HPOError
+from client import HPOError, HPOJSONClient
 from service.jobs import JobKind, JobMessage
 from service.preflight import PreflightSpec
 from workers.dataset_cache import DatasetCache
@@ -31,7 +31,7 @@ MAX_REASON_CHARS = 1500
 class JobRunner:
     """Runs study jobs and reports them over HTTP."""
 
-    def __init__(self, client: HPOClient) -> None:
+    def __init__(self, client: HPOJSONClient) -> None:
         self._client = client
 
     def run(self, message: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from client import HPOClient
+from client import HPOJSONClient
 from service.queue_contract import RUN_TRIAL_TASK
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def counters() -> WorkerCounters:
     return WorkerCounters()
 
 
-class MeteredClient(HPOClient):
+class MeteredClient(HPOJSONClient):
     """The HTTP client of the trial runner, counting each epoch it reports."""
 
     def report(self, *args: Any, **kwargs: Any) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from client import HPOClient, HPOError
+from client import HPOError, HPOJSONClient
 from workers.checkpoints import checkpoint_bytes
 from workers.dataset_cache import DatasetCache
 from workers.provenance import DataProvenance, TrialContext, trainer_distribution
@@ -20,7 +20,7 @@ from workers.trainers.base import TrialRun
 logger = logging.getLogger(__name__)
 
 
-def open_records(client: HPOClient, run: TrialRun, trainer: str, lease: str) -> TrialContext:
+def open_records(client: HPOJSONClient, run: TrialRun, trainer: str, lease: str) -> TrialContext:
     """The trial's context, its seed and trainer already recorded by the service."""
 
     def send_data(data: DataProvenance) -> None:
@@ -44,7 +44,7 @@ def open_records(client: HPOClient, run: TrialRun, trainer: str, lease: str) -> 
     return context
 
 
-def upload_checkpoint(client: HPOClient, context: TrialContext, lease: str) -> None:
+def upload_checkpoint(client: HPOJSONClient, context: TrialContext, lease: str) -> None:
     """Send the trial's best weights, if the trainer kept any. A file the service refuses (too
     large, say) is logged, and the trial completes without it."""
     content = checkpoint_bytes(context)

@@ -17,7 +17,7 @@ from typing import Any
 
 from requests import RequestException
 
-from client import HPOClient, HPOError, TrialGone
+from client import HPOError, HPOJSONClient, TrialGone
 from service.dispatch import TrialAssignment
 from service.epoch_metrics import MAX_EPOCH_RECORDS
 from workers.provenance import trial_context
@@ -33,7 +33,7 @@ HEARTBEATS_PER_LEASE = 4
 class TrialRunner:
     """Trains trials handed over by the queue and reports them over HTTP."""
 
-    def __init__(self, client: HPOClient) -> None:
+    def __init__(self, client: HPOJSONClient) -> None:
         self._client = client
 
     def run(self, message: dict[str, Any], delivery: str = "") -> str:

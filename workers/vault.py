@@ -12,13 +12,13 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from client import HPOClient
+from client import HPOJSONClient
 from service.vault import EvaluationFigures, ModelFigures
 from workers.checkpoints import load_checkpoint
 from workers.trainers.datasets import DataPart
 
 
-def trial_models(client: HPOClient, trial_ids: Sequence[int]) -> list[nn.Module]:
+def trial_models(client: HPOJSONClient, trial_ids: Sequence[int]) -> list[nn.Module]:
     """The models of ``trial_ids``, rebuilt from their checkpoints."""
     return [load_checkpoint(client.checkpoint(trial_id)) for trial_id in trial_ids]
 

@@ -14,13 +14,13 @@ from client import (
     Assignment,
     Best,
     ConflictError,
+    HPOClient,
     InvalidRequestError,
     NotFoundError,
     Study,
     StudyTimeout,
     Trial,
     TrialGone,
-    TypedHPOClient,
 )
 from client.errors import problems_of
 from tests.integration.conftest import unique
@@ -55,14 +55,12 @@ def external_study(n_trials: int = 2) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def hpo(stack: LocalStack) -> TypedHPOClient:
-    return TypedHPOClient(stack.url)
+def hpo(stack: LocalStack) -> HPOClient:
+    return HPOClient(stack.url)
 
 
 @pytest.fixture(scope="module")
-def finished(
-    hpo: TypedHPOClient, stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
-) -> Study:
+def finished(hpo: HPOClient, stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Study:
     """A study submitted from a YAML file and waited for."""
     path = tmp_path_factory.mktemp("client") / "study.yaml"
     path.write_text(yaml.safe_dump(wine_study()))
@@ -86,7 +84,7 @@ def test_wait_returns_the_complete_study_with_typed_fields(finished: Study) -> N
 
 
 @pytest.mark.slow
-def test_trials_and_best_are_typed_and_agree(hpo: TypedHPOClient, finished: Study) -> None:
+def test_trials_and_best_are_typed_and_agree(hpo: HPOClient, finished: Study) -> None:
     trials = hpo.trials(finished.study_id)
     assert len(trials) == N_TRIALS and all(isinstance(trial, Trial) for trial in trials)
     assert all(trial.finished and set(trial.params) == {"lr", "hidden"} for trial in trials)
@@ -100,7 +98,7 @@ def test_trials_and_best_are_typed_and_agree(hpo: TypedHPOClient, finished: Stud
     assert best == finished.best
 
 
-def test_external_training_with_ask_report_complete(hpo: TypedHPOClient) -> None:
+def test_external_training_with_ask_report_complete(hpo: HPOClient) -> None:
     study = hpo.submit(external_study(n_trials=2))
     for _ in range(2):
         trial = hpo.ask(study.study_id)
@@ -124,7 +122,7 @@ def test_external_training_with_ask_report_complete(hpo: TypedHPOClient) -> None
     assert refused.value.status == 409
 
 
-def test_a_report_after_completion_raises_trial_gone(hpo: TypedHPOClient) -> None:
+def test_a_report_after_completion_raises_trial_gone(hpo: HPOClient) -> None:
     study = hpo.submit(external_study(n_trials=1))
     trial = hpo.ask(study.study_id)
     hpo.complete(trial, value=1.0)
@@ -132,7 +130,7 @@ def test_a_report_after_completion_raises_trial_gone(hpo: TypedHPOClient) -> Non
         hpo.report(trial, 3, 0.5)
 
 
-def test_stop_pause_resume_and_delete(hpo: TypedHPOClient) -> None:
+def test_stop_pause_resume_and_delete(hpo: HPOClient) -> None:
     study = hpo.submit(external_study(n_trials=3))
     assert hpo.pause(study.study_id).state == "paused"
     assert hpo.resume(study.study_id).state == "running"
@@ -144,7 +142,7 @@ def test_stop_pause_resume_and_delete(hpo: TypedHPOClient) -> None:
         hpo.status(study.study_id)
 
 
-def test_errors_map_to_clear_exceptions(hpo: TypedHPOClient) -> None:
+def test_errors_map_to_clear_exceptions(hpo: HPOClient) -> None:
     with pytest.raises(NotFoundError) as missing:
         hpo.best(10**9)
     assert missing.value.status == 404
@@ -160,7 +158,7 @@ def test_errors_map_to_clear_exceptions(hpo: TypedHPOClient) -> None:
         hpo.best(empty.study_id)
 
 
-def test_wait_times_out_with_the_last_state(hpo: TypedHPOClient) -> None:
+def test_wait_times_out_with_the_last_state(hpo: HPOClient) -> None:
     study = hpo.submit(external_study())
     with pytest.raises(StudyTimeout) as timed_out:
         hpo.wait(study.study_id, timeout=0.5, poll=0.1)
@@ -168,7 +166,7 @@ def test_wait_times_out_with_the_last_state(hpo: TypedHPOClient) -> None:
     assert timed_out.value.study.state == "running"
 
 
-def test_a_wrong_file_is_refused_before_any_request(hpo: TypedHPOClient, tmp_path: Path) -> None:
+def test_a_wrong_file_is_refused_before_any_request(hpo: HPOClient, tmp_path: Path) -> None:
     path = tmp_path / "list.yaml"
     path.write_text("- not a study\n")
     with pytest.raises(ValueError, match="does not hold a study definition"):

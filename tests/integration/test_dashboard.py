@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from cli.local_stack import LocalStack
 from cli.processes import ManagedProcess, free_port, wait_until
-from client import Study, TypedHPOClient
+from client import HPOClient, Study
 from service.storage.database import Database
 from service.tokens import DEFAULT_TENANT, Role, TokenStore
 from tests.integration.conftest import unique
@@ -42,7 +42,7 @@ BROWSER_FLAGS = (
 
 @pytest.fixture(scope="module")
 def finished(stack: LocalStack) -> Study:
-    hpo = TypedHPOClient(stack.url)
+    hpo = HPOClient(stack.url)
     study = hpo.submit(
         {
             "name": unique("dashboard-wine"),

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from cli.local_stack import LocalStack
-from client import HPOClient
+from client import HPOJSONClient
 from tests.integration.conftest import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,7 +34,7 @@ def digits_study(n_trials: int) -> dict[str, Any]:
 
 
 def wait_for_end(
-    client: HPOClient, study_id: int, stack: LocalStack, timeout_s: float = 240
+    client: HPOJSONClient, study_id: int, stack: LocalStack, timeout_s: float = 240
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

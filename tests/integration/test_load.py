@@ -31,7 +31,7 @@ import requests
 import urllib3
 
 from cli.local_stack import LocalStack
-from client import HPOClient
+from client import HPOJSONClient
 from client.http_client import HPOError
 from service.spec.study_spec import MAX_CONCURRENT_TRIALS, MAX_TRIALS
 from tests.support.logs import log_records
@@ -179,7 +179,7 @@ def is_keepalive_reset(error: Exception) -> bool:
     gunicorn closes a kept-alive connection once it has been idle ``keepalive`` seconds (2), without
     looking for a request that arrived meanwhile (``murder_keepalived`` in its gthread worker): a
     request sent on it at that moment is reset, unread. HTTP clients send such a request again
-    (RFC 9112, 9.3.1); ``HPOClient`` does for its idempotent calls, but with ``retries=0`` it cannot.
+    (RFC 9112, 9.3.1); ``HPOJSONClient`` does for its idempotent calls, but with ``retries=0`` it cannot.
     The API log (no worker died) and the trial counts (no trial made twice) prove afterwards that the
     server had not read the request.
     """
@@ -198,7 +198,7 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def run_one_trial(client: HPOClient, study_id: int, rng: random.Random, tally: Tally) -> None:
+def run_one_trial(client: HPOJSONClient, study_id: int, rng: random.Random, tally: Tally) -> None:
     """Ask, report ``STEPS`` values with the lease, complete (unless pruned)."""
     assignment = call(
         tally, "ask", f"POST /studies/{study_id}/trials", lambda: client.ask(study_id)
@@ -230,7 +230,7 @@ def run_one_trial(client: HPOClient, study_id: int, rng: random.Random, tally: T
 
 def reporter(index: int, url: str, study_ids: list[int], deadline: float, tally: Tally) -> None:
     """One client: trials one after the other, on the studies in turn, until the deadline."""
-    client = HPOClient(url, timeout_s=REQUEST_TIMEOUT_S, retries=0)
+    client = HPOJSONClient(url, timeout_s=REQUEST_TIMEOUT_S, retries=0)
     rng = random.Random(index)
     turn = index
     while time.monotonic() < deadline and len(tally.errors) < MAX_ERRORS_PER_REPORTER:
@@ -291,7 +291,7 @@ def merged(tallies: list[Tally]) -> Tally:
     return total
 
 
-def recording_mismatches(client: HPOClient, study_id: int, total: Tally) -> list[str]:
+def recording_mismatches(client: HPOJSONClient, study_id: int, total: Tally) -> list[str]:
     """How the study's trials, as the API has them, differ from what the reporters did."""
     trials = client.trials(study_id)
     ids = [t["trial_id"] for t in trials]
@@ -364,7 +364,7 @@ def _is_problem(record: dict[str, Any]) -> bool:
     return record.get("level") not in ("DEBUG", "INFO")
 
 
-def create_studies(client: HPOClient, stack: LocalStack) -> list[int]:
+def create_studies(client: HPOJSONClient, stack: LocalStack) -> list[int]:
     """The studies the reporters share; a failure shows the API log (the API may not have booted)."""
     try:
         return [client.create_study(study_spec(i))["study_id"] for i in range(STUDIES)]
@@ -400,7 +400,7 @@ def test_a_hundred_concurrent_reporters_get_no_error_and_stay_within_the_pools(
     load_stack: LocalStack, load_database: tuple[str, str], postgres_server: PostgresServer
 ) -> None:
     """No error answer, no reporter stuck, connections within the pools, every trial recorded once."""
-    client = HPOClient(load_stack.url, timeout_s=REQUEST_TIMEOUT_S, retries=0)
+    client = HPOJSONClient(load_stack.url, timeout_s=REQUEST_TIMEOUT_S, retries=0)
     study_ids = create_studies(client, load_stack)
     sampler = ConnectionSampler(postgres_server, load_database[0]).start()
     started = time.monotonic()

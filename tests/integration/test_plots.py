@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from cli.local_stack import LocalStack
-from client import TypedHPOClient
+from client import HPOClient
 from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -38,17 +38,17 @@ def wine_study(n_trials: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def hpo(stack: LocalStack) -> TypedHPOClient:
-    return TypedHPOClient(stack.url)
+def hpo(stack: LocalStack) -> HPOClient:
+    return HPOClient(stack.url)
 
 
 @pytest.fixture(scope="module")
-def finished_id(hpo: TypedHPOClient) -> int:
+def finished_id(hpo: HPOClient) -> int:
     study = hpo.submit(wine_study(n_trials=8))
     return hpo.wait(study.study_id, timeout=240, poll=0.3).study_id
 
 
-def external_study(hpo: TypedHPOClient, values: list[float]) -> int:
+def external_study(hpo: HPOClient, values: list[float]) -> int:
     """A study whose trials this test completes itself, one per value (no trainer, no epochs)."""
     study = hpo.submit(
         {
@@ -80,7 +80,7 @@ def test_each_plot_is_a_real_png(stack: LocalStack, finished_id: int, kind: str)
 
 
 @pytest.mark.slow
-def test_importance_names_the_study_parameters(hpo: TypedHPOClient, finished_id: int) -> None:
+def test_importance_names_the_study_parameters(hpo: HPOClient, finished_id: int) -> None:
     found = hpo.importance(finished_id)
     assert found.evaluator == "PedAnovaImportanceEvaluator"
     assert set(found.importances) <= PARAMS and found.importances
@@ -95,7 +95,7 @@ def test_an_unknown_kind_is_refused_naming_kind(stack: LocalStack) -> None:
     assert any(problem["field"].endswith("kind") for problem in response.json()["problems"])
 
 
-def test_too_few_trials_is_a_clear_conflict(stack: LocalStack, hpo: TypedHPOClient) -> None:
+def test_too_few_trials_is_a_clear_conflict(stack: LocalStack, hpo: HPOClient) -> None:
     empty = external_study(hpo, [])
     one = external_study(hpo, [0.5])
     for study_id, path in (

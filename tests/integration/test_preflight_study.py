@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cli.local_stack import LocalStack
-from client import HPOClient, HPOError
+from client import HPOError, HPOJSONClient
 from tests.conftest import BACKENDS
 from tests.integration.conftest import unique
 
@@ -29,7 +29,9 @@ def small_study(name: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def wait_for(client: HPOClient, study_id: int, done: Any, timeout_s: float = 120) -> dict[str, Any]:
+def wait_for(
+    client: HPOJSONClient, study_id: int, done: Any, timeout_s: float = 120
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         study = client.study(study_id)

@@ -10,20 +10,20 @@ import pytest
 import requests
 
 from cli.local_stack import LocalStack
-from client import HPOClient
+from client import HPOJSONClient
 from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 
 
-def external_study(client: HPOClient, **fields: Any) -> dict[str, Any]:
+def external_study(client: HPOJSONClient, **fields: Any) -> dict[str, Any]:
     return client.create_study(
         {"name": unique("life"), "space": SPACE, "pruner": {"name": "none"}, **fields}
     )
 
 
-def finish(client: HPOClient, trial: dict[str, Any], value: float) -> None:
+def finish(client: HPOJSONClient, trial: dict[str, Any], value: float) -> None:
     client.complete(trial["trial_id"], value=value, lease=trial["lease"])
 
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from cli.local_stack import LocalStack
-from client import HPOClient
+from client import HPOJSONClient
 
 pytestmark = pytest.mark.integration
 SPACE = {
@@ -61,7 +61,7 @@ def run_study(stack: LocalStack, study: dict[str, Any], curve: Curve) -> list[Ra
     return ran
 
 
-def run_trial(client: HPOClient, study_id: int, curve: Curve) -> Ran:
+def run_trial(client: HPOJSONClient, study_id: int, curve: Curve) -> Ran:
     trial = client.ask(study_id)
     ran = Ran(trial["number"], trial["params"], [], pruned=False)
     for step, value in enumerate(curve(ran.number, ran.params), start=1):

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from cli.local_stack import LocalStack
-from client import HPOClient, HPOError
+from client import HPOError, HPOJSONClient
 from tests.integration.conftest import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DIGITS_TEST_ROWS = 360  # 20 % of 1797, stratified
 
 
-def finished_study(client: HPOClient, n_trials: int) -> int:
+def finished_study(client: HPOJSONClient, n_trials: int) -> int:
     """A small digits study run to completion; its id."""
     created = client.create_study(
         {
@@ -35,7 +35,7 @@ def finished_study(client: HPOClient, n_trials: int) -> int:
     return int(created["study_id"])
 
 
-def wait_for_job(client: HPOClient, job_id: int) -> dict[str, Any]:
+def wait_for_job(client: HPOJSONClient, job_id: int) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         job = client.job(job_id)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from cli.local_stack import LocalStack
-from client import TypedHPOClient
+from client import HPOClient
 from tests.integration.conftest import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -17,7 +17,7 @@ N_TRIALS = 5
 
 
 def test_watch_ends_with_the_study_and_shows_counts_and_best(stack: LocalStack) -> None:
-    hpo = TypedHPOClient(stack.url)
+    hpo = HPOClient(stack.url)
     study = hpo.submit(
         {
             "name": unique("watch-wine"),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from client import HPOClient
+from client import HPOJSONClient
 
 CLASS_NAMES = ("setosa", "versicolor", "virginica")
 
@@ -53,7 +53,7 @@ def registered_study(name: str, dataset: str, n_trials: int, epochs: int) -> dic
     }
 
 
-def wait_for_end(client: HPOClient, study_id: int, timeout_s: float = 240) -> dict[str, Any]:
+def wait_for_end(client: HPOJSONClient, study_id: int, timeout_s: float = 240) -> dict[str, Any]:
     """The study once it is no longer running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
