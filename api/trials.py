@@ -68,9 +68,15 @@ class Heartbeat(BaseModel):
 
 
 class Decision(BaseModel):
-    """Whether the trial must stop now."""
+    """Whether the trial must stop now, and when a report can next stop it."""
 
     prune: bool
+    next_decision_step: int | None = Field(
+        description="The first later step whose report can prune this trial: reports of earlier "
+        "steps may be sent without waiting for their answers (the workers do). null: no later "
+        "report can prune it (pruner none). Hyperband answers its next rung; other pruners the "
+        "next step."
+    )
 
 
 EpochFigures = Annotated[
@@ -124,8 +130,10 @@ def heartbeat(path: TrialPath, body: Heartbeat) -> dict[str, Any]:
 @trials.post("/<int:trial_id>/report", responses={200: Decision})
 def report(path: TrialPath, body: Report) -> dict[str, Any]:
     """Record the value after an epoch (renewing the lease); the answer says whether to prune."""
-    prune = tuner().report(path.trial_id, body.step, body.value, body.lease, current_tenant())
-    return Decision(prune=prune).model_dump()
+    answer = tuner().report_answer(
+        path.trial_id, body.step, body.value, body.lease, current_tenant()
+    )
+    return Decision(prune=answer.prune, next_decision_step=answer.next_decision_step).model_dump()
 
 
 @trials.post("/<int:trial_id>/complete", responses={200: TrialView})

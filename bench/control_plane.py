@@ -4,7 +4,8 @@ A study of ``--trials`` trials (10 reports each, TPE + Hyperband) driven by 1, 4
 workers (threads calling ask / report / complete over HTTP, as an external program or a Celery
 worker after its claim does) against a real API (gunicorn) on SQLite and on PostgreSQL; beside it
 plain Optuna in the same number of processes on the same database, Optuna's JournalStorage on the
-embedded Redis, and Ray Tune (ASHA). Then the service alone over a long history (decision latency
+embedded Redis, and Ray Tune (ASHA); one study through real Celery worker processes (the
+built-in trainer on a tiny model). Then the service alone over a long history (decision latency
 after 100 and after ``--history`` finished trials). Usage: ``python -m bench.control_plane
 [--quick] [--no-ray] [--no-postgres]``.
 """
@@ -43,13 +44,15 @@ class Sizes:
     optuna_time_budget_s: float
     ray_trials: int
     history: int
+    celery_trials: int
+    celery_processes: int = 2
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         """Full sizes, or the few-minutes ones."""
         if quick:
-            return cls(200, (1, 4), 200, 8.0, 200, 1000)
-        return cls(1000, (1, 4, 16), 1000, 15.0, 1000, 10000)
+            return cls(200, (1, 4), 200, 8.0, 200, 1000, 60)
+        return cls(1000, (1, 4, 16), 1000, 15.0, 1000, 10000, 200)
 
 
 class ConnectionSampler:
@@ -152,6 +155,52 @@ def run_journal(workers: int, sizes: Sizes) -> dict[str, Any]:
     return result.summary()
 
 
+def celery_spec(trials: int, processes: int) -> dict[str, Any]:
+    """TPE + Hyperband over the built-in trainer on a tiny model and data set (about a
+    millisecond an epoch): what is left is the control plane, Celery included."""
+    return {
+        "name": f"celery-{time.time_ns()}",
+        "space": {
+            "lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True},
+            "hidden": {"type": "int", "low": 2, "high": 8},
+        },
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": {"name": "hyperband", "min_resource": 1, "max_resource": EPOCHS},
+        "budget": {"n_trials": trials, "max_concurrent_trials": processes},
+        "trainer": {
+            "name": "mlp",
+            "dataset": "synthetic",
+            "epochs": EPOCHS,
+            "device": "cpu",
+            "params": {"batch_size": 1000},
+        },
+        "preflight": {"enabled": False},
+    }
+
+
+def run_celery(database: Database, trials: int, processes: int) -> dict[str, Any]:
+    """One study through real Celery worker processes (claim, reports, completion over HTTP)."""
+    name = f"celery_{processes}_{time.time_ns() % 10**9}"
+    stack = LocalStack(database.new(name), workers=processes, log_level="WARNING").start()
+    try:
+        client = stack.client()
+        started = time.perf_counter()
+        study_id = client.create_study(celery_spec(trials, processes))["study_id"]
+        while (study := client.study(study_id))["state"] == "running":
+            time.sleep(0.2)
+        wall = time.perf_counter() - started
+    finally:
+        stack.stop()
+    counts = study["counts"]
+    return {
+        "trials": trials,
+        "state": study["state"],
+        "counts": counts,
+        "trials_per_s": round(trials / wall, 2),
+        "wall_s": round(wall, 2),
+    }
+
+
 def flat_history(database: Database, history: int) -> dict[str, Any]:
     """The service alone, one worker, ``history`` trials: decision latency near trial 100 and at
     the end. Random sampling (TPE's ask grows with the history; this run is about the pruner)."""
@@ -201,6 +250,11 @@ def measure(sizes: Sizes, *, postgres: bool, ray: bool) -> dict[str, Any]:
         for workers in sizes.worker_counts:
             print(f"[control plane] optuna journal on redis/{workers} ...", flush=True)
             results["optuna"][f"journal-redis/{workers}"] = run_journal(workers, sizes)
+        print(
+            f"[control plane] service through {sizes.celery_processes} Celery processes ...",
+            flush=True,
+        )
+        results["celery"] = run_celery(found[0], sizes.celery_trials, sizes.celery_processes)
         print(f"[control plane] service alone, {sizes.history} trials of history ...", flush=True)
         results["history"] = flat_history(found[0], sizes.history)
     if ray and ray_tune.available():
@@ -297,6 +351,20 @@ def table(results: dict[str, Any]) -> str:
                     "—" if row.get("db_connections_peak") is None else row["db_connections_peak"],
                 ]
             )
+    celery = results.get("celery")
+    if celery:
+        rows.append(
+            [
+                "service (real Celery, mlp on a tiny model)",
+                f"sqlite/{results['sizes']['celery_processes']} processes",
+                celery["trials_per_s"],
+                "—",
+                "—",
+                "—",
+                "—",
+                "—",
+            ]
+        )
     if results.get("ray"):
         rows.append(
             [

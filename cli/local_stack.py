@@ -49,6 +49,9 @@ class LocalStack:
             "HPO_SERVICE_URL": self.url,
             "HPO_PORT": str(self.port),
             "HPO_WORKER_CONCURRENCY": str(max(self.workers, 1)),
+            # The API, Redis and the database share these cores: OpenMP threads that spin
+            # waiting for a busy core slow an epoch several-fold (bench.worker_overhead).
+            "HPO_WORKER_TORCH_THREADS": "1",
             "HPO_API_TOKENS": json.dumps(self.tokens),
             # One machine, loopback only: open unless the stack is given tokens.
             "HPO_REQUIRE_TOKENS": "true" if self.tokens else "false",

@@ -106,9 +106,16 @@ class HPOJSONClient:
 
     def report(self, trial_id: int, step: int, value: float, lease: str | None = None) -> bool:
         """Report an epoch's value; ``True`` means prune. ``TrialGone`` if the trial is over."""
+        return bool(self.report_decision(trial_id, step, value, lease)["prune"])
+
+    def report_decision(
+        self, trial_id: int, step: int, value: float, lease: str | None = None
+    ) -> dict[str, Any]:
+        """Report an epoch's value; the whole answer: ``prune``, and ``next_decision_step`` (the
+        first later step whose report can prune the trial; ``None``: none can)."""
         body = {"step": step, "value": value, "lease": lease}
-        answer = self._call("POST", f"/trials/{trial_id}/report", json=body)
-        return bool(answer["prune"])
+        answer: dict[str, Any] = self._call("POST", f"/trials/{trial_id}/report", json=body)
+        return answer
 
     def complete(
         self,

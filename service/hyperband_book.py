@@ -67,10 +67,12 @@ class StudyRungs:
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether to prune, and the rungs (rung → value) the trial completes with this report."""
+    """Whether to prune, and the rungs (rung → value) the trial completes with this report;
+    kept, the step of its next rung: no report before that step can prune it."""
 
     prune: bool
     new_rungs: dict[int, float]
+    next_rung_step: int | None = None
 
 
 class HyperbandBook:
@@ -115,7 +117,7 @@ class HyperbandBook:
                 if not _promotable(value, others, pruner.reduction_factor, direction):
                     return Decision(True, new_rungs)
                 rung += 1
-        return Decision(False, new_rungs)
+        return Decision(False, new_rungs, pruner.rung_step(bracket, rung))
 
     def forget(self, study_id: int) -> None:
         """Drop a study's rungs (it was deleted)."""

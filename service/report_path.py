@@ -11,6 +11,7 @@ reported out of order) answers ``None``: the caller takes Optuna's general path.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from optuna.storages._rdb import models
 from optuna.study import StudyDirection
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
-from service.hyperband_book import RUNG_PREFIX, HyperbandBook
+from service.hyperband_book import RUNG_PREFIX, Decision, HyperbandBook
 from service.leases import LeaseStore
 from service.policies import build_pruner
 from service.seeded_hyperband import SeededHyperbandPruner
@@ -27,6 +28,15 @@ from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 
 FINITE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
+
+
+@dataclass(frozen=True)
+class ReportAnswer:
+    """A report's answer: prune now or not, and the first later step whose report can prune the
+    trial (``None``: none can). Reports of earlier steps need not wait for their answers."""
+
+    prune: bool
+    next_decision_step: int | None
 
 
 class HyperbandReports:
@@ -46,8 +56,9 @@ class HyperbandReports:
         step: int,
         value: float,
         lease: str | None,
-    ) -> bool | None:
-        """Whether to prune; ``None`` where this path does not apply (at most the lease was renewed)."""
+    ) -> Decision | None:
+        """Whether to prune (and the next step that can); ``None`` where this path does not apply
+        (at most the lease was renewed)."""
         pruner = self._pruner(study_id, spec)
         if pruner is None:
             return None
@@ -70,7 +81,7 @@ class HyperbandReports:
                         value_json=json.dumps(rung_value),
                     )
                 )
-        return decision.prune
+        return decision
 
     def forget(self, study_id: int) -> None:
         """Drop what is kept of a deleted study."""

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=1, ge=1, description="Celery processes per worker node (one per GPU)."
     )
+    worker_torch_threads: int = Field(
+        default=0,
+        ge=0,
+        description="PyTorch threads per worker process on the CPU; 0: the node's cores shared "
+        "out between the processes. Small models train faster on 1, and so does a machine whose "
+        "cores also serve the API (the one-machine stack sets 1).",
+    )
     gpus: str = Field(
         default="",
         description="Comma-separated GPU indices of this node; worker process i is pinned to GPU i.",

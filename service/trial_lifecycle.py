@@ -21,7 +21,7 @@ from service.dispatch import TrialAssignment, TrialDispatcher
 from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
-from service.report_path import HyperbandReports
+from service.report_path import HyperbandReports, ReportAnswer
 from service.spec.conditional import suggest
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
@@ -125,32 +125,40 @@ class TrialLifecycle:
         self._running_trial(trial_id)
         self.leases.renew(trial_id, lease)
 
-    def report(self, trial_id: int, step: int, value: float, lease: str | None = None) -> bool:
-        """Record an epoch's value and renew the lease; answer whether to prune (then it is finished)."""
+    def report(
+        self, trial_id: int, step: int, value: float, lease: str | None = None
+    ) -> ReportAnswer:
+        """Record an epoch's value and renew the lease; answer whether to prune (then it is
+        finished), and the next step whose report can prune it."""
         require_finite(value, "value")
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
         # Hyperband: one transaction, decided from the in-memory rung book (service.report_path).
-        prune = self.hyperband_reports.report(study_id, spec, trial_id, step, value, lease)
-        if prune is None:
-            prune = self._report_through_optuna(trial_id, spec, step, value, lease)
-        if not prune:
-            return False
+        decision = self.hyperband_reports.report(study_id, spec, trial_id, step, value, lease)
+        if decision is None:
+            answer = self._report_through_optuna(trial_id, spec, step, value, lease)
+        else:
+            answer = ReportAnswer(decision.prune, decision.next_rung_step)
+        if not answer.prune:
+            return answer
         self._finish(trial_id, TrialState.PRUNED, [value])
         logger.info("trial %s of study %s pruned at step %s", trial_id, study_id, step)
         self.fill_slots(study_id)
-        return True
+        return answer
 
     def _report_through_optuna(
         self, trial_id: int, spec: StudySpec, step: int, value: float, lease: str | None
-    ) -> bool:
-        """Optuna's general path: any pruner, read back through its storage."""
+    ) -> ReportAnswer:
+        """Optuna's general path: any pruner, read back through its storage. Any later report
+        may be pruned, none under the ``none`` pruner."""
         self._running_trial(trial_id)
         self.leases.renew(trial_id, lease)
         with finished_is_conflict(trial_id):
             self._storage.set_trial_intermediate_value(trial_id, step, value)
         study = self._optuna_study(spec, sampler=PRUNING_ONLY_SAMPLER)
-        return bool(study.pruner.prune(study, self._storage.get_trial(trial_id)))
+        prune = bool(study.pruner.prune(study, self._storage.get_trial(trial_id)))
+        never = isinstance(study.pruner, optuna.pruners.NopPruner)
+        return ReportAnswer(prune, None if never else step + 1)
 
     def complete(
         self,

@@ -23,6 +23,7 @@ from service.errors import Conflict, InvalidSpec, NotFound
 from service.jobs import JobDispatcher, StudyJobs
 from service.lease_reaper import LeaseReaper
 from service.leases import LeaseStore, LeaseTimes
+from service.report_path import ReportAnswer
 from service.spec.study_spec import StudySpec
 from service.spec.validation import check_budget_extension, check_study_spec
 from service.storage.database import Database
@@ -217,6 +218,17 @@ class Tuner:
         tenant: str | None = None,
     ) -> bool:
         """Record an epoch's validation value; ``True`` means prune."""
+        return self.report_answer(trial_id, step, value, lease, tenant).prune
+
+    def report_answer(
+        self,
+        trial_id: int,
+        step: int,
+        value: float,
+        lease: str | None = None,
+        tenant: str | None = None,
+    ) -> ReportAnswer:
+        """Record an epoch's validation value; whether to prune, and the next step that can."""
         self._visible(trial_id, tenant)
         return self.trials.report(trial_id, step, value, lease)
 

@@ -71,7 +71,8 @@ def _prepare_process(**_: Any) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         logger.info("worker process %s pinned to GPU %s", index, os.environ["CUDA_VISIBLE_DEVICES"])
         return
-    threads = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
+    shared_out = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
+    threads = settings.worker_torch_threads or shared_out
     import torch  # first import in this process: set before any work
 
     torch.set_num_threads(threads)

@@ -54,10 +54,10 @@ def counters() -> WorkerCounters:
 class MeteredClient(HPOJSONClient):
     """The HTTP client of the trial runner, counting each epoch it reports."""
 
-    def report(self, *args: Any, **kwargs: Any) -> bool:
-        prune = super().report(*args, **kwargs)
+    def report_decision(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        answer = super().report_decision(*args, **kwargs)
         counters().epochs.inc()
-        return prune
+        return answer
 
 
 class GpuCollector(Collector):

@@ -21,8 +21,9 @@ from client import HPOError, HPOJSONClient, TrialGone
 from service.dispatch import TrialAssignment
 from service.epoch_metrics import MAX_EPOCH_RECORDS
 from workers.provenance import trial_context
+from workers.report_pipeline import ReportPipeline
 from workers.trainer_loader import load_trainer
-from workers.trainers.base import EpochReporter, TrainingFailed, TrialRun
+from workers.trainers.base import TrainingFailed, TrialRun
 from workers.trial_records import open_records, upload_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -61,16 +62,29 @@ class TrialRunner:
             return "gone"
 
     def _train_and_complete(self, run: TrialRun, trainer_name: str, lease: str) -> str:
+        reports = ReportPipeline(
+            lambda step, value: self._client.report_decision(run.trial_id, step, value, lease)
+        )
+        try:
+            return self._train_and_finish(run, trainer_name, lease, reports)
+        finally:
+            reports.close()
+
+    def _train_and_finish(
+        self, run: TrialRun, trainer_name: str, lease: str, reports: ReportPipeline
+    ) -> str:
         try:
             records = open_records(self._client, run, trainer_name, lease)
             with trial_context(records):
-                result = load_trainer(trainer_name).train(run, self._reporter(run.trial_id, lease))
+                result = load_trainer(trainer_name).train(run, reports.report)
+            pruned = reports.flush() or result.pruned  # the service has every epoch
         except (TrialGone, RequestException):
             # Not the trainer's failure: the service is out of reach. The lease decides: it
             # expires and the trial runs again with the same parameters.
             raise
         except TrainingFailed as failed:
             # A failure the trainer names (a NaN or exploding loss): its reason, and its epochs.
+            reports.flush()
             self._client.complete(
                 run.trial_id,
                 state="failed",
@@ -81,11 +95,12 @@ class TrialRunner:
             return "failed"
         except Exception as error:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
+            reports.flush()
             self._client.complete(
                 run.trial_id, state="failed", reason=reason[:MAX_REASON_CHARS], lease=lease
             )
             return "failed"
-        if result.pruned:
+        if pruned:
             # The service pruned it already, with the last reported value; this only confirms.
             self._client.complete(run.trial_id, state="pruned", lease=lease)
             return "pruned"
@@ -108,12 +123,6 @@ class TrialRunner:
             )
             return "failed"
         return "complete"
-
-    def _reporter(self, trial_id: int, lease: str) -> EpochReporter:
-        def report(epoch: int, value: float) -> bool:
-            return self._client.report(trial_id, epoch, value, lease)
-
-        return report
 
     @contextmanager
     def _heartbeats(self, trial_id: int, lease: str, ttl_s: float) -> Iterator[None]:

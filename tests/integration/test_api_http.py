@@ -177,6 +177,28 @@ def test_an_external_program_asks_reports_and_completes(stack: LocalStack) -> No
     assert client.best(study["study_id"])["value"] == 0.2
 
 
+@pytest.mark.parametrize(
+    ("pruner", "next_steps"),
+    [
+        # Hyperband (min 1, max 3, factor 3): rungs at steps 1, 3, 9 (bracket 0) or 3, 9
+        # (bracket 1); the lone first trial completes each rung it reaches.
+        ({"name": "hyperband", "min_resource": 1, "max_resource": 3}, [3, 3, 9, 9]),
+        ({"name": "median", "n_startup_trials": 0}, [2, 3, 4, 5]),
+        ({"name": "none"}, [None, None, None, None]),
+    ],
+)
+def test_a_report_answer_names_the_next_step_that_can_prune(
+    stack: LocalStack, pruner: dict[str, Any], next_steps: list[int | None]
+) -> None:
+    client = stack.client()
+    spec = good_study(pruner=pruner, sampler={"name": "random", "seed": 0})
+    study = client.create_study(spec)
+    trial = client.ask(study["study_id"])
+    answers = [client.report_decision(trial["trial_id"], step, 0.5) for step in (1, 2, 3, 4)]
+    assert [answer["prune"] for answer in answers] == [False] * 4  # the first trial is kept
+    assert [answer["next_decision_step"] for answer in answers] == next_steps
+
+
 def test_reports_to_a_finished_trial_get_409_and_change_nothing(stack: LocalStack) -> None:
     client = stack.client()
     study = client.create_study(good_study(pruner={"name": "none"}))

@@ -70,6 +70,7 @@ def test_decisions_match_optuna(
     # Four "workers": trials start in order and report interleaved, round robin.
     pending = list(range(len(curves)))
     running: list[tuple[int, optuna.Trial, optuna.Trial, int]] = []
+    announced: dict[int, int] = {}  # trial index → the next step its answers named
     while pending or running:
         while pending and len(running) < 4:
             index = pending.pop(0)
@@ -78,7 +79,14 @@ def test_decisions_match_optuna(
             running.append((index, mine, other, 1))
         index, mine, other, step = running.pop(0)
         value = curves[index][step - 1]
-        ours_prune = reports.report(ours._study_id, spec, mine._trial_id, step, value, None)
+        decision = reports.report(ours._study_id, spec, mine._trial_id, step, value, None)
+        assert decision is not None
+        ours_prune = decision.prune
+        # No report before the step the previous answer named can prune (the workers rely on it).
+        assert not ours_prune or step >= announced.get(index, 1)
+        if decision.next_rung_step is not None:
+            assert decision.next_rung_step > step
+            announced[index] = decision.next_rung_step
         other.report(value, step)
         theirs_prune = other.should_prune()
         decisions_ours.append((index, step, ours_prune))
