@@ -28,11 +28,15 @@ from service.seeded_hyperband import SeededHyperbandPruner
 
 RUNG_PREFIX = "completed_rung_"
 LATE_COMMIT_WINDOW = 256
+# CROSS JOIN: SQLite joins in the order written, so the read starts from the attribute ids past
+# ``after`` (a primary-key range: the few rows since the last look). With a plain JOIN it chose
+# the study's trials first and looked up each one's attributes: a scan of the whole history on
+# every report (3.2 ms at 10,000 trials against 0.09 ms). PostgreSQL plans it as any join.
 _NEW_RUNG_ROWS = text(
     "SELECT a.trial_system_attribute_id, a.trial_id, t.number, a.key, a.value_json "
-    "FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id "
-    "WHERE t.study_id = :study_id AND a.trial_system_attribute_id > :after "
-    "AND a.key LIKE 'completed_rung_%'"
+    "FROM trial_system_attributes a CROSS JOIN trials t "
+    "WHERE t.trial_id = a.trial_id AND t.study_id = :study_id "
+    "AND a.trial_system_attribute_id > :after AND a.key LIKE 'completed_rung_%'"
 )
 
 

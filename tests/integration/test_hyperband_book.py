@@ -10,11 +10,14 @@ concurrent workers would, and every decision must match.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Literal
 
 import optuna
 import pytest
+from sqlalchemy import text
 
+from service.hyperband_book import _NEW_RUNG_ROWS
 from service.leases import LeaseStore, LeaseTimes
 from service.policies import build_pruner
 from service.report_path import HyperbandReports
@@ -102,3 +105,19 @@ def test_decisions_match_optuna(
     assert any(prune for _, _, prune in decisions_ours)  # the comparison covered prunings
     assert any(step == 27 for _, step, _ in decisions_ours)  # and promotions to the end
     database.dispose()
+
+
+def test_the_rung_read_starts_from_the_new_attribute_ids_not_the_history(
+    tmp_path: Path,
+) -> None:
+    """SQLite's plan for the book's refresh: a primary-key range of attribute ids, then each
+    row's trial by its key; never every trial of the study (a cost that grew with the history)."""
+    database = Database(f"sqlite:///{tmp_path}/plan.db")
+    optuna.create_study(study_name="plan", storage=database.optuna)
+    with database.engine.connect() as connection:
+        plan = connection.execute(
+            text(f"EXPLAIN QUERY PLAN {_NEW_RUNG_ROWS.text}"), {"study_id": 1, "after": 0}
+        ).all()
+    steps = [row[-1] for row in plan]
+    assert "USING INTEGER PRIMARY KEY (rowid>?)" in steps[0], steps
+    assert all("study_id" not in step for step in steps), steps

@@ -180,6 +180,48 @@ def test_wilcoxon_prunes_a_trial_worse_on_every_step_than_the_best(stack: LocalS
     assert pruned_at(stack, pruner, 4, curve) == {1: 4, 3: 4}
 
 
+CONDITIONAL = {
+    "kind": {"type": "categorical", "choices": ["near", "far"]},
+    "x": {"type": "float", "low": 0.0, "high": 1.0, "condition": {"param": "kind", "in": ["near"]}},
+    "z": {"type": "float", "low": 5.0, "high": 6.0, "condition": {"param": "kind", "in": ["far"]}},
+}
+
+
+def test_tpe_with_group_and_constant_liar_runs_parallel_trials_of_a_conditional_space(
+    stack: LocalStack,
+) -> None:
+    client = stack.client()
+    sampler = {
+        "name": "tpe",
+        "seed": 1,
+        "multivariate": True,
+        "group": True,
+        "constant_liar": True,
+        "n_startup_trials": 4,
+    }
+    study = {
+        "name": f"tpe-group-{uuid.uuid4().hex[:8]}",
+        "space": CONDITIONAL,
+        "sampler": sampler,
+        "pruner": {"name": "none"},
+        "budget": {"n_trials": 24, "max_concurrent_trials": 3},
+    }
+    study_id = client.create_study(study)["study_id"]
+    seen: list[dict[str, Any]] = []
+    for _ in range(8):  # three trials asked before any of them is told (parallel workers)
+        batch = [client.ask(study_id) for _ in range(3)]
+        for trial in batch:
+            params = trial["params"]
+            seen.append(params)
+            value = params["x"] if params["kind"] == "near" else params["z"]
+            client.complete(trial["trial_id"], value=value, lease=trial["lease"])
+    assert all(set(p) == ({"kind", "x"} if p["kind"] == "near" else {"kind", "z"}) for p in seen)
+    assert client.study(study_id)["counts"]["complete"] == 24
+    later = seen[12:]  # after the start-up trials, TPE's groups learn that "near" is better
+    assert sum(p["kind"] == "near" for p in later) > len(later) / 2
+    assert client.best(study_id)["params"]["kind"] == "near"
+
+
 CATEGORICAL = {**SPACE, "act": {"type": "categorical", "choices": ["a", "b"]}}
 MLP_SPACE = {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}
 LATE_RUNG = {"name": "successive_halving", "min_resource": 4, "min_early_stopping_rate": 1}
