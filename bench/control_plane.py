@@ -7,7 +7,7 @@ plain Optuna in the same number of processes on the same database, Optuna's Jour
 embedded Redis, and Ray Tune (ASHA); one study through real Celery worker processes (the
 built-in trainer on a tiny model). Then the service alone over a long history (decision latency
 after 100 and after ``--history`` finished trials). Usage: ``python -m bench.control_plane
-[--quick] [--no-ray] [--no-postgres]``.
+[--quick | --full] [--no-ray] [--no-postgres]``.
 """
 
 from __future__ import annotations
@@ -51,11 +51,14 @@ class Sizes:
     celery_processes: int = 2
 
     @classmethod
-    def of(cls, quick: bool) -> Sizes:
-        """Full sizes, or the few-minutes ones."""
+    def of(cls, quick: bool = False, full: bool = False) -> Sizes:
+        """The issue's sizes (``full``: about 23 minutes here), the default that keeps the whole
+        ``make bench`` under 15 minutes on 2 cores, or the few-minutes ones."""
         if quick:
             return cls(200, (1, 4), 200, 8.0, 200, 1000, 60)
-        return cls(1000, (1, 4, 16), 1000, 15.0, 1000, 10000, 200)
+        if full:
+            return cls(1000, (1, 4, 16), 1000, 15.0, 1000, 10000, 200)
+        return cls(400, (1, 4, 16), 400, 10.0, 1000, 2000, 200)
 
 
 class ConnectionSampler:
@@ -397,10 +400,12 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--full", action="store_true")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    results = measure(Sizes.of(args.quick), postgres=not args.no_postgres, ray=not args.no_ray)
+    sizes = Sizes.of(args.quick, args.full)
+    results = measure(sizes, postgres=not args.no_postgres, ray=not args.no_ray)
     write_results("control_plane", results, checks(results), table(results))
 
 

@@ -197,6 +197,7 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--full", action="store_true", help="the same as the default")
     args = parser.parse_args()
     results = measure(args.quick)
     write_results("worker_overhead", results, checks(results), table(results))
