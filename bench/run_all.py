@@ -64,6 +64,13 @@ def summary(walls: dict[str, float], mode: str) -> str:
         "| target | measured | goal | verdict |",
         "|---|---|---|---|",
     ]
+    earlier = [p for p in PARTS if p not in walls and (RESULTS / f"{p}.json").exists()]
+    if earlier:
+        lines[0] += (
+            " Figures of "
+            + ", ".join(f"{p} (written {_written(RESULTS / f'{p}.json')})" for p in earlier)
+            + " come from an earlier run."
+        )
     for part in PARTS:
         path = RESULTS / f"{part}.json"
         if not path.exists():
@@ -75,6 +82,10 @@ def summary(walls: dict[str, float], mode: str) -> str:
         if table.exists():
             lines += ["", f"**{part.replace('_', ' ')}**", "", table.read_text().split("\n\n- ")[0]]
     return "\n".join(lines) + "\n"
+
+
+def _written(path: Path) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
 
 
 def _row(check: dict[str, Any]) -> str:

@@ -26,6 +26,14 @@ class DriveResult:
     ask_ms: list[float] = field(default_factory=list)
     report_ms: list[float] = field(default_factory=list)
     report_ms_by_trial: list[tuple[int, float]] = field(default_factory=list)
+    ask_ms_by_trial: list[tuple[int, float]] = field(default_factory=list)
+
+    def first_trials(self, count: int) -> tuple[list[float], list[float]]:
+        """Ask and report latencies of the trials numbered below ``count`` (the same history
+        another system reached)."""
+        asks = [ms for number, ms in self.ask_ms_by_trial if number < count]
+        reports = [ms for number, ms in self.report_ms_by_trial if number < count]
+        return asks, reports
 
 
 def study_spec(
@@ -81,6 +89,7 @@ def _worker(
             result.reports += len(reports)
             result.report_ms += reports
             number = trial["number"]
+            result.ask_ms_by_trial.append((number, ask_ms))
             result.report_ms_by_trial += [(number, latency) for latency in reports]
 
 

@@ -14,7 +14,7 @@ completion never overtakes a report.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 # Sends one report (step, value); the service's answer: ``prune``, ``next_decision_step``.
@@ -47,6 +47,7 @@ class ReportPipeline:
         """Wait for every report still being sent; whether one of them pruned the trial. Raises
         the first error one of them met."""
         waiting, self._in_flight = self._in_flight, []
+        wait(waiting)  # all of them are out, even where one failed: nothing overtakes them
         for sent in waiting:
             self._take(sent.result())
         return self._pruned

@@ -84,7 +84,7 @@ class TrialRunner:
             raise
         except TrainingFailed as failed:
             # A failure the trainer names (a NaN or exploding loss): its reason, and its epochs.
-            reports.flush()
+            _settle(reports)
             self._client.complete(
                 run.trial_id,
                 state="failed",
@@ -95,7 +95,7 @@ class TrialRunner:
             return "failed"
         except Exception as error:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
-            reports.flush()
+            _settle(reports)
             self._client.complete(
                 run.trial_id, state="failed", reason=reason[:MAX_REASON_CHARS], lease=lease
             )
@@ -143,3 +143,14 @@ class TrialRunner:
         finally:
             stop.set()
             thread.join(timeout=5)
+
+
+def _settle(reports: ReportPipeline) -> None:
+    """Before a failed trial's completion: wait for the reports still out. A refused report must
+    not hide the trainer's failure (the completion carries it); a trial taken away ends here."""
+    try:
+        reports.flush()
+    except TrialGone:
+        raise
+    except HPOError as refused:
+        logger.warning("a report of the failing trial was refused: %s", refused)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -22,9 +23,12 @@ class Service:
         self.release = threading.Event()
         self.release.set()
         self.fail_at: int | None = None
+        self.slow_after_failure_s = 0.0
 
     def send(self, step: int, value: float) -> dict[str, Any]:
         self.release.wait(timeout=10)
+        if self.fail_at is not None and step > self.fail_at:
+            time.sleep(self.slow_after_failure_s)
         self.received.append((step, threading.current_thread().name))
         if step == self.fail_at:
             raise TrialGone(409, {"error": "trial 1 is failed, not running"})
@@ -62,7 +66,8 @@ def test_without_a_pruner_every_report_but_the_first_goes_in_the_background() ->
         assert pipeline.report(step, 0.5) is False
     assert pipeline.flush() is False
     assert [step for step, _ in service.received] == [1, 2, 3, 4, 5]
-    assert {name for _, name in service.received[1:]} != {threading.current_thread().name}
+    assert len({name for _, name in service.received[1:]}) == 1
+    assert all(name.startswith("reports") for _, name in service.received[1:])
     pipeline.close()
 
 
@@ -88,4 +93,22 @@ def test_an_error_in_a_background_report_reaches_the_trial() -> None:
         for step in range(1, 6):
             pipeline.report(step, 0.5)
         pipeline.flush()
+    pipeline.close()
+
+
+def test_a_failed_report_leaves_no_later_report_behind_the_flush() -> None:
+    service = Service(every=None)
+    service.fail_at = 3
+    service.slow_after_failure_s = 0.2
+    pipeline = ReportPipeline(service.send)
+    pipeline.report(1, 0.5)  # waits: the first answer names no decision step
+    service.release.clear()  # 2 to 5 queue up behind a slow service
+    for step in range(2, 6):
+        assert pipeline.report(step, 0.5) is False
+    service.release.set()
+    with pytest.raises(TrialGone):
+        pipeline.flush()
+    # Every report was out before the flush raised: a completion sent now overtakes none.
+    assert [step for step, _ in service.received] == [1, 2, 3, 4, 5]
+    assert pipeline.flush() is False
     pipeline.close()
