@@ -72,11 +72,13 @@ class StudyRungs:
 @dataclass(frozen=True)
 class Decision:
     """Whether to prune, and the rungs (rung → value) the trial completes with this report;
-    kept, the step of its next rung: no report before that step can prune it."""
+    kept, the step of its next rung: no report before that step can prune it (``None``: no
+    later report can; required, since a worker takes ``None`` as leave to send every later
+    report without waiting)."""
 
     prune: bool
     new_rungs: dict[int, float]
-    next_rung_step: int | None = None
+    next_rung_step: int | None
 
 
 class HyperbandBook:
@@ -119,7 +121,7 @@ class HyperbandBook:
                 new_rungs[rung] = value
                 others = rungs.values.get((bracket, rung), [])
                 if not _promotable(value, others, pruner.reduction_factor, direction):
-                    return Decision(True, new_rungs)
+                    return Decision(True, new_rungs, None)
                 rung += 1
         return Decision(False, new_rungs, pruner.rung_step(bracket, rung))
 

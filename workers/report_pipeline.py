@@ -20,6 +20,9 @@ from typing import Any
 # Sends one report (step, value); the service's answer: ``prune``, ``next_decision_step``.
 ReportSender = Callable[[int, float], dict[str, Any]]
 UNKNOWN = -1  # before the first answer: every report waits
+# At most this many reports are out at once: a slow service holds the trainer back instead of
+# letting reports pile up, and a trial taken away is noticed within as many epochs.
+MAX_IN_FLIGHT = 8
 
 
 class ReportPipeline:
@@ -38,8 +41,10 @@ class ReportPipeline:
         if self._pruned:
             return True
         if self._can_wait(step):
+            while len(self._in_flight) >= MAX_IN_FLIGHT:
+                self._take(self._in_flight.pop(0).result())
             self._in_flight.append(self._sender.submit(self._send, step, value))
-            return False
+            return self._pruned
         self.flush()
         return self._take(self._send(step, value))
 

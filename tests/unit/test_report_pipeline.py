@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from client import TrialGone
-from workers.report_pipeline import ReportPipeline
+from workers.report_pipeline import MAX_IN_FLIGHT, ReportPipeline
 
 
 class Service:
@@ -111,4 +111,27 @@ def test_a_failed_report_leaves_no_later_report_behind_the_flush() -> None:
     # Every report was out before the flush raised: a completion sent now overtakes none.
     assert [step for step, _ in service.received] == [1, 2, 3, 4, 5]
     assert pipeline.flush() is False
+    pipeline.close()
+
+
+def test_a_slow_service_holds_the_trainer_back_after_a_bounded_queue() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send)
+    pipeline.report(1, 0.5)
+    service.release.clear()
+    last = MAX_IN_FLIGHT + 2  # one report is being sent, MAX_IN_FLIGHT wait behind it
+
+    def train() -> None:
+        for step in range(2, last + 2):
+            pipeline.report(step, 0.5)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    trainer.join(timeout=0.3)
+    assert trainer.is_alive()  # held back: the queue is full
+    service.release.set()
+    trainer.join(timeout=10)
+    assert not trainer.is_alive()
+    pipeline.flush()
+    assert [step for step, _ in service.received] == list(range(1, last + 2))
     pipeline.close()

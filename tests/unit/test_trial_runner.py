@@ -1,0 +1,112 @@
+"""The trial runner completes a trial only after every report of it reached the service.
+
+The service is a recording stand-in (its side is tested over HTTP elsewhere); the trainer is a
+scripted one, so that the order of reports and completion is the thing under test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from client import HPOError
+from workers import trial_runner
+from workers.trainers.base import TrainingFailed, TrainResult, TrialRun
+from workers.trial_runner import TrialRunner
+
+MESSAGE = {
+    "study_id": 1,
+    "trial_id": 7,
+    "number": 0,
+    "params": {},
+    "trainer": {"name": "mlp"},
+    "seed": 3,
+}
+
+
+class RecordingService:
+    """Answers as the service does without a pruner (no report can prune); each background report
+    takes ``delay_s``; the report of ``refuse_step`` gets a 500."""
+
+    def __init__(self, delay_s: float = 0.05, refuse_step: int | None = None) -> None:
+        self.delay_s = delay_s
+        self.refuse_step = refuse_step
+        self.calls: list[tuple[str, Any]] = []
+        self._guard = threading.Lock()
+
+    def _note(self, call: str, detail: Any) -> None:
+        with self._guard:
+            self.calls.append((call, detail))
+
+    def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
+        return {"lease": "lease-1", "lease_ttl_s": 60.0}
+
+    def heartbeat(self, trial_id: int, lease: str) -> None:
+        return None
+
+    def record_provenance(self, trial_id: int, fields: dict[str, Any], lease: str) -> None:
+        return None
+
+    def put_checkpoint(self, trial_id: int, content: bytes, lease: str) -> None:
+        self._note("checkpoint", None)
+
+    def report_decision(self, trial_id: int, step: int, value: float, lease: str) -> dict[str, Any]:
+        if step > 1:
+            time.sleep(self.delay_s)
+        self._note("report", step)
+        if step == self.refuse_step:
+            raise HPOError(500, {"error": "the database is busy"})
+        return {"prune": False, "next_decision_step": None}
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        self._note("complete", fields)
+        return {}
+
+
+class ScriptedTrainer:
+    """Reports ``epochs`` epochs, then returns, or fails with ``failure``."""
+
+    def __init__(self, epochs: int, failure: str | None = None) -> None:
+        self.epochs = epochs
+        self.failure = failure
+
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        for epoch in range(1, self.epochs + 1):
+            report(epoch, 1.0 / epoch)
+        if self.failure is not None:
+            raise TrainingFailed(self.failure, [{"train_loss": 1.0}])
+        return TrainResult(value=1.0 / self.epochs, epochs_run=self.epochs)
+
+
+def run_trial(
+    monkeypatch: pytest.MonkeyPatch, service: RecordingService, trainer: ScriptedTrainer
+) -> str:
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: trainer)
+    return TrialRunner(service).run(MESSAGE)  # type: ignore[arg-type]
+
+
+def test_a_complete_trial_is_completed_after_its_last_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RecordingService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=5)) == "complete"
+    reports = [step for call, step in service.calls if call == "report"]
+    assert reports == [1, 2, 3, 4, 5]
+    assert service.calls[-1][0] == "complete"
+    assert service.calls[-1][1]["value"] == pytest.approx(0.2)
+
+
+def test_a_failing_trainer_is_completed_with_its_reason_though_a_report_was_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RecordingService(delay_s=0.1, refuse_step=2)
+    trainer = ScriptedTrainer(epochs=3, failure="the loss is NaN at epoch 3")
+    assert run_trial(monkeypatch, service, trainer) == "failed"
+    assert [call for call, _ in service.calls] == ["report", "report", "report", "complete"]
+    completion = service.calls[-1][1]
+    assert completion["state"] == "failed"
+    assert completion["reason"] == "the loss is NaN at epoch 3"
+    assert completion["epoch_metrics"] == [{"train_loss": 1.0}]
