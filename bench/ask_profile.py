@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,6 +20,8 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, create_trial
 from sqlalchemy import event
+
+from bench.common import percentiles
 
 SPACE: dict[str, BaseDistribution] = {
     "lr": FloatDistribution(1e-4, 1.0, log=True),
@@ -56,8 +57,8 @@ def median_ms(action: Callable[[], None], times: int) -> float:
     for _ in range(times):
         started = time.perf_counter()
         action()
-        taken.append(time.perf_counter() - started)
-    return statistics.median(taken) * 1000
+        taken.append((time.perf_counter() - started) * 1000)
+    return percentiles(taken)["p50_ms"]
 
 
 def ask_and_tell(study: optuna.Study) -> Callable[[], None]:

@@ -56,7 +56,7 @@ def run_part(part: str, options: list[str]) -> float:
 def summary(walls: dict[str, float], mode: str) -> str:
     """The Markdown summary: every check of every part, and where it ran."""
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}"
+        f"Measured {_utc(time.time())} on {machine()}"
         f"{f' ({mode})' if mode else ''}; parts took "
         + ", ".join(f"{part} {wall:.0f} s" for part, wall in walls.items())
         + ".",
@@ -68,7 +68,9 @@ def summary(walls: dict[str, float], mode: str) -> str:
     if earlier:
         lines[0] += (
             " Figures of "
-            + ", ".join(f"{p} (written {_written(RESULTS / f'{p}.json')})" for p in earlier)
+            + ", ".join(
+                f"{p} (written {_utc((RESULTS / f'{p}.json').stat().st_mtime)})" for p in earlier
+            )
             + " come from an earlier run."
         )
     for part in PARTS:
@@ -84,8 +86,8 @@ def summary(walls: dict[str, float], mode: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _written(path: Path) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
 
 
 def _row(check: dict[str, Any]) -> str:

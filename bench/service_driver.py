@@ -18,15 +18,27 @@ from client.http_client import HPOError
 
 @dataclass
 class DriveResult:
-    """What one study run measured."""
+    """What one study run measured: each ask's and each report's latency, by trial number."""
 
-    trials: int = 0
-    reports: int = 0
     wall_s: float = 0.0
-    ask_ms: list[float] = field(default_factory=list)
-    report_ms: list[float] = field(default_factory=list)
-    report_ms_by_trial: list[tuple[int, float]] = field(default_factory=list)
     ask_ms_by_trial: list[tuple[int, float]] = field(default_factory=list)
+    report_ms_by_trial: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def trials(self) -> int:
+        return len(self.ask_ms_by_trial)
+
+    @property
+    def reports(self) -> int:
+        return len(self.report_ms_by_trial)
+
+    @property
+    def ask_ms(self) -> list[float]:
+        return [ms for _, ms in self.ask_ms_by_trial]
+
+    @property
+    def report_ms(self) -> list[float]:
+        return [ms for _, ms in self.report_ms_by_trial]
 
     def first_trials(self, count: int) -> tuple[list[float], list[float]]:
         """Ask and report latencies of the trials numbered below ``count`` (the same history
@@ -84,10 +96,6 @@ def _worker(
         ask_ms = (time.perf_counter() - started) * 1000
         reports = _run_trial(client, trial, epochs)
         with guard:
-            result.trials += 1
-            result.ask_ms.append(ask_ms)
-            result.reports += len(reports)
-            result.report_ms += reports
             number = trial["number"]
             result.ask_ms_by_trial.append((number, ask_ms))
             result.report_ms_by_trial += [(number, latency) for latency in reports]

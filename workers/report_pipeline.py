@@ -42,7 +42,7 @@ class ReportPipeline:
             return True
         if self._can_wait(step):
             while len(self._in_flight) >= MAX_IN_FLIGHT:
-                self._take(self._in_flight.pop(0).result())
+                self._take_oldest()
             self._in_flight.append(self._sender.submit(self._send, step, value))
             return self._pruned
         self.flush()
@@ -68,7 +68,10 @@ class ReportPipeline:
 
     def _collect_finished(self) -> None:
         while self._in_flight and self._in_flight[0].done():
-            self._take(self._in_flight.pop(0).result())
+            self._take_oldest()
+
+    def _take_oldest(self) -> None:
+        self._take(self._in_flight.pop(0).result())
 
     def _take(self, answer: dict[str, Any]) -> bool:
         self._pruned = self._pruned or bool(answer["prune"])
