@@ -98,6 +98,8 @@ class HyperbandBook:
         rows = connection.execute(_NEW_RUNG_ROWS, {"study_id": study_id, "after": after}).all()
         with self._guard:
             for attribute_id, trial_id, number, key, value_json in rows:
+                if attribute_id in rungs.seen_ids:  # the window re-reads rows already counted
+                    continue
                 rung = int(key[len(RUNG_PREFIX) :])
                 bracket = pruner.bracket_of(study_name, number)
                 rungs.add(attribute_id, trial_id, bracket, rung, float(json.loads(value_json)))

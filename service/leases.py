@@ -52,6 +52,13 @@ class LeaseStore:
         self, trial_id: int, study_id: int, attempt: int, *, claim: str | None = None
     ) -> str | None:
         """A new trial's lease: waiting for a worker, or held at once by ``claim`` (an external program)."""
+        with self._database.session() as session:
+            return self.grant_in(session, trial_id, study_id, attempt, claim=claim)
+
+    def grant_in(
+        self, session: Session, trial_id: int, study_id: int, attempt: int, *, claim: str | None
+    ) -> str | None:
+        """:meth:`grant` inside the caller's transaction (the one that creates the trial)."""
         token = secrets.token_hex(16) if claim else None
         # Unclaimed, it counts as unsent until the broker has taken its message (mark_sent):
         # whatever fails in between, the reaper sends it again.
@@ -65,8 +72,7 @@ class LeaseStore:
             attempt=attempt,
             sent=claim is not None,
         )
-        with self._database.session() as session:
-            session.add(record)
+        session.add(record)
         return token
 
     def claim(self, trial_id: int, holder: str) -> str:

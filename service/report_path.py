@@ -97,17 +97,18 @@ class HyperbandReports:
 
 
 def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | None]:
-    """The trial's number and its latest reported step; ``Conflict`` unless it is running."""
-    trial = session.get(models.TrialModel, trial_id)
-    if trial is None or trial.state != TrialState.RUNNING:
-        state = "deleted" if trial is None else trial.state.name.lower()
-        raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
-    last_step = session.scalar(
-        select(func.max(models.TrialIntermediateValueModel.step)).where(
-            models.TrialIntermediateValueModel.trial_id == trial_id
-        )
+    """The trial's number and its latest reported step; ``Conflict`` unless it is running.
+    One query of plain columns (no ORM objects: this runs on every report)."""
+    steps = models.TrialIntermediateValueModel
+    last_step = select(func.max(steps.step)).where(steps.trial_id == trial_id).scalar_subquery()
+    query = select(models.TrialModel.number, models.TrialModel.state, last_step).where(
+        models.TrialModel.trial_id == trial_id
     )
-    return int(trial.number), last_step
+    row = session.execute(query).first()
+    if row is None or row.state != TrialState.RUNNING:
+        state = "deleted" if row is None else row.state.name.lower()
+        raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
+    return int(row.number), row[2]
 
 
 def _record_value(

@@ -25,7 +25,9 @@ from service.report_path import HyperbandReports, ReportAnswer
 from service.spec.conditional import suggest
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
+from service.storage.optuna_rows import OptunaTrialRows
 from service.storage.study_lock import StudyLocks
+from service.study_mirror import MirrorOutOfStep, StudyMirrors, mirrors
 from service.study_store import StudyState, StudyStore
 from service.trial_counts import (
     REPLACED_ATTR,
@@ -49,6 +51,8 @@ RESEND_AFTER_S = 2.0
 # builds its whole grid) would be built for nothing on every epoch.
 PRUNING_ONLY_SAMPLER = optuna.samplers.RandomSampler()
 logger = logging.getLogger(__name__)
+# A new trial: its database id, number, parameters, seed, and lease token once leased.
+_Created = tuple[int, int, dict[str, Any], int, str | None]
 
 
 class TrialLifecycle:
@@ -65,6 +69,8 @@ class TrialLifecycle:
         self.leases = leases
         self.locks = StudyLocks(database.engine)
         self.hyperband_reports = HyperbandReports(database, leases)
+        self.mirrors = StudyMirrors()
+        self._trial_rows = OptunaTrialRows(database.engine)
         self._study_of_trial: dict[int, int] = {}
 
     def ask(self, study_id: int) -> TrialAssignment:
@@ -74,11 +80,14 @@ class TrialLifecycle:
             if record.state != StudyState.RUNNING:
                 raise BudgetExhausted(f"the study is {record.state}", field="study_id")
             spec = self._store.spec_of(record)
-            counts = self.counts(study_id)
+            trials = self._storage.get_all_trials(study_id, deepcopy=False)
+            counts = TrialCounts.of(trials)
             reason = why_no_trial_may_start(spec, counts, record.created_at)
             if reason is not None:
                 raise BudgetExhausted(f"no trial may start: {reason}", field="study_id")
-            return self.create_trial(study_id, spec, counts.total, claim=EXTERNAL_HOLDER)
+            return self.create_trial(
+                study_id, spec, counts.total, claim=EXTERNAL_HOLDER, history=trials
+            )
 
     def fill_slots(self, study_id: int) -> list[TrialAssignment]:
         """Start and dispatch trials while the budget allows; mark the study complete when done."""
@@ -87,7 +96,8 @@ class TrialLifecycle:
             if record.state != StudyState.RUNNING:
                 return []
             spec = self._store.spec_of(record)
-            counts = self.counts(study_id)
+            trials = self._storage.get_all_trials(study_id, deepcopy=False)
+            counts = TrialCounts.of(trials)
             started: list[TrialAssignment] = []
             if self._target_reached(study_id, spec):
                 self._store.set_state(study_id, StudyState.COMPLETE)
@@ -95,11 +105,12 @@ class TrialLifecycle:
             while spec.trainer is not None and not why_no_trial_may_start(
                 spec, counts, record.created_at
             ):
-                assignment = self.create_trial(study_id, spec, counts.total)
+                assignment = self.create_trial(study_id, spec, counts.total, history=trials)
                 if not self.send(assignment):
                     break
                 started.append(assignment)
-                counts = self.counts(study_id)  # an enqueued trial is popped, not added
+                trials = self._storage.get_all_trials(study_id, deepcopy=False)
+                counts = TrialCounts.of(trials)  # an enqueued trial is popped, not added
             if is_done(spec, counts, record.created_at):
                 self._store.set_state(study_id, StudyState.COMPLETE)
             return started
@@ -238,9 +249,75 @@ class TrialLifecycle:
         attempt: int = 0,
         claim: str | None = None,
         seed: int | None = None,
+        history: list[FrozenTrial] | None = None,
     ) -> TrialAssignment:
-        """Ask the sampler (or take ``params``) for a new trial and lease it. Call under the study lock."""
-        study = self._optuna_study(spec, build_sampler(spec, n_trials_so_far))
+        """Ask the sampler (or take ``params``) for a new trial and lease it. Call under the study
+        lock. ``history``: the study's trials as just read, where the caller has them."""
+        sampler = build_sampler(spec, n_trials_so_far)
+        created = None
+        if params is None and seed is None and mirrors(spec):
+            created = self._create_from_mirror(study_id, spec, sampler, history, (attempt, claim))
+        if created is None:
+            created = self._create_through_optuna(study_id, spec, sampler, params, seed)
+            token = self.leases.grant(created[0], study_id, attempt, claim=claim)
+            created = (*created[:4], token)
+        trial_id, number, chosen, seed, token = created
+        self._study_of_trial[trial_id] = study_id
+        trainer = spec.trainer.model_dump() if spec.trainer else None
+        return TrialAssignment(
+            study_id=study_id,
+            trial_id=trial_id,
+            number=number,
+            params=chosen,
+            trainer=trainer,
+            seed=seed,
+            lease=token,
+        )
+
+    def _create_from_mirror(
+        self,
+        study_id: int,
+        spec: StudySpec,
+        sampler: optuna.samplers.BaseSampler,
+        history: list[FrozenTrial] | None,
+        lease: tuple[int, str | None],
+    ) -> _Created | None:
+        """Sample against the study's in-memory mirror, then write the trial and its lease (its
+        attempt and holder: ``lease``) in one transaction (service.study_mirror). ``None`` where
+        a trial waits with fixed parameters, or another writer added a trial the mirror missed."""
+        if history is None:
+            history = self._storage.get_all_trials(study_id, deepcopy=False)
+        mirror = self.mirrors.synced(study_id, self._storage, history)
+        if mirror.waiting:
+            return None
+        try:
+            sampled = mirror.sample(sampler, spec.space)
+            seed = trial_seed(spec, sampled.number)
+            sampled = mirror.set_system_attr(sampled.number, SEED_ATTR, seed)
+            with self._database.session() as session:
+                trial_id, number = self._trial_rows.insert_running(session, study_id, sampled)
+                if number != sampled.number:  # created outside the study lock: sample again
+                    raise MirrorOutOfStep(f"trial number {number}, mirror {sampled.number}")
+                token = self.leases.grant_in(session, trial_id, study_id, lease[0], claim=lease[1])
+        except MirrorOutOfStep:
+            logger.warning("study %s: its mirror was out of step; asking Optuna", study_id)
+            self.mirrors.forget(study_id)
+            return None
+        except Exception:
+            self.mirrors.forget(study_id)  # it holds a trial the database does not
+            raise
+        return trial_id, number, sampled.params, seed, token
+
+    def _create_through_optuna(
+        self,
+        study_id: int,
+        spec: StudySpec,
+        sampler: optuna.samplers.BaseSampler,
+        params: dict[str, Any] | None,
+        seed: int | None,
+    ) -> _Created:
+        """Optuna's own ask on the database: any sampler, enqueued parameters."""
+        study = self._optuna_study(spec, sampler)
         if params is not None:
             study.enqueue_trial(params, skip_if_exists=False)
         try:
@@ -252,18 +329,7 @@ class TrialLifecycle:
         trial_id = trial._trial_id
         seed = trial_seed(spec, trial.number) if seed is None else seed
         self._storage.set_trial_system_attr(trial_id, SEED_ATTR, seed)
-        self._study_of_trial[trial_id] = study_id
-        token = self.leases.grant(trial_id, study_id, attempt, claim=claim)
-        trainer = spec.trainer.model_dump() if spec.trainer else None
-        return TrialAssignment(
-            study_id=study_id,
-            trial_id=trial_id,
-            number=trial.number,
-            params=trial.params,
-            trainer=trainer,
-            seed=seed,
-            lease=token,
-        )
+        return trial_id, trial.number, trial.params, seed, None
 
     def send(self, assignment: TrialAssignment) -> bool:
         """Dispatch; a trial the broker refuses stays leased as unsent and is sent again later."""

@@ -191,6 +191,7 @@ class Tuner:
             self._storage.delete_study(study_id)
             self._store.delete(study_id)
             self.trials.hyperband_reports.forget(study_id)
+            self.trials.mirrors.forget(study_id)
             self.checkpoints.delete_study(study_id)
             self.jobs.delete_study(study_id)
 

@@ -1,0 +1,79 @@
+"""A new running trial written into Optuna's RDB schema inside the caller's transaction.
+
+Optuna's ``RDBStorage`` creates a trial and then writes each parameter and attribute with its own
+reads and checks; a trial sampled in memory (service.study_mirror) needs none of them, so its rows
+(the trial, one per parameter, one per system attribute) go in as Optuna lays them out: state by
+name, start time in naive UTC, parameters in their internal representation with the distribution
+as JSON, attributes as JSON. The tables are read from the database (reflected), not redefined.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from optuna.distributions import distribution_to_json
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Engine, MetaData, Table, func, insert, select
+from sqlalchemy.orm import Session
+
+OPTUNA_TABLES = ("studies", "trials", "trial_params", "trial_system_attributes")
+
+
+class OptunaTrialRows:
+    """Inserts a running trial's rows; the study's row is locked first, as Optuna does."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._tables: dict[str, Table] = {}
+
+    def insert_running(
+        self, session: Session, study_id: int, trial: FrozenTrial
+    ) -> tuple[int, int]:
+        """Write ``trial`` (running, with its parameters and system attributes) as the study's
+        next trial; its database id and number."""
+        studies, trials = self._table("studies"), self._table("trials")
+        session.execute(
+            select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()
+        )
+        number = session.scalar(select(func.count()).where(trials.c.study_id == study_id))
+        started = (trial.datetime_start or datetime.now()).astimezone(UTC).replace(tzinfo=None)
+        row = {
+            "number": number,
+            "study_id": study_id,
+            "state": TrialState.RUNNING.name,
+            "datetime_start": started,
+        }
+        trial_id = session.scalar(insert(trials).values(row).returning(trials.c.trial_id))
+        assert trial_id is not None
+        self._insert_params(session, trial_id, trial)
+        self._insert_system_attrs(session, trial_id, trial)
+        return int(trial_id), int(number or 0)
+
+    def _insert_params(self, session: Session, trial_id: int, trial: FrozenTrial) -> None:
+        rows = [
+            {
+                "trial_id": trial_id,
+                "param_name": name,
+                "param_value": trial.distributions[name].to_internal_repr(value),
+                "distribution_json": distribution_to_json(trial.distributions[name]),
+            }
+            for name, value in trial.params.items()
+        ]
+        if rows:
+            session.execute(insert(self._table("trial_params")), rows)
+
+    def _insert_system_attrs(self, session: Session, trial_id: int, trial: FrozenTrial) -> None:
+        rows = [
+            {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+            for key, value in trial.system_attrs.items()
+        ]
+        if rows:
+            session.execute(insert(self._table("trial_system_attributes")), rows)
+
+    def _table(self, name: str) -> Table:
+        if not self._tables:
+            metadata = MetaData()
+            metadata.reflect(self._engine, only=OPTUNA_TABLES)
+            self._tables = {table: metadata.tables[table] for table in OPTUNA_TABLES}
+        return self._tables[name]
