@@ -3,7 +3,9 @@
 Builds a SQLite study of N finished trials (3 parameters, 10 intermediate values each), then times
 ask + tell of a multivariate TPE with constant liar on the RDB storage and on an in-memory copy,
 and counts the SQL statements and commits each RDB ask + tell makes. The gap between the two is
-what keeping a study's state in memory (writing each trial in one transaction) could save.
+what keeping a study's state in memory (writing each trial in one transaction) can save; beside
+them the service's own ask + complete on SQLite (its in-memory mirror, service.study_mirror), in
+process, with the same history, sampler and seed, counted the same way.
 Usage: ``python -m bench.ask_profile [--trials N] [--asks N]``.
 """
 
@@ -18,10 +20,15 @@ from pathlib import Path
 
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
-from optuna.trial import FrozenTrial, create_trial
+from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import event
 
 from bench.common import percentiles
+from service.dispatch import NoDispatcher
+from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+from service.trainer_catalog import TrainerCatalog
+from service.tuner import Tuner
 
 SPACE: dict[str, BaseDistribution] = {
     "lr": FloatDistribution(1e-4, 1.0, log=True),
@@ -88,10 +95,59 @@ def main() -> None:
         event.listen(storage.engine, "commit", commits.append)
         rdb_ms = median_ms(ask_and_tell(on_rdb), args.asks)
         memory_ms = median_ms(ask_and_tell(in_memory), args.asks)
+        service = service_figures(f"sqlite:///{Path(folder) / 'service.db'}", trials, args.asks)
     print(f"{args.trials} finished trials, TPE multivariate + constant liar, ask + tell:")
     print(f"  RDB (SQLite) p50 {rdb_ms:.1f} ms; in memory p50 {memory_ms:.1f} ms")
     print(f"  SQL statements per RDB ask + tell: {len(statements) / args.asks:.0f}")
     print(f"  transactions committed per RDB ask + tell: {len(commits) / args.asks:.0f}")
+    print(
+        f"  service ask + complete (SQLite, in process): p50 {service['ask_ms']:.1f} ms, "
+        f"ask alone {service['ask_only_ms']:.1f} ms; {service['statements']:.0f} statements, "
+        f"{service['commits']:.0f} commits per ask + complete"
+    )
+
+
+def service_figures(url: str, trials: list[FrozenTrial], asks: int) -> dict[str, float]:
+    """The service's ask + complete on ``url`` after the same history: p50s and SQL counts."""
+    database = Database(url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog(frozenset()))
+    spec = {
+        "name": "ask-profile",
+        "space": {
+            "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+            "x": {"type": "float", "low": -5.0, "high": 5.0},
+            "n": {"type": "int", "low": 1, "high": 64},
+        },
+        "sampler": {"name": "tpe", "seed": 1},
+        "pruner": {"name": "none"},
+        "budget": {"n_trials": len(trials) + 2 * asks + 1, "max_concurrent_trials": 1},
+    }
+    study_id = tuner.create_study(StudySpec.model_validate(spec)).study_id
+    for trial in trials:
+        database.optuna.create_new_trial(study_id, template_trial=trial)
+    ask_only: list[float] = []
+
+    def ask_and_complete() -> None:
+        started = time.perf_counter()
+        trial = tuner.ask(study_id)
+        ask_only.append((time.perf_counter() - started) * 1000)
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
+
+    ask_and_complete()  # the mirror is made from the history on the first ask
+    ask_only.clear()
+    statements: list[str] = []
+    commits: list[object] = []
+    for engine in (database.engine, database.optuna._backend.engine):  # type: ignore[attr-defined]
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        event.listen(engine, "commit", commits.append)
+    ask_ms = median_ms(ask_and_complete, asks)
+    database.dispose()
+    return {
+        "ask_ms": ask_ms,
+        "ask_only_ms": percentiles(ask_only)["p50_ms"],
+        "statements": len(statements) / asks,
+        "commits": len(commits) / asks,
+    }
 
 
 if __name__ == "__main__":
