@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -109,8 +110,11 @@ def registered_datasets(fetch: DatasetFetcher | None) -> Iterator[None]:
         _DATASET_SOURCE.reset(token)
 
 
+@cache
 def trainer_distribution(name: str) -> tuple[str | None, str | None]:
-    """The package (distribution) that provides the trainer entry point ``name``, and its version."""
+    """The package (distribution) that provides the trainer entry point ``name``, and its version.
+    Read once per process, as the trainer itself is loaded once (``load_trainer``): a scan of every
+    installed distribution's metadata costs about 5 ms, on every trial otherwise."""
     for entry_point in entry_points(group=TRAINER_ENTRY_POINT_GROUP, name=name):
         dist = entry_point.dist
         if dist is not None:
