@@ -32,7 +32,8 @@ from service.settings import Settings
 from service.storage.database import Database
 
 logger = logging.getLogger(__name__)
-REPORT_ENDPOINT = "trials.report"
+# One report, and several epochs' reports in one request (what the workers send).
+REPORT_ENDPOINTS = frozenset({"trials.report", "trials.report_many"})
 METRICS_ENDPOINT = "metrics.metrics"
 # kombu's Redis transport keeps a queue's priorities 3, 6 and 9 in lists of their own.
 QUEUE_LISTS = (TRIALS_QUEUE, *(f"{TRIALS_QUEUE}\x06\x16{p}" for p in (3, 6, 9)))
@@ -82,7 +83,8 @@ def register_metrics(app: Flask, database: Database, settings: Settings) -> None
     """Serve ``/metrics`` and time every report request."""
     report_seconds = Histogram(
         "hpo_report_seconds",
-        "Time to serve POST /trials/{id}/report (the prune decision included).",
+        "Time to serve a report request, POST /trials/{id}/report or /reports (the prune "
+        "decision included).",
         buckets=REPORT_BUCKETS,
         registry=None,
     )
@@ -104,7 +106,7 @@ def register_metrics(app: Flask, database: Database, settings: Settings) -> None
 
     @app.before_request
     def _start_clock() -> None:
-        if request.endpoint == REPORT_ENDPOINT:
+        if request.endpoint in REPORT_ENDPOINTS:
             g.hpo_report_started = time.perf_counter()
 
     @app.teardown_request

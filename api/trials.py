@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from flask_openapi3 import APIBlueprint, Tag
 from optuna.trial import TrialState
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import current_tenant
 from api.context import tuner
@@ -25,6 +26,7 @@ trials = APIBlueprint(
 )
 
 MAX_STEP = 10**9
+MAX_BATCH_REPORTS = 200  # epochs in one request of POST /trials/{id}/reports
 MAX_REASON_LENGTH = 2000
 MAX_METRICS = 64
 _STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
@@ -44,6 +46,30 @@ class Report(BaseModel):
     step: int = Field(ge=0, le=MAX_STEP)
     value: float = Field(allow_inf_nan=False)
     lease: str | None = LeaseToken
+
+
+class EpochValue(BaseModel):
+    """One epoch's validation value."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int = Field(ge=0, le=MAX_STEP)
+    value: float = Field(allow_inf_nan=False)
+
+
+class Reports(BaseModel):
+    """Several epochs' values at once, steps rising: what a worker sends between decision steps."""
+
+    model_config = ConfigDict(extra="forbid")
+    reports: list[EpochValue] = Field(min_length=1, max_length=MAX_BATCH_REPORTS)
+    lease: str | None = LeaseToken
+
+    @field_validator("reports")
+    @classmethod
+    def _steps_rise(cls, reports: list[EpochValue]) -> list[EpochValue]:
+        steps = [report.step for report in reports]
+        if any(later <= earlier for earlier, later in pairwise(steps)):
+            raise ValueError(f"the steps must rise, one report per step: got {steps}")
+        return reports
 
 
 class Claim(BaseModel):
@@ -132,6 +158,19 @@ def report(path: TrialPath, body: Report) -> dict[str, Any]:
     """Record the value after an epoch (renewing the lease); the answer says whether to prune."""
     answer = tuner().report_answer(
         path.trial_id, body.step, body.value, body.lease, current_tenant()
+    )
+    return Decision(prune=answer.prune, next_decision_step=answer.next_decision_step).model_dump()
+
+
+@trials.post("/<int:trial_id>/reports", responses={200: Decision})
+def report_many(path: TrialPath, body: Reports) -> dict[str, Any]:
+    """Record several epochs' values in order, each as its own report; the answer is the last
+    one's. A value that prunes the trial ends it there: later ones are not recorded."""
+    answer = tuner().report_many(
+        path.trial_id,
+        [(report.step, report.value) for report in body.reports],
+        body.lease,
+        current_tenant(),
     )
     return Decision(prune=answer.prune, next_decision_step=answer.next_decision_step).model_dump()
 

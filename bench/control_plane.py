@@ -127,14 +127,15 @@ def service_row(result: DriveResult, connections: int | None) -> dict[str, Any]:
 
 
 def run_service(
-    database: Database, workers: int, trials: int
+    database: Database, workers: int, trials: int, *, batched: bool = False
 ) -> tuple[dict[str, Any], DriveResult]:
-    """One study through the API, ``workers`` simulated workers: its figures, and the raw run."""
+    """One study through the API, ``workers`` simulated workers (``batched``: reporting as the
+    Celery workers do): its figures, and the raw run."""
     name = f"service_{workers}_{time.time_ns() % 10**9}"
     stack = LocalStack(database.new(name), workers=0, log_level="WARNING").start()
     try:
         with database.sampler(name) as sampler:
-            result = drive(stack.url, trials, EPOCHS, workers)
+            result = drive(stack.url, trials, EPOCHS, workers, batched=batched)
     finally:
         stack.stop()
     return service_row(result, sampler.peak if database.postgres else None), result
@@ -257,7 +258,12 @@ def databases(postgres: bool) -> Iterator[list[Database]]:
 
 def measure(sizes: Sizes, *, postgres: bool, ray: bool) -> dict[str, Any]:
     """Every run of the control-plane part."""
-    results: dict[str, Any] = {"sizes": sizes.__dict__, "service": {}, "optuna": {}}
+    results: dict[str, Any] = {
+        "sizes": sizes.__dict__,
+        "service": {},
+        "service_batched": {},
+        "optuna": {},
+    }
     with databases(postgres) as found:
         for database in found:
             for workers in sizes.worker_counts:
@@ -268,6 +274,13 @@ def measure(sizes: Sizes, *, postgres: bool, ray: bool) -> dict[str, Any]:
                 results["optuna"][key] = run_optuna(database, workers, sizes)
                 row["same_history_as_optuna"] = matched(run, results["optuna"][key])
                 results["service"][key] = row
+            key = f"{database.kind}/1"
+            print(
+                f"[control plane] service {key}, reports as the workers send them ...", flush=True
+            )
+            results["service_batched"][key] = run_service(database, 1, sizes.trials, batched=True)[
+                0
+            ]
         for workers in sizes.worker_counts:
             print(f"[control plane] optuna journal on redis/{workers} ...", flush=True)
             results["optuna"][f"journal-redis/{workers}"] = run_journal(workers, sizes)
@@ -326,9 +339,19 @@ def checks(results: dict[str, Any]) -> list[Check]:
                 False,
             )
         )
+    for key, service in results.get("service_batched", {}).items():
+        found.append(
+            Check(
+                f"trials/s vs plain Optuna ({key}, reports as the workers send them)",
+                _ratio(service["trials_per_s"], results["optuna"][key]["trials_per_s"]),
+                10.0,
+                True,
+                "x",
+            )
+        )
     ray = results.get("ray")
     if ray:
-        for key, service in results["service"].items():
+        for key, service in _service_runs(results):
             found.append(
                 Check(
                     f"trials/s vs Ray Tune ({key})",
@@ -351,6 +374,13 @@ def checks(results: dict[str, Any]) -> list[Check]:
     return found
 
 
+def _service_runs(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every service run by its label: reports one by one, then as the workers send them."""
+    runs = list(results["service"].items())
+    runs += [(f"{key}, batched", row) for key, row in results.get("service_batched", {}).items()]
+    return runs
+
+
 def _ratio(ours: float, theirs: float) -> float:
     """``ours / theirs``; NaN (a MISS) where the other side measured nothing."""
     return ours / theirs if theirs and theirs == theirs else float("nan")
@@ -359,16 +389,21 @@ def _ratio(ours: float, theirs: float) -> float:
 def table(results: dict[str, Any]) -> str:
     """The control-plane figures as one Markdown table."""
     rows: list[list[Any]] = []
-    for system in ("service", "optuna"):
-        for key, row in results[system].items():
+    systems = {
+        "service": "service (HTTP)",
+        "service_batched": "service (HTTP, reports as the workers send them)",
+        "optuna": "plain Optuna",
+    }
+    for system, label in systems.items():
+        for key, row in results.get(system, {}).items():
             report = row.get("report_decision") or row.get("report_should_prune")
             rows.append(
                 [
-                    "service (HTTP)" if system == "service" else "plain Optuna",
+                    label,
                     key,
                     row["trials_per_s"],
-                    report["p50_ms"],
-                    report["p99_ms"],
+                    "—" if system == "service_batched" else report["p50_ms"],
+                    "—" if system == "service_batched" else report["p99_ms"],
                     row["ask"]["p50_ms"],
                     row["ask"]["p99_ms"],
                     "—" if row.get("db_connections_peak") is None else row["db_connections_peak"],

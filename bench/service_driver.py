@@ -14,6 +14,7 @@ from typing import Any
 from bench.common import SPACE, trial_value
 from client import HPOJSONClient
 from client.http_client import HPOError
+from workers.report_pipeline import ReportPipeline
 
 
 @dataclass
@@ -61,15 +62,26 @@ def study_spec(
     }
 
 
-def drive(url: str, n_trials: int, epochs: int, workers: int, sampler: str = "tpe") -> DriveResult:
-    """Run one study with ``workers`` concurrent simulated workers until its budget is spent."""
+def drive(
+    url: str,
+    n_trials: int,
+    epochs: int,
+    workers: int,
+    sampler: str = "tpe",
+    *,
+    batched: bool = False,
+) -> DriveResult:
+    """Run one study with ``workers`` concurrent simulated workers until its budget is spent.
+    ``batched``: each worker reports as the Celery workers do (``ReportPipeline``: reports before
+    a decision step held and sent together, waiting only at decision steps); its report latencies
+    are then the trainer's wait at each epoch, not request round trips, and are not kept."""
     setup = HPOJSONClient(url)
     spec = study_spec(f"bench-{time.time_ns()}", n_trials, epochs, workers, sampler)
     study_id = setup.create_study(spec)["study_id"]
     result = DriveResult()
     guard = threading.Lock()
     threads = [
-        threading.Thread(target=_worker, args=(url, study_id, epochs, result, guard))
+        threading.Thread(target=_worker, args=(url, study_id, epochs, result, guard, batched))
         for _ in range(workers)
     ]
     started = time.perf_counter()
@@ -82,7 +94,12 @@ def drive(url: str, n_trials: int, epochs: int, workers: int, sampler: str = "tp
 
 
 def _worker(
-    url: str, study_id: int, epochs: int, result: DriveResult, guard: threading.Lock
+    url: str,
+    study_id: int,
+    epochs: int,
+    result: DriveResult,
+    guard: threading.Lock,
+    batched: bool,
 ) -> None:
     client = HPOJSONClient(url)
     while True:
@@ -94,7 +111,11 @@ def _worker(
                 return
             raise
         ask_ms = (time.perf_counter() - started) * 1000
-        reports = _run_trial(client, trial, epochs)
+        reports = (
+            _run_batched_trial(client, trial, epochs)
+            if batched
+            else _run_trial(client, trial, epochs)
+        )
         with guard:
             number = trial["number"]
             result.ask_ms_by_trial.append((number, ask_ms))
@@ -114,3 +135,21 @@ def _run_trial(client: HPOJSONClient, trial: dict[str, Any], epochs: int) -> lis
             return latencies
     client.complete(trial["trial_id"], value=value, lease=lease)
     return latencies
+
+
+def _run_batched_trial(client: HPOJSONClient, trial: dict[str, Any], epochs: int) -> list[float]:
+    """A trial reported as a Celery worker reports it (workers.report_pipeline); no latencies."""
+    lease = trial.get("lease")
+    pipeline = ReportPipeline(lambda batch: client.report_many(trial["trial_id"], batch, lease))
+    value = 0.0
+    try:
+        for step in range(1, epochs + 1):
+            value = trial_value(trial["params"], step)
+            if pipeline.report(step, value):
+                return []
+        if pipeline.flush():
+            return []
+    finally:
+        pipeline.close()
+    client.complete(trial["trial_id"], value=value, lease=lease)
+    return []

@@ -10,7 +10,17 @@ from urllib3.util.retry import Retry
 
 DEFAULT_TIMEOUT_S = 30.0
 IDEMPOTENT_TRIAL_CALLS = frozenset(
-    {"report", "heartbeat", "claim", "complete", "start", "result", "provenance", "checkpoint"}
+    {
+        "report",
+        "reports",
+        "heartbeat",
+        "claim",
+        "complete",
+        "start",
+        "result",
+        "provenance",
+        "checkpoint",
+    }
 )
 DEFAULT_RETRIES = 12  # with backoff capped at 8 s: about a minute of API or database outage
 
@@ -115,6 +125,15 @@ class HPOJSONClient:
         first later step whose report can prune the trial; ``None``: none can)."""
         body = {"step": step, "value": value, "lease": lease}
         answer: dict[str, Any] = self._call("POST", f"/trials/{trial_id}/report", json=body)
+        return answer
+
+    def report_many(
+        self, trial_id: int, reports: list[tuple[int, float]], lease: str | None = None
+    ) -> dict[str, Any]:
+        """Report several epochs' values, (step, value) with rising steps, in one request; the
+        answer of the last one recorded (a prune ends the trial there)."""
+        body = {"reports": [{"step": s, "value": v} for s, v in reports], "lease": lease}
+        answer: dict[str, Any] = self._call("POST", f"/trials/{trial_id}/reports", json=body)
         return answer
 
     def complete(

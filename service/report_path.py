@@ -4,8 +4,9 @@ rungs it completes, and decide from the in-memory :class:`~service.hyperband_boo
 This is what ``trial.report()`` + ``should_prune()`` do through Optuna's storage, less the
 re-reading of every trial: the reads are the lease, the trial's row and the rung attributes
 written since the last report; the writes go to Optuna's own tables (its SQLAlchemy models) and
-the lease table, committed once. Anything else (another pruner, ``max_resource`` unknown, a step
-reported out of order) answers ``None``: the caller takes Optuna's general path.
+the lease table, committed once. Without a pruner a report is the same transaction with nothing
+to decide (:meth:`HyperbandReports.record_only`). Anything else (another pruner, ``max_resource``
+unknown, a step reported out of order) answers ``None``: the caller takes Optuna's general path.
 """
 
 from __future__ import annotations
@@ -82,6 +83,20 @@ class HyperbandReports:
                     )
                 )
         return decision
+
+    def record_only(
+        self, trial_id: int, step: int, value: float, lease: str | None
+    ) -> ReportAnswer | None:
+        """A report of a study without a pruner: renew the lease and record the value in one
+        transaction; nothing can prune it. ``None`` for a step below the latest (the general
+        path records it)."""
+        with self._database.session() as session:
+            _, last_step = _running_trial_steps(session, trial_id)  # "is complete", not "no lease"
+            self._leases.renew_in(session, trial_id, lease)
+            if last_step is not None and step < last_step:
+                return None
+            _record_value(session, trial_id, step, value, replace=step == last_step)
+        return ReportAnswer(False, None)
 
     def forget(self, study_id: int) -> None:
         """Drop what is kept of a deleted study."""

@@ -38,6 +38,11 @@ class TrialCounts:
         total = len(trials) - by_state["retried"] - by_state["copied"]
         return cls(total=total, running=by_state["running"], by_state=by_state)
 
+    def with_one_started(self) -> TrialCounts:
+        """The counts once one new trial runs (none was waiting to be popped)."""
+        by_state = {**self.by_state, "running": self.by_state.get("running", 0) + 1}
+        return TrialCounts(total=self.total + 1, running=self.running + 1, by_state=by_state)
+
 
 def _counted_as(trial: FrozenTrial) -> str:
     attrs = trial.system_attrs

@@ -23,6 +23,7 @@ from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
 from service.report_path import HyperbandReports, ReportAnswer
 from service.spec.conditional import suggest
+from service.spec.pruners import NoPrunerSpec
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.optuna_rows import OptunaTrialRows
@@ -102,15 +103,19 @@ class TrialLifecycle:
             if self._target_reached(study_id, spec):
                 self._store.set_state(study_id, StudyState.COMPLETE)
                 return []
+            history: list[FrozenTrial] | None = trials
             while spec.trainer is not None and not why_no_trial_may_start(
                 spec, counts, record.created_at
             ):
-                assignment = self.create_trial(study_id, spec, counts.total, history=trials)
+                assignment = self.create_trial(study_id, spec, counts.total, history=history)
                 if not self.send(assignment):
                     break
                 started.append(assignment)
-                trials = self._storage.get_all_trials(study_id, deepcopy=False)
-                counts = TrialCounts.of(trials)  # an enqueued trial is popped, not added
+                history = None  # out of date now: a further trial reads the study afresh
+                if counts.by_state.get("waiting", 0):  # an enqueued trial is popped, not added
+                    counts = TrialCounts.of(self._storage.get_all_trials(study_id, deepcopy=False))
+                else:
+                    counts = counts.with_one_started()
             if is_done(spec, counts, record.created_at):
                 self._store.set_state(study_id, StudyState.COMPLETE)
             return started
@@ -145,6 +150,9 @@ class TrialLifecycle:
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
         # Hyperband: one transaction, decided from the in-memory rung book (service.report_path).
+        if isinstance(spec.pruner, NoPrunerSpec):  # nothing to decide: one transaction
+            recorded = self.hyperband_reports.record_only(trial_id, step, value, lease)
+            return recorded or self._report_through_optuna(trial_id, spec, step, value, lease)
         decision = self.hyperband_reports.report(study_id, spec, trial_id, step, value, lease)
         if decision is None:
             answer = self._report_through_optuna(trial_id, spec, step, value, lease)

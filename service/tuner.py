@@ -233,6 +233,23 @@ class Tuner:
         self._visible(trial_id, tenant)
         return self.trials.report(trial_id, step, value, lease)
 
+    def report_many(
+        self,
+        trial_id: int,
+        reports: list[tuple[int, float]],
+        lease: str | None = None,
+        tenant: str | None = None,
+    ) -> ReportAnswer:
+        """Record several epochs' values (step, value) in order, each as :meth:`report_answer`
+        does; the last one's answer. A prune ends the trial there: later values are dropped."""
+        self._visible(trial_id, tenant)
+        answer = ReportAnswer(False, None)
+        for step, value in reports:
+            answer = self.trials.report(trial_id, step, value, lease)
+            if answer.prune:
+                break
+        return answer
+
     def complete(
         self,
         trial_id: int,

@@ -59,6 +59,13 @@ class MeteredClient(HPOJSONClient):
         counters().epochs.inc()
         return answer
 
+    def report_many(
+        self, trial_id: int, reports: list[tuple[int, float]], lease: str | None = None
+    ) -> dict[str, Any]:
+        answer = super().report_many(trial_id, reports, lease)
+        counters().epochs.inc(len(reports))
+        return answer
+
 
 class GpuCollector(Collector):
     """Utilisation and memory of each NVIDIA GPU of the node, read through NVML at scrape time."""

@@ -1,38 +1,56 @@
-"""A trial's reports, sent without waiting where the answer cannot stop the trial.
+"""A trial's reports, sent without waiting where the answer cannot stop the trial, and together.
 
 Each report's answer names the next step whose report can prune the trial (Hyperband: the next
-rung; no pruner: none). Reports of earlier steps go out in the background, in order, while the
-next epochs train; the report at a decision step first waits for those, then for its own answer.
-Under Hyperband with 27 epochs the trainer waits on 4 reports instead of 27, and on none without
-a pruner: the epochs do not pay the round trip to the service.
+rung; no pruner: none). Reports of earlier steps go out in the background while the next epochs
+train: at once while nothing else is being sent, else held and sent together in one request
+(``POST /trials/{id}/reports``) when the sender is free again, ``batch_size`` are held, or
+``max_hold_s`` has passed since the last request. So a fast service gets each report as it comes,
+and a slow one gets fewer, larger requests instead of a queue. The report at a decision step
+waits for what is out, then goes with the held ones in one request, and waits for its answer.
+Under Hyperband with 27 epochs a trial waits on 4 reports instead of 27.
 
-``flush`` waits for what is still being sent and raises the first error a background report met
-(``TrialGone``: the trial was taken away); the runner flushes before it completes the trial, so a
-completion never overtakes a report.
+Other records of the trial that nothing waits for (its provenance) go out on the same sender
+(``send_aside``), so the trainer does not wait for them either.
+
+``flush`` sends what is held, waits for what is being sent and raises the first error a
+background call met (``TrialGone``: the trial was taken away); the runner flushes before it
+completes the trial, so a completion never overtakes a report or a record.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-# Sends one report (step, value); the service's answer: ``prune``, ``next_decision_step``.
-ReportSender = Callable[[int, float], dict[str, Any]]
+# Sends reports (step, value), steps rising; the service's answer to the last: ``prune``,
+# ``next_decision_step``.
+ReportSender = Callable[[list[tuple[int, float]]], dict[str, Any]]
 UNKNOWN = -1  # before the first answer: every report waits
-# At most this many reports are out at once: a slow service holds the trainer back instead of
-# letting reports pile up, and a trial taken away is noticed within as many epochs.
+# At most this many requests are out at once: a slow service holds the trainer back instead of
+# letting reports pile up, and a trial taken away is noticed soon.
 MAX_IN_FLIGHT = 8
+BATCH_SIZE = 32  # reports held at most before they go out together
+MAX_HOLD_S = 1.0  # and for at most this long after the last request
 
 
 class ReportPipeline:
-    """Reports of one trial: in the background until a step whose answer can prune it."""
+    """Reports of one trial: held and sent together in the background until a step whose answer
+    can prune it."""
 
-    def __init__(self, send: ReportSender) -> None:
+    def __init__(
+        self, send: ReportSender, batch_size: int = BATCH_SIZE, max_hold_s: float = MAX_HOLD_S
+    ) -> None:
         self._send = send
+        self._batch_size = batch_size
+        self._max_hold_s = max_hold_s
         self._next_decision: int | None = UNKNOWN
+        self._held: list[tuple[int, float]] = []
         self._in_flight: list[Future[dict[str, Any]]] = []
+        self._aside: list[Future[Any]] = []
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports")
+        self._last_request = time.monotonic()
         self._pruned = False
 
     def report(self, step: int, value: float) -> bool:
@@ -41,25 +59,54 @@ class ReportPipeline:
         if self._pruned:
             return True
         if self._can_wait(step):
-            while len(self._in_flight) >= MAX_IN_FLIGHT:
-                self._take_oldest()
-            self._in_flight.append(self._sender.submit(self._send, step, value))
+            self._held.append((step, value))
+            if self._sender_idle() or len(self._held) >= self._batch_size or self._hold_is_over():
+                self._send_held()
             return self._pruned
-        self.flush()
-        return self._take(self._send(step, value))
+        batch, self._held = [*self._held, (step, value)], []
+        self._wait_sent()
+        self._last_request = time.monotonic()
+        return self._take(self._send(batch))
+
+    def send_aside(self, call: Callable[[], Any]) -> None:
+        """Make a call whose answer nothing waits for, in the background; :meth:`flush` waits
+        for it and raises its error."""
+        self._aside.append(self._sender.submit(call))
 
     def flush(self) -> bool:
-        """Wait for every report still being sent; whether one of them pruned the trial. Raises
-        the first error one of them met."""
-        waiting, self._in_flight = self._in_flight, []
-        wait(waiting)  # all of them are out, even where one failed: nothing overtakes them
-        for sent in waiting:
-            self._take(sent.result())
-        return self._pruned
+        """Send the held reports, wait for every request and call still out; whether a report
+        pruned the trial. Raises the first error one of them met."""
+        self._send_held()
+        return self._wait_sent()
 
     def close(self) -> None:
         """Stop the sending thread (after a flush, nothing is left to send)."""
         self._sender.shutdown(wait=True, cancel_futures=True)
+
+    def _wait_sent(self) -> bool:
+        waiting, self._in_flight = self._in_flight, []
+        aside, self._aside = self._aside, []
+        wait([*waiting, *aside])  # all of them are out, even where one failed: nothing overtakes
+        for sent in waiting:
+            self._take(sent.result())
+        for call in aside:
+            call.result()
+        return self._pruned
+
+    def _send_held(self) -> None:
+        if not self._held:
+            return
+        while len(self._in_flight) >= MAX_IN_FLIGHT:
+            self._take_oldest()
+        batch, self._held = self._held, []
+        self._in_flight.append(self._sender.submit(self._send, batch))
+        self._last_request = time.monotonic()
+
+    def _sender_idle(self) -> bool:
+        return not self._in_flight and all(call.done() for call in self._aside)
+
+    def _hold_is_over(self) -> bool:
+        return time.monotonic() - self._last_request >= self._max_hold_s
 
     def _can_wait(self, step: int) -> bool:
         if self._next_decision == UNKNOWN:

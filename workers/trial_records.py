@@ -2,13 +2,16 @@
 
 ``open_records`` builds the trial's ``TrialContext`` and states at once its seed and trainer
 (package and version of the distribution providing the entry point); the data's hashes and split
-follow as soon as the trainer loads them. ``upload_checkpoint`` sends the best epoch's weights
-before the trial is completed (while its lease still holds).
+follow as soon as the trainer loads them. Both go through ``send``: the runner sends them in the
+background, in order with the reports, and waits for them before completing the trial.
+``upload_checkpoint`` sends the best epoch's weights before the trial is completed (while its
+lease still holds).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from client import HPOError, HPOJSONClient
@@ -18,13 +21,17 @@ from workers.provenance import DataProvenance, TrialContext, trainer_distributio
 from workers.trainers.base import TrialRun
 
 logger = logging.getLogger(__name__)
+# Records what the worker states about the trial (provenance fields) with the service.
+ProvenanceSender = Callable[[dict[str, Any]], None]
 
 
-def open_records(client: HPOJSONClient, run: TrialRun, trainer: str, lease: str) -> TrialContext:
-    """The trial's context, its seed and trainer already recorded by the service."""
+def open_records(
+    client: HPOJSONClient, run: TrialRun, trainer: str, send: ProvenanceSender
+) -> TrialContext:
+    """The trial's context; its seed and trainer handed to ``send`` at once."""
 
     def send_data(data: DataProvenance) -> None:
-        client.record_provenance(run.trial_id, data.fields(), lease)
+        send(data.fields())
 
     context = TrialContext(
         trial_id=run.trial_id,
@@ -38,9 +45,7 @@ def open_records(client: HPOJSONClient, run: TrialRun, trainer: str, lease: str)
     package, version = trainer_distribution(trainer)
     stated: dict[str, Any] = {"seed": run.seed, "trainer": trainer}
     stated.update(trainer_package=package, trainer_version=version)
-    client.record_provenance(
-        run.trial_id, {k: v for k, v in stated.items() if v is not None}, lease
-    )
+    send({k: v for k, v in stated.items() if v is not None})
     return context
 
 

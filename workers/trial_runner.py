@@ -24,7 +24,7 @@ from workers.provenance import trial_context
 from workers.report_pipeline import ReportPipeline
 from workers.trainer_loader import load_trainer
 from workers.trainers.base import TrainingFailed, TrialRun
-from workers.trial_records import open_records, upload_checkpoint
+from workers.trial_records import ProvenanceSender, open_records, upload_checkpoint
 
 logger = logging.getLogger(__name__)
 MAX_REASON_CHARS = 1500
@@ -62,9 +62,7 @@ class TrialRunner:
             return "gone"
 
     def _train_and_complete(self, run: TrialRun, trainer_name: str, lease: str) -> str:
-        reports = ReportPipeline(
-            lambda step, value: self._client.report_decision(run.trial_id, step, value, lease)
-        )
+        reports = ReportPipeline(lambda batch: self._client.report_many(run.trial_id, batch, lease))
         try:
             return self._train_and_finish(run, trainer_name, lease, reports)
         finally:
@@ -74,7 +72,9 @@ class TrialRunner:
         self, run: TrialRun, trainer_name: str, lease: str, reports: ReportPipeline
     ) -> str:
         try:
-            records = open_records(self._client, run, trainer_name, lease)
+            records = open_records(
+                self._client, run, trainer_name, self._provenance_sender(run, lease, reports)
+            )
             with trial_context(records):
                 result = load_trainer(trainer_name).train(run, reports.report)
             pruned = reports.flush() or result.pruned  # the service has every epoch
@@ -123,6 +123,16 @@ class TrialRunner:
             )
             return "failed"
         return "complete"
+
+    def _provenance_sender(
+        self, run: TrialRun, lease: str, reports: ReportPipeline
+    ) -> ProvenanceSender:
+        """Provenance goes out in the background with the reports (the trainer need not wait)."""
+
+        def send(fields: dict[str, Any]) -> None:
+            reports.send_aside(lambda: self._client.record_provenance(run.trial_id, fields, lease))
+
+        return send
 
     @contextmanager
     def _heartbeats(self, trial_id: int, lease: str, ttl_s: float) -> Iterator[None]:

@@ -234,6 +234,65 @@ def test_bad_reports_get_422(stack: LocalStack, body: dict[str, Any], field: str
     assert client.trials(study["study_id"])[0]["intermediate_values"] == {}
 
 
+def test_several_reports_in_one_request_are_each_recorded_and_answered_as_the_last(
+    stack: LocalStack,
+) -> None:
+    client = stack.client()
+    pruner = {"name": "hyperband", "min_resource": 1, "max_resource": 3}
+    study = client.create_study(good_study(pruner=pruner, sampler={"name": "random", "seed": 0}))
+    trial = client.ask(study["study_id"])
+    answer = client.report_many(trial["trial_id"], [(1, 0.9), (2, 0.8), (3, 0.7)])
+    assert answer == {"prune": False, "next_decision_step": 9}  # as a report at step 3 alone
+    [stored] = client.trials(study["study_id"])
+    assert {int(step): v for step, v in stored["intermediate_values"].items()} == {
+        1: 0.9,
+        2: 0.8,
+        3: 0.7,
+    }
+
+
+def test_a_value_that_prunes_ends_the_trial_there_and_later_ones_are_not_recorded(
+    stack: LocalStack,
+) -> None:
+    client = stack.client()
+    pruner = {"name": "median", "n_startup_trials": 0, "n_warmup_steps": 0}
+    study = client.create_study(good_study(pruner=pruner))
+    first = client.ask(study["study_id"])
+    client.report_many(first["trial_id"], [(1, 0.1), (2, 0.1), (3, 0.1)])
+    client.complete(first["trial_id"], value=0.1)
+    second = client.ask(study["study_id"])
+    answer = client.report_many(second["trial_id"], [(1, 0.9), (2, 0.9), (3, 0.9)])
+    assert answer["prune"] is True
+    stored = client.trials(study["study_id"])[1]
+    assert stored["state"] == "pruned"
+    assert list(stored["intermediate_values"]) == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("reports", "field", "words"),
+    [
+        ([], "reports", "at least 1"),
+        ([{"step": 2, "value": 0.1}, {"step": 1, "value": 0.2}], "reports", "rise"),
+        ([{"step": 1, "value": 0.1}, {"step": 1, "value": 0.2}], "reports", "rise"),
+        ([{"step": 1, "value": "NaN"}], "reports.0.value", ""),
+        ([{"step": 1, "value": 0.1, "extra": 1}], "reports.0.extra", ""),
+    ],
+)
+def test_bad_report_batches_get_422_naming_the_field_and_change_nothing(
+    stack: LocalStack, reports: list[dict[str, Any]], field: str, words: str
+) -> None:
+    client = stack.client()
+    study = client.create_study(good_study())
+    trial = client.ask(study["study_id"])
+    response = requests.post(
+        f"{stack.url}/trials/{trial['trial_id']}/reports", json={"reports": reports}, timeout=10
+    )
+    assert response.status_code == 422
+    problem = response.json()["problems"][0]
+    assert problem["field"] == field and words in problem["problem"]
+    assert client.trials(study["study_id"])[0]["intermediate_values"] == {}
+
+
 def test_a_spent_budget_gets_409_on_ask(stack: LocalStack) -> None:
     client = stack.client()
     study = client.create_study(good_study(budget={"n_trials": 1}))

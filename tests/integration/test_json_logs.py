@@ -82,7 +82,7 @@ def test_api_lines_about_a_trial_name_the_trial_and_its_study(run: dict[str, Any
         trial_id = int(found.group(1))
         assert record.get("trial_id") == trial_id, record
         assert record.get("study_id") == run["study_id"], record
-        if "/report " in record["message"]:
+        if "/report " in record["message"] or "/reports " in record["message"]:
             reported.add(trial_id)
     assert reported == set(run["trial_ids"])
 

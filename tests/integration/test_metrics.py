@@ -97,7 +97,7 @@ def test_metrics_count_the_studies_and_trials_by_state(
 def report_requests(stack: LocalStack, status: str = "") -> int:
     """How many report requests the API served (answering ``status``), by its access log."""
     assert stack.api is not None
-    served = re.compile(rf'"POST /trials/\d+/report HTTP/1.1" {status}')
+    served = re.compile(rf'"POST /trials/\d+/reports? HTTP/1.1" {status}')
     lines = stack.api.log_path.read_text().splitlines()
     return sum(1 for line in lines if served.search(json.loads(line)["message"]))
 
@@ -109,7 +109,7 @@ def test_report_histogram_counts_every_report_served(
     reports = sum(len(trial["intermediate_values"]) for trial in finished_study["trials"])
     assert reports >= N_TRIALS
     served = report_requests(metered_stack)
-    assert served >= reports
+    assert served >= N_TRIALS  # the workers send several epochs a request: fewer than reports
     assert samples[("hpo_report_seconds_count", ())] == served
     assert samples[("hpo_report_seconds_bucket", (("le", "+Inf"),))] == served
     assert samples[("hpo_report_seconds_sum", ())] > 0
@@ -137,8 +137,7 @@ def test_worker_metrics_count_its_trials_and_epochs(
     assert trials.get("complete", 0) == counts["complete"]
     assert trials.get("pruned", 0) == counts["pruned"]
     reports = sum(len(trial["intermediate_values"]) for trial in finished_study["trials"])
-    assert samples[("hpo_worker_epochs_total", ())] == report_requests(metered_stack, "200")
-    assert samples[("hpo_worker_epochs_total", ())] >= reports
+    assert samples[("hpo_worker_epochs_total", ())] == reports  # each epoch the service recorded
 
 
 @pytest.mark.gpu

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import optuna
 import pytest
@@ -22,6 +23,7 @@ from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
+from tests.support.transactions import writing_transactions
 
 pytestmark = pytest.mark.integration
 
@@ -292,3 +294,24 @@ def test_a_running_trial_left_without_a_lease_is_failed_by_the_reaper(
     assert view.trial_id == orphan._trial_id and view.state == "fail"
     assert "cut short" in (view.fail_reason or "")
     assert tuner.ask(study.study_id).number == 1  # its slot is free again
+
+
+@pytest.mark.parametrize("pruner", [{"name": "none"}, {"name": "hyperband", "max_resource": 9}])
+def test_a_report_is_one_writing_transaction_and_is_read_back(
+    database_url: str, pruner: dict[str, Any]
+) -> None:
+    database = Database(database_url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    try:
+        study = tuner.create_study(spec(pruner=pruner))
+        trial = tuner.ask(study.study_id)
+        engines = [database.engine, database.optuna._backend.engine]  # type: ignore[attr-defined]
+        for step in (1, 2):
+            with writing_transactions(engines) as counted:
+                assert tuner.report(trial.trial_id, step, 0.5 / step, trial.lease) is False
+            assert len(counted) == 1
+        tuner.report(trial.trial_id, 2, 0.2, trial.lease)  # the same step again: replaced
+        stored = tuner.study_trials(study.study_id)[0]
+        assert stored.intermediate_values == {1: 0.5, 2: 0.2}
+    finally:
+        database.dispose()

@@ -4,13 +4,11 @@ suggests, for the same seed and history, and write the trial in one transaction.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from optuna.trial import TrialState
-from sqlalchemy import Engine, event
 
 from service import trial_lifecycle
 from service.dispatch import NoDispatcher
@@ -19,6 +17,7 @@ from service.storage.database import Database
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 from tests.conftest import BACKENDS
+from tests.support.transactions import writing_transactions
 
 PLAIN_SPACE = {
     "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
@@ -121,32 +120,6 @@ def test_enqueued_trials_run_first_and_the_mirror_takes_over_after(
     asked = run_study(new_database_url("sqlite"), spec)
     assert asked[:2] == enqueue
     assert asked == expected
-
-
-@contextmanager
-def writing_transactions(engines: list[Engine]) -> Iterator[list[int]]:
-    """Counts the transactions on ``engines`` that wrote something, while the block runs."""
-    counted: list[int] = []
-    wrote: set[int] = set()
-
-    def on_execute(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
-            wrote.add(id(connection.connection))
-
-    def on_commit(connection: Any) -> None:
-        if id(connection.connection) in wrote:
-            wrote.discard(id(connection.connection))
-            counted.append(1)
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", on_execute)
-        event.listen(engine, "commit", on_commit)
-    try:
-        yield counted
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", on_execute)
-            event.remove(engine, "commit", on_commit)
 
 
 @pytest.mark.parametrize("mirrored", [True, False])

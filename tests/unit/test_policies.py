@@ -150,3 +150,13 @@ def test_the_timeout_stops_new_trials_and_ends_the_study_once_idle() -> None:
     assert not is_done(s, counts(5, 1), long_ago)
     assert is_done(s, counts(5, 0), long_ago)
     assert not is_done(s, counts(5, 0), datetime.now(UTC))
+
+
+def test_counts_with_one_started_are_the_counts_read_after_a_new_trial_starts() -> None:
+    done = optuna.trial.create_trial(value=1.0)
+    retried = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, system_attrs={"hpo:retried_by": 7}
+    )
+    running = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING)
+    before = TrialCounts.of([done, retried, running])
+    assert before.with_one_started() == TrialCounts.of([done, retried, running, running])

@@ -1,4 +1,5 @@
-"""A trial's reports go out in the background until a step whose answer can prune the trial."""
+"""A trial's reports go out in the background, together, until a step whose answer can prune the
+trial."""
 
 from __future__ import annotations
 
@@ -24,8 +25,19 @@ class Service:
         self.release.set()
         self.fail_at: int | None = None
         self.slow_after_failure_s = 0.0
+        self.requests: list[list[int]] = []
 
-    def send(self, step: int, value: float) -> dict[str, Any]:
+    def send(self, batch: list[tuple[int, float]]) -> dict[str, Any]:
+        """One request: each report in turn, as the service records them; the last answer."""
+        self.requests.append([step for step, _ in batch])
+        answer: dict[str, Any] = {}
+        for step, value in batch:
+            answer = self.send_one(step, value)
+            if answer["prune"]:
+                break
+        return answer
+
+    def send_one(self, step: int, value: float) -> dict[str, Any]:
         self.release.wait(timeout=10)
         if self.fail_at is not None and step > self.fail_at:
             time.sleep(self.slow_after_failure_s)
@@ -38,7 +50,7 @@ class Service:
 
 def test_reports_before_the_next_decision_step_do_not_wait() -> None:
     service = Service(every=4)
-    pipeline = ReportPipeline(service.send)
+    pipeline = ReportPipeline(service.send, batch_size=1)
     assert pipeline.report(1, 0.9) is False  # the first waits: nothing is known yet
     service.release.clear()  # the service is slow from now on
     assert [pipeline.report(step, 0.5) for step in (2, 3)] == [False, False]  # not blocked
@@ -53,7 +65,7 @@ def test_reports_before_the_next_decision_step_do_not_wait() -> None:
 
 def test_a_prune_at_a_decision_step_stops_the_trial_there() -> None:
     service = Service(every=3, prune_at=6)
-    pipeline = ReportPipeline(service.send)
+    pipeline = ReportPipeline(service.send, batch_size=1)
     answers = [pipeline.report(step, 0.5) for step in range(1, 7)]
     assert answers == [False] * 5 + [True]
     pipeline.close()
@@ -61,7 +73,7 @@ def test_a_prune_at_a_decision_step_stops_the_trial_there() -> None:
 
 def test_without_a_pruner_every_report_but_the_first_goes_in_the_background() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send)
+    pipeline = ReportPipeline(service.send, batch_size=1)
     for step in range(1, 6):
         assert pipeline.report(step, 0.5) is False
     assert pipeline.flush() is False
@@ -74,7 +86,7 @@ def test_without_a_pruner_every_report_but_the_first_goes_in_the_background() ->
 def test_an_older_service_without_next_steps_gets_every_report_waited_for() -> None:
     received: list[str] = []
 
-    def send(step: int, value: float) -> dict[str, Any]:
+    def send(batch: list[tuple[int, float]]) -> dict[str, Any]:
         received.append(threading.current_thread().name)
         return {"prune": False}
 
@@ -88,7 +100,7 @@ def test_an_older_service_without_next_steps_gets_every_report_waited_for() -> N
 def test_an_error_in_a_background_report_reaches_the_trial() -> None:
     service = Service(every=None)
     service.fail_at = 3
-    pipeline = ReportPipeline(service.send)
+    pipeline = ReportPipeline(service.send, batch_size=1)
     with pytest.raises(TrialGone):  # raised by a later report, or at the latest by the flush
         for step in range(1, 6):
             pipeline.report(step, 0.5)
@@ -100,7 +112,7 @@ def test_a_failed_report_leaves_no_later_report_behind_the_flush() -> None:
     service = Service(every=None)
     service.fail_at = 3
     service.slow_after_failure_s = 0.2
-    pipeline = ReportPipeline(service.send)
+    pipeline = ReportPipeline(service.send, batch_size=1)
     pipeline.report(1, 0.5)  # waits: the first answer names no decision step
     service.release.clear()  # 2 to 5 queue up behind a slow service
     for step in range(2, 6):
@@ -116,7 +128,7 @@ def test_a_failed_report_leaves_no_later_report_behind_the_flush() -> None:
 
 def test_a_slow_service_holds_the_trainer_back_after_a_bounded_queue() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send)
+    pipeline = ReportPipeline(service.send, batch_size=1)
     pipeline.report(1, 0.5)
     service.release.clear()
     last = MAX_IN_FLIGHT + 2  # one report is being sent, MAX_IN_FLIGHT wait behind it
@@ -134,4 +146,115 @@ def test_a_slow_service_holds_the_trainer_back_after_a_bounded_queue() -> None:
     assert not trainer.is_alive()
     pipeline.flush()
     assert [step for step, _ in service.received] == list(range(1, last + 2))
+    pipeline.close()
+
+
+def test_calls_sent_aside_do_not_wait_and_go_in_order_with_the_reports() -> None:
+    service = Service(every=4)
+    pipeline = ReportPipeline(service.send, batch_size=1)
+    service.release.clear()  # the service is slow: an aside call must not hold the trainer
+
+    def record_provenance() -> None:
+        service.release.wait(timeout=10)
+        service.received.append((0, "provenance"))
+
+    pipeline.send_aside(record_provenance)
+    assert service.received == []  # not answered yet: the caller went on
+    service.release.set()
+    assert pipeline.report(1, 0.9) is False  # waits for what went before it, then itself
+    assert [step for step, _ in service.received] == [0, 1]
+    pipeline.close()
+
+
+def test_a_flush_waits_for_calls_sent_aside_and_raises_their_error() -> None:
+    pipeline = ReportPipeline(Service(every=None).send, batch_size=1)
+    done = threading.Event()
+
+    def slow_record() -> None:
+        time.sleep(0.2)
+        done.set()
+
+    def refused() -> None:
+        raise TrialGone(409, {"error": "trial 1 is failed, not running"})
+
+    pipeline.send_aside(slow_record)
+    pipeline.flush()
+    assert done.is_set()
+    pipeline.send_aside(refused)
+    with pytest.raises(TrialGone):
+        pipeline.flush()
+    pipeline.close()
+
+
+def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_report_goes_out_at_once_while_nothing_else_is_being_sent() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, max_hold_s=60)
+    pipeline.report(1, 0.5)
+    pipeline.report(2, 0.5)  # the sender is free: not held
+    wait_for(lambda: len(service.received) == 2)
+    assert service.requests == [[1], [2]]
+    pipeline.close()
+
+
+def test_reports_held_behind_a_slow_request_go_with_the_decision_step_in_one_request() -> None:
+    service = Service(every=9)
+    pipeline = ReportPipeline(service.send, max_hold_s=60)
+    pipeline.report(1, 0.5)
+    service.release.clear()  # 2 goes out and hangs; 3..8 are held behind it
+    assert [pipeline.report(step, 0.5) for step in range(2, 9)] == [False] * 7
+    threading.Timer(0.1, service.release.set).start()
+    assert pipeline.report(9, 0.5) is False  # waits for 2, then goes with 3..8
+    assert service.requests == [[1], [2], [3, 4, 5, 6, 7, 8, 9]]
+    assert service.received[-1][1] == threading.current_thread().name
+    pipeline.close()
+
+
+def test_held_reports_go_out_together_at_the_batch_size_and_at_the_flush() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, batch_size=3, max_hold_s=60)
+    pipeline.report(1, 0.5)
+    service.release.clear()
+    for step in range(2, 8):
+        assert pipeline.report(step, 0.5) is False
+    service.release.set()
+    assert pipeline.flush() is False
+    assert service.requests == [[1], [2], [3, 4, 5], [6, 7]]
+    assert all(name.startswith("reports") for _, name in service.received[1:])
+    pipeline.close()
+
+
+def test_no_report_is_held_longer_than_the_hold_time_after_the_last_request() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, max_hold_s=0.05)
+    pipeline.report(1, 0.5)
+    service.release.clear()
+    pipeline.report(2, 0.5)  # out, and hanging
+    pipeline.report(3, 0.5)  # held: the last request was just now
+    time.sleep(0.1)  # a slow epoch
+    pipeline.report(4, 0.5)  # the hold is over: 3 and 4 go out now, not at the flush
+    service.release.set()
+    pipeline.flush()
+    assert service.requests == [[1], [2], [3, 4]]
+    pipeline.close()
+
+
+def test_a_prune_answered_to_a_batch_stops_the_trial_at_its_next_report() -> None:
+    service = Service(every=None, prune_at=3)
+    pipeline = ReportPipeline(service.send, batch_size=2, max_hold_s=60)
+    pipeline.report(1, 0.5)
+    service.release.clear()
+    pipeline.report(2, 0.5)
+    pipeline.report(3, 0.5)
+    pipeline.report(4, 0.5)  # 3 and 4 go out together; 3 is pruned, 4 is not recorded
+    service.release.set()
+    pipeline.flush()
+    assert pipeline.report(5, 0.5) is True
+    assert [step for step, _ in service.received] == [1, 2, 3]
     pipeline.close()

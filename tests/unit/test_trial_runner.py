@@ -53,12 +53,15 @@ class RecordingService:
     def put_checkpoint(self, trial_id: int, content: bytes, lease: str) -> None:
         self._note("checkpoint", None)
 
-    def report_decision(self, trial_id: int, step: int, value: float, lease: str) -> dict[str, Any]:
-        if step > 1:
-            time.sleep(self.delay_s)
-        self._note("report", step)
-        if step == self.refuse_step:
-            raise HPOError(500, {"error": "the database is busy"})
+    def report_many(
+        self, trial_id: int, reports: list[tuple[int, float]], lease: str
+    ) -> dict[str, Any]:
+        for step, _ in reports:
+            if step > 1:
+                time.sleep(self.delay_s)
+            self._note("report", step)
+            if step == self.refuse_step:
+                raise HPOError(500, {"error": "the database is busy"})
         return {"prune": False, "next_decision_step": None}
 
     def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
