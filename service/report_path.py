@@ -91,7 +91,8 @@ class HyperbandReports:
         transaction; nothing can prune it. ``None`` for a step below the latest (the general
         path records it)."""
         with self._database.session() as session:
-            _, last_step = _running_trial_steps(session, trial_id)  # "is complete", not "no lease"
+            # The trial's row first, locked: "is complete" rather than "holds no lease".
+            _, last_step = _running_trial_steps(session, trial_id, lock=True)
             self._leases.renew_in(session, trial_id, lease)
             if last_step is not None and step < last_step:
                 return None
@@ -111,14 +112,20 @@ class HyperbandReports:
         return self._pruners[study_id]
 
 
-def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | None]:
+def _running_trial_steps(
+    session: Session, trial_id: int, *, lock: bool = False
+) -> tuple[int, int | None]:
     """The trial's number and its latest reported step; ``Conflict`` unless it is running.
-    One query of plain columns (no ORM objects: this runs on every report)."""
+    One query of plain columns (no ORM objects: this runs on every report). ``lock``: hold the
+    trial's row to the end of the transaction, as Optuna's own writes do, so that a finish
+    committed meanwhile is seen (PostgreSQL; SQLite has one writer at a time)."""
     steps = models.TrialIntermediateValueModel
     last_step = select(func.max(steps.step)).where(steps.trial_id == trial_id).scalar_subquery()
     query = select(models.TrialModel.number, models.TrialModel.state, last_step).where(
         models.TrialModel.trial_id == trial_id
     )
+    if lock:
+        query = query.with_for_update(of=models.TrialModel)
     row = session.execute(query).first()
     if row is None or row.state != TrialState.RUNNING:
         state = "deleted" if row is None else row.state.name.lower()

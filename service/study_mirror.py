@@ -4,12 +4,14 @@ On Optuna's RDB storage an ask creates the trial, then writes each parameter in 
 transaction, and the sampler reads the history through the storage. Here the history is mirrored
 in an Optuna ``InMemoryStorage``, brought up to date before each ask from the trials the caller
 read (Optuna's cached storage reads only new and unfinished trials), the sampler suggests against
-it exactly as it would against the database, and the new trial (parameters and system attributes)
-is written in one transaction (``create_new_trial`` with a template). Same sampler, same seed, same
-history: the same suggestions (``tests/integration/test_study_mirror.py``).
+it exactly as it would against the database, and the new trial (parameters and system
+attributes) is written with its lease in one transaction (``service.storage.optuna_rows``). Same
+sampler, same seed, same history: the same suggestions (``tests/integration/test_study_mirror.py``).
 
 Only for samplers that keep nothing but the trials themselves (TPE and random) and only while no
-trial waits with fixed parameters; anything else takes Optuna's own path. Call under the study lock.
+trial waits with fixed parameters; anything else, and a mirror that cannot be brought up to date,
+takes Optuna's own path. A study's mirror is dropped when it stops running. Call under the study
+lock.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class StudyMirror:
         for trial in trials[len(self._mirror_ids) :]:
             self._add(trial)
         for number in sorted(self._unfinished):
+            if trials[number].number != number:
+                raise MirrorOutOfStep(f"trial at {number} is numbered {trials[number].number}")
             self._update(number, trials[number])
         self.waiting = any(
             trials[number].state == TrialState.WAITING for number in self._unfinished
@@ -118,8 +122,8 @@ def _keep_search_space(
     sampler: optuna.samplers.BaseSampler, search_space: IntersectionSearchSpace
 ) -> None:
     """Give a fresh TPE sampler the study's kept search space. Optuna 5's TPESampler holds it as
-    ``_search_space`` (the mirror's test compares suggestions with Optuna's own, so a release
-    that moves it fails that test rather than changing suggestions)."""
+    ``_search_space``; a release that renames it turns the reuse off (same suggestions, the
+    saving lost), and ``tests/unit/test_study_mirror.py`` fails on it so that it is noticed."""
     if isinstance(sampler, optuna.samplers.TPESampler) and hasattr(sampler, "_search_space"):
         sampler._search_space = search_space
 

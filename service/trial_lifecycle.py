@@ -79,6 +79,7 @@ class TrialLifecycle:
         with self.locks.hold(study_id):
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
+                self.mirrors.forget(study_id)
                 raise BudgetExhausted(f"the study is {record.state}", field="study_id")
             spec = self._store.spec_of(record)
             trials = self._storage.get_all_trials(study_id, deepcopy=False)
@@ -95,13 +96,14 @@ class TrialLifecycle:
         with self.locks.hold(study_id):
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
+                self.mirrors.forget(study_id)  # no trial starts until it runs again
                 return []
             spec = self._store.spec_of(record)
             trials = self._storage.get_all_trials(study_id, deepcopy=False)
             counts = TrialCounts.of(trials)
             started: list[TrialAssignment] = []
             if self._target_reached(study_id, spec):
-                self._store.set_state(study_id, StudyState.COMPLETE)
+                self._complete_study(study_id)
                 return []
             history: list[FrozenTrial] | None = trials
             while spec.trainer is not None and not why_no_trial_may_start(
@@ -117,8 +119,12 @@ class TrialLifecycle:
                 else:
                     counts = counts.with_one_started()
             if is_done(spec, counts, record.created_at):
-                self._store.set_state(study_id, StudyState.COMPLETE)
+                self._complete_study(study_id)
             return started
+
+    def _complete_study(self, study_id: int) -> None:
+        self._store.set_state(study_id, StudyState.COMPLETE)
+        self.mirrors.forget(study_id)
 
     def _target_reached(self, study_id: int, spec: StudySpec) -> bool:
         target = spec.budget.target_value
@@ -261,11 +267,12 @@ class TrialLifecycle:
     ) -> TrialAssignment:
         """Ask the sampler (or take ``params``) for a new trial and lease it. Call under the study
         lock. ``history``: the study's trials as just read, where the caller has them."""
-        sampler = build_sampler(spec, n_trials_so_far)
         created = None
         if params is None and seed is None and mirrors(spec):
+            sampler = build_sampler(spec, n_trials_so_far)
             created = self._create_from_mirror(study_id, spec, sampler, history, (attempt, claim))
-        if created is None:
+        if created is None:  # a sampler of its own: the mirror's may have drawn already
+            sampler = build_sampler(spec, n_trials_so_far)
             created = self._create_through_optuna(study_id, spec, sampler, params, seed)
             token = self.leases.grant(created[0], study_id, attempt, claim=claim)
             created = (*created[:4], token)
@@ -295,7 +302,12 @@ class TrialLifecycle:
         a trial waits with fixed parameters, or another writer added a trial the mirror missed."""
         if history is None:
             history = self._storage.get_all_trials(study_id, deepcopy=False)
-        mirror = self.mirrors.synced(study_id, self._storage, history)
+        try:
+            mirror = self.mirrors.synced(study_id, self._storage, history)
+        except Exception:  # whatever the mirror could not take: Optuna's own path answers
+            logger.exception("study %s: its mirror could not be brought up to date", study_id)
+            self.mirrors.forget(study_id)
+            return None
         if mirror.waiting:
             return None
         try:

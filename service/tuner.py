@@ -152,6 +152,7 @@ class Tuner:
         record = self._store.get(study_id, tenant)
         if record.state == StudyState.RUNNING:
             self._store.set_state(study_id, StudyState.STOPPED)
+        self.trials.mirrors.forget(study_id)
         return self.study(study_id)
 
     def pause(self, study_id: int, tenant: str | None = None) -> StudyView:

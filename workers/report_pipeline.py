@@ -2,12 +2,14 @@
 
 Each report's answer names the next step whose report can prune the trial (Hyperband: the next
 rung; no pruner: none). Reports of earlier steps go out in the background while the next epochs
-train: at once while nothing else is being sent, else held and sent together in one request
-(``POST /trials/{id}/reports``) when the sender is free again, ``batch_size`` are held, or
-``max_hold_s`` has passed since the last request. So a fast service gets each report as it comes,
-and a slow one gets fewer, larger requests instead of a queue. The report at a decision step
-waits for what is out, then goes with the held ones in one request, and waits for its answer.
-Under Hyperband with 27 epochs a trial waits on 4 reports instead of 27.
+train: at once while nothing else is being sent; while a request is still out (epochs shorter
+than its round trip), held, and sent together in one request (``POST /trials/{id}/reports``) with
+the next report that finds the sender free, or once ``batch_size`` are held or ``max_hold_s`` has
+passed since the last request. So a fast service gets each report as it comes, and a slow one
+fewer, larger requests instead of a queue; a report is held for at most about one (short) epoch
+behind a request out. The report at a decision step waits for what is out, then goes with the
+held ones in one request, and waits for its answer. Under Hyperband with 27 epochs a trial waits
+on 4 reports instead of 27.
 
 Other records of the trial that nothing waits for (its provenance) go out on the same sender
 (``send_aside``), so the trainer does not wait for them either.
@@ -75,8 +77,8 @@ class ReportPipeline:
 
     def flush(self) -> bool:
         """Send the held reports, wait for every request and call still out; whether a report
-        pruned the trial. Raises the first error one of them met."""
-        self._send_held()
+        pruned the trial. Raises the first error one of them met, once all of them are out."""
+        self._send_held(bounded=False)  # no waiting on one request before all are sent
         return self._wait_sent()
 
     def close(self) -> None:
@@ -93,10 +95,10 @@ class ReportPipeline:
             call.result()
         return self._pruned
 
-    def _send_held(self) -> None:
+    def _send_held(self, bounded: bool = True) -> None:
         if not self._held:
             return
-        while len(self._in_flight) >= MAX_IN_FLIGHT:
+        while bounded and len(self._in_flight) >= MAX_IN_FLIGHT:
             self._take_oldest()
         batch, self._held = self._held, []
         self._in_flight.append(self._sender.submit(self._send, batch))

@@ -14,6 +14,8 @@ from service import trial_lifecycle
 from service.dispatch import NoDispatcher
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
+from service.storage.optuna_rows import OptunaTrialRows
+from service.study_mirror import StudyMirror
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 from tests.conftest import BACKENDS
@@ -92,6 +94,20 @@ def finish(tuner: Tuner, trial: Any) -> None:
     tuner.complete(trial.trial_id, TrialState.COMPLETE, loss(trial.params, 9), None, trial.lease)
 
 
+def count_mirrored_asks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The trials written by the mirror's path from now on (the real writer, counted)."""
+    written: list[int] = []
+    insert_running = OptunaTrialRows.insert_running
+
+    def counted(self: OptunaTrialRows, *args: Any) -> tuple[int, int]:
+        trial_id, number = insert_running(self, *args)
+        written.append(number)
+        return trial_id, number
+
+    monkeypatch.setattr(OptunaTrialRows, "insert_running", counted)
+    return written
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 @pytest.mark.parametrize("space", ["plain", "conditional"])
@@ -106,7 +122,9 @@ def test_the_mirror_suggests_what_optunas_ask_on_the_database_suggests(
     with monkeypatch.context() as through_optuna:
         through_optuna.setattr(trial_lifecycle, "mirrors", lambda spec: False)
         expected = run_study(new_database_url(backend), spec)
+    mirrored = count_mirrored_asks(monkeypatch)
     assert run_study(new_database_url(backend), spec) == expected
+    assert mirrored == list(range(N_TRIALS))  # every ask took the mirror's path
 
 
 def test_enqueued_trials_run_first_and_the_mirror_takes_over_after(
@@ -117,9 +135,11 @@ def test_enqueued_trials_run_first_and_the_mirror_takes_over_after(
     with monkeypatch.context() as through_optuna:
         through_optuna.setattr(trial_lifecycle, "mirrors", lambda spec: False)
         expected = run_study(new_database_url("sqlite"), spec)
+    mirrored = count_mirrored_asks(monkeypatch)
     asked = run_study(new_database_url("sqlite"), spec)
     assert asked[:2] == enqueue
     assert asked == expected
+    assert mirrored == list(range(2, N_TRIALS))  # the enqueued two took Optuna's path
 
 
 @pytest.mark.parametrize("mirrored", [True, False])
@@ -146,5 +166,34 @@ def test_a_mirrored_ask_writes_the_trial_its_parameters_and_lease_in_one_transac
             assert len(counted) == 1
         else:  # Optuna's path: the trial, each parameter, the seed and the lease apart
             assert len(counted) >= 5
+    finally:
+        database.dispose()
+
+
+def test_a_trial_created_behind_the_mirrors_back_sends_the_ask_to_optunas_path(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(database_url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    try:
+        study_id = tuner.create_study(
+            study_spec(SAMPLERS["tpe-multivariate"], PLAIN_SPACE)
+        ).study_id
+        for _ in range(6):  # past TPE's start-up trials: its search space is in use
+            finish(tuner, tuner.ask(study_id))
+        sample = StudyMirror.sample
+
+        def sample_then_another_writer(self: StudyMirror, *args: Any) -> Any:
+            sampled = sample(self, *args)
+            database.optuna.create_new_trial(study_id)  # e.g. a plain Optuna client
+            return sampled
+
+        with monkeypatch.context() as racing:
+            racing.setattr(StudyMirror, "sample", sample_then_another_writer)
+            trial = tuner.ask(study_id)
+        assert trial.number == 7  # after the other writer's trial 6
+        assert database.optuna.get_trial(trial.trial_id).params == trial.params
+        finish(tuner, trial)
+        assert tuner.ask(study_id).number == 8  # and the mirror, made anew, goes on
     finally:
         database.dispose()

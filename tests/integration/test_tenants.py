@@ -19,6 +19,7 @@ from cli.local_stack import LocalStack
 pytestmark = pytest.mark.integration
 BODIES: dict[str, Any] = {
     "report": {"step": 1, "value": 0.5},
+    "reports": {"reports": [{"step": 1, "value": 0.5}]},
     "complete": {"value": 0.5},
     "claim": {"holder": "intruder"},
     "heartbeat": {},

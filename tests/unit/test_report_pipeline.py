@@ -230,7 +230,7 @@ def test_held_reports_go_out_together_at_the_batch_size_and_at_the_flush() -> No
     pipeline.close()
 
 
-def test_no_report_is_held_longer_than_the_hold_time_after_the_last_request() -> None:
+def test_held_reports_go_out_with_the_next_report_once_the_hold_time_has_passed() -> None:
     service = Service(every=None)
     pipeline = ReportPipeline(service.send, max_hold_s=0.05)
     pipeline.report(1, 0.5)
@@ -257,4 +257,21 @@ def test_a_prune_answered_to_a_batch_stops_the_trial_at_its_next_report() -> Non
     pipeline.flush()
     assert pipeline.report(5, 0.5) is True
     assert [step for step, _ in service.received] == [1, 2, 3]
+    pipeline.close()
+
+
+def test_a_flush_sends_every_held_report_before_it_raises_a_failed_ones_error() -> None:
+    service = Service(every=None)
+    service.fail_at = 2
+    pipeline = ReportPipeline(service.send, batch_size=2, max_hold_s=60)
+    pipeline.report(1, 0.5)
+    service.release.clear()
+    last = 2 + 2 * (MAX_IN_FLIGHT - 1) + 1  # 2 alone, then pairs until the queue is full, one held
+    for step in range(2, last + 1):
+        pipeline.report(step, 0.5)
+    service.release.set()
+    with pytest.raises(TrialGone):  # 2 was refused
+        pipeline.flush()
+    # Every report was out before the flush raised: a completion now overtakes none.
+    assert [step for step, _ in service.received] == list(range(1, last + 1))
     pipeline.close()

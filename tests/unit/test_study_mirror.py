@@ -1,0 +1,13 @@
+"""The mirror's reuse of TPE's search space rests on where Optuna 5 keeps it."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.search_space import IntersectionSearchSpace
+
+
+def test_optunas_tpe_keeps_its_search_space_where_the_mirror_sets_it() -> None:
+    # service.study_mirror gives each new TPESampler the study's kept search space through this
+    # attribute; a release that renames it would silently turn the reuse off.
+    sampler = optuna.samplers.TPESampler(seed=0, multivariate=True)
+    assert isinstance(sampler._search_space, IntersectionSearchSpace)
