@@ -4,7 +4,8 @@ suggests, for the same seed and history, and write the trial in one transaction.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -142,18 +143,25 @@ def test_enqueued_trials_run_first_and_the_mirror_takes_over_after(
     assert mirrored == list(range(2, N_TRIALS))  # the enqueued two took Optuna's path
 
 
+@contextmanager
+def tpe_study(database_url: str) -> Iterator[tuple[Database, Tuner, int]]:
+    """A service on a fresh database with a multivariate TPE study: its database, tuner, study."""
+    database = Database(database_url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    try:
+        spec = study_spec(SAMPLERS["tpe-multivariate"], PLAIN_SPACE)
+        yield database, tuner, tuner.create_study(spec).study_id
+    finally:
+        database.dispose()
+
+
 @pytest.mark.parametrize("mirrored", [True, False])
 def test_a_mirrored_ask_writes_the_trial_its_parameters_and_lease_in_one_transaction(
     database_url: str, mirrored: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not mirrored:
         monkeypatch.setattr(trial_lifecycle, "mirrors", lambda spec: False)
-    database = Database(database_url)
-    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
-    try:
-        study_id = tuner.create_study(
-            study_spec(SAMPLERS["tpe-multivariate"], PLAIN_SPACE)
-        ).study_id
+    with tpe_study(database_url) as (database, tuner, study_id):
         finish(tuner, tuner.ask(study_id))
         optuna_engine = database.optuna._backend.engine  # type: ignore[attr-defined]
         with writing_transactions([database.engine, optuna_engine]) as counted:
@@ -166,19 +174,12 @@ def test_a_mirrored_ask_writes_the_trial_its_parameters_and_lease_in_one_transac
             assert len(counted) == 1
         else:  # Optuna's path: the trial, each parameter, the seed and the lease apart
             assert len(counted) >= 5
-    finally:
-        database.dispose()
 
 
 def test_a_trial_created_behind_the_mirrors_back_sends_the_ask_to_optunas_path(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = Database(database_url)
-    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
-    try:
-        study_id = tuner.create_study(
-            study_spec(SAMPLERS["tpe-multivariate"], PLAIN_SPACE)
-        ).study_id
+    with tpe_study(database_url) as (database, tuner, study_id):
         for _ in range(6):  # past TPE's start-up trials: its search space is in use
             finish(tuner, tuner.ask(study_id))
         sample = StudyMirror.sample
@@ -195,5 +196,3 @@ def test_a_trial_created_behind_the_mirrors_back_sends_the_ask_to_optunas_path(
         assert database.optuna.get_trial(trial.trial_id).params == trial.params
         finish(tuner, trial)
         assert tuner.ask(study_id).number == 8  # and the mirror, made anew, goes on
-    finally:
-        database.dispose()
