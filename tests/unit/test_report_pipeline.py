@@ -232,12 +232,12 @@ def test_held_reports_go_out_together_at_the_batch_size_and_at_the_flush() -> No
 
 def test_held_reports_go_out_with_the_next_report_once_the_hold_time_has_passed() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send, max_hold_s=0.05)
+    pipeline = ReportPipeline(service.send, max_hold_s=0.5)
     pipeline.report(1, 0.5)
     service.release.clear()
     pipeline.report(2, 0.5)  # out, and hanging
     pipeline.report(3, 0.5)  # held: the last request was just now
-    time.sleep(0.1)  # a slow epoch
+    time.sleep(0.6)  # a slow epoch
     pipeline.report(4, 0.5)  # the hold is over: 3 and 4 go out now, not at the flush
     service.release.set()
     pipeline.flush()
