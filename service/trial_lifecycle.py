@@ -23,7 +23,6 @@ from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
 from service.report_path import HyperbandReports, ReportAnswer
 from service.spec.conditional import suggest
-from service.spec.pruners import NoPrunerSpec
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.optuna_rows import OptunaTrialRows
@@ -155,10 +154,8 @@ class TrialLifecycle:
         require_finite(value, "value")
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
-        # Hyperband: one transaction, decided from the in-memory rung book (service.report_path).
-        if isinstance(spec.pruner, NoPrunerSpec):  # nothing to decide: one transaction
-            recorded = self.hyperband_reports.record_only(trial_id, step, value, lease)
-            return recorded or self._report_through_optuna(trial_id, spec, step, value, lease)
+        # Hyperband, or no pruner: one transaction, decided from the in-memory rung book
+        # (service.report_path).
         decision = self.hyperband_reports.report(study_id, spec, trial_id, step, value, lease)
         if decision is None:
             answer = self._report_through_optuna(trial_id, spec, step, value, lease)

@@ -199,9 +199,12 @@ def test_a_report_answer_names_the_next_step_that_can_prune(
     assert [answer["next_decision_step"] for answer in answers] == next_steps
 
 
-def test_reports_to_a_finished_trial_get_409_and_change_nothing(stack: LocalStack) -> None:
+@pytest.mark.parametrize("pruner", [{"name": "none"}, {"name": "hyperband", "max_resource": 9}])
+def test_reports_to_a_finished_trial_get_409_and_change_nothing(
+    stack: LocalStack, pruner: dict[str, Any]
+) -> None:
     client = stack.client()
-    study = client.create_study(good_study(pruner={"name": "none"}))
+    study = client.create_study(good_study(pruner=pruner))
     trial = client.ask(study["study_id"])
     client.complete(trial["trial_id"], value=0.3)
     response = requests.post(
