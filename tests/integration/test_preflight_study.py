@@ -45,6 +45,20 @@ def checks_finished(study: dict[str, Any]) -> bool:
     return study["preflight"] is not None and study["preflight"]["state"] != "running"
 
 
+def checks_acted_on(study: dict[str, Any]) -> bool:
+    """The checks ended and a held study left ``paused`` (the job's end is written first)."""
+    return checks_finished(study) and study["state"] != "paused"
+
+
+def wait_for_trials(client: HPOJSONClient, study_id: int, timeout_s: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if trials := client.trials(study_id):
+            return trials
+        time.sleep(0.2)
+    raise AssertionError(f"study {study_id} started no trial in {timeout_s} s")
+
+
 def test_a_built_in_trainer_runs_the_checks_by_default_and_shows_them(stack: LocalStack) -> None:
     client = stack.client()
     created = client.create_study(small_study("preflight-default"))
@@ -68,7 +82,7 @@ def test_a_failed_check_with_refuse_on_failure_starts_no_trial(stack: LocalStack
     preflight = {"refuse_on_failure": True, "params": {"hidden": 1}}
     created = client.create_study(small_study("preflight-refused", preflight=preflight))
     assert created["state"] == "paused"  # held while the checks run
-    study = wait_for(client, created["study_id"], checks_finished)
+    study = wait_for(client, created["study_id"], checks_acted_on)
     assert study["state"] == "stopped"
     assert study["preflight"]["state"] == "failed"
     assert study["preflight"]["refused"] is True
@@ -150,7 +164,8 @@ def test_checks_no_worker_finishes_time_out_and_the_trials_start(
     client = workerless_stack.client()
     spec = small_study("preflight-lost", preflight={"refuse_on_failure": True})
     created = client.create_study(spec)
-    study = wait_for(client, created["study_id"], checks_finished, timeout_s=60)
+    study = wait_for(client, created["study_id"], checks_acted_on, timeout_s=60)
     assert study["preflight"]["state"] == "timed_out"
     assert study["state"] == "running"
-    assert client.trials(created["study_id"])  # the trials were sent, not held for ever
+    # The study turns running, then its slots are filled: the trials are sent, not held for ever.
+    assert wait_for_trials(client, created["study_id"])
