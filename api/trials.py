@@ -86,6 +86,13 @@ class Lease(BaseModel):
     lease_ttl_s: float
 
 
+class Claimed(Lease):
+    """A claim's lease, and the first step whose report can prune the trial (``null``: none
+    can): reports of earlier steps need not wait for their answers."""
+
+    next_decision_step: int | None
+
+
 class Heartbeat(BaseModel):
     """The holder is alive between reports."""
 
@@ -139,11 +146,15 @@ class Completion(BaseModel):
     )
 
 
-@trials.post("/<int:trial_id>/claim", responses={200: Lease})
+@trials.post("/<int:trial_id>/claim", responses={200: Claimed})
 def claim(path: TrialPath, body: Claim) -> dict[str, Any]:
     """Start the trial this worker was sent; 409 if another holder has it (a duplicate message)."""
-    token = tuner().claim(path.trial_id, body.holder, current_tenant())
-    return Lease(lease=token, lease_ttl_s=tuner().lease_ttl_s).model_dump()
+    claimed = tuner().claim(path.trial_id, body.holder, current_tenant())
+    return Claimed(
+        lease=claimed.lease,
+        lease_ttl_s=tuner().lease_ttl_s,
+        next_decision_step=claimed.next_decision_step,
+    ).model_dump()
 
 
 @trials.post("/<int:trial_id>/heartbeat", responses={200: Lease})

@@ -107,7 +107,8 @@ class HPOJSONClient:
         return self._call("POST", f"/studies/{study_id}/trials")
 
     def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
-        """Start a trial this worker was sent: ``{"lease", "lease_ttl_s"}``; ``TrialGone`` if taken."""
+        """Start a trial this worker was sent: ``{"lease", "lease_ttl_s", "next_decision_step"}``
+        (the first step whose report can prune it); ``TrialGone`` if taken."""
         return self._call("POST", f"/trials/{trial_id}/claim", json={"holder": holder})
 
     def heartbeat(self, trial_id: int, lease: str | None = None) -> None:

@@ -114,11 +114,14 @@ class HyperbandBook:
         step: int,
         value: float,
         direction: StudyDirection,
+        completed_unread: int = 0,
     ) -> Decision:
-        """What Optuna's successive halving in ``bracket`` decides for ``value`` at ``step``."""
+        """What Optuna's successive halving in ``bracket`` decides for ``value`` at ``step``;
+        ``completed_unread``: rungs the trial completed that the book has not read yet (earlier
+        reports of the same uncommitted batch)."""
         new_rungs: dict[int, float] = {}
         with self._guard:
-            rung = rungs.current_rung(trial_id)
+            rung = rungs.current_rung(trial_id) + completed_unread
             while step >= pruner.rung_step(bracket, rung):
                 new_rungs[rung] = value
                 others = rungs.values.get((bracket, rung), [])

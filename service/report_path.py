@@ -1,5 +1,6 @@
-"""A report under Hyperband in one transaction: renew the lease, record the epoch's value and the
+"""Reports under Hyperband in one transaction: renew the lease, record each epoch's value and the
 rungs it completes, and decide from the in-memory :class:`~service.hyperband_book.HyperbandBook`.
+A batch of reports (``POST /trials/{id}/reports``) is the same one transaction.
 
 This is what ``trial.report()`` + ``should_prune()`` do through Optuna's storage, less the
 re-reading of every trial: the reads are the lease, the trial's row and the rung attributes
@@ -12,6 +13,7 @@ unknown, a step reported out of order) answers ``None``: the caller takes Optuna
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from optuna.pruners import NopPruner
@@ -31,6 +33,16 @@ from service.storage.database import Database
 
 FINITE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
 NO_DECISION = Decision(False, {}, None)  # without a pruner: never pruned, no step decides
+FIRST_STEP = 0  # the lowest step a report may carry
+
+
+@dataclass(frozen=True)
+class ClaimedTrial:
+    """A claim's answer: the lease to report with, and the first step whose report can prune
+    the trial (``None``: none can), so that no earlier report need wait for its answer."""
+
+    lease: str
+    next_decision_step: int | None
 
 
 @dataclass(frozen=True)
@@ -57,45 +69,77 @@ class HyperbandReports:
         study_id: int,
         spec: StudySpec,
         trial_id: int,
-        step: int,
-        value: float,
+        reports: list[tuple[int, float]],
         lease: str | None,
-    ) -> Decision | None:
-        """Whether to prune (and the next step that can); ``None`` where this path does not apply
-        (at most the lease was renewed)."""
+    ) -> tuple[Decision, int] | None:
+        """Record ``reports`` ((step, value), steps rising) in one transaction, deciding each in
+        turn: the last one's decision and how many were recorded (a prune ends the trial at its
+        report; later ones are dropped). ``None`` where this path does not apply (at most the
+        lease was renewed)."""
         pruner = self._pruner(study_id, spec)
-        if pruner is None:
+        if pruner is None or not reports:
             return None
         with self._database.session() as session:
             # The trial's row first, locked as Optuna's own writes lock it: a finish committed
             # meanwhile is seen ("is complete", not a report recorded on a finished trial).
             number, last_step = _running_trial_steps(session, trial_id)
             self._leases.renew_in(session, trial_id, lease)
-            if last_step is not None and step < last_step:
+            if last_step is not None and reports[0][0] < last_step:
                 return None  # Optuna decides on the latest step: its general path
-            decision = NO_DECISION
-            if isinstance(pruner, SeededHyperbandPruner):
-                rungs = self._book.refresh(session.connection(), study_id, spec.name, pruner)
-                bracket = pruner.bracket_of(spec.name, number)
-                direction = StudyDirection[spec.direction.upper()]
-                decision = self._book.decide(
-                    rungs, pruner, bracket, trial_id, step, value, direction
-                )
-            _record_value(session, trial_id, step, value, replace=step == last_step)
-            for rung, rung_value in decision.new_rungs.items():
-                session.add(
-                    models.TrialSystemAttributeModel(
-                        trial_id=trial_id,
-                        key=f"{RUNG_PREFIX}{rung}",
-                        value_json=json.dumps(rung_value),
-                    )
-                )
-        return decision
+            decide = self._decider(session, study_id, spec, pruner, trial_id, number)
+            decision, recorded = NO_DECISION, 0
+            for step, value in reports:
+                decision = decide(step, value)
+                _record_value(session, trial_id, step, value, replace=step == last_step)
+                _record_rungs(session, trial_id, decision.new_rungs)
+                recorded += 1
+                if decision.prune:
+                    break
+        return decision, recorded
+
+    def first_decision_step(self, study_id: int, spec: StudySpec, number: int) -> int | None:
+        """The first step whose report can prune trial ``number`` before it reports: its
+        bracket's first rung under Hyperband, none without a pruner, and under any other pruner
+        the first step there is (each report may be pruned)."""
+        pruner = self._pruner(study_id, spec)
+        if isinstance(pruner, NopPruner):
+            return None
+        if isinstance(pruner, SeededHyperbandPruner):
+            return pruner.rung_step(pruner.bracket_of(spec.name, number), 0)
+        return FIRST_STEP
 
     def forget(self, study_id: int) -> None:
         """Drop what is kept of a deleted study."""
         self._book.forget(study_id)
         self._pruners.pop(study_id, None)
+
+    def _decider(
+        self,
+        session: Session,
+        study_id: int,
+        spec: StudySpec,
+        pruner: SeededHyperbandPruner | NopPruner,
+        trial_id: int,
+        number: int,
+    ) -> Callable[[int, float], Decision]:
+        """Decides the trial's reports in turn, from the rungs as they were read once: each
+        report starts from the rungs the earlier ones of the same batch completed."""
+        if not isinstance(pruner, SeededHyperbandPruner):
+            return lambda step, value: NO_DECISION
+        rungs = self._book.refresh(session.connection(), study_id, spec.name, pruner)
+        bracket = pruner.bracket_of(spec.name, number)
+        direction = StudyDirection[spec.direction.upper()]
+        completed_here = 0
+
+        def decide(step: int, value: float) -> Decision:
+            nonlocal completed_here
+            decision = self._book.decide(
+                rungs, pruner, bracket, trial_id, step, value, direction, completed_here
+            )
+            completed_here += len(decision.new_rungs)
+            return decision
+
+        return decide
 
     def _pruner(self, study_id: int, spec: StudySpec) -> SeededHyperbandPruner | NopPruner | None:
         if study_id not in self._pruners:
@@ -122,6 +166,15 @@ def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | No
         state = "deleted" if row is None else row.state.name.lower()
         raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
     return int(row.number), row[2]
+
+
+def _record_rungs(session: Session, trial_id: int, new_rungs: dict[int, float]) -> None:
+    for rung, rung_value in new_rungs.items():
+        session.add(
+            models.TrialSystemAttributeModel(
+                trial_id=trial_id, key=f"{RUNG_PREFIX}{rung}", value_json=json.dumps(rung_value)
+            )
+        )
 
 
 def _record_value(

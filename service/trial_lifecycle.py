@@ -8,6 +8,7 @@ budget holds whatever the number of workers. Every running trial holds a lease (
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from typing import Any
 
@@ -21,7 +22,7 @@ from service.dispatch import TrialAssignment, TrialDispatcher
 from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
-from service.report_path import HyperbandReports, ReportAnswer
+from service.report_path import ClaimedTrial, HyperbandReports, ReportAnswer
 from service.spec.conditional import suggest
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
@@ -136,10 +137,15 @@ class TrialLifecycle:
         assert best is not None
         return best <= target if spec.direction == "minimize" else best >= target
 
-    def claim(self, trial_id: int, holder: str) -> str:
-        """A worker starts the trial it was sent; the lease token it must show from now on."""
-        self._running_trial(trial_id)
-        return self.leases.claim(trial_id, holder)
+    def claim(self, trial_id: int, holder: str) -> ClaimedTrial:
+        """A worker starts the trial it was sent; the lease token it must show from now on, and
+        the first step whose report can prune the trial."""
+        trial = self._running_trial(trial_id)
+        lease = self.leases.claim(trial_id, holder)
+        study_id = self.study_of(trial_id)
+        spec = self._store.spec(study_id)
+        first = self.hyperband_reports.first_decision_step(study_id, spec, trial.number)
+        return ClaimedTrial(lease, first)
 
     def heartbeat(self, trial_id: int, lease: str | None) -> None:
         """The holder is alive (an epoch runs long): renew the lease."""
@@ -151,22 +157,43 @@ class TrialLifecycle:
     ) -> ReportAnswer:
         """Record an epoch's value and renew the lease; answer whether to prune (then it is
         finished), and the next step whose report can prune it."""
-        require_finite(value, "value")
+        return self.report_many(trial_id, [(step, value)], lease)
+
+    def report_many(
+        self, trial_id: int, reports: list[tuple[int, float]], lease: str | None = None
+    ) -> ReportAnswer:
+        """Record epochs' values ((step, value), steps rising) in order, as many reports; the
+        last recorded one's answer. A prune finishes the trial there: later values are dropped."""
+        for _, value in reports:
+            require_finite(value, "value")
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
-        # Hyperband, or no pruner: one transaction, decided from the in-memory rung book
-        # (service.report_path).
-        decision = self.hyperband_reports.report(study_id, spec, trial_id, step, value, lease)
-        if decision is None:
-            answer = self._report_through_optuna(trial_id, spec, step, value, lease)
+        # Hyperband, or no pruner: one transaction for them all, decided from the in-memory
+        # rung book (service.report_path). Otherwise Optuna's path, one report at a time.
+        decided = self.hyperband_reports.report(study_id, spec, trial_id, reports, lease)
+        if decided is None:
+            answer, value = self._reports_through_optuna(trial_id, spec, reports, lease)
         else:
+            decision, recorded = decided
             answer = ReportAnswer(decision.prune, decision.next_rung_step)
+            value = reports[recorded - 1][1]
         if not answer.prune:
             return answer
         self._finish(trial_id, TrialState.PRUNED, [value])
-        logger.info("trial %s of study %s pruned at step %s", trial_id, study_id, step)
+        logger.info("trial %s of study %s pruned", trial_id, study_id)
         self.fill_slots(study_id)
         return answer
+
+    def _reports_through_optuna(
+        self, trial_id: int, spec: StudySpec, reports: list[tuple[int, float]], lease: str | None
+    ) -> tuple[ReportAnswer, float]:
+        """Each report through Optuna's general path until one prunes; its answer and value."""
+        answer, value = ReportAnswer(False, None), math.nan
+        for step, value in reports:
+            answer = self._report_through_optuna(trial_id, spec, step, value, lease)
+            if answer.prune:
+                break
+        return answer, value
 
     def _report_through_optuna(
         self, trial_id: int, spec: StudySpec, step: int, value: float, lease: str | None

@@ -23,7 +23,7 @@ from service.errors import Conflict, InvalidSpec, NotFound
 from service.jobs import JobDispatcher, StudyJobs
 from service.lease_reaper import LeaseReaper
 from service.leases import LeaseStore, LeaseTimes
-from service.report_path import ReportAnswer
+from service.report_path import ClaimedTrial, ReportAnswer
 from service.spec.study_spec import StudySpec
 from service.spec.validation import check_budget_extension, check_study_spec
 from service.storage.database import Database
@@ -201,8 +201,9 @@ class Tuner:
         self._store.get(study_id, tenant)
         return self.trials.ask(study_id)
 
-    def claim(self, trial_id: int, holder: str, tenant: str | None = None) -> str:
-        """A worker starts a trial it was sent; returns the lease token it reports with."""
+    def claim(self, trial_id: int, holder: str, tenant: str | None = None) -> ClaimedTrial:
+        """A worker starts a trial it was sent; the lease token it reports with, and the first
+        step whose report can prune the trial."""
         self._visible(trial_id, tenant)
         return self.trials.claim(trial_id, holder)
 
@@ -244,12 +245,7 @@ class Tuner:
         """Record several epochs' values (step, value) in order, each as :meth:`report_answer`
         does; the last one's answer. A prune ends the trial there: later values are dropped."""
         self._visible(trial_id, tenant)
-        answer = ReportAnswer(False, None)
-        for step, value in reports:
-            answer = self.trials.report(trial_id, step, value, lease)
-            if answer.prune:
-                break
-        return answer
+        return self.trials.report_many(trial_id, reports, lease)
 
     def complete(
         self,

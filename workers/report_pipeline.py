@@ -1,15 +1,17 @@
 """A trial's reports, sent without waiting where the answer cannot stop the trial, and together.
 
-Each report's answer names the next step whose report can prune the trial (Hyperband: the next
-rung; no pruner: none). Reports of earlier steps go out in the background while the next epochs
-train: at once while nothing else is being sent; while a request is still out (epochs shorter
-than its round trip), held, and sent together in one request (``POST /trials/{id}/reports``) with
-the next report that finds the sender free, or once ``batch_size`` are held or ``max_hold_s`` has
-passed since the last request. So a fast service gets each report as it comes, and a slow one
-fewer, larger requests instead of a queue; a report is held for at most about one (short) epoch
-behind a request out. The report at a decision step waits for what is out, then goes with the
-held ones in one request, and waits for its answer. Under Hyperband with 27 epochs a trial waits
-on 4 reports instead of 27.
+The claim names the first step whose report can prune the trial, and each report's answer the
+next (Hyperband: the next rung; no pruner: none). Reports of earlier steps go out in the
+background while the next epochs train: at once when the sender is free and its last request is
+at least ``min_interval_s`` old; otherwise held, and sent together in one request
+(``POST /trials/{id}/reports``) with the next report that finds it so, or once ``batch_size``
+are held or ``max_hold_s`` has passed since the last request. So epochs longer than the interval
+(most training) send each report as it comes, and epochs of a few milliseconds a few larger
+requests per second instead of one per epoch: each request costs the worker's CPU and the
+service's, which a small model's training shares on a small machine (``bench.worker_overhead``).
+The report at a decision step waits for what is out, then goes with the held ones in one
+request, and waits for its answer. Under Hyperband a trial waits only on the reports at its
+bracket's rungs; without a pruner, on none.
 
 Other records of the trial that nothing waits for (its provenance) go out on the same sender
 (``send_aside``), so the trainer does not wait for them either.
@@ -29,12 +31,13 @@ from typing import Any
 # Sends reports (step, value), steps rising; the service's answer to the last: ``prune``,
 # ``next_decision_step``.
 ReportSender = Callable[[list[tuple[int, float]]], dict[str, Any]]
-UNKNOWN = -1  # before the first answer: every report waits
+UNKNOWN = -1  # no step named yet (an older service's claim): every report waits
 # At most this many requests are out at once: a slow service holds the trainer back instead of
 # letting reports pile up, and a trial taken away is noticed soon.
 MAX_IN_FLIGHT = 8
 BATCH_SIZE = 32  # reports held at most before they go out together
 MAX_HOLD_S = 1.0  # and for at most this long after the last request
+MIN_INTERVAL_S = 0.2  # a free sender waits this long after its last request before the next
 
 
 class ReportPipeline:
@@ -42,12 +45,20 @@ class ReportPipeline:
     can prune it."""
 
     def __init__(
-        self, send: ReportSender, batch_size: int = BATCH_SIZE, max_hold_s: float = MAX_HOLD_S
+        self,
+        send: ReportSender,
+        batch_size: int = BATCH_SIZE,
+        max_hold_s: float = MAX_HOLD_S,
+        min_interval_s: float = MIN_INTERVAL_S,
+        first_decision_step: int | None = UNKNOWN,
     ) -> None:
+        """``first_decision_step``: as the claim named it (``UNKNOWN``: the first report waits
+        for its answer)."""
         self._send = send
         self._batch_size = batch_size
         self._max_hold_s = max_hold_s
-        self._next_decision: int | None = UNKNOWN
+        self._min_interval_s = min_interval_s
+        self._next_decision: int | None = first_decision_step
         self._held: list[tuple[int, float]] = []
         self._in_flight: list[Future[dict[str, Any]]] = []
         self._aside: list[Future[Any]] = []
@@ -62,7 +73,7 @@ class ReportPipeline:
             return True
         if self._can_wait(step):
             self._held.append((step, value))
-            if self._sender_idle() or len(self._held) >= self._batch_size or self._hold_is_over():
+            if self._sender_ready() or len(self._held) >= self._batch_size or self._held_too_long():
                 self._send_held()
             return self._pruned
         batch, self._held = [*self._held, (step, value)], []
@@ -104,11 +115,15 @@ class ReportPipeline:
         self._in_flight.append(self._sender.submit(self._send, batch))
         self._last_request = time.monotonic()
 
-    def _sender_idle(self) -> bool:
-        return not self._in_flight and all(call.done() for call in self._aside)
+    def _sender_ready(self) -> bool:
+        idle = not self._in_flight and all(call.done() for call in self._aside)
+        return idle and self._since_last_request() >= self._min_interval_s
 
-    def _hold_is_over(self) -> bool:
-        return time.monotonic() - self._last_request >= self._max_hold_s
+    def _held_too_long(self) -> bool:
+        return self._since_last_request() >= self._max_hold_s
+
+    def _since_last_request(self) -> float:
+        return time.monotonic() - self._last_request
 
     def _can_wait(self, step: int) -> bool:
         if self._next_decision == UNKNOWN:

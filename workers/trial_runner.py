@@ -21,7 +21,7 @@ from client import HPOError, HPOJSONClient, TrialGone
 from service.dispatch import TrialAssignment
 from service.epoch_metrics import MAX_EPOCH_RECORDS
 from workers.provenance import trial_context
-from workers.report_pipeline import ReportPipeline
+from workers.report_pipeline import UNKNOWN, ReportPipeline
 from workers.trainer_loader import load_trainer
 from workers.trainers.base import TrainingFailed, TrialRun
 from workers.trial_records import ProvenanceSender, open_records, upload_checkpoint
@@ -52,17 +52,20 @@ class TrialRunner:
         )
         holder = f"{socket.gethostname()}:{os.getpid()}:{delivery}"
         try:
-            lease = self._client.claim(run.trial_id, holder)
-            with self._heartbeats(run.trial_id, lease["lease"], float(lease["lease_ttl_s"])):
-                return self._train_and_complete(
-                    run, str(assignment.trainer["name"]), lease["lease"]
-                )
+            claimed = self._client.claim(run.trial_id, holder)
+            with self._heartbeats(run.trial_id, claimed["lease"], float(claimed["lease_ttl_s"])):
+                return self._train_and_complete(run, str(assignment.trainer["name"]), claimed)
         except TrialGone as gone:
             logger.info("trial %s is not this worker's to run (%s): dropped", run.trial_id, gone)
             return "gone"
 
-    def _train_and_complete(self, run: TrialRun, trainer_name: str, lease: str) -> str:
-        reports = ReportPipeline(lambda batch: self._client.report_many(run.trial_id, batch, lease))
+    def _train_and_complete(self, run: TrialRun, trainer_name: str, claimed: dict[str, Any]) -> str:
+        lease = str(claimed["lease"])
+        reports = ReportPipeline(
+            lambda batch: self._client.report_many(run.trial_id, batch, lease),
+            # An older service's claim names no step: the first report waits for its answer.
+            first_decision_step=claimed.get("next_decision_step", UNKNOWN),
+        )
         try:
             return self._train_and_finish(run, trainer_name, lease, reports)
         finally:

@@ -56,10 +56,18 @@ def _curves(seed: int, n_trials: int) -> list[list[float]]:
     return curves
 
 
-@pytest.mark.parametrize(("direction", "reduction_factor"), [("minimize", 3), ("maximize", 2)])
+@pytest.mark.parametrize(
+    ("direction", "reduction_factor", "batch"),
+    [("minimize", 3, 1), ("maximize", 2, 1), ("minimize", 3, 4), ("maximize", 2, 5)],
+)
 def test_decisions_match_optuna(
-    database_url: str, direction: Literal["minimize", "maximize"], reduction_factor: int
+    database_url: str,
+    direction: Literal["minimize", "maximize"],
+    reduction_factor: int,
+    batch: int,
 ) -> None:
+    """``batch`` > 1: each turn a worker sends 1 to ``batch`` reports in one call (as a worker's
+    held reports go together), against Optuna's one report and one check at a time."""
     database = Database(database_url)
     spec = _spec(direction, reduction_factor)
     leases = LeaseStore(database, LeaseTimes(ttl_s=60, dispatch_timeout_s=60))
@@ -74,6 +82,7 @@ def test_decisions_match_optuna(
     pending = list(range(len(curves)))
     running: list[tuple[int, optuna.Trial, optuna.Trial, int]] = []
     announced: dict[int, int] = {}  # trial index → the next step its answers named
+    turns = random.Random(batch)
     while pending or running:
         while pending and len(running) < 4:
             index = pending.pop(0)
@@ -81,30 +90,44 @@ def test_decisions_match_optuna(
             leases.grant(mine._trial_id, ours._study_id, attempt=0, claim="test")
             running.append((index, mine, other, 1))
         index, mine, other, step = running.pop(0)
-        value = curves[index][step - 1]
-        decision = reports.report(ours._study_id, spec, mine._trial_id, step, value, None)
-        assert decision is not None
-        ours_prune = decision.prune
+        last = min(27, step + turns.randint(1, batch) - 1)
+        sent = [(at, curves[index][at - 1]) for at in range(step, last + 1)]
+        decided = reports.report(ours._study_id, spec, mine._trial_id, sent, None)
+        assert decided is not None
+        decision, recorded = decided
+        ours_prune, ours_step = decision.prune, sent[recorded - 1][0]
         # No report before the step the previous answer named can prune (the workers rely on it).
-        assert not ours_prune or step >= announced.get(index, 1)
+        assert not ours_prune or ours_step >= announced.get(index, 1)
         if decision.next_rung_step is not None:
-            assert decision.next_rung_step > step
+            assert decision.next_rung_step > ours_step
             announced[index] = decision.next_rung_step
-        other.report(value, step)
-        theirs_prune = other.should_prune()
-        decisions_ours.append((index, step, ours_prune))
-        decisions_theirs.append((index, step, theirs_prune))
-        if ours_prune or theirs_prune or step == 27:
+        theirs_prune = False
+        for theirs_step, value in sent:
+            other.report(value, theirs_step)
+            theirs_prune = other.should_prune()
+            if theirs_prune:
+                break
+        decisions_ours.append((index, ours_step, ours_prune))
+        decisions_theirs.append((index, theirs_step, theirs_prune))
+        if ours_prune or theirs_prune or last == 27:
             state = optuna.trial.TrialState.PRUNED if theirs_prune else None
             theirs.tell(other, state=state) if state else theirs.tell(other, value)
             ours.tell(mine, state=state) if state else ours.tell(mine, value)
             leases.release(mine._trial_id)
         else:
-            running.append((index, mine, other, step + 1))
+            running.append((index, mine, other, last + 1))
     assert decisions_ours == decisions_theirs
     assert any(prune for _, _, prune in decisions_ours)  # the comparison covered prunings
     assert any(step == 27 for _, step, _ in decisions_ours)  # and promotions to the end
+    # The same values and rungs were written (a batch completes each rung once, in order).
+    for mine_done, other_done in zip(ours.get_trials(), theirs.get_trials(), strict=True):
+        assert mine_done.intermediate_values == other_done.intermediate_values
+        assert _rungs(mine_done) == _rungs(other_done)
     database.dispose()
+
+
+def _rungs(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
+    return {k: v for k, v in trial.system_attrs.items() if k.startswith("completed_rung_")}
 
 
 def test_the_rung_read_starts_from_the_new_attribute_ids_not_the_history(

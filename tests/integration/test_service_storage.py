@@ -297,7 +297,7 @@ def test_a_running_trial_left_without_a_lease_is_failed_by_the_reaper(
 
 
 @pytest.mark.parametrize("pruner", [{"name": "none"}, {"name": "hyperband", "max_resource": 9}])
-def test_a_report_is_one_writing_transaction_and_is_read_back(
+def test_a_report_or_a_batch_of_them_is_one_writing_transaction_and_is_read_back(
     database_url: str, pruner: dict[str, Any]
 ) -> None:
     database = Database(database_url)
@@ -313,5 +313,10 @@ def test_a_report_is_one_writing_transaction_and_is_read_back(
         tuner.report(trial.trial_id, 2, 0.2, trial.lease)  # the same step again: replaced
         stored = tuner.study_trials(study.study_id)[0]
         assert stored.intermediate_values == {1: 0.5, 2: 0.2}
+        with writing_transactions(engines) as counted:  # a batch, its first step replaced
+            answer = tuner.report_many(trial.trial_id, [(2, 0.3), (3, 0.25), (4, 0.2)], trial.lease)
+        assert len(counted) == 1 and answer.prune is False
+        stored = tuner.study_trials(study.study_id)[0]
+        assert stored.intermediate_values == {1: 0.5, 2: 0.3, 3: 0.25, 4: 0.2}
     finally:
         database.dispose()

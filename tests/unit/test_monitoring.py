@@ -28,6 +28,7 @@ EPOCH_FIGURES = {
     "dead_relu_fraction",
     "validation_accuracy",
     "validation_macro_f1",
+    "epoch_s",
 }
 
 
@@ -65,6 +66,7 @@ def test_every_epoch_records_its_figures() -> None:
         assert all(math.isfinite(value) for value in record.values())
         assert record["grad_norm"] > 0 and 0 < record["update_ratio"] < 1
         assert 0 <= record["dead_relu_fraction"] <= 1
+        assert 0 < record["epoch_s"] < 60
         assert 0 <= record["validation_macro_f1"] <= record["validation_accuracy"] + 0.2
     losses = [record["train_loss"] for record in result.epoch_metrics]
     assert losses[-1] < losses[0]

@@ -189,4 +189,7 @@ def test_class_balancing_settings_change_the_training_run() -> None:
 
 
 def test_mixed_precision_is_ignored_on_cpu() -> None:
-    assert one_epoch(mixed_precision=True) == one_epoch(mixed_precision=False)
+    def figures(records: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in r.items() if k != "epoch_s"} for r in records]  # a clock
+
+    assert figures(one_epoch(mixed_precision=True)) == figures(one_epoch(mixed_precision=False))

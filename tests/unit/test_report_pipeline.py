@@ -195,7 +195,7 @@ def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
 
 def test_a_report_goes_out_at_once_while_nothing_else_is_being_sent() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send, max_hold_s=60)
+    pipeline = ReportPipeline(service.send, max_hold_s=60, min_interval_s=0)
     pipeline.report(1, 0.5)
     pipeline.report(2, 0.5)  # the sender is free: not held
     wait_for(lambda: len(service.received) == 2)
@@ -203,9 +203,62 @@ def test_a_report_goes_out_at_once_while_nothing_else_is_being_sent() -> None:
     pipeline.close()
 
 
+def test_reports_of_fast_epochs_are_held_for_the_minimum_interval_then_go_together() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, max_hold_s=60, min_interval_s=0.3)
+    pipeline.report(1, 0.5)  # waits: nothing is known yet
+    pipeline.report(2, 0.5)  # the sender is free, but its last request is too recent: held
+    pipeline.report(3, 0.5)
+    time.sleep(0.1)
+    assert service.requests == [[1]]
+    time.sleep(0.25)  # an epoch ends after the interval
+    pipeline.report(4, 0.5)
+    wait_for(lambda: len(service.received) == 4)
+    assert service.requests == [[1], [2, 3, 4]]
+    pipeline.close()
+
+
+def test_an_epoch_longer_than_the_interval_sends_its_report_at_once() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, max_hold_s=60, min_interval_s=0.1)
+    pipeline.report(1, 0.5)
+    for step in (2, 3):
+        time.sleep(0.15)
+        pipeline.report(step, 0.5)
+        wait_for(lambda sent=step: len(service.received) == sent)
+    assert service.requests == [[1], [2], [3]]
+    pipeline.close()
+
+
+def test_a_first_decision_step_named_at_the_claim_spares_the_first_report_its_wait() -> None:
+    service = Service(every=3)
+    pipeline = ReportPipeline(service.send, batch_size=1, first_decision_step=3)
+    service.release.clear()  # the service is slow: reports before step 3 must not wait
+    assert [pipeline.report(step, 0.5) for step in (1, 2)] == [False, False]
+    assert service.received == []
+    service.release.set()
+    assert pipeline.report(3, 0.5) is False  # the decision step waits for 1, 2, then itself
+    assert [step for step, _ in service.received] == [1, 2, 3]
+    assert all(name.startswith("reports") for _, name in service.received[:2])
+    assert service.received[2][1] == threading.current_thread().name
+    pipeline.close()
+
+
+def test_without_a_pruner_named_at_the_claim_no_report_waits() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, batch_size=1, first_decision_step=None)
+    service.release.clear()
+    assert [pipeline.report(step, 0.5) for step in range(1, 4)] == [False] * 3
+    service.release.set()
+    assert pipeline.flush() is False
+    assert [step for step, _ in service.received] == [1, 2, 3]
+    assert all(name.startswith("reports") for _, name in service.received)
+    pipeline.close()
+
+
 def test_reports_held_behind_a_slow_request_go_with_the_decision_step_in_one_request() -> None:
     service = Service(every=9)
-    pipeline = ReportPipeline(service.send, max_hold_s=60)
+    pipeline = ReportPipeline(service.send, max_hold_s=60, min_interval_s=0)
     pipeline.report(1, 0.5)
     service.release.clear()  # 2 goes out and hangs; 3..8 are held behind it
     assert [pipeline.report(step, 0.5) for step in range(2, 9)] == [False] * 7
@@ -218,7 +271,7 @@ def test_reports_held_behind_a_slow_request_go_with_the_decision_step_in_one_req
 
 def test_held_reports_go_out_together_at_the_batch_size_and_at_the_flush() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send, batch_size=3, max_hold_s=60)
+    pipeline = ReportPipeline(service.send, batch_size=3, max_hold_s=60, min_interval_s=0)
     pipeline.report(1, 0.5)
     service.release.clear()
     for step in range(2, 8):
@@ -232,7 +285,7 @@ def test_held_reports_go_out_together_at_the_batch_size_and_at_the_flush() -> No
 
 def test_held_reports_go_out_with_the_next_report_once_the_hold_time_has_passed() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send, max_hold_s=0.5)
+    pipeline = ReportPipeline(service.send, max_hold_s=0.5, min_interval_s=0)
     pipeline.report(1, 0.5)
     service.release.clear()
     pipeline.report(2, 0.5)  # out, and hanging
@@ -247,7 +300,7 @@ def test_held_reports_go_out_with_the_next_report_once_the_hold_time_has_passed(
 
 def test_a_prune_answered_to_a_batch_stops_the_trial_at_its_next_report() -> None:
     service = Service(every=None, prune_at=3)
-    pipeline = ReportPipeline(service.send, batch_size=2, max_hold_s=60)
+    pipeline = ReportPipeline(service.send, batch_size=2, max_hold_s=60, min_interval_s=0)
     pipeline.report(1, 0.5)
     service.release.clear()
     pipeline.report(2, 0.5)
@@ -263,7 +316,7 @@ def test_a_prune_answered_to_a_batch_stops_the_trial_at_its_next_report() -> Non
 def test_a_flush_sends_every_held_report_before_it_raises_a_failed_ones_error() -> None:
     service = Service(every=None)
     service.fail_at = 2
-    pipeline = ReportPipeline(service.send, batch_size=2, max_hold_s=60)
+    pipeline = ReportPipeline(service.send, batch_size=2, max_hold_s=60, min_interval_s=0)
     pipeline.report(1, 0.5)
     service.release.clear()
     last = 2 + 2 * (MAX_IN_FLIGHT - 1) + 1  # 2 alone, then pairs until the queue is full, one held

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from workers.trainers.monitoring import (
     GradientMonitor,
     check_loss,
     classification_figures,
-    dead_relu_fraction,
+    forward_counting_dead_relus,
 )
 from workers.trainers.optimizers import build_optimizer
 from workers.trainers.regularisers import (
@@ -98,12 +99,15 @@ class TrainingLoop:
         self.schedule = EpochSchedule(self.optimizer, self.hp, self.settings.epochs)
 
     def epoch(self, number: int) -> dict[str, float]:
-        """Train one epoch, then score the validation part; the epoch's record."""
+        """Train one epoch, then score the validation part; the epoch's record (``epoch_s``:
+        the seconds the two took, on the worker's clock)."""
+        started = time.perf_counter()
         lr = self.schedule.lr
         train_loss, batches = self._train_batches(number)
         record = {"epoch": float(number), "lr": lr, "train_loss": train_loss}
         record.update(self.monitor.epoch_figures(batches))
         record.update(self._validation_figures())
+        record["epoch_s"] = time.perf_counter() - started
         at = f"epoch {number}"
         check_loss(record["validation_loss"], math.inf, "validation loss", at, self.history)
         self.history.append(record)
@@ -124,8 +128,7 @@ class TrainingLoop:
         features, labels = self.train_data
         self.model.train()
         self.monitor.start_epoch()
-        total = torch.zeros((), device=features.device)
-        largest = torch.zeros((), device=features.device)
+        losses: list[torch.Tensor] = []
         batches = self._order().split(self.hp.batch_size)
         for batch in batches:
             inputs = augment(
@@ -133,16 +136,22 @@ class TrainingLoop:
             )
             with self.autocast():
                 loss = functional.cross_entropy(self.model(inputs), labels[batch], self.weights)
-            self._step(loss + l1_penalty(self.model, self.hp.l1))
-            total += loss.detach().float()
-            largest = torch.maximum(largest, loss.detach().float())
+            self._step(loss + l1_penalty(self.model, self.hp.l1) if self.hp.l1 else loss)
+            losses.append(loss.detach())
+        stacked = torch.stack(losses).float() if losses else torch.zeros(1)
+        total, largest = float(stacked.sum()), float(stacked.max())
         at = f"epoch {number}"
-        check_loss(float(total), math.inf, "training loss", at, self.history)
-        check_loss(float(largest), self.settings.max_loss, "training loss", at, self.history)
-        return float(total) / max(len(batches), 1), len(batches)
+        check_loss(total, math.inf, "training loss", at, self.history)
+        check_loss(largest, self.settings.max_loss, "training loss", at, self.history)
+        return total / len(batches), len(batches)
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
+        if not self.scaler.is_enabled():  # full precision: the scaler would only pass through
+            loss.backward()  # type: ignore[no-untyped-call]
+            self.monitor.after_backward()
+            self.optimizer.step()
+            return
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         self.monitor.after_backward()
@@ -151,12 +160,11 @@ class TrainingLoop:
 
     def _validation_figures(self) -> dict[str, float]:
         features, labels = self.validation_data
-        self.model.eval()
         with torch.no_grad():
-            logits = self.model(features).float()
+            output, dead = forward_counting_dead_relus(self.model, features)
+            logits = output.float()
             loss = float(functional.cross_entropy(logits, labels))
         figures = {"validation_loss": loss, **classification_figures(logits, labels)}
-        dead = dead_relu_fraction(self.model, features)
         if dead is not None:
             figures["dead_relu_fraction"] = dead
         return figures

@@ -61,12 +61,12 @@ class GradientMonitor:
 
 
 @torch.no_grad()
-def dead_relu_fraction(model: nn.Module, features: torch.Tensor) -> float | None:
-    """Of all ReLU units, the fraction that output zero for every sample of ``features``
-    (``None`` when the model has no ReLU). Runs in eval mode."""
+def forward_counting_dead_relus(
+    model: nn.Module, features: torch.Tensor
+) -> tuple[torch.Tensor, float | None]:
+    """``model``'s output for ``features`` in eval mode, and, of all its ReLU units, the fraction
+    that output zero for every sample (``None`` when it has no ReLU): one forward pass for both."""
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    if not relus:
-        return None
     alive: list[torch.Tensor] = []
     hooks = [
         relu.register_forward_hook(lambda _m, _i, out: alive.append((out > 0).any(dim=0)))
@@ -74,13 +74,19 @@ def dead_relu_fraction(model: nn.Module, features: torch.Tensor) -> float | None
     ]
     try:
         model.eval()
-        model(features)
+        output = model(features)
     finally:
         for hook in hooks:
             hook.remove()
     dead = sum(int((~unit).sum()) for unit in alive)
     total = sum(unit.numel() for unit in alive)
-    return dead / total if total else None
+    return output, (dead / total if total else None)
+
+
+def dead_relu_fraction(model: nn.Module, features: torch.Tensor) -> float | None:
+    """Of all ReLU units, the fraction that output zero for every sample of ``features``
+    (``None`` when the model has no ReLU). Runs in eval mode."""
+    return forward_counting_dead_relus(model, features)[1]
 
 
 def classification_figures(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
