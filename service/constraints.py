@@ -7,7 +7,8 @@ through the storage, not ``Study.tell``, so the service writes those attributes 
 
 from __future__ import annotations
 
-from optuna.storages import BaseStorage
+from typing import Any
+
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 
 from service.errors import InvalidSpec
@@ -60,12 +61,10 @@ def _figure(figures: dict[str, float], name: str, used_by: str) -> float:
     return figures[name]
 
 
-def record_figures(
-    storage: BaseStorage, trial_id: int, spec: StudySpec, figures: dict[str, float]
-) -> None:
-    """Keep a completing trial's figures and its constraint values (checked before any write)."""
+def figure_attrs(spec: StudySpec, figures: dict[str, float]) -> dict[str, Any]:
+    """A completing trial's figures and its constraint values, as the system attributes they
+    are kept in (the constraints checked before anything is written)."""
     constraints = constraint_values(spec, figures)
-    if figures:
-        storage.set_trial_system_attr(trial_id, FIGURES_ATTR, figures)
-    for name, violation in constraints.items():
-        storage.set_trial_system_attr(trial_id, constraint_attr(name), violation)
+    attrs: dict[str, Any] = {FIGURES_ATTR: figures} if figures else {}
+    attrs.update({constraint_attr(name): violation for name, violation in constraints.items()})
+    return attrs

@@ -111,6 +111,15 @@ class LeaseStore:
             if lease is not None:
                 _check_token(lease, token)
 
+    def release_in(self, session: Session, trial_id: int, token: str | None) -> None:
+        """Inside the caller's transaction: ``Conflict`` if ``token`` is given and is not the
+        lease's, else the lease goes (the trial ends in the same transaction)."""
+        lease = session.get(TrialLeaseRecord, trial_id, with_for_update=True)
+        if lease is None:
+            return
+        _check_token(lease, token)
+        session.delete(lease)
+
     def release(self, trial_id: int) -> None:
         """The trial ended: its lease goes."""
         with self._database.session() as session:

@@ -17,8 +17,14 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 
 from service import webhooks
-from service.constraints import record_figures
+from service.constraints import figure_attrs
 from service.dispatch import TrialAssignment, TrialDispatcher
+from service.epoch_metrics import (
+    EPOCH_METRICS_ATTR,
+    MAX_EPOCH_RECORDS,
+    EpochRecord,
+    record_epoch_metrics,
+)
 from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
@@ -38,6 +44,7 @@ from service.trial_counts import (
     why_no_trial_may_start,
 )
 from service.trial_outcomes import (
+    complete_values,
     final_values,
     finished_is_conflict,
     repeated_completion,
@@ -140,11 +147,11 @@ class TrialLifecycle:
     def claim(self, trial_id: int, holder: str) -> ClaimedTrial:
         """A worker starts the trial it was sent; the lease token it must show from now on, and
         the first step whose report can prune the trial."""
-        trial = self._running_trial(trial_id)
+        number = self._running_trial(trial_id)
         lease = self.leases.claim(trial_id, holder)
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
-        first = self.hyperband_reports.first_decision_step(study_id, spec, trial.number)
+        first = self.hyperband_reports.first_decision_step(study_id, spec, number)
         return ClaimedTrial(lease, first)
 
     def heartbeat(self, trial_id: int, lease: str | None) -> None:
@@ -219,27 +226,76 @@ class TrialLifecycle:
         *,
         values: list[float] | None = None,
         figures: dict[str, float] | None = None,
+        epoch_metrics: list[EpochRecord] | None = None,
     ) -> FrozenTrial:
         """Finish a trial as complete (with its value, or one per objective), pruned or failed
         (with a reason). ``figures`` are the trainer's named results: objectives and constraints
-        read theirs from them."""
+        read theirs from them; ``epoch_metrics``, its per-epoch records, are kept on the trial."""
+        study_id = self.study_of(trial_id)
+        spec = self._store.spec(study_id)
+        if state == TrialState.COMPLETE:
+            ended = self._complete_in_one_transaction(
+                trial_id, spec, value, values, figures or {}, epoch_metrics, lease
+            )
+        else:
+            ended = self._end_otherwise(trial_id, spec, state, value, reason, lease, epoch_metrics)
+        if not ended:  # it had ended already: a repeat is answered as the first completion
+            repeated = repeated_completion(self._trial(trial_id), state, value, values)
+            # The first completion's refill may have failed (a database outage): refill now.
+            self.fill_slots(study_id)
+            return repeated
+        webhooks.trial_finished(self._storage, spec, study_id, trial_id, state)
+        self.fill_slots(study_id)
+        return self._storage.get_trial(trial_id)
+
+    def _complete_in_one_transaction(
+        self,
+        trial_id: int,
+        spec: StudySpec,
+        value: float | None,
+        values: list[float] | None,
+        figures: dict[str, float],
+        epoch_metrics: list[EpochRecord] | None,
+        lease: str | None,
+    ) -> bool:
+        """The trial's state, values, figures, constraints and epoch records, and the end of its
+        lease, in one transaction (service.storage.optuna_rows); ``False`` if it had ended."""
+        with self._database.session() as session:
+            state = self._trial_rows.locked_state(session, trial_id)
+            if state is None:  # its study was deleted
+                raise NotFound(f"no trial with id {trial_id}", field="trial_id")
+            if state.is_finished():
+                return False
+            self.leases.release_in(session, trial_id, lease)
+            final = complete_values(spec, value, values, figures)
+            attrs = figure_attrs(spec, figures)
+            if epoch_metrics:
+                attrs[EPOCH_METRICS_ATTR] = epoch_metrics[:MAX_EPOCH_RECORDS]
+            self._trial_rows.complete(session, trial_id, final, attrs)
+        return True
+
+    def _end_otherwise(
+        self,
+        trial_id: int,
+        spec: StudySpec,
+        state: TrialState,
+        value: float | None,
+        reason: str | None,
+        lease: str | None,
+        epoch_metrics: list[EpochRecord] | None,
+    ) -> bool:
+        """A pruned or failed end through Optuna's storage; ``False`` if it had ended."""
         trial = self._trial(trial_id)
         if trial.state.is_finished():
-            repeated = repeated_completion(trial, state, value, values)
-            # The first completion's refill may have failed (a database outage): refill now.
-            self.fill_slots(self.study_of(trial_id))
-            return repeated
+            return False
         self.leases.check(trial_id, lease)
-        spec = self._store.spec(self.study_of(trial_id))
-        final = final_values(trial, state, value, spec, values, figures)
-        if state == TrialState.COMPLETE:
-            record_figures(self._storage, trial_id, spec, figures or {})
+        if epoch_metrics:
+            record_epoch_metrics(self._storage, trial_id, epoch_metrics)
+        final = final_values(trial, state, value, spec)
         if state == TrialState.FAIL:
             self._storage.set_trial_system_attr(trial_id, FAIL_REASON_ATTR, reason or "failed")
         self._finish(trial_id, state, final)
-        webhooks.trial_finished(self._storage, spec, self.study_of(trial_id), trial_id, state)
-        self.fill_slots(self.study_of(trial_id))
-        return self._storage.get_trial(trial_id)
+        return True
 
     def fail(self, trial_id: int, reason: str) -> None:
         """Mark a running trial failed, with the reason (the reaper's and the dispatcher's way out)."""
@@ -449,9 +505,18 @@ class TrialLifecycle:
         except KeyError:  # its study was deleted
             raise NotFound(f"no trial with id {trial_id}", field="trial_id") from None
 
-    def _running_trial(self, trial_id: int) -> FrozenTrial:
-        trial = self._trial(trial_id)
-        if trial.state != TrialState.RUNNING:
-            state = trial.state.name.lower()
+    def _running_trial(self, trial_id: int) -> int:
+        """The running trial's number; ``Conflict`` once it finished. One plain read (the claim,
+        heartbeats and uploads need no more than the state: not Optuna's whole trial)."""
+        self.study_of(trial_id)
+        with self._database.engine.connect() as connection:
+            row = connection.execute(
+                text("SELECT number, state FROM trials WHERE trial_id = :trial_id"),
+                {"trial_id": trial_id},
+            ).first()
+        if row is None:  # its study was deleted
+            raise NotFound(f"no trial with id {trial_id}", field="trial_id")
+        if row.state != TrialState.RUNNING.name:
+            state = str(row.state).lower()
             raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
-        return trial
+        return int(row.number)

@@ -17,6 +17,19 @@ from service.errors import Conflict, InvalidSpec
 from service.spec.study_spec import StudySpec
 
 
+def complete_values(
+    spec: StudySpec,
+    value: float | None,
+    values: list[float] | None = None,
+    figures: dict[str, float] | None = None,
+) -> list[float]:
+    """The values a complete trial finishes with, one per objective, each finite."""
+    found = objective_values(spec, value, values, figures or {})
+    for index, each in enumerate(found):
+        require_finite(each, "value" if values is None and value is not None else f"values.{index}")
+    return found
+
+
 def final_values(
     trial: FrozenTrial,
     state: TrialState,
@@ -28,12 +41,7 @@ def final_values(
     """The values a trial finishes with: its own when complete (one per objective), the last
     reported when pruned (a study of several objectives is never pruned: none)."""
     if state == TrialState.COMPLETE:
-        found = objective_values(spec, value, values, figures or {})
-        for index, each in enumerate(found):
-            require_finite(
-                each, "value" if values is None and value is not None else f"values.{index}"
-            )
-        return found
+        return complete_values(spec, value, values, figures)
     if state == TrialState.PRUNED and spec.multi_objective:
         return None
     if state == TrialState.PRUNED:

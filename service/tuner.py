@@ -18,7 +18,7 @@ from sqlalchemy import text
 from service.artifacts import CheckpointStore
 from service.datasets import DatasetStore
 from service.dispatch import TrialAssignment, TrialDispatcher
-from service.epoch_metrics import EpochRecord, record_epoch_metrics
+from service.epoch_metrics import EpochRecord
 from service.errors import Conflict, InvalidSpec, NotFound
 from service.jobs import JobDispatcher, StudyJobs
 from service.lease_reaper import LeaseReaper
@@ -263,11 +263,15 @@ class Tuner:
         """Finish a trial (``values``: one per objective; ``figures``: the trainer's named results;
         ``epoch_metrics``: its per-epoch records, kept on the trial)."""
         self._visible(trial_id, tenant)
-        if epoch_metrics and not self._storage.get_trial(trial_id).state.is_finished():
-            self.trials.leases.check(trial_id, lease)
-            record_epoch_metrics(self._storage, trial_id, epoch_metrics)
         trial = self.trials.complete(
-            trial_id, state, value, reason, lease, values=values, figures=figures
+            trial_id,
+            state,
+            value,
+            reason,
+            lease,
+            values=values,
+            figures=figures,
+            epoch_metrics=epoch_metrics,
         )
         return trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR)
 

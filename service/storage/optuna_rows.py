@@ -1,23 +1,29 @@
-"""A new running trial written into Optuna's RDB schema inside the caller's transaction.
+"""A trial's rows written into Optuna's RDB schema inside the caller's transaction: a new running
+trial, and a running trial's completion.
 
 Optuna's ``RDBStorage`` creates a trial and then writes each parameter and attribute with its own
 reads and checks; a trial sampled in memory (service.study_mirror) needs none of them, so its rows
 (the trial, one per parameter, one per system attribute) go in as Optuna lays them out: state by
-name, start time in naive UTC, parameters in their internal representation with the distribution
-as JSON, attributes as JSON. The tables are read from the database (reflected), not redefined.
+name, times naive in the machine's local time (as Optuna's ``datetime.now()``), parameters in
+their internal representation with the distribution as JSON, attributes as JSON. A completion is
+likewise one update of the trial's row, its values and its system attributes, where Optuna's
+path takes a transaction for each attribute and re-reads the trial between them. The tables are
+read from the database (reflected), not redefined. Optuna's cached storage reads a trial it saw
+running again until it sees it finished, so it takes in both.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
 from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, MetaData, Table, func, insert, select
+from sqlalchemy import Engine, MetaData, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-OPTUNA_TABLES = ("studies", "trials", "trial_params", "trial_system_attributes")
+OPTUNA_TABLES = ("studies", "trials", "trial_params", "trial_system_attributes", "trial_values")
 
 
 class OptunaTrialRows:
@@ -37,7 +43,7 @@ class OptunaTrialRows:
             select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()
         )
         number = session.scalar(select(func.count()).where(trials.c.study_id == study_id))
-        started = (trial.datetime_start or datetime.now()).astimezone(UTC).replace(tzinfo=None)
+        started = trial.datetime_start or datetime.now()
         row = {
             "number": number,
             "study_id": study_id,
@@ -49,6 +55,46 @@ class OptunaTrialRows:
         self._insert_params(session, trial_id, trial)
         self._insert_system_attrs(session, trial_id, trial)
         return int(trial_id), int(number or 0)
+
+    def locked_state(self, session: Session, trial_id: int) -> TrialState | None:
+        """The trial's state, its row locked to the end of the transaction (``None``: no such
+        trial), as Optuna locks it before a state change."""
+        trials = self._table("trials")
+        query = select(trials.c.state).where(trials.c.trial_id == trial_id).with_for_update()
+        state = session.scalar(query)
+        return None if state is None else TrialState[str(state)]
+
+    def complete(
+        self, session: Session, trial_id: int, values: list[float], attrs: dict[str, Any]
+    ) -> None:
+        """Finish the (locked, running) trial as complete with ``values`` (finite, one per
+        objective) and set its system attributes ``attrs``."""
+        trials, values_table = self._table("trials"), self._table("trial_values")
+        session.execute(
+            update(trials)
+            .where(trials.c.trial_id == trial_id)
+            .values(state=TrialState.COMPLETE.name, datetime_complete=datetime.now())
+        )
+        rows = [
+            {"trial_id": trial_id, "objective": i, "value": v, "value_type": "FINITE"}
+            for i, v in enumerate(values)
+        ]
+        session.execute(delete(values_table).where(values_table.c.trial_id == trial_id))
+        session.execute(insert(values_table), rows)
+        self._replace_system_attrs(session, trial_id, attrs)
+
+    def _replace_system_attrs(self, session: Session, trial_id: int, attrs: dict[str, Any]) -> None:
+        if not attrs:
+            return
+        table = self._table("trial_system_attributes")
+        session.execute(
+            delete(table).where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
+        )
+        rows = [
+            {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+            for key, value in attrs.items()
+        ]
+        session.execute(insert(table), rows)
 
     def _insert_params(self, session: Session, trial_id: int, trial: FrozenTrial) -> None:
         rows = [

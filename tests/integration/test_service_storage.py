@@ -320,3 +320,45 @@ def test_a_report_or_a_batch_of_them_is_one_writing_transaction_and_is_read_back
         assert stored.intermediate_values == {1: 0.5, 2: 0.3, 3: 0.25, 4: 0.2}
     finally:
         database.dispose()
+
+
+def test_a_completion_is_one_writing_transaction_and_optuna_reads_it_back(
+    database_url: str,
+) -> None:
+    database = Database(database_url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    try:
+        constrained = spec(
+            n_trials=2, concurrent=1, constraints=[{"metric": "n_parameters", "max": 100}]
+        )
+        study = tuner.create_study(constrained)
+        trial = tuner.ask(study.study_id)
+        with pytest.raises(Conflict, match="lease"):  # another holder's completion changes nothing
+            tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, "not-the-lease")
+        engines = [database.engine, database.optuna._backend.engine]  # type: ignore[attr-defined]
+        records: list[dict[str, float | None]] = [{"epoch": 1.0, "validation_loss": 0.5}]
+        with writing_transactions(engines) as counted:
+            tuner.complete(
+                trial.trial_id,
+                TrialState.COMPLETE,
+                0.5,
+                None,
+                trial.lease,
+                figures={"n_parameters": 150.0},
+                epoch_metrics=records,
+            )
+        assert len(counted) == 1
+        [stored] = optuna.load_study(study_name=study.name, storage=database_url).trials
+        assert stored.state == TrialState.COMPLETE and stored.values == [0.5]
+        assert stored.datetime_start <= stored.datetime_complete  # the same clock as Optuna's
+        assert stored.system_attrs["hpo:figures"] == {"n_parameters": 150.0}
+        assert stored.system_attrs["constraints:n_parameters<=100"] == 50.0
+        assert stored.system_attrs["hpo:epoch_metrics"] == records
+        # The lease went with it; a repeat is answered as the first, a different value refused.
+        with pytest.raises(Conflict, match="complete"):
+            tuner.heartbeat(trial.trial_id, trial.lease)
+        assert tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None).state == "complete"
+        with pytest.raises(Conflict, match="already complete"):
+            tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.4, None)
+    finally:
+        database.dispose()
