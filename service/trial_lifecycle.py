@@ -261,17 +261,17 @@ class TrialLifecycle:
         """The trial's state, values, figures, constraints and epoch records, and the end of its
         lease, in one transaction (service.storage.optuna_rows); ``False`` if it had ended."""
         with self._database.session() as session:
-            state = self._trial_rows.locked_state(session, trial_id)
-            if state is None:  # its study was deleted
-                raise NotFound(f"no trial with id {trial_id}", field="trial_id")
-            if state.is_finished():
+            if not self._trial_rows.mark_complete(session, trial_id):
+                if self._trial_rows.state_of(session, trial_id) is None:  # study deleted
+                    raise NotFound(f"no trial with id {trial_id}", field="trial_id")
                 return False
+            # Any refusal from here rolls the whole completion back.
             self.leases.release_in(session, trial_id, lease)
             final = complete_values(spec, value, values, figures)
             attrs = figure_attrs(spec, figures)
             if epoch_metrics:
                 attrs[EPOCH_METRICS_ATTR] = epoch_metrics[:MAX_EPOCH_RECORDS]
-            self._trial_rows.complete(session, trial_id, final, attrs)
+            self._trial_rows.record_completion(session, trial_id, final, attrs)
         return True
 
     def _end_otherwise(

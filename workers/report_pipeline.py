@@ -1,17 +1,16 @@
 """A trial's reports, sent without waiting where the answer cannot stop the trial, and together.
 
 The claim names the first step whose report can prune the trial, and each report's answer the
-next (Hyperband: the next rung; no pruner: none). Reports of earlier steps go out in the
-background while the next epochs train: at once when the sender is free and its last request is
-at least ``min_interval_s`` old; otherwise held, and sent together in one request
-(``POST /trials/{id}/reports``) with the next report that finds it so, or once ``batch_size``
-are held or ``max_hold_s`` has passed since the last request. So epochs longer than the interval
-(most training) send each report as it comes, and epochs of a few milliseconds a few larger
-requests per second instead of one per epoch: each request costs the worker's CPU and the
-service's, which a small model's training shares on a small machine (``bench.worker_overhead``).
-The report at a decision step waits for what is out, then goes with the held ones in one
-request, and waits for its answer. Under Hyperband a trial waits only on the reports at its
-bracket's rungs; without a pruner, on none.
+next (Hyperband: the next rung; no pruner: none). Reports of earlier steps are held, and a send
+in the background takes every report held when it runs: at once if the last request is at least
+``min_interval_s`` old, else when it is. So epochs longer than the interval (most training) send
+each report as it comes, and epochs of a few milliseconds a few larger requests per second
+instead of one per epoch (each request costs the worker's CPU and the service's, which a small
+model's training shares on a small machine: ``bench.worker_overhead``); and no report waits for
+a later epoch to end before it goes. A batch goes in requests of at most ``batch_size``
+(``POST /trials/{id}/reports``, one transaction each). The report at a decision step takes the
+held ones with it in one request, after what is out, and waits for its answer. Under Hyperband
+a trial waits only on the reports at its bracket's rungs; without a pruner, on none.
 
 Other records of the trial that nothing waits for (its provenance) go out on the same sender
 (``send_aside``), so the trainer does not wait for them either.
@@ -23,6 +22,7 @@ completes the trial, so a completion never overtakes a report or a record.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -31,13 +31,13 @@ from typing import Any
 # Sends reports (step, value), steps rising; the service's answer to the last: ``prune``,
 # ``next_decision_step``.
 ReportSender = Callable[[list[tuple[int, float]]], dict[str, Any]]
+Answer = dict[str, Any] | None  # a background send that found nothing held answers None
 UNKNOWN = -1  # no step named yet (an older service's claim): every report waits
-# At most this many requests are out at once: a slow service holds the trainer back instead of
-# letting reports pile up, and a trial taken away is noticed soon.
-MAX_IN_FLIGHT = 8
-BATCH_SIZE = 32  # reports held at most before they go out together
-MAX_HOLD_S = 1.0  # and for at most this long after the last request
-MIN_INTERVAL_S = 0.2  # a free sender waits this long after its last request before the next
+BATCH_SIZE = 32  # reports per request at most
+MIN_INTERVAL_S = 0.2  # a background send waits this long after the last request
+# Held reports past this many (a service slower than the epochs) hold the trainer back until
+# they are out, so that a trial taken away is noticed soon.
+MAX_HELD = 8 * BATCH_SIZE
 
 
 class ReportPipeline:
@@ -48,7 +48,6 @@ class ReportPipeline:
         self,
         send: ReportSender,
         batch_size: int = BATCH_SIZE,
-        max_hold_s: float = MAX_HOLD_S,
         min_interval_s: float = MIN_INTERVAL_S,
         first_decision_step: int | None = UNKNOWN,
     ) -> None:
@@ -56,15 +55,18 @@ class ReportPipeline:
         for its answer)."""
         self._send = send
         self._batch_size = batch_size
-        self._max_hold_s = max_hold_s
         self._min_interval_s = min_interval_s
         self._next_decision: int | None = first_decision_step
+        self._guard = threading.Lock()  # the held reports, between the trainer and the sender
         self._held: list[tuple[int, float]] = []
-        self._in_flight: list[Future[dict[str, Any]]] = []
+        self._scheduled = False  # a background send is queued that has not taken them yet
+        self._now = threading.Event()  # the background send goes without waiting its interval
+        self._in_flight: list[Future[Answer]] = []
         self._aside: list[Future[Any]] = []
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports")
         self._last_request = time.monotonic()
         self._pruned = False
+        self._refused = False
 
     def report(self, step: int, value: float) -> bool:
         """Send the epoch's value; ``True``: the trial is pruned, stop training it."""
@@ -72,14 +74,13 @@ class ReportPipeline:
         if self._pruned:
             return True
         if self._can_wait(step):
-            self._held.append((step, value))
-            if self._sender_ready() or len(self._held) >= self._batch_size or self._held_too_long():
-                self._send_held()
+            if self._hold(step, value) > MAX_HELD:
+                self._wait_sent()
             return self._pruned
-        batch, self._held = [*self._held, (step, value)], []
+        with self._guard:
+            batch, self._held = [*self._held, (step, value)], []
         self._wait_sent()
-        self._last_request = time.monotonic()
-        return self._take(self._send(batch))
+        return self._take(self._send_in_order(batch))
 
     def send_aside(self, call: Callable[[], Any]) -> None:
         """Make a call whose answer nothing waits for, in the background; :meth:`flush` waits
@@ -89,41 +90,58 @@ class ReportPipeline:
     def flush(self) -> bool:
         """Send the held reports, wait for every request and call still out; whether a report
         pruned the trial. Raises the first error one of them met, once all of them are out."""
-        self._send_held(bounded=False)  # no waiting on one request before all are sent
         return self._wait_sent()
 
     def close(self) -> None:
         """Stop the sending thread (after a flush, nothing is left to send)."""
         self._sender.shutdown(wait=True, cancel_futures=True)
 
+    def _hold(self, step: int, value: float) -> int:
+        """Hold the report, with a background send queued to take it; how many are held."""
+        with self._guard:
+            self._held.append((step, value))
+            if not self._scheduled:
+                self._scheduled = True
+                self._in_flight.append(self._sender.submit(self._send_held))
+            return len(self._held)
+
+    def _send_held(self) -> Answer:
+        """On the sender: once the interval since the last request is over (or at once when
+        told), send every report held by then."""
+        self._now.wait(self._last_request + self._min_interval_s - time.monotonic())
+        with self._guard:
+            batch, self._held = self._held, []
+            self._scheduled = False
+        return self._send_in_order(batch) if batch else None
+
+    def _send_in_order(self, batch: list[tuple[int, float]]) -> Answer:
+        """Send ``batch`` in requests of at most ``batch_size``, stopping at a prune (the
+        service records nothing after it) or after a refused request (nothing later may be
+        recorded before it); the last answer."""
+        answer: Answer = None
+        for start in range(0, len(batch), self._batch_size):
+            if self._pruned or self._refused:
+                break
+            self._last_request = time.monotonic()
+            try:
+                answer = self._send(batch[start : start + self._batch_size])
+            except Exception:
+                self._refused = True  # raised to the trainer by the next report or the flush
+                raise
+            self._pruned = self._pruned or bool(answer["prune"])
+        return answer
+
     def _wait_sent(self) -> bool:
+        self._now.set()  # a queued background send goes now: nothing may wait on its interval
         waiting, self._in_flight = self._in_flight, []
         aside, self._aside = self._aside, []
         wait([*waiting, *aside])  # all of them are out, even where one failed: nothing overtakes
+        self._now.clear()
         for sent in waiting:
             self._take(sent.result())
         for call in aside:
             call.result()
         return self._pruned
-
-    def _send_held(self, bounded: bool = True) -> None:
-        if not self._held:
-            return
-        while bounded and len(self._in_flight) >= MAX_IN_FLIGHT:
-            self._take_oldest()
-        batch, self._held = self._held, []
-        self._in_flight.append(self._sender.submit(self._send, batch))
-        self._last_request = time.monotonic()
-
-    def _sender_ready(self) -> bool:
-        idle = not self._in_flight and all(call.done() for call in self._aside)
-        return idle and self._since_last_request() >= self._min_interval_s
-
-    def _held_too_long(self) -> bool:
-        return self._since_last_request() >= self._max_hold_s
-
-    def _since_last_request(self) -> float:
-        return time.monotonic() - self._last_request
 
     def _can_wait(self, step: int) -> bool:
         if self._next_decision == UNKNOWN:
@@ -132,12 +150,11 @@ class ReportPipeline:
 
     def _collect_finished(self) -> None:
         while self._in_flight and self._in_flight[0].done():
-            self._take_oldest()
+            self._take(self._in_flight.pop(0).result())
 
-    def _take_oldest(self) -> None:
-        self._take(self._in_flight.pop(0).result())
-
-    def _take(self, answer: dict[str, Any]) -> bool:
+    def _take(self, answer: Answer) -> bool:
+        if answer is None:
+            return self._pruned
         self._pruned = self._pruned or bool(answer["prune"])
         # An older service answers no next step: every report waits for its answer.
         self._next_decision = answer.get("next_decision_step", UNKNOWN)

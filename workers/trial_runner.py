@@ -122,7 +122,11 @@ class TrialRunner:
             # The result lacks what the study needs (an objective's or a constraint's figure).
             reason = f"the service refused the trial's result: {refused}"
             self._client.complete(
-                run.trial_id, state="failed", reason=reason[:MAX_REASON_CHARS], lease=lease
+                run.trial_id,
+                state="failed",
+                reason=reason[:MAX_REASON_CHARS],
+                lease=lease,
+                epoch_metrics=[dict(r) for r in result.epoch_metrics[:MAX_EPOCH_RECORDS]],
             )
             return "failed"
         return "complete"

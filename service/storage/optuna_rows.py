@@ -4,7 +4,7 @@ trial, and a running trial's completion.
 Optuna's ``RDBStorage`` creates a trial and then writes each parameter and attribute with its own
 reads and checks; a trial sampled in memory (service.study_mirror) needs none of them, so its rows
 (the trial, one per parameter, one per system attribute) go in as Optuna lays them out: state by
-name, times naive in the machine's local time (as Optuna's ``datetime.now()``), parameters in
+name, times in naive UTC (as Optuna's trial model stores them), parameters in
 their internal representation with the distribution as JSON, attributes as JSON. A completion is
 likewise one update of the trial's row, its values and its system attributes, where Optuna's
 path takes a transaction for each attribute and re-reads the trial between them. The tables are
@@ -15,7 +15,7 @@ running again until it sees it finished, so it takes in both.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from optuna.distributions import distribution_to_json
@@ -23,11 +23,13 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, MetaData, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+_NOT_ENDED = (TrialState.RUNNING.name, TrialState.WAITING.name)
 OPTUNA_TABLES = ("studies", "trials", "trial_params", "trial_system_attributes", "trial_values")
 
 
 class OptunaTrialRows:
-    """Inserts a running trial's rows; the study's row is locked first, as Optuna does."""
+    """Inserts a running trial's rows (the study's row locked first, as Optuna does), and
+    writes a running trial's completion."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -43,7 +45,7 @@ class OptunaTrialRows:
             select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()
         )
         number = session.scalar(select(func.count()).where(trials.c.study_id == study_id))
-        started = trial.datetime_start or datetime.now()
+        started = _naive_utc(trial.datetime_start or datetime.now())
         row = {
             "number": number,
             "study_id": study_id,
@@ -56,25 +58,30 @@ class OptunaTrialRows:
         self._insert_system_attrs(session, trial_id, trial)
         return int(trial_id), int(number or 0)
 
-    def locked_state(self, session: Session, trial_id: int) -> TrialState | None:
-        """The trial's state, its row locked to the end of the transaction (``None``: no such
-        trial), as Optuna locks it before a state change."""
+    def mark_complete(self, session: Session, trial_id: int) -> bool:
+        """Set the trial complete unless it has ended; whether it was set. Its row stays locked
+        to the end of the transaction: as the transaction's first statement this write takes
+        SQLite's lock too, so nothing ends the trial between this check and the commit."""
         trials = self._table("trials")
-        query = select(trials.c.state).where(trials.c.trial_id == trial_id).with_for_update()
-        state = session.scalar(query)
+        done = session.execute(
+            update(trials)
+            .where(trials.c.trial_id == trial_id, trials.c.state.in_(_NOT_ENDED))
+            .values(state=TrialState.COMPLETE.name, datetime_complete=_naive_utc(datetime.now()))
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def state_of(self, session: Session, trial_id: int) -> TrialState | None:
+        """The trial's state (``None``: no such trial, its study was deleted)."""
+        trials = self._table("trials")
+        state = session.scalar(select(trials.c.state).where(trials.c.trial_id == trial_id))
         return None if state is None else TrialState[str(state)]
 
-    def complete(
+    def record_completion(
         self, session: Session, trial_id: int, values: list[float], attrs: dict[str, Any]
     ) -> None:
-        """Finish the (locked, running) trial as complete with ``values`` (finite, one per
-        objective) and set its system attributes ``attrs``."""
-        trials, values_table = self._table("trials"), self._table("trial_values")
-        session.execute(
-            update(trials)
-            .where(trials.c.trial_id == trial_id)
-            .values(state=TrialState.COMPLETE.name, datetime_complete=datetime.now())
-        )
+        """The values (finite, one per objective) and system attributes ``attrs`` of a trial
+        :meth:`mark_complete` set complete in this transaction."""
+        values_table = self._table("trial_values")
         rows = [
             {"trial_id": trial_id, "objective": i, "value": v, "value_type": "FINITE"}
             for i, v in enumerate(values)
@@ -123,3 +130,8 @@ class OptunaTrialRows:
             metadata.reflect(self._engine, only=OPTUNA_TABLES)
             self._tables = {table: metadata.tables[table] for table in OPTUNA_TABLES}
         return self._tables[name]
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """``moment`` (naive local, or aware) as the naive UTC Optuna's trial model stores."""
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from client import TrialGone
-from workers.report_pipeline import MAX_IN_FLIGHT, ReportPipeline
+from workers.report_pipeline import MAX_HELD, ReportPipeline
 
 
 class Service:
@@ -48,12 +48,21 @@ class Service:
         return {"prune": step == self.prune_at, "next_decision_step": next_step}
 
 
+def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
 def test_reports_before_the_next_decision_step_do_not_wait() -> None:
     service = Service(every=4)
-    pipeline = ReportPipeline(service.send, batch_size=1)
+    pipeline = ReportPipeline(service.send, batch_size=1, min_interval_s=0)
     assert pipeline.report(1, 0.9) is False  # the first waits: nothing is known yet
     service.release.clear()  # the service is slow from now on
-    assert [pipeline.report(step, 0.5) for step in (2, 3)] == [False, False]  # not blocked
+    assert pipeline.report(2, 0.5) is False  # not blocked
+    wait_for(lambda: service.requests == [[1], [2]])  # out, and hanging
+    assert pipeline.report(3, 0.5) is False  # not blocked either
     service.release.set()
     assert pipeline.report(4, 0.4) is False  # a decision step: waits for 2, 3, then itself
     assert [step for step, _ in service.received] == [1, 2, 3, 4]  # in order
@@ -108,11 +117,11 @@ def test_an_error_in_a_background_report_reaches_the_trial() -> None:
     pipeline.close()
 
 
-def test_a_failed_report_leaves_no_later_report_behind_the_flush() -> None:
+def test_a_failed_report_stops_the_later_ones_and_leaves_none_out_behind_the_flush() -> None:
     service = Service(every=None)
     service.fail_at = 3
     service.slow_after_failure_s = 0.2
-    pipeline = ReportPipeline(service.send, batch_size=1)
+    pipeline = ReportPipeline(service.send, batch_size=1, min_interval_s=0)
     pipeline.report(1, 0.5)  # waits: the first answer names no decision step
     service.release.clear()  # 2 to 5 queue up behind a slow service
     for step in range(2, 6):
@@ -120,32 +129,37 @@ def test_a_failed_report_leaves_no_later_report_behind_the_flush() -> None:
     service.release.set()
     with pytest.raises(TrialGone):
         pipeline.flush()
-    # Every report was out before the flush raised: a completion sent now overtakes none.
-    assert [step for step, _ in service.received] == [1, 2, 3, 4, 5]
+    # Nothing is left out once the flush raised: a completion sent now overtakes no report.
+    sent = [step for step, _ in service.received]
+    time.sleep(0.3)
+    assert [step for step, _ in service.received] == sent
+    assert sent[:3] == [1, 2, 3] and set(sent) <= {1, 2, 3}  # none after the refused one
     assert pipeline.flush() is False
     pipeline.close()
 
 
-def test_a_slow_service_holds_the_trainer_back_after_a_bounded_queue() -> None:
+def test_a_slow_service_holds_the_trainer_back_past_a_bound_on_held_reports() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send, batch_size=1)
+    pipeline = ReportPipeline(service.send, min_interval_s=0)
     pipeline.report(1, 0.5)
     service.release.clear()
-    last = MAX_IN_FLIGHT + 2  # one report is being sent, MAX_IN_FLIGHT wait behind it
+    pipeline.report(2, 0.5)
+    wait_for(lambda: service.requests == [[1], [2]])  # out, and hanging
+    last = MAX_HELD + 3  # one more than the bound is held behind it
 
     def train() -> None:
-        for step in range(2, last + 2):
+        for step in range(3, last + 1):
             pipeline.report(step, 0.5)
 
     trainer = threading.Thread(target=train)
     trainer.start()
     trainer.join(timeout=0.3)
-    assert trainer.is_alive()  # held back: the queue is full
+    assert trainer.is_alive()  # held back: too many reports wait behind the slow service
     service.release.set()
     trainer.join(timeout=10)
     assert not trainer.is_alive()
     pipeline.flush()
-    assert [step for step, _ in service.received] == list(range(1, last + 2))
+    assert [step for step, _ in service.received] == list(range(1, last + 1))
     pipeline.close()
 
 
@@ -186,47 +200,69 @@ def test_a_flush_waits_for_calls_sent_aside_and_raises_their_error() -> None:
     pipeline.close()
 
 
-def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
-def test_a_report_goes_out_at_once_while_nothing_else_is_being_sent() -> None:
+def test_a_report_goes_out_at_once_when_the_last_request_is_old_enough() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send, max_hold_s=60, min_interval_s=0)
+    pipeline = ReportPipeline(service.send, min_interval_s=0)
     pipeline.report(1, 0.5)
-    pipeline.report(2, 0.5)  # the sender is free: not held
+    pipeline.report(2, 0.5)
     wait_for(lambda: len(service.received) == 2)
     assert service.requests == [[1], [2]]
     pipeline.close()
 
 
-def test_reports_of_fast_epochs_are_held_for_the_minimum_interval_then_go_together() -> None:
+def test_reports_of_fast_epochs_go_together_after_the_interval_without_a_next_epoch() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send, max_hold_s=60, min_interval_s=0.3)
+    pipeline = ReportPipeline(service.send, min_interval_s=0.3)
+    started = time.monotonic()
     pipeline.report(1, 0.5)  # waits: nothing is known yet
-    pipeline.report(2, 0.5)  # the sender is free, but its last request is too recent: held
+    pipeline.report(2, 0.5)  # the last request is too recent: held
     pipeline.report(3, 0.5)
     time.sleep(0.1)
     assert service.requests == [[1]]
-    time.sleep(0.25)  # an epoch ends after the interval
-    pipeline.report(4, 0.5)
-    wait_for(lambda: len(service.received) == 4)
-    assert service.requests == [[1], [2, 3, 4]]
+    # No report follows (a long epoch): the held ones go once the interval is over.
+    wait_for(lambda: len(service.requests) == 2)
+    assert service.requests == [[1], [2, 3]]
+    assert time.monotonic() - started >= 0.3
     pipeline.close()
 
 
 def test_an_epoch_longer_than_the_interval_sends_its_report_at_once() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(service.send, max_hold_s=60, min_interval_s=0.1)
+    pipeline = ReportPipeline(service.send, min_interval_s=0.1)
     pipeline.report(1, 0.5)
     for step in (2, 3):
         time.sleep(0.15)
         pipeline.report(step, 0.5)
         wait_for(lambda sent=step: len(service.received) == sent)
     assert service.requests == [[1], [2], [3]]
+    pipeline.close()
+
+
+def test_a_decision_step_and_a_flush_do_not_wait_out_the_interval() -> None:
+    service = Service(every=5)
+    pipeline = ReportPipeline(service.send, min_interval_s=60)
+    started = time.monotonic()
+    pipeline.report(1, 0.5)
+    for step in (2, 3, 4):
+        pipeline.report(step, 0.5)  # held: the interval is a minute
+    assert pipeline.report(5, 0.5) is False  # takes them along, at once
+    assert service.requests == [[1], [2, 3, 4, 5]]
+    pipeline.report(6, 0.5)
+    assert pipeline.flush() is False
+    assert service.requests == [[1], [2, 3, 4, 5], [6]]
+    assert time.monotonic() - started < 5
+    pipeline.close()
+
+
+def test_held_reports_go_in_requests_of_at_most_the_batch_size() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, batch_size=3, min_interval_s=60)
+    pipeline.report(1, 0.5)
+    for step in range(2, 9):
+        assert pipeline.report(step, 0.5) is False
+    assert pipeline.flush() is False
+    assert service.requests == [[1], [2, 3, 4], [5, 6, 7], [8]]
+    assert all(name.startswith("reports") for _, name in service.received[1:])
     pipeline.close()
 
 
@@ -239,7 +275,6 @@ def test_a_first_decision_step_named_at_the_claim_spares_the_first_report_its_wa
     service.release.set()
     assert pipeline.report(3, 0.5) is False  # the decision step waits for 1, 2, then itself
     assert [step for step, _ in service.received] == [1, 2, 3]
-    assert all(name.startswith("reports") for _, name in service.received[:2])
     assert service.received[2][1] == threading.current_thread().name
     pipeline.close()
 
@@ -256,75 +291,14 @@ def test_without_a_pruner_named_at_the_claim_no_report_waits() -> None:
     pipeline.close()
 
 
-def test_reports_held_behind_a_slow_request_go_with_the_decision_step_in_one_request() -> None:
-    service = Service(every=9)
-    pipeline = ReportPipeline(service.send, max_hold_s=60, min_interval_s=0)
-    pipeline.report(1, 0.5)
-    service.release.clear()  # 2 goes out and hangs; 3..8 are held behind it
-    assert [pipeline.report(step, 0.5) for step in range(2, 9)] == [False] * 7
-    threading.Timer(0.1, service.release.set).start()
-    assert pipeline.report(9, 0.5) is False  # waits for 2, then goes with 3..8
-    assert service.requests == [[1], [2], [3, 4, 5, 6, 7, 8, 9]]
-    assert service.received[-1][1] == threading.current_thread().name
-    pipeline.close()
-
-
-def test_held_reports_go_out_together_at_the_batch_size_and_at_the_flush() -> None:
-    service = Service(every=None)
-    pipeline = ReportPipeline(service.send, batch_size=3, max_hold_s=60, min_interval_s=0)
-    pipeline.report(1, 0.5)
-    service.release.clear()
-    for step in range(2, 8):
-        assert pipeline.report(step, 0.5) is False
-    service.release.set()
-    assert pipeline.flush() is False
-    assert service.requests == [[1], [2], [3, 4, 5], [6, 7]]
-    assert all(name.startswith("reports") for _, name in service.received[1:])
-    pipeline.close()
-
-
-def test_held_reports_go_out_with_the_next_report_once_the_hold_time_has_passed() -> None:
-    service = Service(every=None)
-    pipeline = ReportPipeline(service.send, max_hold_s=0.5, min_interval_s=0)
-    pipeline.report(1, 0.5)
-    service.release.clear()
-    pipeline.report(2, 0.5)  # out, and hanging
-    pipeline.report(3, 0.5)  # held: the last request was just now
-    time.sleep(0.6)  # a slow epoch
-    pipeline.report(4, 0.5)  # the hold is over: 3 and 4 go out now, not at the flush
-    service.release.set()
-    pipeline.flush()
-    assert service.requests == [[1], [2], [3, 4]]
-    pipeline.close()
-
-
-def test_a_prune_answered_to_a_batch_stops_the_trial_at_its_next_report() -> None:
+def test_a_prune_answered_in_the_background_stops_the_later_requests_and_the_trial() -> None:
     service = Service(every=None, prune_at=3)
-    pipeline = ReportPipeline(service.send, batch_size=2, max_hold_s=60, min_interval_s=0)
+    pipeline = ReportPipeline(service.send, batch_size=2, min_interval_s=60)
     pipeline.report(1, 0.5)
-    service.release.clear()
-    pipeline.report(2, 0.5)
-    pipeline.report(3, 0.5)
-    pipeline.report(4, 0.5)  # 3 and 4 go out together; 3 is pruned, 4 is not recorded
-    service.release.set()
-    pipeline.flush()
+    for step in (2, 3, 4):
+        pipeline.report(step, 0.5)
+    assert pipeline.flush() is True  # [2, 3] pruned at 3: [4] is not sent
+    assert service.requests == [[1], [2, 3]]
     assert pipeline.report(5, 0.5) is True
     assert [step for step, _ in service.received] == [1, 2, 3]
-    pipeline.close()
-
-
-def test_a_flush_sends_every_held_report_before_it_raises_a_failed_ones_error() -> None:
-    service = Service(every=None)
-    service.fail_at = 2
-    pipeline = ReportPipeline(service.send, batch_size=2, max_hold_s=60, min_interval_s=0)
-    pipeline.report(1, 0.5)
-    service.release.clear()
-    last = 2 + 2 * (MAX_IN_FLIGHT - 1) + 1  # 2 alone, then pairs until the queue is full, one held
-    for step in range(2, last + 1):
-        pipeline.report(step, 0.5)
-    service.release.set()
-    with pytest.raises(TrialGone):  # 2 was refused
-        pipeline.flush()
-    # Every report was out before the flush raised: a completion now overtakes none.
-    assert [step for step, _ in service.received] == list(range(1, last + 1))
     pipeline.close()

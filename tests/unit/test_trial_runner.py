@@ -116,3 +116,31 @@ def test_a_failing_trainer_is_completed_with_its_reason_though_a_report_was_refu
     assert completion["state"] == "failed"
     assert completion["reason"] == "the loss is NaN at epoch 3"
     assert completion["epoch_metrics"] == [{"train_loss": 1.0}]
+
+
+class RefusingService(RecordingService):
+    """Refuses a complete trial's result (422: a figure the study needs is missing)."""
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        self._note("complete", fields)
+        if fields.get("state", "complete") == "complete":
+            raise HPOError(422, {"error": "the study's constraint needs the figure 'size'"})
+        return {}
+
+
+class RecordsTrainer(ScriptedTrainer):
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        result = super().train(run, report)
+        records = [{"train_loss": 1.0 / e} for e in range(1, self.epochs + 1)]
+        return TrainResult(value=result.value, epochs_run=result.epochs_run, epoch_metrics=records)
+
+
+def test_a_refused_result_is_completed_as_failed_with_its_epoch_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RefusingService()
+    assert run_trial(monkeypatch, service, RecordsTrainer(epochs=2)) == "failed"
+    refused, failed = [detail for call, detail in service.calls if call == "complete"]
+    assert "state" not in refused  # the result was sent first
+    assert failed["state"] == "failed" and "refused the trial's result" in failed["reason"]
+    assert failed["epoch_metrics"] == [{"train_loss": 1.0}, {"train_loss": 0.5}]
