@@ -4,7 +4,7 @@ A study of ``--trials`` trials (10 reports each, TPE + Hyperband) driven by 1, 4
 workers (threads calling ask / report / complete over HTTP, as an external program or a Celery
 worker after its claim does, each report waited for) against a real API (gunicorn) on SQLite and
 on PostgreSQL, and with one worker reporting as the Celery workers do (``ReportPipeline``: waits
-only at decision steps, holds reports behind a request that is out); beside it
+only at decision steps, sends the others together in the background); beside it
 plain Optuna in the same number of processes on the same database, Optuna's JournalStorage on the
 embedded Redis, and Ray Tune (ASHA); one study through real Celery worker processes (the
 built-in trainer on a tiny model). Then the service alone over a long history (decision latency
