@@ -1,8 +1,11 @@
-"""Trials' best checkpoints, kept through Optuna's artifact API in a store on the study database.
+"""Trials' best checkpoints, kept as Optuna's artifacts in a store on the study database.
 
 ``DatabaseArtifactStore`` implements Optuna's ``ArtifactStore`` protocol on the service's
 ``hpo_artifacts`` table, so ``optuna.artifacts.upload_artifact`` / ``download_artifact`` work on it
-and each checkpoint is linked to its trial as Optuna's ``artifacts:<id>`` trial attribute. The
+and each checkpoint is linked to its trial as Optuna's ``artifacts:<id>`` trial attribute. An
+upload writes what ``upload_artifact`` writes (the bytes, and the attribute holding its
+``ArtifactMeta`` as JSON) in one transaction, where ``upload_artifact`` takes one for each and
+reads the whole trial first. The
 database (rather than a directory) holds the bytes so that every API process, on any host, serves
 them, on SQLite and PostgreSQL alike; the same table row also names the study, so deleting a study
 deletes its checkpoints.
@@ -16,21 +19,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import struct
-import tempfile
+import uuid
+from dataclasses import asdict
 from typing import BinaryIO
 
-import optuna
-from optuna.artifacts import upload_artifact
+from optuna.artifacts import ArtifactMeta
 from optuna.artifacts.exceptions import ArtifactNotFound
 from sqlalchemy import delete, select
 
 from service.errors import InvalidSpec, NotFound
 from service.storage.database import Database
+from service.storage.optuna_rows import OptunaTrialRows
 from service.storage.tables import ArtifactRecord
 
 CHECKPOINT_KIND = "checkpoint"
+ARTIFACTS_ATTR_PREFIX = "artifacts:"  # where Optuna's upload_artifact links an artifact to a trial
 MODEL_METADATA_KEY = "hpo.model"
 CHECKPOINT_MIMETYPE = "application/octet-stream"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -64,20 +68,13 @@ class DatabaseArtifactStore:
         with self._database.session() as session:
             session.execute(delete(ArtifactRecord).where(ArtifactRecord.artifact_id == artifact_id))
 
-    def link(self, artifact_id: str, study_id: int, trial_id: int, kind: str) -> None:
-        """Record which study and trial the artifact belongs to."""
-        with self._database.session() as session:
-            record = session.get(ArtifactRecord, artifact_id)
-            if record is not None:
-                record.study_id, record.trial_id, record.kind = study_id, trial_id, kind
-
 
 class CheckpointStore:
     """One checkpoint per trial: checked on upload, read back by trial, deleted with the study."""
 
-    def __init__(self, database: Database, storage: optuna.storages.BaseStorage) -> None:
+    def __init__(self, database: Database) -> None:
         self._database = database
-        self._storage = storage
+        self._trial_rows = OptunaTrialRows(database.engine)
         self.artifacts = DatabaseArtifactStore(database)
 
     def put(self, study_id: int, trial_id: int, content: bytes) -> str:
@@ -89,8 +86,7 @@ class CheckpointStore:
         earlier = self._records(trial_id)
         if any(record.sha256 == digest for record in earlier):
             return digest
-        artifact_id = self._upload(trial_id, content)
-        self.artifacts.link(artifact_id, study_id, trial_id, CHECKPOINT_KIND)
+        self._upload(study_id, trial_id, content, digest)
         for record in earlier:
             self.artifacts.remove(record.artifact_id)
         return digest
@@ -107,20 +103,30 @@ class CheckpointStore:
         with self._database.session() as session:
             session.execute(delete(ArtifactRecord).where(ArtifactRecord.study_id == study_id))
 
-    def _upload(self, trial_id: int, content: bytes) -> str:
-        """Through Optuna's artifact API: the bytes go to the store, the link to the trial's attrs."""
-        trial = self._storage.get_trial(trial_id)
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, f"trial-{trial_id}.safetensors")
-            with open(path, "wb") as file:
-                file.write(content)
-            return upload_artifact(
-                artifact_store=self.artifacts,
-                file_path=path,
-                study_or_trial=trial,
-                storage=self._storage,
-                mimetype=CHECKPOINT_MIMETYPE,
+    def _upload(self, study_id: int, trial_id: int, content: bytes, digest: str) -> str:
+        """The bytes, linked to the study and trial, and the trial's ``artifacts:<id>``
+        attribute, as ``optuna.artifacts.upload_artifact`` lays them out: one transaction."""
+        artifact_id = str(uuid.uuid4())
+        meta = ArtifactMeta(
+            artifact_id=artifact_id,
+            filename=f"trial-{trial_id}.safetensors",
+            mimetype=CHECKPOINT_MIMETYPE,
+            encoding=None,
+        )
+        with self._database.session() as session:
+            session.add(
+                ArtifactRecord(
+                    artifact_id=artifact_id,
+                    study_id=study_id,
+                    trial_id=trial_id,
+                    kind=CHECKPOINT_KIND,
+                    sha256=digest,
+                    content=content,
+                )
             )
+            attr = {ARTIFACTS_ATTR_PREFIX + artifact_id: json.dumps(asdict(meta))}
+            self._trial_rows.set_system_attrs(session, trial_id, attr)
+        return artifact_id
 
     def _records(self, trial_id: int) -> list[ArtifactRecord]:
         query = (

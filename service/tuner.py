@@ -65,7 +65,7 @@ class Tuner:
         self.trials = TrialLifecycle(database, self._store, dispatcher, leases)
         self._reaper = LeaseReaper(self.trials, self._store)
         self.datasets = DatasetStore(database)
-        self.checkpoints = CheckpointStore(database, self._storage)
+        self.checkpoints = CheckpointStore(database)
         job_dispatcher = dispatcher if hasattr(dispatcher, "dispatch_job") else None
         self.jobs = StudyJobs(
             database,

@@ -88,9 +88,11 @@ class OptunaTrialRows:
         ]
         session.execute(delete(values_table).where(values_table.c.trial_id == trial_id))
         session.execute(insert(values_table), rows)
-        self._replace_system_attrs(session, trial_id, attrs)
+        self.set_system_attrs(session, trial_id, attrs)
 
-    def _replace_system_attrs(self, session: Session, trial_id: int, attrs: dict[str, Any]) -> None:
+    def set_system_attrs(self, session: Session, trial_id: int, attrs: dict[str, Any]) -> None:
+        """Set the trial's system attributes ``attrs`` (each replacing one of the same key), as
+        Optuna's ``set_trial_system_attr`` stores them (JSON)."""
         if not attrs:
             return
         table = self._table("trial_system_attributes")

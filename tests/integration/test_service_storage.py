@@ -13,11 +13,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import numpy
 import optuna
 import pytest
 from optuna.trial import TrialState
+from safetensors.numpy import save as save_tensors
 
 from service.dispatch import NoDispatcher
 from service.errors import BudgetExhausted, Conflict, InvalidSpec, NotFound
@@ -389,3 +392,23 @@ def local_time_zone(name: str) -> Iterator[None]:
         else:
             os.environ["TZ"] = before
         time.tzset()
+
+
+def test_a_checkpoint_is_an_optuna_artifact_of_its_trial(
+    tuner: Tuner, database_url: str, tmp_path: Path
+) -> None:
+    study = tuner.create_study(spec(n_trials=1, concurrent=1))
+    trial = tuner.ask(study.study_id)
+    content = save_tensors({"w": numpy.zeros(3, dtype=numpy.float32)}, {"hpo.model": "{}"})
+    tuner.put_checkpoint(trial.trial_id, content, trial.lease)
+    tuner.put_checkpoint(trial.trial_id, content, trial.lease)  # the same bytes: nothing changes
+    [stored] = optuna.load_study(study_name=study.name, storage=database_url).trials
+    [meta] = optuna.artifacts.get_all_artifact_meta(stored, storage=tuner.trials.storage)
+    assert meta.mimetype == "application/octet-stream"
+    target = tmp_path / "best.safetensors"
+    optuna.artifacts.download_artifact(
+        artifact_store=tuner.checkpoints.artifacts,
+        file_path=str(target),
+        artifact_id=meta.artifact_id,
+    )
+    assert target.read_bytes() == content == tuner.checkpoint(trial.trial_id)
