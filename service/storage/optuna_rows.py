@@ -55,7 +55,7 @@ class OptunaTrialRows:
         trial_id = session.scalar(insert(trials).values(row).returning(trials.c.trial_id))
         assert trial_id is not None
         self._insert_params(session, trial_id, trial)
-        self._insert_system_attrs(session, trial_id, trial)
+        self._insert_system_attrs(session, trial_id, trial.system_attrs)
         return int(trial_id), int(number or 0)
 
     def mark_complete(self, session: Session, trial_id: int) -> bool:
@@ -99,11 +99,7 @@ class OptunaTrialRows:
         session.execute(
             delete(table).where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
         )
-        rows = [
-            {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-            for key, value in attrs.items()
-        ]
-        session.execute(insert(table), rows)
+        self._insert_system_attrs(session, trial_id, attrs)
 
     def _insert_params(self, session: Session, trial_id: int, trial: FrozenTrial) -> None:
         rows = [
@@ -118,10 +114,10 @@ class OptunaTrialRows:
         if rows:
             session.execute(insert(self._table("trial_params")), rows)
 
-    def _insert_system_attrs(self, session: Session, trial_id: int, trial: FrozenTrial) -> None:
+    def _insert_system_attrs(self, session: Session, trial_id: int, attrs: dict[str, Any]) -> None:
         rows = [
             {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-            for key, value in trial.system_attrs.items()
+            for key, value in attrs.items()
         ]
         if rows:
             session.execute(insert(self._table("trial_system_attributes")), rows)

@@ -400,7 +400,10 @@ def test_a_checkpoint_is_an_optuna_artifact_of_its_trial(
     study = tuner.create_study(spec(n_trials=1, concurrent=1))
     trial = tuner.ask(study.study_id)
     content = save_tensors({"w": numpy.zeros(3, dtype=numpy.float32)}, {"hpo.model": "{}"})
-    tuner.put_checkpoint(trial.trial_id, content, trial.lease)
+    engines = [tuner.checkpoints._database.engine, tuner.trials.storage._backend.engine]  # type: ignore[attr-defined]
+    with writing_transactions(engines) as counted:
+        tuner.put_checkpoint(trial.trial_id, content, trial.lease)
+    assert len(counted) == 2  # the lease's renewal, then the bytes with their trial attribute
     tuner.put_checkpoint(trial.trial_id, content, trial.lease)  # the same bytes: nothing changes
     [stored] = optuna.load_study(study_name=study.name, storage=database_url).trials
     [meta] = optuna.artifacts.get_all_artifact_meta(stored, storage=tuner.trials.storage)
