@@ -198,8 +198,9 @@ class Tuner:
 
     def ask(self, study_id: int, tenant: str | None = None) -> TrialAssignment:
         """Start a trial for a program that trains its own models."""
-        self._store.get(study_id, tenant)
-        return self.trials.ask(study_id)
+        if tenant is not None and self._store.tenant_of(study_id) != tenant:
+            raise NotFound(f"no study with id {study_id}", field="study_id")
+        return self.trials.ask(study_id)  # reads the study's record, NotFound where there is none
 
     def claim(self, trial_id: int, holder: str, tenant: str | None = None) -> ClaimedTrial:
         """A worker starts a trial it was sent; the lease token it reports with, and the first

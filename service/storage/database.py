@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.errors import Unavailable
 from service.storage.migrations import upgrade_to_head
 from service.storage.tables import ServiceTable
+from service.storage.trial_reader import CoreReadRDBStorage
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ class Database:
         with self._schema_lock():
             #: The service tables' revision before and after this start's upgrade.
             self.schema_revisions = _upgrade_service_tables(self.engine)
-            rdb = optuna.storages.RDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
-        # Optuna's own cache over the RDB storage: finished trials are read from the database once.
+            rdb = CoreReadRDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
+        # Optuna's own cache over the RDB storage: finished trials are read from the database once
+        # (its reads by Core queries: service.storage.trial_reader).
         self.optuna: optuna.storages.BaseStorage = optuna.storages.get_storage(rdb)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
