@@ -16,7 +16,11 @@ from sklearn.metrics import accuracy_score, f1_score
 from service.epoch_metrics import EPOCH_METRICS_ATTR, diagnose
 from workers.trainers.base import TrainingFailed, TrialRun
 from workers.trainers.mlp import MLPTrainer
-from workers.trainers.monitoring import classification_figures, dead_relu_fraction
+from workers.trainers.monitoring import (
+    GradientMonitor,
+    classification_figures,
+    dead_relu_fraction,
+)
 
 EPOCH_FIGURES = {
     "epoch",
@@ -71,6 +75,28 @@ def test_every_epoch_records_its_figures() -> None:
     losses = [record["train_loss"] for record in result.epoch_metrics]
     assert losses[-1] < losses[0]
     assert set(result.metrics) >= {"validation_accuracy", "validation_macro_f1", "n_parameters"}
+
+
+def test_the_gradient_norm_and_update_ratio_are_those_of_all_parameters_as_one_vector() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = GradientMonitor(model)
+    monitor.start_epoch()
+    before = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+    norms = []
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(5, 4)).square().mean().backward()
+        monitor.after_backward()
+        grads = torch.cat([p.grad.reshape(-1) for p in model.parameters()])  # type: ignore[union-attr]
+        norms.append(float(torch.sqrt((grads.double() ** 2).sum())))
+        optimizer.step()
+    after = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    figures = monitor.epoch_figures(batches=3)
+    assert figures["grad_norm"] == pytest.approx(sum(norms) / 3, rel=1e-5)
+    moved = float(torch.linalg.vector_norm(after - before) / torch.linalg.vector_norm(before))
+    assert figures["update_ratio"] == pytest.approx(moved / 3, rel=1e-5)
 
 
 def test_dead_relu_fraction_counts_units_that_never_fire() -> None:
