@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Unavailable
 from service.storage.migrations import upgrade_to_head
+from service.storage.sqlite_writer import connection_class
 from service.storage.tables import ServiceTable
 from service.storage.trial_reader import CoreReadRDBStorage
 
@@ -72,7 +73,18 @@ class Database:
 
     def _engine_kwargs(self, pool_size: int) -> dict[str, Any]:
         if self.dialect == "sqlite":
-            return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}}
+            connect_args: dict[str, Any] = {
+                "timeout": SQLITE_BUSY_TIMEOUT_S,
+                "check_same_thread": False,
+            }
+            path = make_url(self.url).database
+            if (
+                path and path != ":memory:"
+            ):  # writers queue in this process: service.storage.sqlite_writer
+                connect_args["factory"] = connection_class(
+                    str(Path(path).resolve()), SQLITE_BUSY_TIMEOUT_S
+                )
+            return {"connect_args": connect_args}
         return {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": pool_size}
 
     @contextmanager
