@@ -296,20 +296,21 @@ def _session(url: str, token: str | None, retry: Retry) -> requests.Session:
     session.mount("https://", adapter)
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
-    _settle_environment(session, url)
+    _settle_environment(session, url, netrc=not token)
     return session
 
 
-def _settle_environment(session: requests.Session, url: str) -> None:
+def _settle_environment(session: requests.Session, url: str, *, netrc: bool) -> None:
     """Take what the environment says for the API's URL (proxies and ``NO_PROXY``, the CA
-    bundle, ``.netrc``) once, now, as requests would on each request: every request goes to
-    that one URL, and requests' own per-request lookup costs about 0.15 ms of CPU, which a
-    worker's training thread shares."""
+    bundle, ``.netrc`` where ``netrc``) once, now, as requests would on each request: every
+    request goes to that one URL, and requests' own per-request lookup costs about 0.15 ms of
+    CPU, which a worker's training thread shares. A ``.netrc`` entry never replaces the token
+    (requests would send its Basic credentials instead of the bearer header)."""
     settings = session.merge_environment_settings(url, {}, None, None, None)
     session.proxies = settings["proxies"]
     session.verify = settings["verify"]
     session.cert = settings["cert"]
-    netrc_auth = requests.utils.get_netrc_auth(url)
+    netrc_auth = requests.utils.get_netrc_auth(url) if netrc else None
     if netrc_auth is not None:
         session.auth = netrc_auth
     session.trust_env = False

@@ -8,8 +8,10 @@ that rounding up is most of a report's p99 (clusters at 8, 18 and 33 ms, the sum
 Here every connection of the process to the same database file takes a lock before its first
 writing statement and gives it back when its transaction ends (commit, rollback or close), so a
 waiting writer starts as soon as the one before it commits. SQLite's own busy handler stays for
-other processes on the same file. A writer waits at most as long as SQLite's busy timeout would
-have let it, then fails as SQLite would: ``database is locked``.
+other processes on the same file. A writer waits on the lock at most as long as SQLite's busy
+timeout would let it wait, then fails as SQLite would: ``database is locked``. Every way the
+sqlite3 module ends a transaction (commit, rollback, ``with connection:``, ``executescript``,
+close, the connection dropped) gives the lock back.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import sqlite3
 import threading
 from typing import Any, ClassVar
 
-_READS = ("SELECT", "PRAGMA", "EXPLAIN")
+# Statements that only read (a PRAGMA that sets something is not used here). Anything else,
+# e.g. a WITH that might write, takes the lock: over-taking it only makes a read queue.
+_READS = ("SELECT", "PRAGMA", "EXPLAIN", "VALUES")
 _guard = threading.Lock()
 _connection_classes: dict[str, type[WriterQueuedConnection]] = {}
 
@@ -36,6 +40,20 @@ class WriterQueuedConnection(sqlite3.Connection):
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or _WriterQueuedCursor)
 
+    # The connection's own shortcuts make their cursor in C, past ``cursor()``: route them here.
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> Any:
+        self.take_writer(script)
+        try:
+            return super().executescript(script)
+        finally:
+            self.give_writer_back()
+
     def take_writer(self, statement: str) -> None:
         """Before ``statement``: take the writer lock if it writes and this connection has not."""
         if self.holds_writer or statement.lstrip()[:7].upper().startswith(_READS):
@@ -45,8 +63,19 @@ class WriterQueuedConnection(sqlite3.Connection):
         self.holds_writer = True
 
     def give_writer_back(self) -> None:
-        """After a statement, a commit or a rollback: give the lock back if no transaction is open."""
-        if self.holds_writer and not self.in_transaction:
+        """After a statement, a commit or a rollback: give the lock back if no transaction is
+        open (a closed connection has none)."""
+        if not self.holds_writer:
+            return
+        try:
+            open_transaction = self.in_transaction
+        except sqlite3.ProgrammingError:  # closed
+            open_transaction = False
+        if not open_transaction:
+            self._release()
+
+    def _release(self) -> None:
+        if getattr(self, "holds_writer", False):  # not set where the connection never opened
             self.holds_writer = False
             self.writer.release()
 
@@ -66,9 +95,16 @@ class WriterQueuedConnection(sqlite3.Connection):
         try:
             super().close()
         finally:
-            if self.holds_writer:
-                self.holds_writer = False
-                self.writer.release()
+            self._release()
+
+    def __exit__(self, *exc: Any) -> Any:  # ``with connection:`` commits or rolls back in C
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self.give_writer_back()
+
+    def __del__(self) -> None:  # dropped without close(): SQLite ends its transaction too
+        self._release()
 
 
 class _WriterQueuedCursor(sqlite3.Cursor):

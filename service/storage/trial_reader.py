@@ -60,12 +60,14 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
             wanted = set(included)
         elif included:
             chosen = or_(_TRIALS.c.trial_id.in_(included), chosen)
-        conditions = [_TRIALS.c.study_id == study_id, chosen]
+        chosen = and_(_TRIALS.c.study_id == study_id, chosen)
+        in_states = chosen
         if states is not None:
             assert isinstance(states, Iterable)
-            conditions.append(_TRIALS.c.state.in_(list(states)))
+            in_states = and_(chosen, _TRIALS.c.state.in_(list(states)))
         with self.engine.connect() as connection:
-            trials = _read_trials(connection, and_(*conditions))
+            # Child rows by the trials' ids alone, not their states, which may change meanwhile.
+            trials = _read_trials(connection, in_states, children_of=chosen)
             if not trials:
                 _require_study(connection, study_id)
         if wanted is not None:
@@ -89,11 +91,16 @@ def _require_study(connection: Connection, study_id: int) -> None:
         raise KeyError(models.NOT_FOUND_MSG)
 
 
-def _read_trials(connection: Connection, where: ColumnElement[bool]) -> list[FrozenTrial]:
+def _read_trials(
+    connection: Connection,
+    where: ColumnElement[bool],
+    children_of: ColumnElement[bool] | None = None,
+) -> list[FrozenTrial]:
     """The trials matching ``where`` with all their rows, by trial id: parameters in the order
     they were set (as Optuna sorts them), attributes by key and intermediate values by step (the
     order Optuna's unordered reads return on SQLite, through the (trial, key) and (trial, step)
-    indexes)."""
+    indexes). Child rows are read for the trials matching ``children_of`` (default ``where``): a
+    condition that holds for every trial ``where`` matches, and may hold for more."""
     rows = connection.execute(
         select(
             _TRIALS.c.trial_id,
@@ -110,7 +117,8 @@ def _read_trials(connection: Connection, where: ColumnElement[bool]) -> list[Fro
 
     def children(table: Table, columns: Sequence[str], order: str) -> _Children:
         selected = select(table.c.trial_id, *(table.c[name] for name in columns))
-        joined = selected.join(_TRIALS, _TRIALS.c.trial_id == table.c.trial_id).where(where)
+        joined = selected.join(_TRIALS, _TRIALS.c.trial_id == table.c.trial_id)
+        joined = joined.where(where if children_of is None else children_of)
         found: _Children = defaultdict(list)
         for row in connection.execute(joined.order_by(table.c[order])):
             found[row[0]].append(tuple(row))

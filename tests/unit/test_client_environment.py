@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -74,3 +75,18 @@ def test_requests_do_not_read_the_environment_again(
     monkeypatch.setattr(requests.sessions, "get_netrc_auth", read_again)
     assert client.study(1) == {"study_id": 1, "path": "/studies/1"}
     assert client.study(1)["study_id"] == 1
+
+
+def test_a_netrc_entry_is_used_without_a_token_and_never_replaces_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine hpo.example login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    without_token = HPOJSONClient("http://hpo.example:8000")
+    assert without_token._session.auth == ("someone", "secret")
+    with_token = HPOJSONClient("http://hpo.example:8000", token="abc")
+    for session in sessions(with_token):
+        assert session.auth is None
+        assert session.headers["Authorization"] == "Bearer abc"

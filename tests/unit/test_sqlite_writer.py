@@ -4,6 +4,7 @@ SQLite would."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 import time
@@ -107,3 +108,34 @@ def test_the_service_s_and_optuna_s_engines_share_the_database_s_lock(tmp_path: 
         ours.close()
         optunas.close()
         database.dispose()
+
+
+def test_every_way_the_sqlite3_module_ends_a_transaction_gives_the_lock_back(
+    database: Path,
+) -> None:
+    connection = connect(database)
+    connection.execute("INSERT INTO t VALUES (1)")  # the connection's own shortcut takes it
+    assert connection.holds_writer
+    with connection:  # commits in C, past commit()
+        connection.executemany("INSERT INTO t VALUES (?)", [(2,), (3,)])
+    assert not connection.writer.locked()
+    connection.execute("INSERT INTO t VALUES (4)")
+    connection.executescript("INSERT INTO t VALUES (5);")  # commits the open one first
+    assert not connection.writer.locked()
+    assert connection.execute("SELECT count(*) FROM t").fetchone() == (5,)
+
+
+def test_a_closed_or_dropped_connection_never_keeps_the_lock(database: Path) -> None:
+    closed = connect(database)
+    cursor = closed.cursor()
+    closed.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        cursor.execute("INSERT INTO t VALUES (1)")
+    assert not closed.writer.locked()
+    dropped = connect(database)
+    writer = dropped.writer
+    dropped.execute("INSERT INTO t VALUES (1)")
+    assert writer.locked()
+    del dropped
+    gc.collect()
+    assert not writer.locked()
