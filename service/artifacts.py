@@ -74,7 +74,7 @@ class CheckpointStore:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._trial_rows = OptunaTrialRows(database.engine)
+        self._trial_rows = OptunaTrialRows()
         self.artifacts = DatabaseArtifactStore(database)
 
     def put(self, study_id: int, trial_id: int, content: bytes) -> str:

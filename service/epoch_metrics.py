@@ -28,9 +28,16 @@ UNDERFIT_SHARE = 0.7
 EpochRecord = dict[str, float | None]
 
 
+def epoch_metrics_attrs(records: list[EpochRecord] | None) -> dict[str, list[EpochRecord]]:
+    """The system attribute that keeps a trial's ``records`` (at most ``MAX_EPOCH_RECORDS``);
+    none when there are none."""
+    return {EPOCH_METRICS_ATTR: records[:MAX_EPOCH_RECORDS]} if records else {}
+
+
 def record_epoch_metrics(storage: BaseStorage, trial_id: int, records: list[EpochRecord]) -> None:
     """Keep ``records`` on the (still running) trial."""
-    storage.set_trial_system_attr(trial_id, EPOCH_METRICS_ATTR, records[:MAX_EPOCH_RECORDS])
+    for key, kept in epoch_metrics_attrs(records).items():
+        storage.set_trial_system_attr(trial_id, key, kept)
 
 
 def epoch_metrics_of(trial: FrozenTrial) -> list[EpochRecord]:

@@ -14,17 +14,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from service import webhooks
 from service.constraints import figure_attrs
 from service.dispatch import TrialAssignment, TrialDispatcher
-from service.epoch_metrics import (
-    EPOCH_METRICS_ATTR,
-    MAX_EPOCH_RECORDS,
-    EpochRecord,
-    record_epoch_metrics,
-)
+from service.epoch_metrics import EpochRecord, epoch_metrics_attrs, record_epoch_metrics
 from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
@@ -33,6 +28,7 @@ from service.spec.conditional import suggest
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.optuna_rows import OptunaTrialRows
+from service.storage.optuna_tables import TRIALS
 from service.storage.study_lock import StudyLocks
 from service.study_mirror import MirrorOutOfStep, StudyMirrors, mirrors
 from service.study_store import StudyState, StudyStore
@@ -78,7 +74,7 @@ class TrialLifecycle:
         self.locks = StudyLocks(database.engine)
         self.hyperband_reports = HyperbandReports(database, leases)
         self.mirrors = StudyMirrors()
-        self._trial_rows = OptunaTrialRows(database.engine)
+        self._trial_rows = OptunaTrialRows()
         self._study_of_trial: dict[int, int] = {}
 
     def ask(self, study_id: int) -> TrialAssignment:
@@ -268,9 +264,7 @@ class TrialLifecycle:
             # Any refusal from here rolls the whole completion back.
             self.leases.release_in(session, trial_id, lease)
             final = complete_values(spec, value, values, figures)
-            attrs = figure_attrs(spec, figures)
-            if epoch_metrics:
-                attrs[EPOCH_METRICS_ATTR] = epoch_metrics[:MAX_EPOCH_RECORDS]
+            attrs = {**figure_attrs(spec, figures), **epoch_metrics_attrs(epoch_metrics)}
             self._trial_rows.record_completion(session, trial_id, final, attrs)
         return True
 
@@ -511,12 +505,11 @@ class TrialLifecycle:
         self.study_of(trial_id)
         with self._database.engine.connect() as connection:
             row = connection.execute(
-                text("SELECT number, state FROM trials WHERE trial_id = :trial_id"),
-                {"trial_id": trial_id},
+                select(TRIALS.c.number, TRIALS.c.state).where(TRIALS.c.trial_id == trial_id)
             ).first()
         if row is None:  # its study was deleted
             raise NotFound(f"no trial with id {trial_id}", field="trial_id")
-        if row.state != TrialState.RUNNING.name:
-            state = str(row.state).lower()
+        if row.state != TrialState.RUNNING:
+            state = row.state.name.lower()
             raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
         return int(row.number)

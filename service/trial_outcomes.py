@@ -31,17 +31,12 @@ def complete_values(
 
 
 def final_values(
-    trial: FrozenTrial,
-    state: TrialState,
-    value: float | None,
-    spec: StudySpec,
-    values: list[float] | None = None,
-    figures: dict[str, float] | None = None,
+    trial: FrozenTrial, state: TrialState, value: float | None, spec: StudySpec
 ) -> list[float] | None:
-    """The values a trial finishes with: its own when complete (one per objective), the last
-    reported when pruned (a study of several objectives is never pruned: none)."""
-    if state == TrialState.COMPLETE:
-        return complete_values(spec, value, values, figures)
+    """The values a pruned or failed trial finishes with: the last reported when pruned (a study
+    of several objectives is never pruned: none), none when failed. A complete trial's are
+    :func:`complete_values`."""
+    assert state != TrialState.COMPLETE, "a completion's values are complete_values'"
     if state == TrialState.PRUNED and spec.multi_objective:
         return None
     if state == TrialState.PRUNED:

@@ -78,9 +78,8 @@ class Database:
                 "check_same_thread": False,
             }
             path = make_url(self.url).database
-            if (
-                path and path != ":memory:"
-            ):  # writers queue in this process: service.storage.sqlite_writer
+            # Writers of this process queue on a lock per file: service.storage.sqlite_writer.
+            if path and path != ":memory:":
                 connect_args["factory"] = connection_class(
                     str(Path(path).resolve()), SQLITE_BUSY_TIMEOUT_S
                 )

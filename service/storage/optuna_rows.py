@@ -8,7 +8,8 @@ name, times in naive UTC (as Optuna's trial model stores them), parameters in
 their internal representation with the distribution as JSON, attributes as JSON. A completion is
 likewise one update of the trial's row, its values and its system attributes, where Optuna's
 path takes a transaction for each attribute and re-reads the trial between them. The tables are
-read from the database (reflected), not redefined. Optuna's cached storage reads a trial it saw
+Optuna's own models' (service.storage.optuna_tables), so its
+column types convert states and value kinds. Optuna's cached storage reads a trial it saw
 running again until it sees it finished, so it takes in both.
 """
 
@@ -19,40 +20,37 @@ from datetime import UTC, datetime
 from typing import Any
 
 from optuna.distributions import distribution_to_json
+from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, MetaData, Table, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-_NOT_ENDED = (TrialState.RUNNING.name, TrialState.WAITING.name)
-OPTUNA_TABLES = ("studies", "trials", "trial_params", "trial_system_attributes", "trial_values")
+from service.storage.optuna_tables import PARAMS, STUDIES, SYSTEM_ATTRS, TRIALS, VALUES
+
+_NOT_ENDED = (TrialState.RUNNING, TrialState.WAITING)
 
 
 class OptunaTrialRows:
     """Inserts a running trial's rows (the study's row locked first, as Optuna does), and
     writes a running trial's completion."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._tables: dict[str, Table] = {}
-
     def insert_running(
         self, session: Session, study_id: int, trial: FrozenTrial
     ) -> tuple[int, int]:
         """Write ``trial`` (running, with its parameters and system attributes) as the study's
         next trial; its database id and number."""
-        studies, trials = self._table("studies"), self._table("trials")
         session.execute(
-            select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()
+            select(STUDIES.c.study_id).where(STUDIES.c.study_id == study_id).with_for_update()
         )
-        number = session.scalar(select(func.count()).where(trials.c.study_id == study_id))
+        number = session.scalar(select(func.count()).where(TRIALS.c.study_id == study_id))
         started = _naive_utc(trial.datetime_start or datetime.now())
         row = {
             "number": number,
             "study_id": study_id,
-            "state": TrialState.RUNNING.name,
+            "state": TrialState.RUNNING,
             "datetime_start": started,
         }
-        trial_id = session.scalar(insert(trials).values(row).returning(trials.c.trial_id))
+        trial_id = session.scalar(insert(TRIALS).values(row).returning(TRIALS.c.trial_id))
         assert trial_id is not None
         self._insert_params(session, trial_id, trial)
         self._insert_system_attrs(session, trial_id, trial.system_attrs)
@@ -62,32 +60,32 @@ class OptunaTrialRows:
         """Set the trial complete unless it has ended; whether it was set. Its row stays locked
         to the end of the transaction: as the transaction's first statement this write takes
         SQLite's lock too, so nothing ends the trial between this check and the commit."""
-        trials = self._table("trials")
         done = session.execute(
-            update(trials)
-            .where(trials.c.trial_id == trial_id, trials.c.state.in_(_NOT_ENDED))
-            .values(state=TrialState.COMPLETE.name, datetime_complete=_naive_utc(datetime.now()))
+            update(TRIALS)
+            .where(TRIALS.c.trial_id == trial_id, TRIALS.c.state.in_(_NOT_ENDED))
+            .values(state=TrialState.COMPLETE, datetime_complete=_naive_utc(datetime.now()))
         )
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
     def state_of(self, session: Session, trial_id: int) -> TrialState | None:
         """The trial's state (``None``: no such trial, its study was deleted)."""
-        trials = self._table("trials")
-        state = session.scalar(select(trials.c.state).where(trials.c.trial_id == trial_id))
-        return None if state is None else TrialState[str(state)]
+        state: TrialState | None = session.scalar(
+            select(TRIALS.c.state).where(TRIALS.c.trial_id == trial_id)
+        )
+        return state
 
     def record_completion(
         self, session: Session, trial_id: int, values: list[float], attrs: dict[str, Any]
     ) -> None:
         """The values (finite, one per objective) and system attributes ``attrs`` of a trial
         :meth:`mark_complete` set complete in this transaction."""
-        values_table = self._table("trial_values")
+        finite = models.TrialValueModel.TrialValueType.FINITE
         rows = [
-            {"trial_id": trial_id, "objective": i, "value": v, "value_type": "FINITE"}
+            {"trial_id": trial_id, "objective": i, "value": v, "value_type": finite}
             for i, v in enumerate(values)
         ]
-        session.execute(delete(values_table).where(values_table.c.trial_id == trial_id))
-        session.execute(insert(values_table), rows)
+        session.execute(delete(VALUES).where(VALUES.c.trial_id == trial_id))
+        session.execute(insert(VALUES), rows)
         self.set_system_attrs(session, trial_id, attrs)
 
     def set_system_attrs(self, session: Session, trial_id: int, attrs: dict[str, Any]) -> None:
@@ -95,9 +93,10 @@ class OptunaTrialRows:
         Optuna's ``set_trial_system_attr`` stores them (JSON)."""
         if not attrs:
             return
-        table = self._table("trial_system_attributes")
         session.execute(
-            delete(table).where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
+            delete(SYSTEM_ATTRS).where(
+                SYSTEM_ATTRS.c.trial_id == trial_id, SYSTEM_ATTRS.c.key.in_(list(attrs))
+            )
         )
         self._insert_system_attrs(session, trial_id, attrs)
 
@@ -112,7 +111,7 @@ class OptunaTrialRows:
             for name, value in trial.params.items()
         ]
         if rows:
-            session.execute(insert(self._table("trial_params")), rows)
+            session.execute(insert(PARAMS), rows)
 
     def _insert_system_attrs(self, session: Session, trial_id: int, attrs: dict[str, Any]) -> None:
         rows = [
@@ -120,14 +119,7 @@ class OptunaTrialRows:
             for key, value in attrs.items()
         ]
         if rows:
-            session.execute(insert(self._table("trial_system_attributes")), rows)
-
-    def _table(self, name: str) -> Table:
-        if not self._tables:
-            metadata = MetaData()
-            metadata.reflect(self._engine, only=OPTUNA_TABLES)
-            self._tables = {table: metadata.tables[table] for table in OPTUNA_TABLES}
-        return self._tables[name]
+            session.execute(insert(SYSTEM_ATTRS), rows)
 
 
 def _naive_utc(moment: datetime) -> datetime:

@@ -5,7 +5,7 @@ look at the study (``_get_trials``), and reads a running trial whole on each ``g
 ORM builds a model object per row, then a ``FrozenTrial`` from the models: about 2 ms for one
 running trial on SQLite, whatever the study's size. The same rows read as plain tuples (one query
 for the trials, one for each kind of child row, joined to the trials on the same conditions)
-build the same ``FrozenTrial``\\ s in well under half that. Same tables (Optuna's own models'),
+build the same ``FrozenTrial``\\ s in well under half that. Same tables (service.storage.optuna_tables),
 same conditions, same order, same conversions as ``RDBStorage._build_frozen_trial_from_trial_model``:
 ``tests/integration/test_trial_reader.py`` compares the two trial by trial on SQLite and
 PostgreSQL.
@@ -25,13 +25,16 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select
 
-_TRIALS = models.TrialModel.__table__
-_PARAMS = models.TrialParamModel.__table__
-_VALUES = models.TrialValueModel.__table__
-_USER_ATTRS = models.TrialUserAttributeModel.__table__
-_SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
-_INTERMEDIATE = models.TrialIntermediateValueModel.__table__
-_STUDIES = models.StudyModel.__table__
+from service.storage.optuna_tables import (
+    INTERMEDIATE,
+    PARAMS,
+    STUDIES,
+    SYSTEM_ATTRS,
+    TRIALS,
+    USER_ATTRS,
+    VALUES,
+)
+
 # More unfinished trials than this are read as "every trial from the oldest of them on", and
 # the others dropped here: an IN list that long would pass SQLite's limit on bound variables.
 MAX_LISTED_TRIALS = 500
@@ -53,18 +56,18 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
         """The study's trials whose id is above ``trial_id_greater_than`` or among
         ``included_trial_ids``, in ``states`` where given, by id (as Optuna's)."""
         included = sorted(i for i in included_trial_ids if i <= trial_id_greater_than)
-        chosen: ColumnElement[bool] = _TRIALS.c.trial_id > trial_id_greater_than
+        chosen: ColumnElement[bool] = TRIALS.c.trial_id > trial_id_greater_than
         wanted: set[int] | None = None
         if len(included) > MAX_LISTED_TRIALS:
-            chosen = _TRIALS.c.trial_id >= included[0]
+            chosen = TRIALS.c.trial_id >= included[0]
             wanted = set(included)
         elif included:
-            chosen = or_(_TRIALS.c.trial_id.in_(included), chosen)
-        chosen = and_(_TRIALS.c.study_id == study_id, chosen)
+            chosen = or_(TRIALS.c.trial_id.in_(included), chosen)
+        chosen = and_(TRIALS.c.study_id == study_id, chosen)
         in_states = chosen
         if states is not None:
             assert isinstance(states, Iterable)
-            in_states = and_(chosen, _TRIALS.c.state.in_(list(states)))
+            in_states = and_(chosen, TRIALS.c.state.in_(list(states)))
         with self.engine.connect() as connection:
             # Child rows by the trials' ids alone, not their states, which may change meanwhile.
             trials = _read_trials(connection, in_states, children_of=chosen)
@@ -79,14 +82,14 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """The trial with this id; ``KeyError`` where there is none (as Optuna's)."""
         with self.engine.connect() as connection:
-            trials = _read_trials(connection, _TRIALS.c.trial_id == trial_id)
+            trials = _read_trials(connection, TRIALS.c.trial_id == trial_id)
         if not trials:
             raise KeyError(models.NOT_FOUND_MSG)
         return trials[0]
 
 
 def _require_study(connection: Connection, study_id: int) -> None:
-    found = connection.scalar(select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id))
+    found = connection.scalar(select(STUDIES.c.study_id).where(STUDIES.c.study_id == study_id))
     if found is None:
         raise KeyError(models.NOT_FOUND_MSG)
 
@@ -103,33 +106,33 @@ def _read_trials(
     condition that holds for every trial ``where`` matches, and may hold for more."""
     rows = connection.execute(
         select(
-            _TRIALS.c.trial_id,
-            _TRIALS.c.number,
-            _TRIALS.c.state,
-            _TRIALS.c.datetime_start,
-            _TRIALS.c.datetime_complete,
+            TRIALS.c.trial_id,
+            TRIALS.c.number,
+            TRIALS.c.state,
+            TRIALS.c.datetime_start,
+            TRIALS.c.datetime_complete,
         )
         .where(where)
-        .order_by(_TRIALS.c.trial_id)
+        .order_by(TRIALS.c.trial_id)
     ).all()
     if not rows:
         return []
 
     def children(table: Table, columns: Sequence[str], order: str) -> _Children:
         selected = select(table.c.trial_id, *(table.c[name] for name in columns))
-        joined = selected.join(_TRIALS, _TRIALS.c.trial_id == table.c.trial_id)
+        joined = selected.join(TRIALS, TRIALS.c.trial_id == table.c.trial_id)
         joined = joined.where(where if children_of is None else children_of)
         found: _Children = defaultdict(list)
         for row in connection.execute(joined.order_by(table.c[order])):
             found[row[0]].append(tuple(row))
         return found
 
-    params = children(_PARAMS, ("param_name", "param_value", "distribution_json"), "param_id")
-    values = children(_VALUES, ("objective", "value", "value_type"), "objective")
-    user = children(_USER_ATTRS, ("key", "value_json"), "key")
-    system = children(_SYSTEM_ATTRS, ("key", "value_json"), "key")
+    params = children(PARAMS, ("param_name", "param_value", "distribution_json"), "param_id")
+    values = children(VALUES, ("objective", "value", "value_type"), "objective")
+    user = children(USER_ATTRS, ("key", "value_json"), "key")
+    system = children(SYSTEM_ATTRS, ("key", "value_json"), "key")
     steps = children(
-        _INTERMEDIATE, ("step", "intermediate_value", "intermediate_value_type"), "step"
+        INTERMEDIATE, ("step", "intermediate_value", "intermediate_value_type"), "step"
     )
     return [
         _frozen(

@@ -12,6 +12,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from service.storage import trial_reader
+from service.storage.database import Database
 from service.storage.trial_reader import CoreReadRDBStorage
 
 pytestmark = pytest.mark.integration
@@ -123,6 +124,14 @@ def test_a_long_list_of_unfinished_trials_reads_the_same(
     assert [t._trial_id for t in read] == [t._trial_id for t in expected]
     for ours, theirs in zip(read, expected, strict=True):
         assert_same_trial(ours, theirs)
+
+
+def test_the_service_s_database_reads_through_it(database_url: str) -> None:
+    database = Database(database_url)
+    try:
+        assert isinstance(database.optuna._backend, CoreReadRDBStorage)  # type: ignore[attr-defined]
+    finally:
+        database.dispose()
 
 
 def test_a_study_or_trial_that_does_not_exist_is_a_key_error_as_in_optuna(
