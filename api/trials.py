@@ -144,6 +144,14 @@ class Completion(BaseModel):
         description="One record per epoch run (e.g. train_loss, validation_loss, grad_norm), "
         "kept on the trial; sent with a completion or a failure, never with a report.",
     )
+    reports: list[EpochValue] | None = Field(
+        default=None,
+        max_length=MAX_BATCH_REPORTS,
+        description="A complete trial's epochs' values not reported yet (steps rising, after "
+        "the last step reported), recorded with the completion in one transaction as its "
+        "intermediate values: what POST /trials/{id}/reports would record, less a request. "
+        "They decide nothing (the trial has ended). Only with state complete.",
+    )
 
 
 @trials.post("/<int:trial_id>/claim", responses={200: Claimed})
@@ -200,5 +208,6 @@ def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
         values=body.values,
         figures=body.metrics,
         epoch_metrics=body.epoch_metrics,
+        last_reports=[(report.step, report.value) for report in body.reports or []],
     )
     return view.model_dump(mode="json")

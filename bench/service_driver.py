@@ -147,9 +147,10 @@ def _run_batched_trial(client: HPOJSONClient, trial: dict[str, Any], epochs: int
             value = trial_value(trial["params"], step)
             if pipeline.report(step, value):
                 return []
-        if pipeline.flush():
+        last_reports = pipeline.hand_over()
+        if pipeline.pruned:
             return []
     finally:
         pipeline.close()
-    client.complete(trial["trial_id"], value=value, lease=lease)
+    client.complete(trial["trial_id"], value=value, lease=lease, reports=last_reports)
     return []

@@ -40,6 +40,8 @@ from service.trial_counts import (
     why_no_trial_may_start,
 )
 from service.trial_outcomes import (
+    CompleteEnding,
+    check_last_reports,
     complete_values,
     final_values,
     finished_is_conflict,
@@ -223,16 +225,19 @@ class TrialLifecycle:
         values: list[float] | None = None,
         figures: dict[str, float] | None = None,
         epoch_metrics: list[EpochRecord] | None = None,
+        last_reports: list[tuple[int, float]] | None = None,
     ) -> FrozenTrial:
         """Finish a trial as complete (with its value, or one per objective), pruned or failed
         (with a reason). ``figures`` are the trainer's named results: objectives and constraints
-        read theirs from them; ``epoch_metrics``, its per-epoch records, are kept on the trial."""
+        read theirs from them; ``epoch_metrics``, its per-epoch records, are kept on the trial.
+        ``last_reports``: a complete trial's epochs' values not reported yet ((step, value),
+        steps rising), recorded in the completion's transaction; they decide nothing."""
+        check_last_reports(state, last_reports or [])
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
         if state == TrialState.COMPLETE:
-            ended = self._complete_in_one_transaction(
-                trial_id, spec, value, values, figures or {}, epoch_metrics, lease
-            )
+            ending = CompleteEnding(value, values, figures or {}, epoch_metrics, last_reports or [])
+            ended = self._complete_in_one_transaction(trial_id, spec, ending, lease)
         else:
             ended = self._end_otherwise(trial_id, spec, state, value, reason, lease, epoch_metrics)
         if not ended:  # it had ended already: a repeat is answered as the first completion
@@ -245,17 +250,11 @@ class TrialLifecycle:
         return self._storage.get_trial(trial_id)
 
     def _complete_in_one_transaction(
-        self,
-        trial_id: int,
-        spec: StudySpec,
-        value: float | None,
-        values: list[float] | None,
-        figures: dict[str, float],
-        epoch_metrics: list[EpochRecord] | None,
-        lease: str | None,
+        self, trial_id: int, spec: StudySpec, ending: CompleteEnding, lease: str | None
     ) -> bool:
-        """The trial's state, values, figures, constraints and epoch records, and the end of its
-        lease, in one transaction (service.storage.optuna_rows); ``False`` if it had ended."""
+        """The trial's state, last reports, values, figures, constraints and epoch records, and
+        the end of its lease, in one transaction (service.storage.optuna_rows); ``False`` if it
+        had ended."""
         with self._database.session() as session:
             if not self._trial_rows.mark_complete(session, trial_id):
                 if self._trial_rows.state_of(session, trial_id) is None:  # study deleted
@@ -263,8 +262,13 @@ class TrialLifecycle:
                 return False
             # Any refusal from here rolls the whole completion back.
             self.leases.release_in(session, trial_id, lease)
-            final = complete_values(spec, value, values, figures)
-            attrs = {**figure_attrs(spec, figures), **epoch_metrics_attrs(epoch_metrics)}
+            final = complete_values(spec, ending.value, ending.values, ending.figures)
+            if ending.last_reports:
+                self._trial_rows.record_last_reports(session, trial_id, ending.last_reports)
+            attrs = {
+                **figure_attrs(spec, ending.figures),
+                **epoch_metrics_attrs(ending.epoch_metrics),
+            }
             self._trial_rows.record_completion(session, trial_id, final, attrs)
         return True
 

@@ -8,13 +8,28 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import pairwise
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from service.constraints import objective_values
+from service.epoch_metrics import EpochRecord
 from service.errors import Conflict, InvalidSpec
 from service.spec.study_spec import StudySpec
+
+
+@dataclass(frozen=True)
+class CompleteEnding:
+    """What a complete trial ends with: its value (or one per objective), the trainer's named
+    figures, its per-epoch records, and its epochs' values not reported yet ((step, value))."""
+
+    value: float | None
+    values: list[float] | None
+    figures: dict[str, float]
+    epoch_metrics: list[EpochRecord] | None
+    last_reports: list[tuple[int, float]]
 
 
 def complete_values(
@@ -68,6 +83,22 @@ def finished_is_conflict(trial_id: int) -> Iterator[None]:
         yield
     except UpdateFinishedTrialError as error:
         raise Conflict(f"trial {trial_id} has already finished", field="trial_id") from error
+
+
+def check_last_reports(state: TrialState, reports: list[tuple[int, float]]) -> None:
+    """``InvalidSpec`` unless ``reports`` (a completion's last epochs' values) are finite, of
+    rising steps, and brought by a complete trial (a pruned or failed one reports first)."""
+    if reports and state != TrialState.COMPLETE:
+        raise InvalidSpec(
+            f"only a complete trial's completion brings reports, not a {state.name.lower()} "
+            "one's: send them to POST /trials/{id}/reports first",
+            field="reports",
+        )
+    steps = [step for step, _ in reports]
+    if any(later <= earlier for earlier, later in pairwise(steps)):
+        raise InvalidSpec(f"the steps must rise, one report per step: got {steps}", field="reports")
+    for index, (_, value) in enumerate(reports):
+        require_finite(value, f"reports.{index}.value")
 
 
 def require_finite(value: float, field: str) -> None:

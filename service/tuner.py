@@ -260,9 +260,11 @@ class Tuner:
         values: list[float] | None = None,
         figures: dict[str, float] | None = None,
         epoch_metrics: list[EpochRecord] | None = None,
+        last_reports: list[tuple[int, float]] | None = None,
     ) -> TrialView:
         """Finish a trial (``values``: one per objective; ``figures``: the trainer's named results;
-        ``epoch_metrics``: its per-epoch records, kept on the trial)."""
+        ``epoch_metrics``: its per-epoch records, kept on the trial; ``last_reports``: a complete
+        trial's epochs' values not reported yet, recorded with it)."""
         self._visible(trial_id, tenant)
         trial = self.trials.complete(
             trial_id,
@@ -273,6 +275,7 @@ class Tuner:
             values=values,
             figures=figures,
             epoch_metrics=epoch_metrics,
+            last_reports=last_reports,
         )
         return trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR)
 

@@ -66,6 +66,11 @@ class MeteredClient(HPOJSONClient):
         counters().epochs.inc(len(reports))
         return answer
 
+    def complete(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        answer = super().complete(*args, **kwargs)
+        counters().epochs.inc(len(kwargs.get("reports") or []))  # the last epochs' reports
+        return answer
+
 
 class GpuCollector(Collector):
     """Utilisation and memory of each NVIDIA GPU of the node, read through NVML at scrape time."""

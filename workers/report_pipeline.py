@@ -16,8 +16,10 @@ Other records of the trial that nothing waits for (its provenance) go out on the
 (``send_aside``), so the trainer does not wait for them either.
 
 ``flush`` sends what is held, waits for what is being sent and raises the first error a
-background call met (``TrialGone``: the trial was taken away); the runner flushes before it
-completes the trial, so a completion never overtakes a report or a record.
+background call met (``TrialGone``: the trial was taken away). At a trial's end ``hand_over``
+waits the same way but hands back what is held, unsent: the completion brings those reports
+(``POST /trials/{id}/complete``'s ``reports``), one request instead of a flush and a completion.
+Either way a completion never overtakes a report or a record.
 """
 
 from __future__ import annotations
@@ -91,6 +93,24 @@ class ReportPipeline:
         """Send the held reports, wait for every request and call still out; whether a report
         pruned the trial. Raises the first error one of them met, once all of them are out."""
         return self._wait_sent()
+
+    def hand_over(self) -> list[tuple[int, float]]:
+        """At the trial's end: wait for every request and call still out (raising the first
+        error one met, as :meth:`flush` does) and hand back the reports still held, unsent, for
+        the trial's completion to bring (one request for both); none after a prune. Past
+        ``batch_size`` held, the earlier ones are sent first, as reports."""
+        with self._guard:
+            held, self._held = self._held, []
+        self._wait_sent()
+        earlier, last = held[: -self._batch_size], held[-self._batch_size :]
+        if earlier:
+            self._take(self._send_in_order(earlier))
+        return [] if self._pruned else last
+
+    @property
+    def pruned(self) -> bool:
+        """Whether a report's answer pruned the trial (as far as the answers in are concerned)."""
+        return self._pruned
 
     def close(self) -> None:
         """Stop the sending thread (after a flush, nothing is left to send)."""

@@ -23,7 +23,7 @@ from service.epoch_metrics import MAX_EPOCH_RECORDS
 from workers.provenance import trial_context
 from workers.report_pipeline import UNKNOWN, ReportPipeline
 from workers.trainer_loader import load_trainer
-from workers.trainers.base import TrainingFailed, TrialRun
+from workers.trainers.base import TrainingFailed, TrainResult, TrialRun
 from workers.trial_records import ProvenanceSender, open_records, upload_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class TrialRunner:
             )
             with trial_context(records):
                 result = load_trainer(trainer_name).train(run, reports.report)
-            pruned = reports.flush() or result.pruned  # the service has every epoch
+            # Every report sent is answered; those still held go with the completion.
+            last_reports = reports.hand_over()
+            pruned = reports.pruned or result.pruned
         except (TrialGone, RequestException):
             # Not the trainer's failure: the service is out of reach. The lease decides: it
             # expires and the trial runs again with the same parameters.
@@ -109,17 +111,14 @@ class TrialRunner:
             return "pruned"
         upload_checkpoint(self._client, records, lease)
         try:
-            self._client.complete(
-                run.trial_id,
-                value=result.value,
-                metrics=result.metrics,
-                lease=lease,
-                epoch_metrics=[dict(r) for r in result.epoch_metrics[:MAX_EPOCH_RECORDS]],
-            )
+            self._complete(run, result, lease, last_reports)
         except HPOError as refused:
             if refused.status != 422:
                 raise
             # The result lacks what the study needs (an objective's or a constraint's figure).
+            # The last reports are recorded all the same, as a failed trial's are.
+            if last_reports:
+                self._client.report_many(run.trial_id, last_reports, lease)
             reason = f"the service refused the trial's result: {refused}"
             self._client.complete(
                 run.trial_id,
@@ -130,6 +129,26 @@ class TrialRunner:
             )
             return "failed"
         return "complete"
+
+    def _complete(
+        self, run: TrialRun, result: TrainResult, lease: str, last_reports: list[tuple[int, float]]
+    ) -> None:
+        """Complete the trial, bringing its last reports. A service that refuses them (one from
+        before completions brought reports, during a rolling upgrade) gets them as reports first."""
+        fields: dict[str, Any] = {
+            "value": result.value,
+            "metrics": result.metrics,
+            "lease": lease,
+            "epoch_metrics": [dict(r) for r in result.epoch_metrics[:MAX_EPOCH_RECORDS]],
+        }
+        try:
+            self._client.complete(run.trial_id, **fields, reports=last_reports)
+        except HPOError as refused:
+            if not last_reports or not _names_field(refused, "reports"):
+                raise
+            logger.info("trial %s: the service took no reports with the completion", run.trial_id)
+            self._client.report_many(run.trial_id, last_reports, lease)
+            self._client.complete(run.trial_id, **fields)
 
     def _provenance_sender(
         self, run: TrialRun, lease: str, reports: ReportPipeline
@@ -171,3 +190,9 @@ def _settle(reports: ReportPipeline) -> None:
         raise
     except HPOError as refused:
         logger.warning("a report of the failing trial was refused: %s", refused)
+
+
+def _names_field(refused: HPOError, field: str) -> bool:
+    """Whether the refusal names ``field`` (or a part of it) among its problems."""
+    problems = refused.body.get("problems", []) if isinstance(refused.body, dict) else []
+    return any(str(problem.get("field", "")).startswith(field) for problem in problems)

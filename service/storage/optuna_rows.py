@@ -1,5 +1,5 @@
 """A trial's rows written into Optuna's RDB schema inside the caller's transaction: a new running
-trial, and a running trial's completion.
+trial, and a running trial's completion (with its last epochs' values, where it brings them).
 
 Optuna's ``RDBStorage`` creates a trial and then writes each parameter and attribute with its own
 reads and checks; a trial sampled in memory (service.study_mirror) needs none of them, so its rows
@@ -25,7 +25,15 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from service.storage.optuna_tables import PARAMS, STUDIES, SYSTEM_ATTRS, TRIALS, VALUES
+from service.errors import Conflict
+from service.storage.optuna_tables import (
+    INTERMEDIATE,
+    PARAMS,
+    STUDIES,
+    SYSTEM_ATTRS,
+    TRIALS,
+    VALUES,
+)
 
 _NOT_ENDED = (TrialState.RUNNING, TrialState.WAITING)
 
@@ -87,6 +95,33 @@ class OptunaTrialRows:
         session.execute(delete(VALUES).where(VALUES.c.trial_id == trial_id))
         session.execute(insert(VALUES), rows)
         self.set_system_attrs(session, trial_id, attrs)
+
+    def record_last_reports(
+        self, session: Session, trial_id: int, reports: list[tuple[int, float]]
+    ) -> None:
+        """Record a completing trial's last epochs' values ((step, value), finite, steps rising)
+        as its intermediate values, in its completion's transaction; ``Conflict`` where the first
+        step is not after the last one the trial reported (nothing is replaced)."""
+        last_step = session.scalar(
+            select(func.max(INTERMEDIATE.c.step)).where(INTERMEDIATE.c.trial_id == trial_id)
+        )
+        if last_step is not None and reports[0][0] <= last_step:
+            raise Conflict(
+                f"the completion's first report is of step {reports[0][0]}, but trial "
+                f"{trial_id} has reported step {last_step} already: send only later steps",
+                field="reports",
+            )
+        finite = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
+        rows = [
+            {
+                "trial_id": trial_id,
+                "step": step,
+                "intermediate_value": value,
+                "intermediate_value_type": finite,
+            }
+            for step, value in reports
+        ]
+        session.execute(insert(INTERMEDIATE), rows)
 
     def set_system_attrs(self, session: Session, trial_id: int, attrs: dict[str, Any]) -> None:
         """Set the trial's system attributes ``attrs`` (each replacing one of the same key), as

@@ -302,3 +302,46 @@ def test_a_prune_answered_in_the_background_stops_the_later_requests_and_the_tri
     assert pipeline.report(5, 0.5) is True
     assert [step for step, _ in service.received] == [1, 2, 3]
     pipeline.close()
+
+
+def test_hand_over_waits_for_what_is_out_and_hands_back_what_is_held_unsent() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, batch_size=8, min_interval_s=60)
+    pipeline.report(1, 0.5)  # the first waits (no step named yet): then none does
+    pipeline.report(2, 0.4)  # held behind the interval
+    pipeline.report(3, 0.3)
+    assert pipeline.hand_over() == [(2, 0.4), (3, 0.3)]
+    assert service.requests == [[1]] and not pipeline.pruned
+    pipeline.close()
+
+
+def test_hand_over_sends_what_passes_the_batch_size_and_hands_back_the_last_batch() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, batch_size=3, min_interval_s=60)
+    for step in range(1, 9):
+        pipeline.report(step, 0.5)
+    assert pipeline.hand_over() == [(6, 0.5), (7, 0.5), (8, 0.5)]
+    assert service.requests == [[1], [2, 3, 4], [5]]
+    pipeline.close()
+
+
+def test_hand_over_after_a_prune_hands_back_nothing() -> None:
+    service = Service(every=None, prune_at=3)
+    pipeline = ReportPipeline(service.send, batch_size=2, min_interval_s=60)
+    for step in range(1, 7):
+        pipeline.report(step, 0.5)
+    assert pipeline.hand_over() == []
+    assert pipeline.pruned is True
+    assert [step for step, _ in service.received] == [1, 2, 3]
+    pipeline.close()
+
+
+def test_hand_over_raises_an_error_a_background_report_met() -> None:
+    service = Service(every=None)
+    service.fail_at = 2
+    pipeline = ReportPipeline(service.send, batch_size=1, min_interval_s=0)
+    with pytest.raises(TrialGone):  # raised by a later report, or at the latest here
+        for step in range(1, 4):
+            pipeline.report(step, 0.5)
+        pipeline.hand_over()
+    pipeline.close()

@@ -1,4 +1,5 @@
-"""The trial runner completes a trial only after every report of it reached the service.
+"""The trial runner completes a trial only after every report of it reached the service, or
+brings the last ones with the completion.
 
 The service is a recording stand-in (its side is tested over HTTP elsewhere); the trainer is a
 scripted one, so that the order of reports and completion is the thing under test.
@@ -91,15 +92,49 @@ def run_trial(
     return TrialRunner(service).run(MESSAGE)  # type: ignore[arg-type]
 
 
-def test_a_complete_trial_is_completed_after_its_last_report(
+def reported_steps(service: RecordingService) -> list[int]:
+    """Every step the service recorded: sent as reports, or brought by a completion."""
+    steps: list[int] = []
+    for call, detail in service.calls:
+        if call == "report":
+            steps.append(detail)
+        elif call == "complete":
+            steps += [step for step, _ in detail.get("reports") or []]
+    return steps
+
+
+def test_a_complete_trial_is_completed_after_its_reports_bringing_those_held(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service = RecordingService()
     assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=5)) == "complete"
-    reports = [step for call, step in service.calls if call == "report"]
-    assert reports == [1, 2, 3, 4, 5]
+    assert reported_steps(service) == [1, 2, 3, 4, 5]
     assert service.calls[-1][0] == "complete"
-    assert service.calls[-1][1]["value"] == pytest.approx(0.2)
+    completion = service.calls[-1][1]
+    assert completion["value"] == pytest.approx(0.2)
+    # The first report waits for its answer (no step named at this claim), the rest are held
+    # behind the interval and go with the completion: one request where two were.
+    assert [step for step, _ in completion["reports"]] == [2, 3, 4, 5]
+
+
+class OlderService(RecordingService):
+    """A service from before completions brought reports: it refuses the field (422)."""
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        if fields.get("reports"):
+            problem = {"field": "reports", "problem": "Extra inputs are not permitted"}
+            raise HPOError(422, {"error": "invalid request", "problems": [problem]})
+        return super().complete(trial_id, **fields)
+
+
+def test_an_older_service_gets_the_last_reports_as_reports_then_the_completion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = OlderService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=5)) == "complete"
+    assert [step for call, step in service.calls if call == "report"] == [1, 2, 3, 4, 5]
+    [(call, completion)] = service.calls[-1:]
+    assert call == "complete" and "reports" not in completion
 
 
 def test_a_failing_trainer_is_completed_with_its_reason_though_a_report_was_refused(
@@ -141,6 +176,10 @@ def test_a_refused_result_is_completed_as_failed_with_its_epoch_records(
     service = RefusingService()
     assert run_trial(monkeypatch, service, RecordsTrainer(epochs=2)) == "failed"
     refused, failed = [detail for call, detail in service.calls if call == "complete"]
-    assert "state" not in refused  # the result was sent first
+    assert "state" not in refused  # the result was sent first, with the last report
+    assert [step for step, _ in refused["reports"]] == [2]
     assert failed["state"] == "failed" and "refused the trial's result" in failed["reason"]
     assert failed["epoch_metrics"] == [{"train_loss": 1.0}, {"train_loss": 0.5}]
+    # The refused completion's report is recorded all the same, before the failure.
+    assert [call for call, _ in service.calls][-2:] == ["report", "complete"]
+    assert [step for call, step in service.calls if call == "report"] == [1, 2]
