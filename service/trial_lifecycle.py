@@ -14,13 +14,13 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from service import webhooks
 from service.constraints import figure_attrs
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord, epoch_metrics_attrs, record_epoch_metrics
-from service.errors import BudgetExhausted, Conflict, NotFound
+from service.errors import BudgetExhausted, NotFound
 from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
 from service.report_path import ClaimedTrial, HyperbandReports, ReportAnswer
@@ -28,7 +28,6 @@ from service.spec.conditional import suggest
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.optuna_rows import OptunaTrialRows
-from service.storage.optuna_tables import TRIALS
 from service.storage.study_lock import StudyLocks
 from service.study_mirror import MirrorOutOfStep, StudyMirrors, mirrors
 from service.study_store import StudyState, StudyStore
@@ -48,6 +47,7 @@ from service.trial_outcomes import (
     repeated_completion,
     require_finite,
 )
+from service.trial_provenance import PROVENANCE_ATTR, TrialProvenance, merged_provenance
 
 FAIL_REASON_ATTR = "hpo:fail_reason"
 SEED_ATTR = "hpo:seed"
@@ -156,6 +156,18 @@ class TrialLifecycle:
         """The holder is alive (an epoch runs long): renew the lease."""
         self._running_trial(trial_id)
         self.leases.renew(trial_id, lease)
+
+    def record_provenance(self, trial_id: int, update: TrialProvenance, lease: str | None) -> None:
+        """Merge what the worker states about the running trial (seed, trainer, data) into its
+        record and renew its lease: one transaction (Optuna's path takes one for the attribute
+        after reading the trial, beside the lease's)."""
+        self.study_of(trial_id)
+        with self._database.session() as session:
+            self._trial_rows.running_number(session, trial_id, hold=True)
+            self.leases.renew_in(session, trial_id, lease)
+            recorded = self._trial_rows.system_attr(session, trial_id, PROVENANCE_ATTR)
+            merged = merged_provenance(recorded, update)
+            self._trial_rows.set_system_attrs(session, trial_id, {PROVENANCE_ATTR: merged})
 
     def report(
         self, trial_id: int, step: int, value: float, lease: str | None = None
@@ -508,12 +520,4 @@ class TrialLifecycle:
         heartbeats and uploads need no more than the state: not Optuna's whole trial)."""
         self.study_of(trial_id)
         with self._database.engine.connect() as connection:
-            row = connection.execute(
-                select(TRIALS.c.number, TRIALS.c.state).where(TRIALS.c.trial_id == trial_id)
-            ).first()
-        if row is None:  # its study was deleted
-            raise NotFound(f"no trial with id {trial_id}", field="trial_id")
-        if row.state != TrialState.RUNNING:
-            state = row.state.name.lower()
-            raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
-        return int(row.number)
+            return self._trial_rows.running_number(connection, trial_id, hold=False)

@@ -31,7 +31,7 @@ from service.study_store import StudyState, StudyStore
 from service.tokens import DEFAULT_TENANT
 from service.trainer_catalog import TrainerCatalog
 from service.trial_lifecycle import FAIL_REASON_ATTR, SEED_ATTR, TrialLifecycle
-from service.trial_provenance import PROVENANCE_ATTR, TrialProvenance, merged_provenance
+from service.trial_provenance import TrialProvenance
 from service.views import (
     BestView,
     ParetoView,
@@ -290,10 +290,7 @@ class Tuner:
     ) -> TrialView:
         """Merge what the worker states about a running trial (seed, trainer, data) into its record."""
         self._visible(trial_id, tenant)
-        self.trials.heartbeat(trial_id, lease)
-        recorded = self._storage.get_trial(trial_id).system_attrs.get(PROVENANCE_ATTR)
-        merged = merged_provenance(recorded, update)
-        self._storage.set_trial_system_attr(trial_id, PROVENANCE_ATTR, merged)
+        self.trials.record_provenance(trial_id, update, lease)
         return trial_view(self._storage.get_trial(trial_id), FAIL_REASON_ATTR, SEED_ATTR)
 
     def put_checkpoint(

@@ -22,10 +22,10 @@ from typing import Any
 from optuna.distributions import distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict
+from service.errors import Conflict, NotFound
 from service.storage.optuna_tables import (
     INTERMEDIATE,
     PARAMS,
@@ -74,6 +74,28 @@ class OptunaTrialRows:
             .values(state=TrialState.COMPLETE, datetime_complete=_naive_utc(datetime.now()))
         )
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def running_number(self, connection: Session | Connection, trial_id: int, *, hold: bool) -> int:
+        """The running trial's number; ``NotFound`` without the trial (its study was deleted),
+        ``Conflict`` once it has ended. ``hold``: keep its row locked to the end of the
+        transaction (PostgreSQL; SQLite has one writer at a time)."""
+        query = select(TRIALS.c.number, TRIALS.c.state).where(TRIALS.c.trial_id == trial_id)
+        row = connection.execute(query.with_for_update() if hold else query).first()
+        if row is None:
+            raise NotFound(f"no trial with id {trial_id}", field="trial_id")
+        if row.state != TrialState.RUNNING:
+            state = row.state.name.lower()
+            raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
+        return int(row.number)
+
+    def system_attr(self, session: Session, trial_id: int, key: str) -> Any:
+        """The trial's system attribute ``key`` (``None`` where it has none)."""
+        found = session.scalar(
+            select(SYSTEM_ATTRS.c.value_json).where(
+                SYSTEM_ATTRS.c.trial_id == trial_id, SYSTEM_ATTRS.c.key == key
+            )
+        )
+        return None if found is None else json.loads(found)
 
     def state_of(self, session: Session, trial_id: int) -> TrialState | None:
         """The trial's state (``None``: no such trial, its study was deleted)."""

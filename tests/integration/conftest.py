@@ -1,4 +1,5 @@
-"""A running service stack (Redis, API, Celery worker) per module and per database backend."""
+"""A running service stack (Redis, API, Celery worker) per module and per database backend; the
+service's database alone per test and backend."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from cli.local_stack import LocalStack
+from service.storage.database import Database
 from tests.conftest import BACKENDS
 
 
@@ -30,3 +32,11 @@ def stack(
 def unique(name: str) -> str:
     """A study name no other test uses."""
     return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """The service's database on a fresh database of each backend, disposed of after the test."""
+    opened = Database(database_url)
+    yield opened
+    opened.dispose()

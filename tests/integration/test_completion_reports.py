@@ -5,7 +5,6 @@ refused with nothing changed where they cannot be recorded. On SQLite and on Pos
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -25,13 +24,6 @@ from tests.support.transactions import writing_transactions
 pytestmark = pytest.mark.integration
 
 HYPERBAND = {"name": "hyperband", "min_resource": 1, "max_resource": 9, "reduction_factor": 3}
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    opened = Database(database_url)
-    yield opened
-    opened.dispose()
 
 
 @pytest.fixture

@@ -1,0 +1,83 @@
+"""What a worker states about a running trial (seed, trainer, data) is merged into its record and
+renews its lease in one transaction, and is refused, changing nothing, once the trial is not the
+worker's. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy import select
+
+from service.dispatch import NoDispatcher
+from service.errors import Conflict, NotFound
+from service.leases import LeaseTimes
+from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+from service.storage.tables import TrialLeaseRecord
+from service.trainer_catalog import TrainerCatalog
+from service.trial_provenance import TrialProvenance
+from service.tuner import Tuner
+from tests.support.transactions import writing_transactions
+
+pytestmark = pytest.mark.integration
+SHA = "ab" * 32
+
+
+@pytest.fixture
+def tuner(database: Database) -> Tuner:
+    times = LeaseTimes(ttl_s=600, dispatch_timeout_s=3600)
+    return Tuner(database, NoDispatcher(), TrainerCatalog.installed(), times)
+
+
+def spec() -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": f"provenance-{uuid.uuid4().hex[:8]}",
+            "space": {"x": {"type": "float", "low": -5, "high": 5}},
+            "budget": {"n_trials": 4},
+        }
+    )
+
+
+def lease_expiry(database: Database, trial_id: int) -> object:
+    with database.session() as session:
+        return session.scalar(
+            select(TrialLeaseRecord.expires_at).where(TrialLeaseRecord.trial_id == trial_id)
+        )
+
+
+def test_records_merge_in_one_transaction_each_and_renew_the_lease(
+    tuner: Tuner, database: Database
+) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    engines = [database.engine, database.optuna._backend.engine]  # type: ignore[attr-defined]
+    before = lease_expiry(database, trial.trial_id)
+    with writing_transactions(engines) as counted:
+        tuner.record_provenance(trial.trial_id, TrialProvenance(seed=7, trainer="mlp"), trial.lease)
+    assert len(counted) == 1
+    assert lease_expiry(database, trial.trial_id) > before  # type: ignore[operator]
+    view = tuner.record_provenance(
+        trial.trial_id, TrialProvenance(dataset="digits", data_sha256=SHA), trial.lease
+    )
+    expected = {"seed": 7, "trainer": "mlp", "dataset": "digits", "data_sha256": SHA}
+    assert view.provenance == expected
+    assert tuner.study_trials(study.study_id)[0].provenance == expected
+
+
+def test_a_record_is_refused_once_the_trial_is_not_the_workers_and_changes_nothing(
+    tuner: Tuner,
+) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    tuner.record_provenance(trial.trial_id, TrialProvenance(seed=7), trial.lease)
+    with pytest.raises(Conflict, match="lease"):
+        tuner.record_provenance(trial.trial_id, TrialProvenance(seed=8), "another-holder")
+    tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
+    with pytest.raises(Conflict, match="complete, not running"):
+        tuner.record_provenance(trial.trial_id, TrialProvenance(seed=9), trial.lease)
+    assert tuner.study_trials(study.study_id)[0].provenance == {"seed": 7}
+    with pytest.raises(NotFound):
+        tuner.record_provenance(10**9, TrialProvenance(seed=1), None)
