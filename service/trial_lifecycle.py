@@ -274,9 +274,9 @@ class TrialLifecycle:
                 return False
             # Any refusal from here rolls the whole completion back.
             self.leases.release_in(session, trial_id, lease)
-            final = complete_values(spec, ending.value, ending.values, ending.figures)
             if ending.last_reports:
                 self._trial_rows.record_last_reports(session, trial_id, ending.last_reports)
+            final = complete_values(spec, ending.value, ending.values, ending.figures)
             attrs = {
                 **figure_attrs(spec, ending.figures),
                 **epoch_metrics_attrs(ending.epoch_metrics),

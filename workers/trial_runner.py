@@ -83,6 +83,8 @@ class TrialRunner:
             # Every report sent is answered; those still held go with the completion.
             last_reports = reports.hand_over()
             pruned = reports.pruned or result.pruned
+            if pruned and last_reports:  # the trainer stopped on its own: they go as reports
+                self._client.report_many(run.trial_id, last_reports, lease)
         except (TrialGone, RequestException):
             # Not the trainer's failure: the service is out of reach. The lease decides: it
             # expires and the trial runs again with the same parameters.
@@ -115,10 +117,10 @@ class TrialRunner:
         except HPOError as refused:
             if refused.status != 422:
                 raise
-            # The result lacks what the study needs (an objective's or a constraint's figure).
-            # The last reports are recorded all the same, as a failed trial's are.
-            if last_reports:
-                self._client.report_many(run.trial_id, last_reports, lease)
+            # The result lacks what the study needs (an objective's or a constraint's figure),
+            # or its last reports are refused. Those are recorded where they can be, as a failed
+            # trial's are (none left after the older service's path below).
+            _report_quietly(self._client, run.trial_id, last_reports, lease)
             reason = f"the service refused the trial's result: {refused}"
             self._client.complete(
                 run.trial_id,
@@ -133,8 +135,9 @@ class TrialRunner:
     def _complete(
         self, run: TrialRun, result: TrainResult, lease: str, last_reports: list[tuple[int, float]]
     ) -> None:
-        """Complete the trial, bringing its last reports. A service that refuses them (one from
-        before completions brought reports, during a rolling upgrade) gets them as reports first."""
+        """Complete the trial, bringing its last reports. A service that does not know the field
+        (one from before completions brought reports, during a rolling upgrade) gets them as
+        reports first; ``last_reports`` is emptied once they are recorded so."""
         fields: dict[str, Any] = {
             "value": result.value,
             "metrics": result.metrics,
@@ -146,9 +149,12 @@ class TrialRunner:
         except HPOError as refused:
             if not last_reports or not _names_field(refused, "reports"):
                 raise
-            logger.info("trial %s: the service took no reports with the completion", run.trial_id)
-            self._client.report_many(run.trial_id, last_reports, lease)
-            self._client.complete(run.trial_id, **fields)
+        else:
+            return
+        logger.info("trial %s: the service took no reports with the completion", run.trial_id)
+        self._client.report_many(run.trial_id, last_reports, lease)
+        last_reports.clear()  # recorded: a refusal of the completion below sends them no more
+        self._client.complete(run.trial_id, **fields)
 
     def _provenance_sender(
         self, run: TrialRun, lease: str, reports: ReportPipeline
@@ -193,6 +199,24 @@ def _settle(reports: ReportPipeline) -> None:
 
 
 def _names_field(refused: HPOError, field: str) -> bool:
-    """Whether the refusal names ``field`` (or a part of it) among its problems."""
+    """Whether the refusal names ``field`` itself (not one of its parts) among its problems:
+    an unknown field is named so, a bad value inside it by its place (``reports.0.value``)."""
     problems = refused.body.get("problems", []) if isinstance(refused.body, dict) else []
-    return any(str(problem.get("field", "")).startswith(field) for problem in problems)
+    return any(problem.get("field") == field for problem in problems)
+
+
+def _report_quietly(
+    client: HPOJSONClient, trial_id: int, reports: list[tuple[int, float]], lease: str
+) -> None:
+    """Before a failed trial's completion: send its last reports; a refusal of them must not
+    hide the failure (the completion carries its reason). A trial taken away ends here."""
+    if not reports:
+        return
+    try:
+        client.report_many(trial_id, reports, lease)
+    except TrialGone:
+        raise
+    except HPOError as refused:
+        logger.warning(
+            "the last reports of the failing trial %s were refused: %s", trial_id, refused
+        )

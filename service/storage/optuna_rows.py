@@ -23,9 +23,10 @@ from optuna.distributions import distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, InvalidSpec, NotFound
 from service.storage.optuna_tables import (
     INTERMEDIATE,
     PARAMS,
@@ -78,7 +79,7 @@ class OptunaTrialRows:
     def running_number(self, connection: Session | Connection, trial_id: int, *, hold: bool) -> int:
         """The running trial's number; ``NotFound`` without the trial (its study was deleted),
         ``Conflict`` once it has ended. ``hold``: keep its row locked to the end of the
-        transaction (PostgreSQL; SQLite has one writer at a time)."""
+        transaction on PostgreSQL (SQLite takes its one writer's lock at the first write)."""
         query = select(TRIALS.c.number, TRIALS.c.state).where(TRIALS.c.trial_id == trial_id)
         row = connection.execute(query.with_for_update() if hold else query).first()
         if row is None:
@@ -122,13 +123,14 @@ class OptunaTrialRows:
         self, session: Session, trial_id: int, reports: list[tuple[int, float]]
     ) -> None:
         """Record a completing trial's last epochs' values ((step, value), finite, steps rising)
-        as its intermediate values, in its completion's transaction; ``Conflict`` where the first
-        step is not after the last one the trial reported (nothing is replaced)."""
+        as its intermediate values, in its completion's transaction; ``InvalidSpec`` on
+        ``reports`` where the first step is not after the last one the trial reported, or a
+        report of one of the steps was recorded meanwhile (nothing is replaced)."""
         last_step = session.scalar(
             select(func.max(INTERMEDIATE.c.step)).where(INTERMEDIATE.c.trial_id == trial_id)
         )
         if last_step is not None and reports[0][0] <= last_step:
-            raise Conflict(
+            raise InvalidSpec(
                 f"the completion's first report is of step {reports[0][0]}, but trial "
                 f"{trial_id} has reported step {last_step} already: send only later steps",
                 field="reports",
@@ -143,7 +145,14 @@ class OptunaTrialRows:
             }
             for step, value in reports
         ]
-        session.execute(insert(INTERMEDIATE), rows)
+        try:
+            session.execute(insert(INTERMEDIATE), rows)
+        except IntegrityError:  # a report of the same step, committed since the read above
+            raise InvalidSpec(
+                f"a report of one of the steps {[step for step, _ in reports]} was recorded "
+                "while the completion was written: send only later steps",
+                field="reports",
+            ) from None
 
     def set_system_attrs(self, session: Session, trial_id: int, attrs: dict[str, Any]) -> None:
         """Set the trial's system attributes ``attrs`` (each replacing one of the same key), as

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from cli.local_stack import LocalStack
 from service.dispatch import NoDispatcher
-from service.errors import Conflict, InvalidSpec
+from service.errors import InvalidSpec
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.trainer_catalog import TrainerCatalog
@@ -75,7 +75,7 @@ def test_the_last_reports_are_recorded_with_the_completion_in_one_transaction(
     assert again.state == "complete" and again.intermediate_values == view.intermediate_values
 
 
-def test_under_hyperband_the_last_reports_decide_nothing(tuner: Tuner) -> None:
+def test_under_hyperband_the_last_reports_decide_nothing(tuner: Tuner, database_url: str) -> None:
     study = tuner.create_study(spec(pruner=HYPERBAND))
     for _ in range(30):  # every bracket's rungs full of good values
         good = tuner.ask(study.study_id)
@@ -89,6 +89,12 @@ def test_under_hyperband_the_last_reports_decide_nothing(tuner: Tuner) -> None:
         brought.trial_id, TrialState.COMPLETE, 50.0, None, brought.lease, last_reports=bad
     )
     assert view.state == "complete" and view.intermediate_values == dict(bad)
+    # Nor do they complete a rung (Optuna's completed_rung_<n>): they are values, nothing more.
+    stored = optuna.load_study(study_name=study.name, storage=database_url).trials
+    rungs_of = [
+        [key for key in t.system_attrs if key.startswith("completed_rung_")] for t in stored
+    ]
+    assert rungs_of[reported.number] and not rungs_of[brought.number]
 
 
 def test_refused_last_reports_change_nothing(tuner: Tuner) -> None:
@@ -96,7 +102,7 @@ def test_refused_last_reports_change_nothing(tuner: Tuner) -> None:
     trial = tuner.ask(study.study_id)
     tuner.report_many(trial.trial_id, [(1, 0.5), (2, 0.4)], trial.lease)
     refusals: list[tuple[type[Exception], TrialState, list[tuple[int, float]], str]] = [
-        (Conflict, TrialState.COMPLETE, [(2, 0.3), (3, 0.2)], "reported step 2 already"),
+        (InvalidSpec, TrialState.COMPLETE, [(2, 0.3), (3, 0.2)], "reported step 2 already"),
         (InvalidSpec, TrialState.COMPLETE, [(4, 0.3), (3, 0.2)], "must rise"),
         (InvalidSpec, TrialState.COMPLETE, [(3, float("nan"))], "reports.0.value must be a finite"),
         (InvalidSpec, TrialState.FAIL, [(3, 0.2)], "only a complete trial"),
@@ -108,8 +114,8 @@ def test_refused_last_reports_change_nothing(tuner: Tuner) -> None:
         assert (refused.value.field or "").startswith("reports")
         [view] = tuner.study_trials(study.study_id)
         assert view.state == "running" and view.intermediate_values == {1: 0.5, 2: 0.4}
-    # A completion refused for its value rolls its reports back too.
-    with pytest.raises(InvalidSpec):
+    # A completion refused for its value, once its reports are written, rolls them back too.
+    with pytest.raises(InvalidSpec, match="value"):
         tuner.complete(trial.trial_id, TrialState.COMPLETE, None, None, last_reports=[(3, 0.2)])
     assert steps_of(tuner, study.study_id) == {1: 0.5, 2: 0.4}
     tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.2, None, last_reports=[(3, 0.2)])

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import pytest
 
 from client import HPOError
 from workers import trial_runner
+from workers.report_pipeline import ReportPipeline
 from workers.trainers.base import TrainingFailed, TrainResult, TrialRun
 from workers.trial_runner import TrialRunner
 
@@ -89,6 +91,8 @@ def run_trial(
     monkeypatch: pytest.MonkeyPatch, service: RecordingService, trainer: ScriptedTrainer
 ) -> str:
     monkeypatch.setattr(trial_runner, "load_trainer", lambda name: trainer)
+    # Held reports wait for the trial's end, however slow the machine (no interval runs out).
+    monkeypatch.setattr(trial_runner, "ReportPipeline", partial(ReportPipeline, min_interval_s=60))
     return TrialRunner(service).run(MESSAGE)  # type: ignore[arg-type]
 
 
@@ -113,16 +117,23 @@ def test_a_complete_trial_is_completed_after_its_reports_bringing_those_held(
     completion = service.calls[-1][1]
     assert completion["value"] == pytest.approx(0.2)
     # The first report waits for its answer (no step named at this claim), the rest are held
-    # behind the interval and go with the completion: one request where two were.
+    # and go with the completion: one request where two were.
     assert [step for step, _ in completion["reports"]] == [2, 3, 4, 5]
+    assert [call for call, _ in service.calls] == ["report", "complete"]
 
 
-class OlderService(RecordingService):
-    """A service from before completions brought reports: it refuses the field (422)."""
+class RefusingReportsService(RecordingService):
+    """Refuses a completion bringing reports, naming ``field``: ``reports`` itself (a service
+    from before completions brought them: an unknown field), or a value inside it."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
 
     def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
         if fields.get("reports"):
-            problem = {"field": "reports", "problem": "Extra inputs are not permitted"}
+            self._note("refused completion", fields["reports"])
+            problem = {"field": self.field, "problem": "not accepted"}
             raise HPOError(422, {"error": "invalid request", "problems": [problem]})
         return super().complete(trial_id, **fields)
 
@@ -130,11 +141,46 @@ class OlderService(RecordingService):
 def test_an_older_service_gets_the_last_reports_as_reports_then_the_completion(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    service = OlderService()
+    service = RefusingReportsService("reports")
     assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=5)) == "complete"
+    calls = [call for call, _ in service.calls]
+    assert calls == ["report", "refused completion", *["report"] * 4, "complete"]
     assert [step for call, step in service.calls if call == "report"] == [1, 2, 3, 4, 5]
-    [(call, completion)] = service.calls[-1:]
-    assert call == "complete" and "reports" not in completion
+    assert "reports" not in service.calls[-1][1] and "state" not in service.calls[-1][1]
+
+
+def test_refused_last_reports_fail_the_trial_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RefusingReportsService("reports.0.value")  # e.g. a trainer's NaN, held
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "failed"
+    completion = service.calls[-1][1]
+    assert completion["state"] == "failed" and "refused the trial's result" in completion["reason"]
+    # They were tried as reports once more before the failure, and nothing was sent twice.
+    assert [call for call, _ in service.calls] == [
+        "report",
+        "refused completion",
+        "report",
+        "report",
+        "complete",
+    ]
+
+
+class StoppingTrainer(ScriptedTrainer):
+    """Stops on its own after its epochs and says so (``pruned``), as a user's trainer may."""
+
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        result = super().train(run, report)
+        return TrainResult(value=result.value, epochs_run=result.epochs_run, pruned=True)
+
+
+def test_a_trial_its_trainer_stops_sends_its_held_reports_before_it_ends_pruned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RecordingService()
+    assert run_trial(monkeypatch, service, StoppingTrainer(epochs=4)) == "pruned"
+    assert [step for call, step in service.calls if call == "report"] == [1, 2, 3, 4]
+    assert service.calls[-1] == ("complete", {"state": "pruned", "lease": "lease-1"})
 
 
 def test_a_failing_trainer_is_completed_with_its_reason_though_a_report_was_refused(
