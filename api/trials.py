@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from flask_openapi3 import APIBlueprint, Tag
@@ -14,6 +13,7 @@ from api.context import tuner
 from api.schemas import ERROR_RESPONSES
 from service.epoch_metrics import MAX_EPOCH_RECORDS, MAX_FIGURES_PER_EPOCH
 from service.spec.objectives import MAX_OBJECTIVES, MetricName
+from service.trial_outcomes import steps_problem
 from service.views import TrialView
 
 trials = APIBlueprint(
@@ -66,9 +66,9 @@ class Reports(BaseModel):
     @field_validator("reports")
     @classmethod
     def _steps_rise(cls, reports: list[EpochValue]) -> list[EpochValue]:
-        steps = [report.step for report in reports]
-        if any(later <= earlier for earlier, later in pairwise(steps)):
-            raise ValueError(f"the steps must rise, one report per step: got {steps}")
+        problem = steps_problem([report.step for report in reports])
+        if problem is not None:
+            raise ValueError(problem)
         return reports
 
 

@@ -94,11 +94,18 @@ def check_last_reports(state: TrialState, reports: list[tuple[int, float]]) -> N
             "one's: send them to POST /trials/{id}/reports first",
             field="reports",
         )
-    steps = [step for step, _ in reports]
-    if any(later <= earlier for earlier, later in pairwise(steps)):
-        raise InvalidSpec(f"the steps must rise, one report per step: got {steps}", field="reports")
+    problem = steps_problem([step for step, _ in reports])
+    if problem is not None:
+        raise InvalidSpec(problem, field="reports")
     for index, (_, value) in enumerate(reports):
         require_finite(value, f"reports.{index}.value")
+
+
+def steps_problem(steps: list[int]) -> str | None:
+    """What is wrong with a batch of reports' steps: they must rise, one report per step."""
+    if any(later <= earlier for earlier, later in pairwise(steps)):
+        return f"the steps must rise, one report per step: got {steps}"
+    return None
 
 
 def require_finite(value: float, field: str) -> None:

@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -188,14 +188,8 @@ class TrialRunner:
 
 
 def _settle(reports: ReportPipeline) -> None:
-    """Before a failed trial's completion: wait for the reports still out. A refused report must
-    not hide the trainer's failure (the completion carries it); a trial taken away ends here."""
-    try:
-        reports.flush()
-    except TrialGone:
-        raise
-    except HPOError as refused:
-        logger.warning("a report of the failing trial was refused: %s", refused)
+    """Before a failed trial's completion: wait for the reports still out."""
+    _quietly(reports.flush, "a report of the failing trial")
 
 
 def _names_field(refused: HPOError, field: str) -> bool:
@@ -208,15 +202,19 @@ def _names_field(refused: HPOError, field: str) -> bool:
 def _report_quietly(
     client: HPOJSONClient, trial_id: int, reports: list[tuple[int, float]], lease: str
 ) -> None:
-    """Before a failed trial's completion: send its last reports; a refusal of them must not
-    hide the failure (the completion carries its reason). A trial taken away ends here."""
-    if not reports:
-        return
+    """Before a failed trial's completion: send its last reports (none: nothing to send)."""
+    if reports:
+        _quietly(
+            lambda: client.report_many(trial_id, reports, lease), "the failing trial's last reports"
+        )
+
+
+def _quietly(send: Callable[[], object], what: str) -> None:
+    """Send ``what`` before a failed trial's completion. A refusal must not hide the trainer's
+    failure (the completion carries it): it is logged; a trial taken away ends here."""
     try:
-        client.report_many(trial_id, reports, lease)
+        send()
     except TrialGone:
         raise
     except HPOError as refused:
-        logger.warning(
-            "the last reports of the failing trial %s were refused: %s", trial_id, refused
-        )
+        logger.warning("%s: refused (%s)", what, refused)

@@ -73,18 +73,20 @@ class RecordingService:
 
 
 class ScriptedTrainer:
-    """Reports ``epochs`` epochs, then returns, or fails with ``failure``."""
+    """Reports ``epochs`` epochs, then returns (saying it stopped the trial on its own where
+    ``stops`` is set, as a user's trainer may), or fails with ``failure``."""
 
-    def __init__(self, epochs: int, failure: str | None = None) -> None:
+    def __init__(self, epochs: int, failure: str | None = None, stops: bool = False) -> None:
         self.epochs = epochs
         self.failure = failure
+        self.stops = stops
 
     def train(self, run: TrialRun, report: Any) -> TrainResult:
         for epoch in range(1, self.epochs + 1):
             report(epoch, 1.0 / epoch)
         if self.failure is not None:
             raise TrainingFailed(self.failure, [{"train_loss": 1.0}])
-        return TrainResult(value=1.0 / self.epochs, epochs_run=self.epochs)
+        return TrainResult(value=1.0 / self.epochs, epochs_run=self.epochs, pruned=self.stops)
 
 
 def run_trial(
@@ -166,19 +168,11 @@ def test_refused_last_reports_fail_the_trial_with_the_reason(
     ]
 
 
-class StoppingTrainer(ScriptedTrainer):
-    """Stops on its own after its epochs and says so (``pruned``), as a user's trainer may."""
-
-    def train(self, run: TrialRun, report: Any) -> TrainResult:
-        result = super().train(run, report)
-        return TrainResult(value=result.value, epochs_run=result.epochs_run, pruned=True)
-
-
 def test_a_trial_its_trainer_stops_sends_its_held_reports_before_it_ends_pruned(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service = RecordingService()
-    assert run_trial(monkeypatch, service, StoppingTrainer(epochs=4)) == "pruned"
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=4, stops=True)) == "pruned"
     assert [step for call, step in service.calls if call == "report"] == [1, 2, 3, 4]
     assert service.calls[-1] == ("complete", {"state": "pruned", "lease": "lease-1"})
 
