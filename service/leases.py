@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, literal, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -99,10 +99,21 @@ class LeaseStore:
             self.renew_in(session, trial_id, token)
 
     def renew_in(self, session: Session, trial_id: int, token: str | None) -> None:
-        """:meth:`renew` inside the caller's transaction (a report's one write)."""
-        lease = self._locked(session, trial_id)
-        _check_token(lease, token)
-        lease.expires_at = _now() + timedelta(seconds=self.times.ttl_s)
+        """:meth:`renew` inside the caller's transaction (a report's one write).
+
+        One UPDATE that names the lease, not a read and then a write: on SQLite a read takes no
+        lock, and a completion committed between the two (it deletes the lease) left the write
+        nothing to update, which SQLAlchemy raised as ``StaleDataError``. Here no row updated is
+        the refusal, read back inside the write's transaction to say which."""
+        renewal = update(TrialLeaseRecord).where(TrialLeaseRecord.trial_id == trial_id)
+        if token is not None:
+            renewal = renewal.where(TrialLeaseRecord.token == token)
+        expires_at = _now() + timedelta(seconds=self.times.ttl_s)
+        renewed = session.execute(
+            renewal.values(expires_at=expires_at), execution_options={"synchronize_session": False}
+        )
+        if renewed.rowcount == 0:  # type: ignore[attr-defined]
+            _check_token(self._locked(session, trial_id), token)
 
     def check(self, trial_id: int, token: str | None) -> None:
         """``Conflict`` if ``token`` is given and is not the lease's."""
@@ -138,11 +149,22 @@ class LeaseStore:
             lease.expires_at = _now() + timedelta(seconds=retry_in_s)
 
     def mark_sent(self, trial_id: int) -> None:
-        """The trial's message is in the queue: wait for a worker to claim it."""
+        """The trial's message is in the queue: wait for a worker to claim it. A worker may have
+        claimed it already (the broker is fast): its lease keeps the claim's time. One that has
+        ended already holds no lease: nothing to mark."""
+        claim_wait = _now() + timedelta(seconds=self.times.dispatch_timeout_s)
+        unclaimed = TrialLeaseRecord.token.is_(None)
+        expires_at = case(
+            (unclaimed, literal(claim_wait, TrialLeaseRecord.expires_at.type)),
+            else_=TrialLeaseRecord.expires_at,
+        )
         with self._database.session() as session:
-            lease = self._locked(session, trial_id)
-            lease.sent = True
-            lease.expires_at = _now() + timedelta(seconds=self.times.dispatch_timeout_s)
+            session.execute(
+                update(TrialLeaseRecord)
+                .where(TrialLeaseRecord.trial_id == trial_id)
+                .values(sent=True, expires_at=expires_at),
+                execution_options={"synchronize_session": False},
+            )
 
     def leased_trials(self, study_id: int) -> set[int]:
         """The ids of the study's trials that hold a lease."""

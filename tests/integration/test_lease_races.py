@@ -1,0 +1,244 @@
+"""A trial that ends while a request about it is half done: the request gets a clear refusal (or
+waits for the ending, on PostgreSQL), never an error of the storage layer (the API's 500). And the
+broker's fast workers: a trial claimed, or even finished, before its dispatch is marked sent keeps
+what its worker did. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy import Engine, event, select
+
+from service import report_path
+from service.dispatch import NoDispatcher
+from service.errors import Conflict
+from service.leases import LeaseStore, LeaseTimes
+from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+from service.storage.tables import TrialLeaseRecord
+from service.trainer_catalog import TrainerCatalog
+from service.trial_provenance import TrialProvenance
+from service.tuner import Tuner
+
+pytestmark = pytest.mark.integration
+TTL_S, DISPATCH_TIMEOUT_S = 600, 3600
+TRIAL_ID, STUDY_ID = 41, 7  # leases alone: no trial row is needed
+
+
+@pytest.fixture
+def tuner(database: Database) -> Tuner:
+    times = LeaseTimes(ttl_s=TTL_S, dispatch_timeout_s=DISPATCH_TIMEOUT_S)
+    return Tuner(database, NoDispatcher(), TrainerCatalog.installed(), times)
+
+
+def spec() -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": f"lease-race-{uuid.uuid4().hex[:8]}",
+            "space": {"x": {"type": "float", "low": -5, "high": 5}},
+            "budget": {"n_trials": 4},
+            "pruner": {"name": "hyperband", "min_resource": 1, "max_resource": 9},
+        }
+    )
+
+
+def lease_of(database: Database, trial_id: int) -> TrialLeaseRecord | None:
+    with database.session() as session:
+        return session.scalar(select(TrialLeaseRecord).where(TrialLeaseRecord.trial_id == trial_id))
+
+
+@contextmanager
+def completed_right_after(
+    owner: Any, name: str, finish: Callable[[], object]
+) -> Iterator[threading.Thread]:
+    """``owner.name`` (the running-trial check of a request) runs, then ``finish`` (another
+    request's completion of the same trial) runs in a thread before the check returns. On SQLite
+    it commits there, between the check and the request's first write. On PostgreSQL the check
+    holds the trial's row, so it waits for the request's transaction to end."""
+    check = getattr(owner, name)
+    ending = threading.Thread(target=finish)
+
+    def check_then_complete(*args: Any, **kwargs: Any) -> Any:
+        found = check(*args, **kwargs)
+        if ending.ident is None:
+            ending.start()
+            ending.join(timeout=1.0)
+        return found
+
+    setattr(owner, name, check_then_complete)
+    try:
+        yield ending
+    finally:
+        setattr(owner, name, check)
+        assert ending.ident is not None, f"{name} was not called"
+        ending.join(timeout=30)
+
+
+def test_a_provenance_record_meeting_the_completion_is_refused_or_waits(
+    tuner: Tuner, database: Database
+) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+
+    def finish() -> None:
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
+
+    record = TrialProvenance(seed=7, trainer="mlp")
+    rows = tuner.trials._trial_rows
+    with completed_right_after(rows, "running_number", finish) as ending:
+        if database.dialect == "sqlite":
+            with pytest.raises(Conflict, match="not running"):
+                tuner.record_provenance(trial.trial_id, record, trial.lease)
+        else:
+            tuner.record_provenance(trial.trial_id, record, trial.lease)
+    assert not ending.is_alive()
+    finished = tuner.study_trials(study.study_id)[0]
+    assert finished.state == "complete"
+    assert lease_of(database, trial.trial_id) is None
+    expected = None if database.dialect == "sqlite" else {"seed": 7, "trainer": "mlp"}
+    assert finished.provenance == expected
+
+
+def test_a_report_meeting_the_completion_is_refused_or_waits(
+    tuner: Tuner, database: Database
+) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+
+    def finish() -> None:
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
+
+    with completed_right_after(report_path, "_running_trial_steps", finish) as ending:
+        if database.dialect == "sqlite":
+            with pytest.raises(Conflict, match="not running"):
+                tuner.report(trial.trial_id, 1, 0.9, trial.lease)
+        else:
+            assert tuner.report(trial.trial_id, 1, 0.9, trial.lease) is False
+    assert not ending.is_alive()
+    stored = tuner.trials.storage.get_trial(trial.trial_id)
+    assert stored.state == TrialState.COMPLETE
+    assert stored.intermediate_values == ({} if database.dialect == "sqlite" else {1: 0.9})
+
+
+@contextmanager
+def completed_after_the_first_lease_statement(
+    engine: Engine, finish: Callable[[], object]
+) -> Iterator[threading.Thread]:
+    """``finish`` (the trial's completion) runs in a thread right after the request's first
+    statement on the lease table. The renewal was a read of the lease and then a write: on SQLite
+    a completion committed between the two left the write no row (``StaleDataError``, a 500).
+    Now the renewal is one UPDATE, and the completion waits for the request's transaction."""
+    request = threading.get_ident()
+    ending = threading.Thread(target=finish)
+
+    def after(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        first = ending.ident is None and threading.get_ident() == request
+        if first and "hpo_trial_leases" in statement:
+            ending.start()
+            ending.join(timeout=1.0)
+
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield ending
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+        assert ending.ident is not None, "the request made no statement on the lease"
+        ending.join(timeout=30)
+
+
+@pytest.mark.parametrize("request_kind", ["heartbeat", "provenance", "report"])
+def test_a_request_whose_lease_is_renewed_before_the_completion_lands_first(
+    tuner: Tuner, database: Database, request_kind: str
+) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    send = {
+        "heartbeat": lambda: tuner.heartbeat(trial.trial_id, trial.lease),
+        "provenance": lambda: tuner.record_provenance(
+            trial.trial_id, TrialProvenance(seed=7), trial.lease
+        ),
+        "report": lambda: tuner.report(trial.trial_id, 1, 0.9, trial.lease),
+    }[request_kind]
+
+    def finish() -> None:
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
+
+    with completed_after_the_first_lease_statement(database.engine, finish) as ending:
+        send()
+    assert not ending.is_alive()
+    stored = tuner.trials.storage.get_trial(trial.trial_id)
+    assert stored.state == TrialState.COMPLETE
+    assert lease_of(database, trial.trial_id) is None
+    if request_kind == "report":
+        assert stored.intermediate_values == {1: 0.9}
+
+
+def test_a_heartbeat_of_a_trial_that_ended_is_refused(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    tuner.heartbeat(trial.trial_id, trial.lease)
+    tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
+    with pytest.raises(Conflict, match="not running"):
+        tuner.heartbeat(trial.trial_id, trial.lease)
+
+
+def test_a_renewal_with_another_token_is_refused_and_changes_nothing(
+    tuner: Tuner, database: Database
+) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    before = lease_of(database, trial.trial_id)
+    with pytest.raises(Conflict, match="taken away"):
+        tuner.heartbeat(trial.trial_id, "another-holder")
+    after = lease_of(database, trial.trial_id)
+    assert before is not None and after is not None
+    assert after.expires_at == before.expires_at
+
+
+def seconds_left(lease: TrialLeaseRecord | None) -> float:
+    assert lease is not None
+    expires_at = lease.expires_at  # SQLite hands back a naive datetime: it was stored in UTC
+    aware = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+    return (aware - datetime.now(UTC)).total_seconds()
+
+
+@pytest.fixture
+def leases(database: Database) -> LeaseStore:
+    return LeaseStore(database, LeaseTimes(ttl_s=TTL_S, dispatch_timeout_s=DISPATCH_TIMEOUT_S))
+
+
+def test_a_trial_marked_sent_waits_for_its_claim(leases: LeaseStore, database: Database) -> None:
+    leases.grant(TRIAL_ID, STUDY_ID, attempt=0)
+    leases.mark_sent(TRIAL_ID)
+    lease = lease_of(database, TRIAL_ID)
+    assert lease is not None and lease.sent and lease.token is None
+    assert TTL_S < seconds_left(lease) <= DISPATCH_TIMEOUT_S
+
+
+def test_a_trial_claimed_before_its_dispatch_is_marked_sent_keeps_its_claims_time(
+    leases: LeaseStore, database: Database
+) -> None:
+    leases.grant(TRIAL_ID, STUDY_ID, attempt=0)
+    token = leases.claim(TRIAL_ID, "fast-worker")
+    leases.mark_sent(TRIAL_ID)
+    lease = lease_of(database, TRIAL_ID)
+    assert lease is not None and lease.sent
+    assert (lease.holder, lease.token) == ("fast-worker", token)
+    assert 0 < seconds_left(lease) <= TTL_S
+
+
+def test_a_trial_ended_before_its_dispatch_is_marked_sent_gets_no_lease_back(
+    leases: LeaseStore, database: Database
+) -> None:
+    leases.grant(TRIAL_ID, STUDY_ID, attempt=0)
+    leases.claim(TRIAL_ID, "fast-worker")
+    leases.release(TRIAL_ID)
+    leases.mark_sent(TRIAL_ID)
+    assert lease_of(database, TRIAL_ID) is None
