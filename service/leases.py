@@ -11,8 +11,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import case, delete, literal, select, update
+from sqlalchemy import Table, bindparam, case, delete, literal, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -20,6 +21,17 @@ from service.storage.database import Database
 from service.storage.tables import TrialLeaseRecord
 
 UNSENT_GRACE_S = 10.0
+LEASES = cast(Table, TrialLeaseRecord.__table__)
+# A renewal (every report and heartbeat) and a release (every completion): built once, Core on
+# the session's connection.
+_RENEW = (
+    update(LEASES)
+    .where(LEASES.c.trial_id == bindparam("lease_trial_id"))
+    .values(expires_at=bindparam("new_expires_at"))
+)
+_RENEW_HOLDERS = _RENEW.where(LEASES.c.token == bindparam("lease_token"))
+_RELEASE = delete(LEASES).where(LEASES.c.trial_id == bindparam("lease_trial_id"))
+_RELEASE_HOLDERS = _RELEASE.where(LEASES.c.token == bindparam("lease_token"))
 
 
 @dataclass(frozen=True)
@@ -105,14 +117,11 @@ class LeaseStore:
         lock, and a completion committed between the two (it deletes the lease) left the write
         nothing to update, which SQLAlchemy raised as ``StaleDataError``. Here no row updated is
         the refusal, read back inside the write's transaction to say which."""
-        renewal = update(TrialLeaseRecord).where(TrialLeaseRecord.trial_id == trial_id)
-        if token is not None:
-            renewal = renewal.where(TrialLeaseRecord.token == token)
+        renewal = _RENEW if token is None else _RENEW_HOLDERS
         expires_at = _now() + timedelta(seconds=self.times.ttl_s)
-        renewed = session.execute(
-            renewal.values(expires_at=expires_at), execution_options={"synchronize_session": False}
-        )
-        if renewed.rowcount == 0:  # type: ignore[attr-defined]
+        found = {"lease_trial_id": trial_id, "lease_token": token, "new_expires_at": expires_at}
+        renewed = session.connection().execute(renewal, found)
+        if renewed.rowcount == 0:
             _check_token(self._locked(session, trial_id), token)
 
     def check(self, trial_id: int, token: str | None) -> None:
@@ -125,16 +134,17 @@ class LeaseStore:
     def release_in(self, session: Session, trial_id: int, token: str | None) -> None:
         """Inside the caller's transaction: ``Conflict`` if ``token`` is given and is not the
         lease's, else the lease goes (the trial ends in the same transaction)."""
-        lease = session.get(TrialLeaseRecord, trial_id, with_for_update=True)
-        if lease is None:
-            return
-        _check_token(lease, token)
-        session.delete(lease)
+        release = _RELEASE if token is None else _RELEASE_HOLDERS
+        found = {"lease_trial_id": trial_id, "lease_token": token}
+        if session.connection().execute(release, found).rowcount == 0:
+            lease = session.get(TrialLeaseRecord, trial_id)
+            if lease is not None:
+                _check_token(lease, token)
 
     def release(self, trial_id: int) -> None:
         """The trial ended: its lease goes."""
         with self._database.session() as session:
-            session.execute(delete(TrialLeaseRecord).where(TrialLeaseRecord.trial_id == trial_id))
+            session.connection().execute(_RELEASE, {"lease_trial_id": trial_id})
 
     def release_study(self, study_id: int) -> None:
         """Every lease of a study goes (the study is deleted)."""

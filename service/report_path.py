@@ -20,7 +20,7 @@ from optuna.pruners import NopPruner
 from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -30,10 +30,39 @@ from service.policies import build_pruner
 from service.seeded_hyperband import SeededHyperbandPruner
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
+from service.storage.optuna_tables import INTERMEDIATE, SYSTEM_ATTRS, TRIALS
 
 FINITE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
 NO_DECISION = Decision(False, {}, None)  # without a pruner: never pruned, no step decides
 FIRST_STEP = 0  # the lowest step a report may carry
+
+# A report's statements, built once: Core on the session's connection, no ORM objects or flush
+# (the unit of work's flush of one row cost more than the row's SQL on every report).
+_LAST_STEP = (
+    select(func.max(INTERMEDIATE.c.step))
+    .where(INTERMEDIATE.c.trial_id == bindparam("trial_id"))
+    .scalar_subquery()
+)
+_RUNNING_TRIAL_STEPS = (
+    select(TRIALS.c.number, TRIALS.c.state, _LAST_STEP.label("last_step"))
+    .where(TRIALS.c.trial_id == bindparam("trial_id"))
+    .with_for_update(of=TRIALS)
+)
+_INSERT_VALUE = insert(INTERMEDIATE).values(
+    trial_id=bindparam("value_trial_id"),
+    step=bindparam("value_step"),
+    intermediate_value=bindparam("new_value"),
+    intermediate_value_type=FINITE,
+)
+_REPLACE_VALUE = (
+    update(INTERMEDIATE)
+    .where(
+        INTERMEDIATE.c.trial_id == bindparam("value_trial_id"),
+        INTERMEDIATE.c.step == bindparam("value_step"),
+    )
+    .values(intermediate_value=bindparam("new_value"), intermediate_value_type=FINITE)
+)
+_INSERT_RUNG = insert(SYSTEM_ATTRS)
 
 
 @dataclass(frozen=True)
@@ -155,42 +184,27 @@ def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | No
     """The trial's number and its latest reported step; ``Conflict`` unless it is running.
     One query of plain columns (no ORM objects: this runs on every report), holding the trial's
     row to the end of the transaction (PostgreSQL; SQLite has one writer at a time)."""
-    steps = models.TrialIntermediateValueModel
-    last_step = select(func.max(steps.step)).where(steps.trial_id == trial_id).scalar_subquery()
-    query = select(models.TrialModel.number, models.TrialModel.state, last_step).where(
-        models.TrialModel.trial_id == trial_id
-    )
-    query = query.with_for_update(of=models.TrialModel)
-    row = session.execute(query).first()
+    row = session.connection().execute(_RUNNING_TRIAL_STEPS, {"trial_id": trial_id}).first()
     if row is None or row.state != TrialState.RUNNING:
         state = "deleted" if row is None else row.state.name.lower()
         raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
-    return int(row.number), row[2]
+    return int(row.number), row.last_step
 
 
 def _record_rungs(session: Session, trial_id: int, new_rungs: dict[int, float]) -> None:
-    for rung, rung_value in new_rungs.items():
-        session.add(
-            models.TrialSystemAttributeModel(
-                trial_id=trial_id, key=f"{RUNG_PREFIX}{rung}", value_json=json.dumps(rung_value)
-            )
-        )
+    if not new_rungs:
+        return
+    rows = [
+        {"trial_id": trial_id, "key": f"{RUNG_PREFIX}{rung}", "value_json": json.dumps(value)}
+        for rung, value in new_rungs.items()
+    ]
+    session.connection().execute(_INSERT_RUNG, rows)
 
 
 def _record_value(
     session: Session, trial_id: int, step: int, value: float, *, replace: bool
 ) -> None:
-    if replace:
-        row = session.scalars(
-            select(models.TrialIntermediateValueModel).where(
-                models.TrialIntermediateValueModel.trial_id == trial_id,
-                models.TrialIntermediateValueModel.step == step,
-            )
-        ).one()
-        row.intermediate_value = value
-        return
-    session.add(
-        models.TrialIntermediateValueModel(
-            trial_id=trial_id, step=step, intermediate_value=value, intermediate_value_type=FINITE
-        )
+    statement = _REPLACE_VALUE if replace else _INSERT_VALUE
+    session.connection().execute(
+        statement, {"value_trial_id": trial_id, "value_step": step, "new_value": value}
     )
