@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, case, delete, literal, select, update
+from sqlalchemy import Table, bindparam, case, delete, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -22,14 +22,42 @@ from service.storage.tables import TrialLeaseRecord
 
 UNSENT_GRACE_S = 10.0
 LEASES = cast(Table, TrialLeaseRecord.__table__)
-# A renewal (every report and heartbeat) and a release (every completion): built once, Core on
-# the session's connection.
+# A claim and its dispatch marked sent (every trial), a renewal (every report and heartbeat) and
+# a release (every completion): built once, Core on the session's connection.
 _RENEW = (
     update(LEASES)
     .where(LEASES.c.trial_id == bindparam("lease_trial_id"))
     .values(expires_at=bindparam("new_expires_at"))
 )
 _RENEW_HOLDERS = _RENEW.where(LEASES.c.token == bindparam("lease_token"))
+_HELD = (
+    select(LEASES.c.token, LEASES.c.holder, LEASES.c.expires_at)
+    .where(LEASES.c.trial_id == bindparam("lease_trial_id"))
+    .with_for_update()
+)
+_CLAIM = (
+    update(LEASES)
+    .where(
+        LEASES.c.trial_id == bindparam("lease_trial_id"),
+        LEASES.c.token.is_not_distinct_from(bindparam("read_token")),
+    )
+    .values(
+        token=bindparam("new_token"),
+        holder=bindparam("new_holder"),
+        expires_at=bindparam("new_expires_at"),
+    )
+)
+_MARK_SENT = (
+    update(LEASES)
+    .where(LEASES.c.trial_id == bindparam("lease_trial_id"))
+    .values(
+        sent=True,
+        expires_at=case(
+            (LEASES.c.token.is_(None), bindparam("claim_deadline", type_=LEASES.c.expires_at.type)),
+            else_=LEASES.c.expires_at,
+        ),
+    )
+)
 _RELEASE = delete(LEASES).where(LEASES.c.trial_id == bindparam("lease_trial_id"))
 _RELEASE_HOLDERS = _RELEASE.where(LEASES.c.token == bindparam("lease_token"))
 
@@ -88,9 +116,14 @@ class LeaseStore:
         return token
 
     def claim(self, trial_id: int, holder: str) -> str:
-        """The worker ``holder`` starts the trial; ``Conflict`` if another holds a live lease."""
+        """The worker ``holder`` starts the trial; ``Conflict`` if another holds a live lease.
+        The write names the token it read: on SQLite the read takes no lock, and a claim or an
+        end committed in between is refused here, not overwritten."""
         with self._database.session() as session:
-            lease = self._locked(session, trial_id)
+            connection = session.connection()
+            lease = connection.execute(_HELD, {"lease_trial_id": trial_id}).first()
+            if lease is None:
+                raise _not_running(trial_id)
             now = _now()
             if (
                 lease.token is not None
@@ -100,10 +133,18 @@ class LeaseStore:
                 raise Conflict(
                     f"trial {trial_id} is already held by {lease.holder}", field="trial_id"
                 )
-            if lease.token is None or lease.holder != holder:
-                lease.token, lease.holder = secrets.token_hex(16), holder
-            lease.expires_at = now + timedelta(seconds=self.times.ttl_s)
-            return lease.token
+            kept = lease.token is not None and lease.holder == holder
+            token = lease.token if kept else secrets.token_hex(16)
+            claimed = {
+                "lease_trial_id": trial_id,
+                "read_token": lease.token,
+                "new_token": token,
+                "new_holder": holder,
+                "new_expires_at": now + timedelta(seconds=self.times.ttl_s),
+            }
+            if connection.execute(_CLAIM, claimed).rowcount == 0:
+                raise Conflict(f"trial {trial_id} was claimed or ended meanwhile", field="trial_id")
+            return str(token)
 
     def renew(self, trial_id: int, token: str | None) -> None:
         """Extend the lease; ``Conflict`` if ``token`` is given and is not the lease's."""
@@ -163,17 +204,9 @@ class LeaseStore:
         claimed it already (the broker is fast): its lease keeps the claim's time. One that has
         ended already holds no lease: nothing to mark."""
         claim_wait = _now() + timedelta(seconds=self.times.dispatch_timeout_s)
-        unclaimed = TrialLeaseRecord.token.is_(None)
-        expires_at = case(
-            (unclaimed, literal(claim_wait, TrialLeaseRecord.expires_at.type)),
-            else_=TrialLeaseRecord.expires_at,
-        )
         with self._database.session() as session:
-            session.execute(
-                update(TrialLeaseRecord)
-                .where(TrialLeaseRecord.trial_id == trial_id)
-                .values(sent=True, expires_at=expires_at),
-                execution_options={"synchronize_session": False},
+            session.connection().execute(
+                _MARK_SENT, {"lease_trial_id": trial_id, "claim_deadline": claim_wait}
             )
 
     def leased_trials(self, study_id: int) -> set[int]:
@@ -209,8 +242,12 @@ class LeaseStore:
         )
         lease = session.scalars(query).first()
         if lease is None:
-            raise Conflict(f"trial {trial_id} holds no lease: it is not running", field="trial_id")
+            raise _not_running(trial_id)
         return lease
+
+
+def _not_running(trial_id: int) -> Conflict:
+    return Conflict(f"trial {trial_id} holds no lease: it is not running", field="trial_id")
 
 
 def _check_token(lease: TrialLeaseRecord, token: str | None) -> None:

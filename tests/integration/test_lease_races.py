@@ -180,6 +180,29 @@ def test_a_request_whose_lease_is_renewed_before_the_completion_lands_first(
         assert stored.intermediate_values == {1: 0.9}
 
 
+def test_two_claims_of_one_trial_at_once_leave_one_holder(
+    leases: LeaseStore, database: Database
+) -> None:
+    """The same message delivered to two workers: the second claim lands between the first's
+    read of the lease and its write. One of the two holds the trial, the other is refused."""
+    leases.grant(TRIAL_ID, STUDY_ID, attempt=0)
+    leases.mark_sent(TRIAL_ID)
+    outcomes: dict[str, str] = {}
+
+    def claim(holder: str) -> None:
+        try:
+            outcomes[holder] = leases.claim(TRIAL_ID, holder)
+        except Conflict as refusal:
+            outcomes[holder] = f"refused: {refusal.message}"
+
+    with completed_after_the_first_lease_statement(database.engine, lambda: claim("second")):
+        claim("first")
+    holders = [holder for holder, outcome in outcomes.items() if not outcome.startswith("refused")]
+    assert len(holders) == 1, outcomes
+    lease = lease_of(database, TRIAL_ID)
+    assert lease is not None and (lease.holder, lease.token) == (holders[0], outcomes[holders[0]])
+
+
 def test_a_heartbeat_of_a_trial_that_ended_is_refused(tuner: Tuner) -> None:
     study = tuner.create_study(spec())
     trial = tuner.ask(study.study_id)
