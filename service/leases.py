@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, case, delete, select, update
+from sqlalchemy import Table, bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -22,8 +22,8 @@ from service.storage.tables import TrialLeaseRecord
 
 UNSENT_GRACE_S = 10.0
 LEASES = cast(Table, TrialLeaseRecord.__table__)
-# A claim and its dispatch marked sent (every trial), a renewal (every report and heartbeat) and
-# a release (every completion): built once, Core on the session's connection.
+# A claim and its dispatch marked sent or unsent (every trial), a renewal (every report and
+# heartbeat) and a release (every completion): built once, Core on the session's connection.
 _RENEW = (
     update(LEASES)
     .where(LEASES.c.trial_id == bindparam("lease_trial_id"))
@@ -40,11 +40,18 @@ _CLAIM = (
     .where(
         LEASES.c.trial_id == bindparam("lease_trial_id"),
         LEASES.c.token.is_not_distinct_from(bindparam("read_token")),
+        # Taken over from another holder only while expired: a renewal meanwhile keeps it.
+        or_(
+            LEASES.c.token.is_(None),
+            LEASES.c.holder == bindparam("new_holder"),
+            LEASES.c.expires_at <= bindparam("claimed_at", type_=LEASES.c.expires_at.type),
+        ),
     )
     .values(
         token=bindparam("new_token"),
         holder=bindparam("new_holder"),
         expires_at=bindparam("new_expires_at"),
+        sent=True,  # a claimed trial's message was evidently sent
     )
 )
 _MARK_SENT = (
@@ -57,6 +64,11 @@ _MARK_SENT = (
             else_=LEASES.c.expires_at,
         ),
     )
+)
+_MARK_UNSENT = (
+    update(LEASES)
+    .where(LEASES.c.trial_id == bindparam("lease_trial_id"), LEASES.c.token.is_(None))
+    .values(sent=False, expires_at=bindparam("resend_at", type_=LEASES.c.expires_at.type))
 )
 _RELEASE = delete(LEASES).where(LEASES.c.trial_id == bindparam("lease_trial_id"))
 _RELEASE_HOLDERS = _RELEASE.where(LEASES.c.token == bindparam("lease_token"))
@@ -117,8 +129,9 @@ class LeaseStore:
 
     def claim(self, trial_id: int, holder: str) -> str:
         """The worker ``holder`` starts the trial; ``Conflict`` if another holds a live lease.
-        The write names the token it read: on SQLite the read takes no lock, and a claim or an
-        end committed in between is refused here, not overwritten."""
+        The write names the token it read, and takes another holder's lease only while it is
+        still expired: on SQLite the read takes no lock, and a claim, a renewal or an end
+        committed in between is refused here, not overwritten."""
         with self._database.session() as session:
             connection = session.connection()
             lease = connection.execute(_HELD, {"lease_trial_id": trial_id}).first()
@@ -140,6 +153,7 @@ class LeaseStore:
                 "read_token": lease.token,
                 "new_token": token,
                 "new_holder": holder,
+                "claimed_at": now,
                 "new_expires_at": now + timedelta(seconds=self.times.ttl_s),
             }
             if connection.execute(_CLAIM, claimed).rowcount == 0:
@@ -164,6 +178,7 @@ class LeaseStore:
         renewed = session.connection().execute(renewal, found)
         if renewed.rowcount == 0:
             _check_token(self._locked(session, trial_id), token)
+            raise _changed_meanwhile(trial_id)  # re-granted between the two statements
 
     def check(self, trial_id: int, token: str | None) -> None:
         """``Conflict`` if ``token`` is given and is not the lease's."""
@@ -181,6 +196,7 @@ class LeaseStore:
             lease = session.get(TrialLeaseRecord, trial_id)
             if lease is not None:
                 _check_token(lease, token)
+                raise _changed_meanwhile(trial_id)  # re-granted between the two statements
 
     def release(self, trial_id: int) -> None:
         """The trial ended: its lease goes."""
@@ -193,11 +209,11 @@ class LeaseStore:
             session.execute(delete(TrialLeaseRecord).where(TrialLeaseRecord.study_id == study_id))
 
     def mark_unsent(self, trial_id: int, retry_in_s: float) -> None:
-        """The broker refused the trial's message: send it again in ``retry_in_s``."""
+        """The broker refused the trial's message: send it again in ``retry_in_s``. A lease a
+        worker has claimed meanwhile (the message went out after all) is left to its holder."""
+        unsent = {"lease_trial_id": trial_id, "resend_at": _now() + timedelta(seconds=retry_in_s)}
         with self._database.session() as session:
-            lease = self._locked(session, trial_id)
-            lease.sent = False
-            lease.expires_at = _now() + timedelta(seconds=retry_in_s)
+            session.connection().execute(_MARK_UNSENT, unsent)
 
     def mark_sent(self, trial_id: int) -> None:
         """The trial's message is in the queue: wait for a worker to claim it. A worker may have
@@ -248,6 +264,10 @@ class LeaseStore:
 
 def _not_running(trial_id: int) -> Conflict:
     return Conflict(f"trial {trial_id} holds no lease: it is not running", field="trial_id")
+
+
+def _changed_meanwhile(trial_id: int) -> Conflict:
+    return Conflict(f"the lease of trial {trial_id} changed meanwhile", field="lease")
 
 
 def _check_token(lease: TrialLeaseRecord, token: str | None) -> None:

@@ -3,11 +3,12 @@ rungs it completes, and decide from the in-memory :class:`~service.hyperband_boo
 A batch of reports (``POST /trials/{id}/reports``) is the same one transaction.
 
 This is what ``trial.report()`` + ``should_prune()`` do through Optuna's storage, less the
-re-reading of every trial: the reads are the lease, the trial's row and the rung attributes
-written since the last report; the writes go to Optuna's own tables (its SQLAlchemy models) and
-the lease table, committed once. Without a pruner a report is the same transaction with nothing
-to decide. Anything else (another pruner, ``max_resource``
-unknown, a step reported out of order) answers ``None``: the caller takes Optuna's general path.
+re-reading of every trial: the reads are the trial's row (with its latest step) and the rung
+attributes written since the last report; the writes go to Optuna's own tables and the lease
+table (Core statements on Optuna's table definitions, built once), committed once. Without a
+pruner a report is the same transaction with nothing to decide. Anything else (another pruner,
+``max_resource`` unknown, a step reported out of order) answers ``None``: the caller takes
+Optuna's general path.
 """
 
 from __future__ import annotations
@@ -109,8 +110,10 @@ class HyperbandReports:
         if pruner is None or not reports:
             return None
         with self._database.session() as session:
-            # The trial's row first, locked as Optuna's own writes lock it: a finish committed
-            # meanwhile is seen ("is complete", not a report recorded on a finished trial).
+            # The trial's row first, locked as Optuna's own writes lock it (PostgreSQL): a finish
+            # committed meanwhile is seen ("is complete", not a report recorded on a finished
+            # trial). On SQLite the read takes no lock: a completion committed between it and
+            # the lease's renewal (the first write) took the lease, and the renewal is refused.
             number, last_step = _running_trial_steps(session, trial_id)
             self._leases.renew_in(session, trial_id, lease)
             if last_step is not None and reports[0][0] < last_step:

@@ -6,6 +6,7 @@ what its worker did. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,12 +57,18 @@ def lease_of(database: Database, trial_id: int) -> TrialLeaseRecord | None:
 
 @contextmanager
 def completed_right_after(
-    owner: Any, name: str, finish: Callable[[], object]
+    monkeypatch: pytest.MonkeyPatch,
+    owner: Any,
+    name: str,
+    finish: Callable[[], object],
+    *,
+    check_holds_row: bool,
 ) -> Iterator[threading.Thread]:
     """``owner.name`` (the running-trial check of a request) runs, then ``finish`` (another
-    request's completion of the same trial) runs in a thread before the check returns. On SQLite
-    it commits there, between the check and the request's first write. On PostgreSQL the check
-    holds the trial's row, so it waits for the request's transaction to end."""
+    request's completion of the same trial) starts in a thread before the check returns. On
+    SQLite the check takes no lock: the completion commits there, between the check and the
+    request's first write. On PostgreSQL the check holds the trial's row: the completion is still
+    waiting a second later, and ends after the request's transaction."""
     check = getattr(owner, name)
     ending = threading.Thread(target=finish)
 
@@ -69,20 +76,21 @@ def completed_right_after(
         found = check(*args, **kwargs)
         if ending.ident is None:
             ending.start()
-            ending.join(timeout=1.0)
+            ending.join(timeout=1.0 if check_holds_row else 30)
+            assert ending.is_alive() == check_holds_row
         return found
 
-    setattr(owner, name, check_then_complete)
+    monkeypatch.setattr(owner, name, check_then_complete)
     try:
         yield ending
     finally:
-        setattr(owner, name, check)
-        assert ending.ident is not None, f"{name} was not called"
-        ending.join(timeout=30)
+        if ending.ident is not None:
+            ending.join(timeout=30)
+    assert ending.ident is not None, f"{name} was not called"
 
 
 def test_a_provenance_record_meeting_the_completion_is_refused_or_waits(
-    tuner: Tuner, database: Database
+    tuner: Tuner, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     study = tuner.create_study(spec())
     trial = tuner.ask(study.study_id)
@@ -92,7 +100,10 @@ def test_a_provenance_record_meeting_the_completion_is_refused_or_waits(
 
     record = TrialProvenance(seed=7, trainer="mlp")
     rows = tuner.trials._trial_rows
-    with completed_right_after(rows, "running_number", finish) as ending:
+    holds = database.dialect == "postgresql"
+    with completed_right_after(
+        monkeypatch, rows, "running_number", finish, check_holds_row=holds
+    ) as ending:
         if database.dialect == "sqlite":
             with pytest.raises(Conflict, match="not running"):
                 tuner.record_provenance(trial.trial_id, record, trial.lease)
@@ -107,7 +118,7 @@ def test_a_provenance_record_meeting_the_completion_is_refused_or_waits(
 
 
 def test_a_report_meeting_the_completion_is_refused_or_waits(
-    tuner: Tuner, database: Database
+    tuner: Tuner, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     study = tuner.create_study(spec())
     trial = tuner.ask(study.study_id)
@@ -115,7 +126,10 @@ def test_a_report_meeting_the_completion_is_refused_or_waits(
     def finish() -> None:
         tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
 
-    with completed_right_after(report_path, "_running_trial_steps", finish) as ending:
+    holds = database.dialect == "postgresql"
+    with completed_right_after(
+        monkeypatch, report_path, "_running_trial_steps", finish, check_holds_row=holds
+    ) as ending:
         if database.dialect == "sqlite":
             with pytest.raises(Conflict, match="not running"):
                 tuner.report(trial.trial_id, 1, 0.9, trial.lease)
@@ -131,10 +145,11 @@ def test_a_report_meeting_the_completion_is_refused_or_waits(
 def completed_after_the_first_lease_statement(
     engine: Engine, finish: Callable[[], object]
 ) -> Iterator[threading.Thread]:
-    """``finish`` (the trial's completion) runs in a thread right after the request's first
-    statement on the lease table. The renewal was a read of the lease and then a write: on SQLite
-    a completion committed between the two left the write no row (``StaleDataError``, a 500).
-    Now the renewal is one UPDATE, and the completion waits for the request's transaction."""
+    """``finish`` (the trial's completion, or another claim) starts in a thread right after the
+    request's first statement on the lease table, and is given a second before the request goes
+    on. The renewal was a read of the lease and then a write: on SQLite a completion committed
+    between the two left the write no row (``StaleDataError``, a 500). Now the renewal is one
+    UPDATE, and the completion waits for the request's transaction."""
     request = threading.get_ident()
     ending = threading.Thread(target=finish)
 
@@ -149,8 +164,9 @@ def completed_after_the_first_lease_statement(
         yield ending
     finally:
         event.remove(engine, "after_cursor_execute", after)
-        assert ending.ident is not None, "the request made no statement on the lease"
-        ending.join(timeout=30)
+        if ending.ident is not None:
+            ending.join(timeout=30)
+    assert ending.ident is not None, "the request made no statement on the lease"
 
 
 @pytest.mark.parametrize("request_kind", ["heartbeat", "provenance", "report"])
@@ -195,21 +211,72 @@ def test_two_claims_of_one_trial_at_once_leave_one_holder(
         except Conflict as refusal:
             outcomes[holder] = f"refused: {refusal.message}"
 
-    with completed_after_the_first_lease_statement(database.engine, lambda: claim("second")):
+    def second() -> None:
+        claim("second")
+
+    with completed_after_the_first_lease_statement(database.engine, second) as ending:
         claim("first")
+    assert not ending.is_alive()
+    assert set(outcomes) == {"first", "second"}, outcomes  # neither failed otherwise
     holders = [holder for holder, outcome in outcomes.items() if not outcome.startswith("refused")]
     assert len(holders) == 1, outcomes
     lease = lease_of(database, TRIAL_ID)
     assert lease is not None and (lease.holder, lease.token) == (holders[0], outcomes[holders[0]])
 
 
-def test_a_heartbeat_of_a_trial_that_ended_is_refused(tuner: Tuner) -> None:
-    study = tuner.create_study(spec())
-    trial = tuner.ask(study.study_id)
-    tuner.heartbeat(trial.trial_id, trial.lease)
-    tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
-    with pytest.raises(Conflict, match="not running"):
-        tuner.heartbeat(trial.trial_id, trial.lease)
+def test_an_expired_lease_renewed_while_another_worker_claims_it_keeps_one_holder(
+    leases: LeaseStore, database: Database
+) -> None:
+    """A slow worker's lease has just expired; another worker claims the trial (a redelivered
+    message) while the first renews it. Whichever writes second is refused: never both."""
+    short = LeaseStore(database, LeaseTimes(ttl_s=0.001, dispatch_timeout_s=DISPATCH_TIMEOUT_S))
+    leases.grant(TRIAL_ID, STUDY_ID, attempt=0)
+    slow_token = short.claim(TRIAL_ID, "slow-worker")
+    time.sleep(0.05)  # expired
+    outcomes: dict[str, str] = {}
+
+    def renew() -> None:
+        try:
+            leases.renew(TRIAL_ID, slow_token)
+            outcomes["slow-worker"] = slow_token
+        except Conflict as refusal:
+            outcomes["slow-worker"] = f"refused: {refusal.message}"
+
+    with completed_after_the_first_lease_statement(database.engine, renew) as ending:
+        try:
+            outcomes["new-worker"] = leases.claim(TRIAL_ID, "new-worker")
+        except Conflict as refusal:
+            outcomes["new-worker"] = f"refused: {refusal.message}"
+    assert not ending.is_alive()
+    assert set(outcomes) == {"slow-worker", "new-worker"}, outcomes
+    holders = [holder for holder, outcome in outcomes.items() if not outcome.startswith("refused")]
+    assert len(holders) == 1, outcomes
+    lease = lease_of(database, TRIAL_ID)
+    assert lease is not None and (lease.holder, lease.token) == (holders[0], outcomes[holders[0]])
+
+
+def test_an_unsent_mark_leaves_a_claimed_lease_to_its_holder(
+    leases: LeaseStore, database: Database
+) -> None:
+    """The broker took the message but its answer was lost: the trial is marked unsent after a
+    worker has claimed it. The worker keeps its lease, and the reaper does not send it again."""
+    leases.grant(TRIAL_ID, STUDY_ID, attempt=0)
+    token = leases.claim(TRIAL_ID, "fast-worker")
+    leases.mark_unsent(TRIAL_ID, retry_in_s=0)
+    lease = lease_of(database, TRIAL_ID)
+    assert lease is not None and lease.token == token and lease.sent
+    assert 0 < seconds_left(lease) <= TTL_S
+    assert leases.expired() == []
+
+
+def test_a_renewal_of_a_lease_that_is_gone_is_refused(leases: LeaseStore) -> None:
+    leases.grant(TRIAL_ID, STUDY_ID, attempt=0)
+    token = leases.claim(TRIAL_ID, "worker")
+    leases.renew(TRIAL_ID, token)
+    leases.release(TRIAL_ID)  # the trial ended
+    for shown in (token, None):
+        with pytest.raises(Conflict, match="holds no lease"):
+            leases.renew(TRIAL_ID, shown)
 
 
 def test_a_renewal_with_another_token_is_refused_and_changes_nothing(
