@@ -27,6 +27,7 @@ from typing import BinaryIO
 from optuna.artifacts import ArtifactMeta
 from optuna.artifacts.exceptions import ArtifactNotFound
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from service.errors import InvalidSpec, NotFound
 from service.storage.database import Database
@@ -77,18 +78,26 @@ class CheckpointStore:
         self._trial_rows = OptunaTrialRows()
         self.artifacts = DatabaseArtifactStore(database)
 
-    def put(self, study_id: int, trial_id: int, content: bytes) -> str:
-        """Keep ``content`` as the trial's checkpoint (the trial must be running); its SHA-256.
+    def put_in(self, session: Session, study_id: int, trial_id: int, content: bytes) -> str:
+        """Keep ``content`` as the trial's checkpoint, inside the caller's transaction (the one
+        that holds the running trial and renews its lease); its SHA-256.
 
         Sending the same bytes again changes nothing; other bytes replace the earlier checkpoint."""
         model_metadata(content)
         digest = hashlib.sha256(content).hexdigest()
-        earlier = self._records(trial_id)
-        if any(record.sha256 == digest for record in earlier):
+        earlier = session.execute(  # their ids and digests, not their bytes
+            select(ArtifactRecord.artifact_id, ArtifactRecord.sha256).where(
+                ArtifactRecord.trial_id == trial_id, ArtifactRecord.kind == CHECKPOINT_KIND
+            )
+        ).all()
+        if any(sha256 == digest for _, sha256 in earlier):
             return digest
-        self._upload(study_id, trial_id, content, digest)
-        for record in earlier:
-            self.artifacts.remove(record.artifact_id)
+        self._upload(session, study_id, trial_id, content, digest)
+        if earlier:  # replaced: their bytes and their links from the trial go
+            replaced = [artifact_id for artifact_id, _ in earlier]
+            session.execute(delete(ArtifactRecord).where(ArtifactRecord.artifact_id.in_(replaced)))
+            links = [ARTIFACTS_ATTR_PREFIX + artifact_id for artifact_id in replaced]
+            self._trial_rows.delete_system_attrs(session, trial_id, links)
         return digest
 
     def get(self, trial_id: int) -> bytes:
@@ -103,9 +112,12 @@ class CheckpointStore:
         with self._database.session() as session:
             session.execute(delete(ArtifactRecord).where(ArtifactRecord.study_id == study_id))
 
-    def _upload(self, study_id: int, trial_id: int, content: bytes, digest: str) -> str:
+    def _upload(
+        self, session: Session, study_id: int, trial_id: int, content: bytes, digest: str
+    ) -> str:
         """The bytes, linked to the study and trial, and the trial's ``artifacts:<id>``
-        attribute, as ``optuna.artifacts.upload_artifact`` lays them out: one transaction."""
+        attribute, as ``optuna.artifacts.upload_artifact`` lays them out, in the caller's
+        transaction."""
         artifact_id = str(uuid.uuid4())
         meta = ArtifactMeta(
             artifact_id=artifact_id,
@@ -113,19 +125,18 @@ class CheckpointStore:
             mimetype=CHECKPOINT_MIMETYPE,
             encoding=None,
         )
-        with self._database.session() as session:
-            session.add(
-                ArtifactRecord(
-                    artifact_id=artifact_id,
-                    study_id=study_id,
-                    trial_id=trial_id,
-                    kind=CHECKPOINT_KIND,
-                    sha256=digest,
-                    content=content,
-                )
+        session.add(
+            ArtifactRecord(
+                artifact_id=artifact_id,
+                study_id=study_id,
+                trial_id=trial_id,
+                kind=CHECKPOINT_KIND,
+                sha256=digest,
+                content=content,
             )
-            attr = {ARTIFACTS_ATTR_PREFIX + artifact_id: json.dumps(asdict(meta))}
-            self._trial_rows.set_system_attrs(session, trial_id, attr)
+        )
+        attr = {ARTIFACTS_ATTR_PREFIX + artifact_id: json.dumps(asdict(meta))}
+        self._trial_rows.set_system_attrs(session, trial_id, attr)
         return artifact_id
 
     def _records(self, trial_id: int) -> list[ArtifactRecord]:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from service import webhooks
 from service.constraints import figure_attrs
@@ -157,14 +160,22 @@ class TrialLifecycle:
         self._running_trial(trial_id)
         self.leases.renew(trial_id, lease)
 
-    def record_provenance(self, trial_id: int, update: TrialProvenance, lease: str | None) -> None:
-        """Merge what the worker states about the running trial (seed, trainer, data) into its
-        record and renew its lease: one transaction (Optuna's path takes one for the attribute
-        after reading the trial, beside the lease's)."""
+    @contextmanager
+    def running_trial_transaction(self, trial_id: int, lease: str | None) -> Iterator[Session]:
+        """A transaction for what a worker writes about its running trial: it starts by holding
+        the trial's row (PostgreSQL; ``Conflict`` once the trial has ended) and renewing its
+        lease (``Conflict`` with another lease), the first write, which takes SQLite's lock."""
         self.study_of(trial_id)
         with self._database.session() as session:
             self._trial_rows.running_number(session, trial_id, hold=True)
             self.leases.renew_in(session, trial_id, lease)
+            yield session
+
+    def record_provenance(self, trial_id: int, update: TrialProvenance, lease: str | None) -> None:
+        """Merge what the worker states about the running trial (seed, trainer, data) into its
+        record and renew its lease: one transaction (Optuna's path takes one for the attribute
+        after reading the trial, beside the lease's)."""
+        with self.running_trial_transaction(trial_id, lease) as session:
             recorded = self._trial_rows.system_attr(session, trial_id, PROVENANCE_ATTR)
             merged = merged_provenance(recorded, update)
             self._trial_rows.set_system_attrs(session, trial_id, {PROVENANCE_ATTR: merged})

@@ -159,12 +159,16 @@ class OptunaTrialRows:
         Optuna's ``set_trial_system_attr`` stores them (JSON)."""
         if not attrs:
             return
+        self.delete_system_attrs(session, trial_id, list(attrs))
+        self._insert_system_attrs(session, trial_id, attrs)
+
+    def delete_system_attrs(self, session: Session, trial_id: int, keys: list[str]) -> None:
+        """Remove the trial's system attributes named ``keys`` (those it has)."""
         session.execute(
             delete(SYSTEM_ATTRS).where(
-                SYSTEM_ATTRS.c.trial_id == trial_id, SYSTEM_ATTRS.c.key.in_(list(attrs))
+                SYSTEM_ATTRS.c.trial_id == trial_id, SYSTEM_ATTRS.c.key.in_(keys)
             )
         )
-        self._insert_system_attrs(session, trial_id, attrs)
 
     def _insert_params(self, session: Session, trial_id: int, trial: FrozenTrial) -> None:
         rows = [

@@ -403,7 +403,7 @@ def test_a_checkpoint_is_an_optuna_artifact_of_its_trial(
     engines = [tuner.checkpoints._database.engine, tuner.trials.storage._backend.engine]  # type: ignore[attr-defined]
     with writing_transactions(engines) as counted:
         tuner.put_checkpoint(trial.trial_id, content, trial.lease)
-    assert len(counted) == 2  # the lease's renewal, then the bytes with their trial attribute
+    assert len(counted) == 1  # the lease's renewal, the bytes and their trial attribute
     tuner.put_checkpoint(trial.trial_id, content, trial.lease)  # the same bytes: nothing changes
     [stored] = optuna.load_study(study_name=study.name, storage=database_url).trials
     [meta] = optuna.artifacts.get_all_artifact_meta(stored, storage=tuner.trials.storage)
@@ -415,3 +415,31 @@ def test_a_checkpoint_is_an_optuna_artifact_of_its_trial(
         artifact_id=meta.artifact_id,
     )
     assert target.read_bytes() == content == tuner.checkpoint(trial.trial_id)
+
+
+def test_new_bytes_replace_a_checkpoint_in_one_transaction_and_a_refusal_changes_nothing(
+    tuner: Tuner, database_url: str
+) -> None:
+    study = tuner.create_study(spec(n_trials=1, concurrent=1))
+    trial = tuner.ask(study.study_id)
+    first = save_tensors({"w": numpy.zeros(3, dtype=numpy.float32)}, {"hpo.model": "{}"})
+    second = save_tensors({"w": numpy.ones(3, dtype=numpy.float32)}, {"hpo.model": "{}"})
+    tuner.put_checkpoint(trial.trial_id, first, trial.lease)
+    engines = [tuner.checkpoints._database.engine, tuner.trials.storage._backend.engine]  # type: ignore[attr-defined]
+    with writing_transactions(engines) as counted:
+        tuner.put_checkpoint(trial.trial_id, second, trial.lease)
+    assert len(counted) == 1  # the renewal, the new bytes and the earlier ones' removal
+    assert tuner.checkpoint(trial.trial_id) == second
+    with pytest.raises(Conflict, match="lease"):
+        tuner.put_checkpoint(trial.trial_id, first, "not-the-lease")
+    with pytest.raises(InvalidSpec, match="not a checkpoint"):
+        tuner.put_checkpoint(trial.trial_id, b"not safetensors", trial.lease)
+    tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
+    with pytest.raises(Conflict, match="complete, not running"):
+        tuner.put_checkpoint(trial.trial_id, first, trial.lease)
+    assert tuner.checkpoint(trial.trial_id) == second
+    # The trial links to its one checkpoint only: the replaced one's link went with its bytes.
+    [stored] = optuna.load_study(study_name=study.name, storage=database_url).trials
+    [meta] = optuna.artifacts.get_all_artifact_meta(stored, storage=tuner.trials.storage)
+    with tuner.checkpoints.artifacts.open_reader(meta.artifact_id) as reader:
+        assert reader.read() == second
