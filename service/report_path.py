@@ -1,6 +1,7 @@
 """Reports under Hyperband in one transaction: renew the lease, record each epoch's value and the
 rungs it completes, and decide from the in-memory :class:`~service.hyperband_book.HyperbandBook`.
-A batch of reports (``POST /trials/{id}/reports``) is the same one transaction.
+A batch of reports (``POST /trials/{id}/reports``) is the same one transaction, and so is the
+end of a trial a report prunes (pruned, its value the report's, its lease gone).
 
 This is what ``trial.report()`` + ``should_prune()`` do through Optuna's storage, less the
 re-reading of every trial: the reads are the trial's row (with its latest step) and the rung
@@ -31,6 +32,7 @@ from service.policies import build_pruner
 from service.seeded_hyperband import SeededHyperbandPruner
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
+from service.storage.optuna_rows import OptunaTrialRows
 from service.storage.optuna_tables import INTERMEDIATE, SYSTEM_ATTRS, TRIALS
 
 FINITE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
@@ -91,6 +93,7 @@ class HyperbandReports:
     def __init__(self, database: Database, leases: LeaseStore) -> None:
         self._database = database
         self._leases = leases
+        self._trial_rows = OptunaTrialRows()
         self._book = HyperbandBook()
         self._pruners: dict[int, SeededHyperbandPruner | NopPruner | None] = {}
 
@@ -126,8 +129,18 @@ class HyperbandReports:
                 _record_rungs(session, trial_id, decision.new_rungs)
                 recorded += 1
                 if decision.prune:
+                    self._end_pruned(session, trial_id, value, lease)
                     break
         return decision, recorded
+
+    def _end_pruned(self, session: Session, trial_id: int, value: float, lease: str | None) -> None:
+        """The trial ends pruned, its value the report's (as Optuna's ``tell`` records a pruned
+        trial: its last intermediate value), and its lease goes: in the report's transaction,
+        where Optuna's storage took one for the state and the lease's end another."""
+        if not self._trial_rows.mark_ended(session, trial_id, TrialState.PRUNED):
+            raise Conflict(f"trial {trial_id} ended meanwhile", field="trial_id")
+        self._trial_rows.record_completion(session, trial_id, [value], {})
+        self._leases.release_in(session, trial_id, lease)
 
     def first_decision_step(self, study_id: int, spec: StudySpec, number: int) -> int | None:
         """The first step whose report can prune trial ``number`` before it reports: its

@@ -201,13 +201,13 @@ class TrialLifecycle:
         decided = self.hyperband_reports.report(study_id, spec, trial_id, reports, lease)
         if decided is None:
             answer, value = self._reports_through_optuna(trial_id, spec, reports, lease)
-        else:
-            decision, recorded = decided
+            if answer.prune:
+                self._finish(trial_id, TrialState.PRUNED, [value])
+        else:  # a prune ended the trial in the reports' own transaction
+            decision, _ = decided
             answer = ReportAnswer(decision.prune, decision.next_rung_step)
-            value = reports[recorded - 1][1]
         if not answer.prune:
             return answer
-        self._finish(trial_id, TrialState.PRUNED, [value])
         logger.info("trial %s of study %s pruned", trial_id, study_id)
         self.fill_slots(study_id)
         return answer
@@ -279,7 +279,7 @@ class TrialLifecycle:
         the end of its lease, in one transaction (service.storage.optuna_rows); ``False`` if it
         had ended."""
         with self._database.session() as session:
-            if not self._trial_rows.mark_complete(session, trial_id):
+            if not self._trial_rows.mark_ended(session, trial_id):
                 if self._trial_rows.state_of(session, trial_id) is None:  # study deleted
                     raise NotFound(f"no trial with id {trial_id}", field="trial_id")
                 return False

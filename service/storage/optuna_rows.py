@@ -65,14 +65,17 @@ class OptunaTrialRows:
         self._insert_system_attrs(session, trial_id, trial.system_attrs)
         return int(trial_id), int(number or 0)
 
-    def mark_complete(self, session: Session, trial_id: int) -> bool:
-        """Set the trial complete unless it has ended; whether it was set. Its row stays locked
-        to the end of the transaction: as the transaction's first statement this write takes
-        SQLite's lock too, so nothing ends the trial between this check and the commit."""
+    def mark_ended(
+        self, session: Session, trial_id: int, state: TrialState = TrialState.COMPLETE
+    ) -> bool:
+        """End the trial in ``state`` (complete, or pruned) unless it has ended; whether it was
+        ended. Its row stays locked to the end of the transaction: as a completion's first
+        statement this write takes SQLite's lock too, so nothing ends the trial between this
+        check and the commit."""
         done = session.execute(
             update(TRIALS)
             .where(TRIALS.c.trial_id == trial_id, TRIALS.c.state.in_(_NOT_ENDED))
-            .values(state=TrialState.COMPLETE, datetime_complete=_naive_utc(datetime.now()))
+            .values(state=state, datetime_complete=_naive_utc(datetime.now()))
         )
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -109,7 +112,7 @@ class OptunaTrialRows:
         self, session: Session, trial_id: int, values: list[float], attrs: dict[str, Any]
     ) -> None:
         """The values (finite, one per objective) and system attributes ``attrs`` of a trial
-        :meth:`mark_complete` set complete in this transaction."""
+        :meth:`mark_ended` ended in this transaction."""
         finite = models.TrialValueModel.TrialValueType.FINITE
         rows = [
             {"trial_id": trial_id, "objective": i, "value": v, "value_type": finite}

@@ -112,16 +112,20 @@ def test_decisions_match_optuna(
         if ours_prune or theirs_prune or last == 27:
             state = optuna.trial.TrialState.PRUNED if theirs_prune else None
             theirs.tell(other, state=state) if state else theirs.tell(other, value)
-            ours.tell(mine, state=state) if state else ours.tell(mine, value)
-            leases.release(mine._trial_id)
+            if not ours_prune:  # a prune ended ours, and its lease, in the reports' transaction
+                ours.tell(mine, state=state) if state else ours.tell(mine, value)
+                leases.release(mine._trial_id)
         else:
             running.append((index, mine, other, last + 1))
     assert decisions_ours == decisions_theirs
+    assert leases.leased_trials(ours._study_id) == set()  # every trial's lease ended with it
     assert any(prune for _, _, prune in decisions_ours)  # the comparison covered prunings
     assert any(step == 27 for _, step, _ in decisions_ours)  # and promotions to the end
     # The same values and rungs were written (a batch completes each rung once, in order).
     for mine_done, other_done in zip(ours.get_trials(), theirs.get_trials(), strict=True):
         assert mine_done.intermediate_values == other_done.intermediate_values
+        # A pruned trial ends as Optuna's tell ends it: its last reported value as its value.
+        assert (mine_done.state, mine_done.values) == (other_done.state, other_done.values)
         assert _rungs(mine_done) == _rungs(other_done)
     database.dispose()
 

@@ -328,6 +328,46 @@ def test_a_report_or_a_batch_of_them_is_one_writing_transaction_and_is_read_back
         database.dispose()
 
 
+def test_a_pruning_report_ends_the_trial_in_its_one_writing_transaction(
+    database_url: str,
+) -> None:
+    """The report that prunes writes its value, the trial's pruned end with that value (as
+    Optuna's ``tell`` records a pruned trial) and the lease's end in one transaction."""
+    database = Database(database_url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    hyperband = {"name": "hyperband", "min_resource": 1, "max_resource": 3}
+    try:
+        study = tuner.create_study(spec(n_trials=60, concurrent=60, pruner=hyperband))
+        for _ in range(20):
+            trial = tuner.ask(study.study_id)
+            for step in (1, 2, 3):
+                tuner.report(trial.trial_id, step, 0.1, trial.lease)
+            tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.1, None, trial.lease)
+        engines = [database.engine, database.optuna._backend.engine]  # type: ignore[attr-defined]
+        for _ in range(20):
+            bad = tuner.ask(study.study_id)
+            with writing_transactions(engines) as counted:
+                pruned = tuner.report(bad.trial_id, 1, 100.0, bad.lease)
+            if pruned:
+                break
+            tuner.complete(bad.trial_id, TrialState.COMPLETE, 100.0, None, bad.lease)
+        else:
+            pytest.fail("a trial 1000x worse than every other was never pruned")
+        assert len(counted) == 1
+        assert tuner.trials.leases.leased_trials(study.study_id) == set()
+        [stored] = [
+            trial
+            for trial in optuna.load_study(study_name=study.name, storage=database_url).trials
+            if trial._trial_id == bad.trial_id
+        ]
+        assert stored.state == TrialState.PRUNED and stored.value == 100.0
+        assert stored.intermediate_values == {1: 100.0} and stored.datetime_complete is not None
+        with pytest.raises(Conflict, match="pruned, not running"):
+            tuner.report(bad.trial_id, 2, 1.0, bad.lease)
+    finally:
+        database.dispose()
+
+
 def test_a_completion_is_one_writing_transaction_and_optuna_reads_it_back(
     database_url: str,
 ) -> None:
