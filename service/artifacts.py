@@ -78,13 +78,21 @@ class CheckpointStore:
         self._trial_rows = OptunaTrialRows()
         self.artifacts = DatabaseArtifactStore(database)
 
-    def put_in(self, session: Session, study_id: int, trial_id: int, content: bytes) -> str:
-        """Keep ``content`` as the trial's checkpoint, inside the caller's transaction (the one
-        that holds the running trial and renews its lease); its SHA-256.
+    @staticmethod
+    def checked(content: bytes) -> str:
+        """The SHA-256 of ``content``, a checkpoint (``InvalidSpec`` on ``body`` where it is not
+        one): before any transaction, so no lock waits on the hashing of a large body."""
+        model_metadata(content)
+        return hashlib.sha256(content).hexdigest()
+
+    def put_in(
+        self, session: Session, study_id: int, trial_id: int, content: bytes, digest: str
+    ) -> str:
+        """Keep ``content`` (:meth:`checked`, its SHA-256 ``digest``) as the trial's checkpoint,
+        inside the caller's transaction (the one that holds the running trial and renews its
+        lease); the digest.
 
         Sending the same bytes again changes nothing; other bytes replace the earlier checkpoint."""
-        model_metadata(content)
-        digest = hashlib.sha256(content).hexdigest()
         earlier = session.execute(  # their ids and digests, not their bytes
             select(ArtifactRecord.artifact_id, ArtifactRecord.sha256).where(
                 ArtifactRecord.trial_id == trial_id, ArtifactRecord.kind == CHECKPOINT_KIND

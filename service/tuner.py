@@ -298,9 +298,10 @@ class Tuner:
     ) -> str:
         """Keep a running trial's best checkpoint (safetensors); its SHA-256."""
         self._visible(trial_id, tenant)
+        digest = self.checkpoints.checked(content)
         study_id = self.trials.study_of(trial_id)
         with self.trials.running_trial_transaction(trial_id, lease) as session:
-            return self.checkpoints.put_in(session, study_id, trial_id, content)
+            return self.checkpoints.put_in(session, study_id, trial_id, content, digest)
 
     def checkpoint(self, trial_id: int, tenant: str | None = None) -> bytes:
         """A trial's checkpoint; ``NotFound`` if it has none."""

@@ -1,5 +1,6 @@
 """A trial's rows written into Optuna's RDB schema inside the caller's transaction: a new running
-trial, and a running trial's completion (with its last epochs' values, where it brings them).
+trial, and a running trial's end, complete (with its last epochs' values, where it brings them)
+or pruned by a report.
 
 Optuna's ``RDBStorage`` creates a trial and then writes each parameter and attribute with its own
 reads and checks; a trial sampled in memory (service.study_mirror) needs none of them, so its rows
@@ -41,7 +42,7 @@ _NOT_ENDED = (TrialState.RUNNING, TrialState.WAITING)
 
 class OptunaTrialRows:
     """Inserts a running trial's rows (the study's row locked first, as Optuna does), and
-    writes a running trial's completion."""
+    writes a running trial's end (complete, or pruned by a report)."""
 
     def insert_running(
         self, session: Session, study_id: int, trial: FrozenTrial
@@ -71,7 +72,8 @@ class OptunaTrialRows:
         """End the trial in ``state`` (complete, or pruned) unless it has ended; whether it was
         ended. Its row stays locked to the end of the transaction: as a completion's first
         statement this write takes SQLite's lock too, so nothing ends the trial between this
-        check and the commit."""
+        check and the commit (a pruning report has taken that lock already, with its lease's
+        renewal)."""
         done = session.execute(
             update(TRIALS)
             .where(TRIALS.c.trial_id == trial_id, TRIALS.c.state.in_(_NOT_ENDED))

@@ -19,14 +19,17 @@ from typing import Any
 import numpy
 import optuna
 import pytest
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 from safetensors.numpy import save as save_tensors
+from sqlalchemy import select
 
 from service.dispatch import NoDispatcher
 from service.errors import BudgetExhausted, Conflict, InvalidSpec, NotFound
 from service.leases import LeaseTimes
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
+from service.storage.tables import TrialLeaseRecord
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 from tests.support.transactions import writing_transactions
@@ -465,15 +468,24 @@ def test_new_bytes_replace_a_checkpoint_in_one_transaction_and_a_refusal_changes
     first = save_tensors({"w": numpy.zeros(3, dtype=numpy.float32)}, {"hpo.model": "{}"})
     second = save_tensors({"w": numpy.ones(3, dtype=numpy.float32)}, {"hpo.model": "{}"})
     tuner.put_checkpoint(trial.trial_id, first, trial.lease)
+    [(first_id,)] = [
+        (key.removeprefix("artifacts:"),)
+        for key in tuner.trials.storage.get_trial(trial.trial_id).system_attrs
+        if key.startswith("artifacts:")
+    ]
     engines = [tuner.checkpoints._database.engine, tuner.trials.storage._backend.engine]  # type: ignore[attr-defined]
     with writing_transactions(engines) as counted:
         tuner.put_checkpoint(trial.trial_id, second, trial.lease)
     assert len(counted) == 1  # the renewal, the new bytes and the earlier ones' removal
     assert tuner.checkpoint(trial.trial_id) == second
+    with pytest.raises(ArtifactNotFound):  # the replaced bytes are gone
+        tuner.checkpoints.artifacts.open_reader(first_id)
+    renewed_until = lease_expiry(tuner, trial.trial_id)
     with pytest.raises(Conflict, match="lease"):
         tuner.put_checkpoint(trial.trial_id, first, "not-the-lease")
     with pytest.raises(InvalidSpec, match="not a checkpoint"):
         tuner.put_checkpoint(trial.trial_id, b"not safetensors", trial.lease)
+    assert lease_expiry(tuner, trial.trial_id) == renewed_until  # refusals renew nothing
     tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
     with pytest.raises(Conflict, match="complete, not running"):
         tuner.put_checkpoint(trial.trial_id, first, trial.lease)
@@ -483,3 +495,10 @@ def test_new_bytes_replace_a_checkpoint_in_one_transaction_and_a_refusal_changes
     [meta] = optuna.artifacts.get_all_artifact_meta(stored, storage=tuner.trials.storage)
     with tuner.checkpoints.artifacts.open_reader(meta.artifact_id) as reader:
         assert reader.read() == second
+
+
+def lease_expiry(tuner: Tuner, trial_id: int) -> object:
+    with tuner.checkpoints._database.session() as session:
+        return session.scalar(
+            select(TrialLeaseRecord.expires_at).where(TrialLeaseRecord.trial_id == trial_id)
+        )
