@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from sqlalchemy import Engine, event, select
 
 from service import report_path
-from service.dispatch import NoDispatcher
+from service.dispatch import NoDispatcher, TrialAssignment
 from service.errors import Conflict
 from service.leases import LeaseStore, LeaseTimes
 from service.spec.study_spec import StudySpec
@@ -48,6 +48,27 @@ def spec() -> StudySpec:
             "pruner": {"name": "hyperband", "min_resource": 1, "max_resource": 9},
         }
     )
+
+
+def running_trial(tuner: Tuner) -> tuple[TrialAssignment, Callable[[], object]]:
+    """A running trial of a new study, and its completion (for another thread to run)."""
+    trial = tuner.ask(tuner.create_study(spec()).study_id)
+
+    def finish() -> object:
+        return tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
+
+    return trial, finish
+
+
+def refused_on_sqlite(database: Database, request: Callable[[], object]) -> None:
+    """A request meeting its trial's completion: refused as not running on SQLite (the
+    completion committed between its check and its first write); through on PostgreSQL (the
+    completion waits for it)."""
+    if database.dialect == "sqlite":
+        with pytest.raises(Conflict, match="not running"):
+            request()
+    else:
+        request()
 
 
 def lease_of(database: Database, trial_id: int) -> TrialLeaseRecord | None:
@@ -92,25 +113,18 @@ def completed_right_after(
 def test_a_provenance_record_meeting_the_completion_is_refused_or_waits(
     tuner: Tuner, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study = tuner.create_study(spec())
-    trial = tuner.ask(study.study_id)
-
-    def finish() -> None:
-        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
-
+    trial, finish = running_trial(tuner)
     record = TrialProvenance(seed=7, trainer="mlp")
     rows = tuner.trials._trial_rows
     holds = database.dialect == "postgresql"
     with completed_right_after(
         monkeypatch, rows, "running_number", finish, check_holds_row=holds
     ) as ending:
-        if database.dialect == "sqlite":
-            with pytest.raises(Conflict, match="not running"):
-                tuner.record_provenance(trial.trial_id, record, trial.lease)
-        else:
-            tuner.record_provenance(trial.trial_id, record, trial.lease)
+        refused_on_sqlite(
+            database, lambda: tuner.record_provenance(trial.trial_id, record, trial.lease)
+        )
     assert not ending.is_alive()
-    finished = tuner.study_trials(study.study_id)[0]
+    finished = tuner.study_trials(trial.study_id)[0]
     assert finished.state == "complete"
     assert lease_of(database, trial.trial_id) is None
     expected = None if database.dialect == "sqlite" else {"seed": 7, "trainer": "mlp"}
@@ -120,21 +134,12 @@ def test_a_provenance_record_meeting_the_completion_is_refused_or_waits(
 def test_a_report_meeting_the_completion_is_refused_or_waits(
     tuner: Tuner, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study = tuner.create_study(spec())
-    trial = tuner.ask(study.study_id)
-
-    def finish() -> None:
-        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
-
+    trial, finish = running_trial(tuner)
     holds = database.dialect == "postgresql"
     with completed_right_after(
         monkeypatch, report_path, "_running_trial_steps", finish, check_holds_row=holds
     ) as ending:
-        if database.dialect == "sqlite":
-            with pytest.raises(Conflict, match="not running"):
-                tuner.report(trial.trial_id, 1, 0.9, trial.lease)
-        else:
-            assert tuner.report(trial.trial_id, 1, 0.9, trial.lease) is False
+        refused_on_sqlite(database, lambda: tuner.report(trial.trial_id, 1, 0.9, trial.lease))
     assert not ending.is_alive()
     stored = tuner.trials.storage.get_trial(trial.trial_id)
     assert stored.state == TrialState.COMPLETE
@@ -173,8 +178,7 @@ def completed_after_the_first_lease_statement(
 def test_a_request_whose_lease_is_renewed_before_the_completion_lands_first(
     tuner: Tuner, database: Database, request_kind: str
 ) -> None:
-    study = tuner.create_study(spec())
-    trial = tuner.ask(study.study_id)
+    trial, finish = running_trial(tuner)
     send = {
         "heartbeat": lambda: tuner.heartbeat(trial.trial_id, trial.lease),
         "provenance": lambda: tuner.record_provenance(
@@ -182,10 +186,6 @@ def test_a_request_whose_lease_is_renewed_before_the_completion_lands_first(
         ),
         "report": lambda: tuner.report(trial.trial_id, 1, 0.9, trial.lease),
     }[request_kind]
-
-    def finish() -> None:
-        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease)
-
     with completed_after_the_first_lease_statement(database.engine, finish) as ending:
         send()
     assert not ending.is_alive()
@@ -205,23 +205,13 @@ def test_two_claims_of_one_trial_at_once_leave_one_holder(
     leases.mark_sent(TRIAL_ID)
     outcomes: dict[str, str] = {}
 
-    def claim(holder: str) -> None:
-        try:
-            outcomes[holder] = leases.claim(TRIAL_ID, holder)
-        except Conflict as refusal:
-            outcomes[holder] = f"refused: {refusal.message}"
-
     def second() -> None:
-        claim("second")
+        attempt(outcomes, "second", lambda: leases.claim(TRIAL_ID, "second"))
 
     with completed_after_the_first_lease_statement(database.engine, second) as ending:
-        claim("first")
+        attempt(outcomes, "first", lambda: leases.claim(TRIAL_ID, "first"))
     assert not ending.is_alive()
-    assert set(outcomes) == {"first", "second"}, outcomes  # neither failed otherwise
-    holders = [holder for holder, outcome in outcomes.items() if not outcome.startswith("refused")]
-    assert len(holders) == 1, outcomes
-    lease = lease_of(database, TRIAL_ID)
-    assert lease is not None and (lease.holder, lease.token) == (holders[0], outcomes[holders[0]])
+    assert_one_holder(database, outcomes, {"first", "second"})
 
 
 def test_an_expired_lease_renewed_while_another_worker_claims_it_keeps_one_holder(
@@ -235,24 +225,35 @@ def test_an_expired_lease_renewed_while_another_worker_claims_it_keeps_one_holde
     time.sleep(0.05)  # expired
     outcomes: dict[str, str] = {}
 
-    def renew() -> None:
-        try:
-            leases.renew(TRIAL_ID, slow_token)
-            outcomes["slow-worker"] = slow_token
-        except Conflict as refusal:
-            outcomes["slow-worker"] = f"refused: {refusal.message}"
+    def renew() -> str:
+        leases.renew(TRIAL_ID, slow_token)
+        return slow_token
 
-    with completed_after_the_first_lease_statement(database.engine, renew) as ending:
-        try:
-            outcomes["new-worker"] = leases.claim(TRIAL_ID, "new-worker")
-        except Conflict as refusal:
-            outcomes["new-worker"] = f"refused: {refusal.message}"
+    def renew_aside() -> None:
+        attempt(outcomes, "slow-worker", renew)
+
+    with completed_after_the_first_lease_statement(database.engine, renew_aside) as ending:
+        attempt(outcomes, "new-worker", lambda: leases.claim(TRIAL_ID, "new-worker"))
     assert not ending.is_alive()
-    assert set(outcomes) == {"slow-worker", "new-worker"}, outcomes
-    holders = [holder for holder, outcome in outcomes.items() if not outcome.startswith("refused")]
-    assert len(holders) == 1, outcomes
+    assert_one_holder(database, outcomes, {"slow-worker", "new-worker"})
+
+
+def attempt(outcomes: dict[str, str], holder: str, take: Callable[[], str]) -> None:
+    """``holder``'s outcome: the token ``take`` answers with, or its refusal."""
+    try:
+        outcomes[holder] = take()
+    except Conflict as refusal:
+        outcomes[holder] = f"refused: {refusal.message}"
+
+
+def assert_one_holder(database: Database, outcomes: dict[str, str], holders: set[str]) -> None:
+    """Every one of ``holders`` got an answer (none failed otherwise), exactly one of them
+    holds the lease, and the lease is that one's."""
+    assert set(outcomes) == holders, outcomes
+    held = [holder for holder, outcome in outcomes.items() if not outcome.startswith("refused")]
+    assert len(held) == 1, outcomes
     lease = lease_of(database, TRIAL_ID)
-    assert lease is not None and (lease.holder, lease.token) == (holders[0], outcomes[holders[0]])
+    assert lease is not None and (lease.holder, lease.token) == (held[0], outcomes[held[0]])
 
 
 def test_an_unsent_mark_leaves_a_claimed_lease_to_its_holder(
