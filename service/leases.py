@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, case, delete, or_, select, update
+from sqlalchemy import Table, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
@@ -22,8 +22,9 @@ from service.storage.tables import TrialLeaseRecord
 
 UNSENT_GRACE_S = 10.0
 LEASES = cast(Table, TrialLeaseRecord.__table__)
-# A claim and its dispatch marked sent or unsent (every trial), a renewal (every report and
-# heartbeat) and a release (every completion): built once, Core on the session's connection.
+# A grant, a claim and its dispatch marked sent or unsent (every trial), a renewal (every report
+# and heartbeat) and a release (every completion): built once, Core on the session's connection.
+_GRANT = insert(LEASES)
 _RENEW = (
     update(LEASES)
     .where(LEASES.c.trial_id == bindparam("lease_trial_id"))
@@ -115,16 +116,16 @@ class LeaseStore:
         # Unclaimed, it counts as unsent until the broker has taken its message (mark_sent):
         # whatever fails in between, the reaper sends it again.
         wait = self.times.ttl_s if claim else UNSENT_GRACE_S
-        record = TrialLeaseRecord(
-            trial_id=trial_id,
-            study_id=study_id,
-            token=token,
-            holder=claim,
-            expires_at=_now() + timedelta(seconds=wait),
-            attempt=attempt,
-            sent=claim is not None,
-        )
-        session.add(record)
+        lease = {
+            "trial_id": trial_id,
+            "study_id": study_id,
+            "token": token,
+            "holder": claim,
+            "expires_at": _now() + timedelta(seconds=wait),
+            "attempt": attempt,
+            "sent": claim is not None,
+        }
+        session.connection().execute(_GRANT, lease)
         return token
 
     def claim(self, trial_id: int, holder: str) -> str:

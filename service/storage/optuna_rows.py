@@ -23,7 +23,7 @@ from typing import Any
 from optuna.distributions import distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,14 @@ from service.storage.optuna_tables import (
 )
 
 _NOT_ENDED = (TrialState.RUNNING, TrialState.WAITING)
+# A new trial's statements (every ask), built once.
+_HOLD_STUDY = (
+    select(STUDIES.c.study_id)
+    .where(STUDIES.c.study_id == bindparam("held_study_id"))
+    .with_for_update()
+)
+_TRIALS_OF_STUDY = select(func.count()).where(TRIALS.c.study_id == bindparam("counted_study_id"))
+_INSERT_RUNNING = insert(TRIALS).returning(TRIALS.c.trial_id)
 
 
 class OptunaTrialRows:
@@ -49,10 +57,9 @@ class OptunaTrialRows:
     ) -> tuple[int, int]:
         """Write ``trial`` (running, with its parameters and system attributes) as the study's
         next trial; its database id and number."""
-        session.execute(
-            select(STUDIES.c.study_id).where(STUDIES.c.study_id == study_id).with_for_update()
-        )
-        number = session.scalar(select(func.count()).where(TRIALS.c.study_id == study_id))
+        connection = session.connection()
+        connection.execute(_HOLD_STUDY, {"held_study_id": study_id})
+        number = connection.scalar(_TRIALS_OF_STUDY, {"counted_study_id": study_id})
         started = _naive_utc(trial.datetime_start or datetime.now())
         row = {
             "number": number,
@@ -60,7 +67,7 @@ class OptunaTrialRows:
             "state": TrialState.RUNNING,
             "datetime_start": started,
         }
-        trial_id = session.scalar(insert(TRIALS).values(row).returning(TRIALS.c.trial_id))
+        trial_id = connection.scalar(_INSERT_RUNNING, row)
         assert trial_id is not None
         self._insert_params(session, trial_id, trial)
         self._insert_system_attrs(session, trial_id, trial.system_attrs)
