@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -134,8 +134,7 @@ class LeaseStore:
         still expired: on SQLite the read takes no lock, and a claim, a renewal or an end
         committed in between is refused here, not overwritten."""
         with self._database.session() as session:
-            connection = session.connection()
-            lease = connection.execute(_HELD, {"lease_trial_id": trial_id}).first()
+            lease = _held(session, trial_id)
             if lease is None:
                 raise _not_running(trial_id)
             now = _now()
@@ -157,17 +156,13 @@ class LeaseStore:
                 "claimed_at": now,
                 "new_expires_at": now + timedelta(seconds=self.times.ttl_s),
             }
-            if connection.execute(_CLAIM, claimed).rowcount == 0:
+            if session.connection().execute(_CLAIM, claimed).rowcount == 0:
                 raise Conflict(f"trial {trial_id} was claimed or ended meanwhile", field="trial_id")
             return str(token)
 
-    def renew(self, trial_id: int, token: str | None) -> None:
-        """Extend the lease; ``Conflict`` if ``token`` is given and is not the lease's."""
-        with self._database.session() as session:
-            self.renew_in(session, trial_id, token)
-
     def renew_in(self, session: Session, trial_id: int, token: str | None) -> None:
-        """:meth:`renew` inside the caller's transaction (a report's one write).
+        """Extend the lease inside the caller's transaction (a report's first write);
+        ``Conflict`` if ``token`` is given and is not the lease's, or there is no lease.
 
         One UPDATE that names the lease, not a read and then a write: on SQLite a read takes no
         lock, and a completion committed between the two (it deletes the lease) left the write
@@ -178,7 +173,10 @@ class LeaseStore:
         found = {"lease_trial_id": trial_id, "lease_token": token, "new_expires_at": expires_at}
         renewed = session.connection().execute(renewal, found)
         if renewed.rowcount == 0:
-            _check_token(self._locked(session, trial_id), token)
+            lease = _held(session, trial_id)
+            if lease is None:
+                raise _not_running(trial_id)
+            _check_token(trial_id, lease.token, token)
             raise _changed_meanwhile(trial_id)  # re-granted between the two statements
 
     def check(self, trial_id: int, token: str | None) -> None:
@@ -186,7 +184,7 @@ class LeaseStore:
         with self._database.session() as session:
             lease = session.get(TrialLeaseRecord, trial_id)
             if lease is not None:
-                _check_token(lease, token)
+                _check_token(trial_id, lease.token, token)
 
     def release_in(self, session: Session, trial_id: int, token: str | None) -> None:
         """Inside the caller's transaction: ``Conflict`` if ``token`` is given and is not the
@@ -194,9 +192,9 @@ class LeaseStore:
         release = _RELEASE if token is None else _RELEASE_HOLDERS
         found = {"lease_trial_id": trial_id, "lease_token": token}
         if session.connection().execute(release, found).rowcount == 0:
-            lease = session.get(TrialLeaseRecord, trial_id)
+            lease = _held(session, trial_id)
             if lease is not None:
-                _check_token(lease, token)
+                _check_token(trial_id, lease.token, token)
                 raise _changed_meanwhile(trial_id)  # re-granted between the two statements
 
     def release(self, trial_id: int) -> None:
@@ -253,14 +251,11 @@ class LeaseStore:
                 for lease in session.scalars(query)
             ]
 
-    def _locked(self, session: Session, trial_id: int) -> TrialLeaseRecord:
-        query = (
-            select(TrialLeaseRecord).where(TrialLeaseRecord.trial_id == trial_id).with_for_update()
-        )
-        lease = session.scalars(query).first()
-        if lease is None:
-            raise _not_running(trial_id)
-        return lease
+
+def _held(session: Session, trial_id: int) -> Any:
+    """The lease's row (token, holder, expiry), held to the end of the transaction
+    (PostgreSQL); ``None`` without one."""
+    return session.connection().execute(_HELD, {"lease_trial_id": trial_id}).first()
 
 
 def _not_running(trial_id: int) -> Conflict:
@@ -271,10 +266,10 @@ def _changed_meanwhile(trial_id: int) -> Conflict:
     return Conflict(f"the lease of trial {trial_id} changed meanwhile", field="lease")
 
 
-def _check_token(lease: TrialLeaseRecord, token: str | None) -> None:
-    if token is not None and token != lease.token:
+def _check_token(trial_id: int, held_token: str | None, token: str | None) -> None:
+    if token is not None and token != held_token:
         raise Conflict(
-            f"the lease of trial {lease.trial_id} was taken away from this holder", field="lease"
+            f"the lease of trial {trial_id} was taken away from this holder", field="lease"
         )
 
 

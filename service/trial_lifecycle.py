@@ -156,9 +156,9 @@ class TrialLifecycle:
         return ClaimedTrial(lease, first)
 
     def heartbeat(self, trial_id: int, lease: str | None) -> None:
-        """The holder is alive (an epoch runs long): renew the lease."""
-        self._running_trial(trial_id)
-        self.leases.renew(trial_id, lease)
+        """The holder is alive (an epoch runs long): renew the running trial's lease."""
+        with self.running_trial_transaction(trial_id, lease):
+            pass  # the transaction's start is the renewal
 
     @contextmanager
     def running_trial_transaction(self, trial_id: int, lease: str | None) -> Iterator[Session]:
@@ -228,8 +228,7 @@ class TrialLifecycle:
     ) -> ReportAnswer:
         """Optuna's general path: any pruner, read back through its storage. Any later report
         may be pruned, none under the ``none`` pruner."""
-        self._running_trial(trial_id)
-        self.leases.renew(trial_id, lease)
+        self.heartbeat(trial_id, lease)
         with finished_is_conflict(trial_id):
             self._storage.set_trial_intermediate_value(trial_id, step, value)
         study = self._optuna_study(spec, sampler=PRUNING_ONLY_SAMPLER)

@@ -225,12 +225,12 @@ def test_an_expired_lease_renewed_while_another_worker_claims_it_keeps_one_holde
     time.sleep(0.05)  # expired
     outcomes: dict[str, str] = {}
 
-    def renew() -> str:
-        leases.renew(TRIAL_ID, slow_token)
+    def renew_slow() -> str:
+        renew(database, leases, slow_token)
         return slow_token
 
     def renew_aside() -> None:
-        attempt(outcomes, "slow-worker", renew)
+        attempt(outcomes, "slow-worker", renew_slow)
 
     with completed_after_the_first_lease_statement(database.engine, renew_aside) as ending:
         attempt(outcomes, "new-worker", lambda: leases.claim(TRIAL_ID, "new-worker"))
@@ -270,14 +270,21 @@ def test_an_unsent_mark_leaves_a_claimed_lease_to_its_holder(
     assert leases.expired() == []
 
 
-def test_a_renewal_of_a_lease_that_is_gone_is_refused(leases: LeaseStore) -> None:
+def renew(database: Database, leases: LeaseStore, token: str | None) -> None:
+    with database.session() as session:
+        leases.renew_in(session, TRIAL_ID, token)
+
+
+def test_a_renewal_of_a_lease_that_is_gone_is_refused(
+    leases: LeaseStore, database: Database
+) -> None:
     leases.grant(TRIAL_ID, STUDY_ID, attempt=0)
     token = leases.claim(TRIAL_ID, "worker")
-    leases.renew(TRIAL_ID, token)
+    renew(database, leases, token)
     leases.release(TRIAL_ID)  # the trial ended
     for shown in (token, None):
         with pytest.raises(Conflict, match="holds no lease"):
-            leases.renew(TRIAL_ID, shown)
+            renew(database, leases, shown)
 
 
 def test_a_renewal_with_another_token_is_refused_and_changes_nothing(
