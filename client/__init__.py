@@ -13,6 +13,7 @@ from client.errors import (
 )
 from client.http_client import HPOError, HPOJSONClient, TrialGone
 from client.models import Assignment, Best, Importance, Study, Trial
+from client.transport import ServiceUnreachable
 from client.typed_client import HPOClient
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Importance",
     "InvalidRequestError",
     "NotFoundError",
+    "ServiceUnreachable",
     "Study",
     "StudyTimeout",
     "Trial",

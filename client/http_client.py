@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from client.transport import Answer, Transport
 
 DEFAULT_TIMEOUT_S = 30.0
 IDEMPOTENT_TRIAL_CALLS = frozenset(
@@ -60,7 +60,7 @@ class TrialGone(HPOError):
 
 
 class HPOJSONClient:
-    """Calls the API with a bearer token; one keep-alive session per client."""
+    """Calls the API with a bearer token; one keep-alive connection pool per client."""
 
     def __init__(
         self,
@@ -69,10 +69,10 @@ class HPOJSONClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
-        self.url = url.rstrip("/")
-        self._timeout_s = timeout_s
-        self._session = _session(self.url, token, _retry_policy(retries, idempotent=False))
-        self._idempotent = _session(self.url, token, _retry_policy(retries, idempotent=True))
+        self._transport = Transport(url, token, timeout_s)
+        self.url = self._transport.url
+        self._retries = _retry_policy(retries, idempotent=False)
+        self._idempotent_retries = _retry_policy(retries, idempotent=True)
 
     def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/studies", json=spec)
@@ -244,23 +244,14 @@ class HPOJSONClient:
         path: str,
         data: bytes | None = None,
         params: dict[str, str] | None = None,
-    ) -> requests.Response:
+    ) -> Answer:
         """A call whose body or answer is a file rather than JSON."""
-        idempotent = method in ("GET", "PUT")
-        session = self._idempotent if idempotent else self._session
-        headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
-        response = session.request(
-            method,
-            self.url + path,
-            data=data,
-            params=params,
-            headers=headers,
-            timeout=self._timeout_s,
-        )
-        if response.status_code >= 400:
-            gone = response.status_code in (404, 409) and path.startswith("/trials/")
-            raise (TrialGone if gone else HPOError)(response.status_code, _body(response))
-        return response
+        retries = self._idempotent_retries if method in ("GET", "PUT") else self._retries
+        answer = self._transport.call(method, path, retries, data=data, params=params)
+        if answer.status >= 400:
+            gone = answer.status in (404, 409) and path.startswith("/trials/")
+            raise (TrialGone if gone else HPOError)(answer.status, _body(answer))
+        return answer
 
     def importance(self, study_id: int) -> dict[str, Any]:
         """Parameter importances of the study's complete trials."""
@@ -270,58 +261,31 @@ class HPOJSONClient:
         """A PNG figure of the study: ``history``, ``intermediate``, ``importance`` or
         ``parallel_coordinate``."""
         path = f"/studies/{study_id}/plots/{kind}.png"
-        response = self._idempotent.get(self.url + path, timeout=self._timeout_s)
-        if response.status_code >= 400:
-            raise HPOError(response.status_code, _body(response))
-        return response.content
+        answer = self._transport.call("GET", path, self._idempotent_retries)
+        if answer.status >= 400:
+            raise HPOError(answer.status, _body(answer))
+        return answer.content
 
     def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
         idempotent = method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
-        session = self._idempotent if idempotent else self._session
-        response = session.request(method, self.url + path, json=json, timeout=self._timeout_s)
-        if response.status_code >= 400:
-            body = _body(response)
+        retries = self._idempotent_retries if idempotent else self._retries
+        answer = self._transport.call(method, path, retries, json=json)
+        if answer.status >= 400:
+            body = _body(answer)
             error = (
                 TrialGone
-                if response.status_code in (404, 409) and path.startswith("/trials/")
+                if answer.status in (404, 409) and path.startswith("/trials/")
                 else HPOError
             )
-            raise error(response.status_code, body)
-        if response.status_code == 204:
+            raise error(answer.status, body)
+        if answer.status == 204:
             return {}
-        answer: dict[str, Any] = response.json()
-        return answer
+        found: dict[str, Any] = answer.json()
+        return found
 
 
-def _session(url: str, token: str | None, retry: Retry) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    _settle_environment(session, url, netrc=not token)
-    return session
-
-
-def _settle_environment(session: requests.Session, url: str, *, netrc: bool) -> None:
-    """Take what the environment says for the API's URL (proxies and ``NO_PROXY``, the CA
-    bundle, ``.netrc`` where ``netrc``) once, now, as requests would on each request: every
-    request goes to that one URL, and requests' own per-request lookup costs about 0.15 ms of
-    CPU, which a worker's training thread shares. A ``.netrc`` entry never replaces the token
-    (requests would send its Basic credentials instead of the bearer header)."""
-    settings = session.merge_environment_settings(url, {}, None, None, None)
-    session.proxies = settings["proxies"]
-    session.verify = settings["verify"]
-    session.cert = settings["cert"]
-    netrc_auth = requests.utils.get_netrc_auth(url) if netrc else None
-    if netrc_auth is not None:
-        session.auth = netrc_auth
-    session.trust_env = False
-
-
-def _body(response: requests.Response) -> Any:
+def _body(answer: Answer) -> Any:
     try:
-        return response.json()
+        return answer.json()
     except ValueError:
-        return response.text
+        return answer.text

@@ -1,6 +1,6 @@
 """``HPOClient``: the service's HTTP API with typed answers, for programs that call it.
 
-Built on ``HPOJSONClient`` (client/http_client.py: one keep-alive session, retries of what cannot have
+Built on ``HPOJSONClient`` (client/http_client.py: one keep-alive connection pool, retries of what cannot have
 taken effect), which the workers and the CLI use with plain JSON.
 """
 

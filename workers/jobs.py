@@ -12,9 +12,8 @@ import traceback
 from typing import Any
 
 from pydantic import BaseModel
-from requests import RequestException
 
-from client import HPOError, HPOJSONClient
+from client import HPOError, HPOJSONClient, ServiceUnreachable
 from service.jobs import JobKind, JobMessage
 from service.preflight import PreflightSpec
 from workers.dataset_cache import DatasetCache
@@ -47,7 +46,7 @@ class JobRunner:
         try:
             with registered_datasets(DatasetCache(self._client).fetch):
                 result = self._work(job)
-        except RequestException:
+        except ServiceUnreachable:
             raise  # the service is out of reach: the message is redelivered, or the job times out
         except Exception as error:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"

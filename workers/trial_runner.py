@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from requests import RequestException
-
-from client import HPOError, HPOJSONClient, TrialGone
+from client import HPOError, HPOJSONClient, ServiceUnreachable, TrialGone
 from service.dispatch import TrialAssignment
 from service.epoch_metrics import MAX_EPOCH_RECORDS
 from workers.provenance import trial_context
@@ -85,7 +83,7 @@ class TrialRunner:
             pruned = reports.pruned or result.pruned
             if pruned and last_reports:  # the trainer stopped on its own: they go as reports
                 self._client.report_many(run.trial_id, last_reports, lease)
-        except (TrialGone, RequestException):
+        except (TrialGone, ServiceUnreachable):
             # Not the trainer's failure: the service is out of reach. The lease decides: it
             # expires and the trial runs again with the same parameters.
             raise

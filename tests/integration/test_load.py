@@ -27,11 +27,10 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-import requests
 import urllib3
 
 from cli.local_stack import LocalStack
-from client import HPOJSONClient
+from client import HPOJSONClient, ServiceUnreachable
 from client.http_client import HPOError
 from service.spec.study_spec import MAX_CONCURRENT_TRIALS, MAX_TRIALS
 from tests.support.logs import log_records
@@ -183,9 +182,9 @@ def is_keepalive_reset(error: Exception) -> bool:
     The API log (no worker died) and the trial counts (no trial made twice) prove afterwards that the
     server had not read the request.
     """
-    if not isinstance(error, requests.ConnectionError) or not error.args:
+    if not isinstance(error, ServiceUnreachable):
         return False
-    reason = getattr(error.args[0], "reason", error.args[0])  # urllib3's MaxRetryError wraps it
+    reason = getattr(error.reason, "reason", error.reason)  # urllib3's MaxRetryError wraps it
     if not isinstance(reason, urllib3.exceptions.ProtocolError) or len(reason.args) < 2:
         return False
     return isinstance(reason.args[1], ConnectionResetError | BrokenPipeError | RemoteDisconnected)

