@@ -6,7 +6,7 @@ from typing import Any
 
 from urllib3.util.retry import Retry
 
-from client.transport import Answer, Transport
+from client.transport import Answer, ServiceUnreachable, Transport
 
 DEFAULT_TIMEOUT_S = 30.0
 IDEMPOTENT_TRIAL_CALLS = frozenset(
@@ -248,9 +248,7 @@ class HPOJSONClient:
         """A call whose body or answer is a file rather than JSON."""
         retries = self._idempotent_retries if method in ("GET", "PUT") else self._retries
         answer = self._transport.call(method, path, retries, data=data, params=params)
-        if answer.status >= 400:
-            gone = answer.status in (404, 409) and path.startswith("/trials/")
-            raise (TrialGone if gone else HPOError)(answer.status, _body(answer))
+        _raise_for_status(answer, path)
         return answer
 
     def importance(self, study_id: int) -> dict[str, Any]:
@@ -262,26 +260,30 @@ class HPOJSONClient:
         ``parallel_coordinate``."""
         path = f"/studies/{study_id}/plots/{kind}.png"
         answer = self._transport.call("GET", path, self._idempotent_retries)
-        if answer.status >= 400:
-            raise HPOError(answer.status, _body(answer))
+        _raise_for_status(answer, path)
         return answer.content
 
     def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
         idempotent = method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
         retries = self._idempotent_retries if idempotent else self._retries
         answer = self._transport.call(method, path, retries, json=json)
-        if answer.status >= 400:
-            body = _body(answer)
-            error = (
-                TrialGone
-                if answer.status in (404, 409) and path.startswith("/trials/")
-                else HPOError
-            )
-            raise error(answer.status, body)
+        _raise_for_status(answer, path)
         if answer.status == 204:
             return {}
-        found: dict[str, Any] = answer.json()
+        try:
+            found: dict[str, Any] = answer.json()
+        except ValueError as garbled:  # not the API's answer (a proxy's page, a cut body)
+            raise ServiceUnreachable(garbled) from garbled
         return found
+
+
+def _raise_for_status(answer: Answer, path: str) -> None:
+    """``TrialGone`` for a trial's 404 or 409; ``HPOError`` for any other error, and for a
+    redirect (the transport follows none: the caller should use the URL it names)."""
+    if answer.status < 300:
+        return
+    gone = answer.status in (404, 409) and path.startswith("/trials/")
+    raise (TrialGone if gone else HPOError)(answer.status, _body(answer))
 
 
 def _body(answer: Answer) -> Any:

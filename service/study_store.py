@@ -54,7 +54,7 @@ class StudyStore:
     def get(self, study_id: int, tenant: str | None = None) -> StudyRecord:
         """The study's record (read as a row, no ORM session: a third of the cost); ``NotFound``
         when there is none, or it is another tenant's."""
-        with self._database.engine.connect() as connection:
+        with self._database.reading() as connection:
             row = connection.execute(_STUDY_ROW, {"study_id": study_id}).first()
         if row is None or (tenant is not None and row.tenant != tenant):
             raise NotFound(f"no study with id {study_id}", field="study_id")

@@ -343,7 +343,7 @@ class TrialLifecycle:
         cached = self._study_of_trial.get(trial_id)
         if cached is not None:
             return cached
-        with self._database.engine.connect() as connection:
+        with self._database.reading() as connection:
             row = connection.execute(
                 text("SELECT study_id FROM trials WHERE trial_id = :trial_id"),
                 {"trial_id": trial_id},

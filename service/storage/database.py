@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 30
 SCHEMA_LOCK_KEY = 0x48504F5343484D41  # "HPOSCHMA": a one-argument advisory key of its own
+UNREACHABLE = "the study database cannot be reached"
 
 
 class Database:
@@ -95,10 +96,8 @@ class Database:
             session.commit()
         except (OperationalError, DBAPIError) as error:
             session.rollback()
-            if getattr(error, "connection_invalidated", False) or isinstance(
-                error, OperationalError
-            ):
-                raise Unavailable("the study database cannot be reached") from error
+            if _unreachable(error):
+                raise Unavailable(UNREACHABLE) from error
             raise
         except BaseException:
             session.rollback()
@@ -106,9 +105,27 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads (no ORM session), its errors told as :meth:`session` tells them."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except (OperationalError, DBAPIError) as error:
+            if _unreachable(error):
+                raise Unavailable(UNREACHABLE) from error
+            raise
+
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, and in tests)."""
         self.engine.dispose()
+
+
+def _unreachable(error: DBAPIError) -> bool:
+    """Whether ``error`` says the database could not be reached (``Unavailable``: 503, retry)."""
+    return bool(getattr(error, "connection_invalidated", False)) or isinstance(
+        error, OperationalError
+    )
 
 
 def _upgrade_service_tables(engine: Engine) -> tuple[str | None, str]:

@@ -187,6 +187,8 @@ def is_keepalive_reset(error: Exception) -> bool:
     reason = getattr(error.reason, "reason", error.reason)  # urllib3's MaxRetryError wraps it
     if not isinstance(reason, urllib3.exceptions.ProtocolError) or len(reason.args) < 2:
         return False
+    if reason.args[0] != "Connection aborted.":  # "Connection broken": an answer had begun
+        return False
     return isinstance(reason.args[1], ConnectionResetError | BrokenPipeError | RemoteDisconnected)
 
 

@@ -13,17 +13,31 @@ from pathlib import Path
 
 import pytest
 
-from client import HPOJSONClient, ServiceUnreachable
+from client import HPOError, HPOJSONClient, ServiceUnreachable
+
+MOVED, GARBLED = 301, 2  # study ids the server answers with a redirect, and with an HTML page
 
 
 class _StudyHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path.endswith(f"/studies/{MOVED}"):
+            self._send(301, b"moved", "text/plain", {"Location": "https://elsewhere.example/"})
+            return
+        if self.path.endswith(f"/studies/{GARBLED}"):
+            self._send(200, b"<html>a proxy's sign-in page</html>", "text/html")
+            return
         authorization = self.headers.get("Authorization")
         answer = {"study_id": 1, "path": self.path, "authorization": authorization}
-        body = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self._send(200, json.dumps(answer).encode(), "application/json")
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -47,8 +61,18 @@ def test_a_proxy_in_the_environment_is_taken_for_the_api_s_url(
     monkeypatch.setenv("HTTP_PROXY", api_url)  # the test server stands in for the proxy
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    client = HPOJSONClient("http://hpo.example:8000")
+    client = HPOJSONClient("http://hpo.example:8000", retries=0)
     # A proxy is sent the whole URL; the API itself only the path.
+    assert client.study(1)["path"] == "http://hpo.example:8000/studies/1"
+
+
+def test_a_proxy_named_without_a_scheme_is_an_http_proxy(
+    api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", api_url.removeprefix("http://"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = HPOJSONClient("http://hpo.example:8000", retries=0)
     assert client.study(1)["path"] == "http://hpo.example:8000/studies/1"
 
 
@@ -82,8 +106,37 @@ def test_a_netrc_entry_is_used_without_a_token_and_never_replaces_one(
     monkeypatch.setenv("NETRC", str(netrc))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     basic = "Basic " + base64.b64encode(b"someone:secret").decode()
-    assert HPOJSONClient(api_url).study(1)["authorization"] == basic
-    assert HPOJSONClient(api_url, token="abc").study(1)["authorization"] == "Bearer abc"
+    assert HPOJSONClient(api_url, retries=0).study(1)["authorization"] == basic
+    with_token = HPOJSONClient(api_url, token="abc", retries=0)
+    assert with_token.study(1)["authorization"] == "Bearer abc"
+
+
+def test_credentials_in_the_url_go_as_basic_auth_not_in_the_path(
+    api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with_credentials = api_url.replace("http://", "http://someone:secret@")
+    answer = HPOJSONClient(with_credentials, retries=0).study(1)
+    assert answer["authorization"] == "Basic " + base64.b64encode(b"someone:secret").decode()
+    assert answer["path"] == "/studies/1"
+
+
+def test_a_redirect_is_answered_to_the_caller_not_followed(
+    api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with pytest.raises(HPOError) as refused:
+        HPOJSONClient(api_url, retries=0).study(MOVED)
+    assert refused.value.status == 301
+
+
+def test_an_answer_that_is_not_json_is_no_answer(
+    api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with pytest.raises(ServiceUnreachable) as garbled:
+        HPOJSONClient(api_url, retries=0).study(GARBLED)
+    assert isinstance(garbled.value.reason, ValueError)
 
 
 def test_an_api_out_of_reach_raises_service_unreachable() -> None:

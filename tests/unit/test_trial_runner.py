@@ -154,7 +154,7 @@ def test_an_older_service_gets_the_last_reports_as_reports_then_the_completion(
 def test_refused_last_reports_fail_the_trial_with_the_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    service = RefusingReportsService("reports.0.value")  # e.g. a trainer's NaN, held
+    service = RefusingReportsService("reports.0.value")  # held reports the service refuses
     assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "failed"
     completion = service.calls[-1][1]
     assert completion["state"] == "failed" and "refused the trial's result" in completion["reason"]
