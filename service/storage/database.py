@@ -17,8 +17,9 @@ import optuna
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
-from service.errors import Unavailable
+from service.errors import Conflict, Unavailable
 from service.storage.migrations import upgrade_to_head
 from service.storage.sqlite_writer import connection_class
 from service.storage.tables import ServiceTable
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30
 SCHEMA_LOCK_KEY = 0x48504F5343484D41  # "HPOSCHMA": a one-argument advisory key of its own
 UNREACHABLE = "the study database cannot be reached"
+CHANGED_MEANWHILE = "it was changed or deleted by another request meanwhile: read it again"
 
 
 class Database:
@@ -89,7 +91,10 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on any error."""
+        """A session that commits on success and rolls back on any error: ``Unavailable`` when the
+        database cannot be reached, ``Conflict`` when a row it read was changed or deleted by
+        another request before its write (an ORM write that found no row; SQLite takes no lock
+        on a read)."""
         session = self._sessions()
         try:
             yield session
@@ -99,6 +104,9 @@ class Database:
             if _unreachable(error):
                 raise Unavailable(UNREACHABLE) from error
             raise
+        except StaleDataError as error:  # the row went (or changed) after this session read it
+            session.rollback()
+            raise Conflict(CHANGED_MEANWHILE) from error
         except BaseException:
             session.rollback()
             raise
