@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 from pydantic import BaseModel
 
@@ -32,12 +31,6 @@ def epoch_metrics_attrs(records: list[EpochRecord] | None) -> dict[str, list[Epo
     """The system attribute that keeps a trial's ``records`` (at most ``MAX_EPOCH_RECORDS``);
     none when there are none."""
     return {EPOCH_METRICS_ATTR: records[:MAX_EPOCH_RECORDS]} if records else {}
-
-
-def record_epoch_metrics(storage: BaseStorage, trial_id: int, records: list[EpochRecord]) -> None:
-    """Keep ``records`` on the (still running) trial."""
-    for key, kept in epoch_metrics_attrs(records).items():
-        storage.set_trial_system_attr(trial_id, key, kept)
 
 
 def epoch_metrics_of(trial: FrozenTrial) -> list[EpochRecord]:

@@ -179,13 +179,6 @@ class LeaseStore:
             _check_token(trial_id, lease.token, token)
             raise _changed_meanwhile(trial_id)  # re-granted between the two statements
 
-    def check(self, trial_id: int, token: str | None) -> None:
-        """``Conflict`` if ``token`` is given and is not the lease's."""
-        with self._database.session() as session:
-            lease = session.get(TrialLeaseRecord, trial_id)
-            if lease is not None:
-                _check_token(trial_id, lease.token, token)
-
     def release_in(self, session: Session, trial_id: int, token: str | None) -> None:
         """Inside the caller's transaction: ``Conflict`` if ``token`` is given and is not the
         lease's, else the lease goes (the trial ends in the same transaction)."""

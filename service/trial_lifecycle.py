@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from service import webhooks
 from service.constraints import figure_attrs
 from service.dispatch import TrialAssignment, TrialDispatcher
-from service.epoch_metrics import EpochRecord, epoch_metrics_attrs, record_epoch_metrics
-from service.errors import BudgetExhausted, NotFound
+from service.epoch_metrics import EpochRecord, epoch_metrics_attrs
+from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
 from service.report_path import ClaimedTrial, HyperbandReports, ReportAnswer
@@ -60,6 +60,8 @@ RESEND_AFTER_S = 2.0
 # builds its whole grid) would be built for nothing on every epoch.
 PRUNING_ONLY_SAMPLER = optuna.samplers.RandomSampler()
 logger = logging.getLogger(__name__)
+# How a trial ends: its values (none: failed, or pruned before a report) and system attributes.
+TrialOutcome = tuple[list[float] | None, dict[str, Any]]
 # A new trial: its database id, number, parameters, seed, and lease token once leased.
 _Created = tuple[int, int, dict[str, Any], int, str | None]
 
@@ -201,8 +203,12 @@ class TrialLifecycle:
         decided = self.hyperband_reports.report(study_id, spec, trial_id, reports, lease)
         if decided is None:
             answer, value = self._reports_through_optuna(trial_id, spec, reports, lease)
-            if answer.prune:
-                self._finish(trial_id, TrialState.PRUNED, [value])
+            pruned: TrialOutcome = ([value], {})
+            ended = answer.prune and self._end_in_one_transaction(
+                trial_id, TrialState.PRUNED, lambda: pruned, None
+            )
+            if answer.prune and not ended:
+                raise Conflict(f"trial {trial_id} has already finished", field="trial_id")
         else:  # a prune ended the trial in the reports' own transaction
             decision, _ = decided
             answer = ReportAnswer(decision.prune, decision.next_rung_step)
@@ -277,21 +283,40 @@ class TrialLifecycle:
         """The trial's state, last reports, values, figures, constraints and epoch records, and
         the end of its lease, in one transaction (service.storage.optuna_rows); ``False`` if it
         had ended."""
+
+        def outcome() -> TrialOutcome:  # checked once the lease is known to be the caller's
+            final = complete_values(spec, ending.value, ending.values, ending.figures)
+            figures = figure_attrs(spec, ending.figures)
+            return final, {**figures, **epoch_metrics_attrs(ending.epoch_metrics)}
+
+        return self._end_in_one_transaction(
+            trial_id, TrialState.COMPLETE, outcome, lease, ending.last_reports
+        )
+
+    def _end_in_one_transaction(
+        self,
+        trial_id: int,
+        state: TrialState,
+        outcome: Callable[[], TrialOutcome],
+        lease: str | None,
+        last_reports: list[tuple[int, float]] | None = None,
+    ) -> bool:
+        """End the trial in ``state`` with its last reports and the values (none: failed, or
+        pruned before any report) and system attributes of its ``outcome``, and end its lease
+        (``Conflict`` if ``lease`` is given and is not the lease's; it is checked before the
+        outcome), all in one transaction: nothing lands between the end and the lease's.
+        ``False`` if it had ended."""
         with self._database.session() as session:
-            if not self._trial_rows.mark_ended(session, trial_id):
+            if not self._trial_rows.mark_ended(session, trial_id, state):
                 if self._trial_rows.state_of(session, trial_id) is None:  # study deleted
                     raise NotFound(f"no trial with id {trial_id}", field="trial_id")
                 return False
-            # Any refusal from here rolls the whole completion back.
+            # Any refusal from here rolls the whole end back.
             self.leases.release_in(session, trial_id, lease)
-            if ending.last_reports:
-                self._trial_rows.record_last_reports(session, trial_id, ending.last_reports)
-            final = complete_values(spec, ending.value, ending.values, ending.figures)
-            attrs = {
-                **figure_attrs(spec, ending.figures),
-                **epoch_metrics_attrs(ending.epoch_metrics),
-            }
-            self._trial_rows.record_completion(session, trial_id, final, attrs)
+            if last_reports:
+                self._trial_rows.record_last_reports(session, trial_id, last_reports)
+            values, attrs = outcome()
+            self._trial_rows.record_completion(session, trial_id, values or [], attrs)
         return True
 
     def _end_otherwise(
@@ -304,23 +329,25 @@ class TrialLifecycle:
         lease: str | None,
         epoch_metrics: list[EpochRecord] | None,
     ) -> bool:
-        """A pruned or failed end through Optuna's storage; ``False`` if it had ended."""
-        trial = self._trial(trial_id)
+        """A pruned or failed end (its values, reason and epoch records, and the end of its
+        lease) in one transaction; ``False`` if it had ended."""
+        trial = self._trial(trial_id)  # a pruned trial without a value ends with its last report's
         if trial.state.is_finished():
             return False
-        self.leases.check(trial_id, lease)
-        if epoch_metrics:
-            record_epoch_metrics(self._storage, trial_id, epoch_metrics)
-        final = final_values(trial, state, value, spec)
-        if state == TrialState.FAIL:
-            self._storage.set_trial_system_attr(trial_id, FAIL_REASON_ATTR, reason or "failed")
-        self._finish(trial_id, state, final)
-        return True
 
-    def fail(self, trial_id: int, reason: str) -> None:
-        """Mark a running trial failed, with the reason (the reaper's and the dispatcher's way out)."""
-        self._storage.set_trial_system_attr(trial_id, FAIL_REASON_ATTR, reason)
-        self._finish(trial_id, TrialState.FAIL, None)
+        def outcome() -> TrialOutcome:
+            attrs: dict[str, Any] = dict(epoch_metrics_attrs(epoch_metrics))
+            if state == TrialState.FAIL:
+                attrs[FAIL_REASON_ATTR] = reason or "failed"
+            return final_values(trial, state, value, spec), attrs
+
+        return self._end_in_one_transaction(trial_id, state, outcome, lease)
+
+    def fail(self, trial_id: int, reason: str) -> bool:
+        """Mark a running trial failed, with the reason, and end its lease, in one transaction
+        (the reaper's and the dispatcher's way out); ``False`` if it had ended meanwhile."""
+        failed: TrialOutcome = (None, {FAIL_REASON_ATTR: reason})
+        return self._end_in_one_transaction(trial_id, TrialState.FAIL, lambda: failed, None)
 
     def retry(
         self, study_id: int, failed: FrozenTrial, attempt: int, seed: int | None
@@ -502,11 +529,6 @@ class TrialLifecycle:
         """Optuna creates the trial before sampling: one whose sampling failed must not stay running."""
         for trial in self._unleased_running(study_id):
             self.fail(trial._trial_id, reason)
-
-    def _finish(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
-        with finished_is_conflict(trial_id):
-            self._storage.set_trial_state_values(trial_id, state, values)
-        self.leases.release(trial_id)
 
     def _optuna_study(self, spec: StudySpec, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
         with warnings.catch_warnings():

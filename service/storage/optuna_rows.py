@@ -120,15 +120,16 @@ class OptunaTrialRows:
     def record_completion(
         self, session: Session, trial_id: int, values: list[float], attrs: dict[str, Any]
     ) -> None:
-        """The values (finite, one per objective) and system attributes ``attrs`` of a trial
-        :meth:`mark_ended` ended in this transaction."""
+        """The values (finite, one per objective; none for a failed trial) and system attributes
+        ``attrs`` of a trial :meth:`mark_ended` ended in this transaction."""
         finite = models.TrialValueModel.TrialValueType.FINITE
         rows = [
             {"trial_id": trial_id, "objective": i, "value": v, "value_type": finite}
             for i, v in enumerate(values)
         ]
         session.execute(delete(VALUES).where(VALUES.c.trial_id == trial_id))
-        session.execute(insert(VALUES), rows)
+        if rows:  # none for a failed trial, or one pruned before its first report
+            session.execute(insert(VALUES), rows)
         self.set_system_attrs(session, trial_id, attrs)
 
     def record_last_reports(

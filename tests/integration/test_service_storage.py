@@ -371,6 +371,53 @@ def test_a_pruning_report_ends_the_trial_in_its_one_writing_transaction(
         database.dispose()
 
 
+def stored_trial(database_url: str, study_name: str, trial_id: int) -> optuna.trial.FrozenTrial:
+    """The trial as plain Optuna reads it back."""
+    trials = optuna.load_study(study_name=study_name, storage=database_url).trials
+    [stored] = [trial for trial in trials if trial._trial_id == trial_id]
+    return stored
+
+
+def test_a_failed_or_pruned_end_is_one_writing_transaction(database_url: str) -> None:
+    """A worker's failed end (reason, epoch records) and its own pruned end (no value: its last
+    report's), and the reaper's failing of a trial, each write the trial's end and the lease's in
+    one transaction; a stranger's end changes nothing, and a second end is no end."""
+    database = Database(database_url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    engines = [database.engine, database.optuna._backend.engine]  # type: ignore[attr-defined]
+    records: list[dict[str, float | None]] = [{"epoch": 1.0, "train_loss": 2.0}]
+    try:
+        study = tuner.create_study(spec(n_trials=3, concurrent=3))
+        failed, pruned, reaped = (tuner.ask(study.study_id) for _ in range(3))
+        tuner.report(pruned.trial_id, 1, 0.7, pruned.lease)
+        tuner.report(pruned.trial_id, 2, 0.6, pruned.lease)
+        with writing_transactions(engines) as counted, pytest.raises(Conflict, match="lease"):
+            tuner.complete(failed.trial_id, TrialState.FAIL, None, "nan", "not-the-lease")
+        assert counted == []
+        with writing_transactions(engines) as counted:
+            tuner.complete(
+                failed.trial_id, TrialState.FAIL, None, "loss diverged", failed.lease,
+                epoch_metrics=records,
+            )  # fmt: skip
+            tuner.complete(pruned.trial_id, TrialState.PRUNED, None, None, pruned.lease)
+            assert tuner.trials.fail(reaped.trial_id, "its lease expired") is True
+        assert len(counted) == 3
+        assert tuner.trials.fail(reaped.trial_id, "again") is False
+        assert tuner.trials.leases.leased_trials(study.study_id) == set()
+        stored = stored_trial(database_url, study.name, failed.trial_id)
+        assert stored.state == TrialState.FAIL and stored.values is None
+        assert stored.system_attrs["hpo:fail_reason"] == "loss diverged"
+        assert stored.system_attrs["hpo:epoch_metrics"] == records
+        stored = stored_trial(database_url, study.name, pruned.trial_id)
+        assert stored.state == TrialState.PRUNED and stored.value == 0.6
+        assert stored.datetime_complete is not None
+        stored = stored_trial(database_url, study.name, reaped.trial_id)
+        assert stored.state == TrialState.FAIL
+        assert stored.system_attrs["hpo:fail_reason"] == "its lease expired"
+    finally:
+        database.dispose()
+
+
 def test_a_completion_is_one_writing_transaction_and_optuna_reads_it_back(
     database_url: str,
 ) -> None:
