@@ -55,6 +55,12 @@ def api_url() -> Iterator[str]:
     server.server_close()
 
 
+def direct(monkeypatch: pytest.MonkeyPatch, url: str, token: str | None = None) -> HPOJSONClient:
+    """A client of ``url`` made with this machine exempt from any proxy; it does not retry."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    return HPOJSONClient(url, token=token, retries=0)
+
+
 def test_a_proxy_in_the_environment_is_taken_for_the_api_s_url(
     api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,8 +94,7 @@ def test_no_proxy_covering_the_api_s_host_leaves_it_direct(
 def test_requests_do_not_read_the_environment_again(
     api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    client = HPOJSONClient(api_url, retries=0)
+    client = direct(monkeypatch, api_url)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # read now, the call would fail
     monkeypatch.delenv("NO_PROXY")
     monkeypatch.delenv("no_proxy", raising=False)
@@ -104,19 +109,16 @@ def test_a_netrc_entry_is_used_without_a_token_and_never_replaces_one(
     netrc.write_text("machine 127.0.0.1 login someone password secret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     basic = "Basic " + base64.b64encode(b"someone:secret").decode()
-    assert HPOJSONClient(api_url, retries=0).study(1)["authorization"] == basic
-    with_token = HPOJSONClient(api_url, token="abc", retries=0)
-    assert with_token.study(1)["authorization"] == "Bearer abc"
+    assert direct(monkeypatch, api_url).study(1)["authorization"] == basic
+    assert direct(monkeypatch, api_url, "abc").study(1)["authorization"] == "Bearer abc"
 
 
 def test_credentials_in_the_url_go_as_basic_auth_not_in_the_path(
     api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with_credentials = api_url.replace("http://", "http://someone:secret@")
-    answer = HPOJSONClient(with_credentials, retries=0).study(1)
+    answer = direct(monkeypatch, with_credentials).study(1)
     assert answer["authorization"] == "Basic " + base64.b64encode(b"someone:secret").decode()
     assert answer["path"] == "/studies/1"
 
@@ -124,18 +126,16 @@ def test_credentials_in_the_url_go_as_basic_auth_not_in_the_path(
 def test_a_redirect_is_answered_to_the_caller_not_followed(
     api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with pytest.raises(HPOError) as refused:
-        HPOJSONClient(api_url, retries=0).study(MOVED)
+        direct(monkeypatch, api_url).study(MOVED)
     assert refused.value.status == 301
 
 
 def test_an_answer_that_is_not_json_is_no_answer(
     api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with pytest.raises(ServiceUnreachable) as garbled:
-        HPOJSONClient(api_url, retries=0).study(GARBLED)
+        direct(monkeypatch, api_url).study(GARBLED)
     assert isinstance(garbled.value.reason, ValueError)
 
 
