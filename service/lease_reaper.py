@@ -60,11 +60,14 @@ class LeaseReaper:
                 # Created first: Optuna takes no mark on a trial once it has finished.
                 seed = trial.system_attrs.get(SEED_ATTR)
                 retry = self._lifecycle.retry(lease.study_id, trial, lease.attempt + 1, seed)
-            self._lifecycle.fail(lease.trial_id, self._reason(lease))
-            logger.warning("trial %s failed: %s", trial.number, self._reason(lease))
+            failed = self._lifecycle.fail(lease.trial_id, self._reason(lease))
+            if failed:
+                logger.warning("trial %s failed: %s", trial.number, self._reason(lease))
+            else:  # its worker's completion came in between; a retry made runs all the same
+                logger.warning("trial %s completed as its lease expired", trial.number)
             if retry is not None:
                 self._lifecycle.send(retry)
-            return True
+            return failed
 
     def _resend(self, lease: ExpiredLease) -> None:
         """A message the broker refused earlier goes out again (the trial is not failed for it)."""

@@ -62,6 +62,7 @@ PRUNING_ONLY_SAMPLER = optuna.samplers.RandomSampler()
 logger = logging.getLogger(__name__)
 # How a trial ends: its values (none: failed, or pruned before a report) and system attributes.
 TrialOutcome = tuple[list[float] | None, dict[str, Any]]
+OutcomeOf = Callable[[Session], TrialOutcome]  # read in the end's own transaction
 # A new trial: its database id, number, parameters, seed, and lease token once leased.
 _Created = tuple[int, int, dict[str, Any], int, str | None]
 
@@ -205,7 +206,7 @@ class TrialLifecycle:
             answer, value = self._reports_through_optuna(trial_id, spec, reports, lease)
             pruned: TrialOutcome = ([value], {})
             ended = answer.prune and self._end_in_one_transaction(
-                trial_id, TrialState.PRUNED, lambda: pruned, None
+                trial_id, TrialState.PRUNED, lambda _: pruned, None
             )
             if answer.prune and not ended:
                 raise Conflict(f"trial {trial_id} has already finished", field="trial_id")
@@ -284,7 +285,7 @@ class TrialLifecycle:
         the end of its lease, in one transaction (service.storage.optuna_rows); ``False`` if it
         had ended."""
 
-        def outcome() -> TrialOutcome:  # checked once the lease is known to be the caller's
+        def outcome(_: Session) -> TrialOutcome:  # checked once the lease is the caller's
             final = complete_values(spec, ending.value, ending.values, ending.figures)
             figures = figure_attrs(spec, ending.figures)
             return final, {**figures, **epoch_metrics_attrs(ending.epoch_metrics)}
@@ -297,7 +298,7 @@ class TrialLifecycle:
         self,
         trial_id: int,
         state: TrialState,
-        outcome: Callable[[], TrialOutcome],
+        outcome: OutcomeOf,
         lease: str | None,
         last_reports: list[tuple[int, float]] | None = None,
     ) -> bool:
@@ -315,7 +316,7 @@ class TrialLifecycle:
             self.leases.release_in(session, trial_id, lease)
             if last_reports:
                 self._trial_rows.record_last_reports(session, trial_id, last_reports)
-            values, attrs = outcome()
+            values, attrs = outcome(session)
             self._trial_rows.record_completion(session, trial_id, values or [], attrs)
         return True
 
@@ -335,19 +336,23 @@ class TrialLifecycle:
         if trial.state.is_finished():
             return False
 
-        def outcome() -> TrialOutcome:
+        def outcome(session: Session) -> TrialOutcome:
             attrs: dict[str, Any] = dict(epoch_metrics_attrs(epoch_metrics))
             if state == TrialState.FAIL:
                 attrs[FAIL_REASON_ATTR] = reason or "failed"
-            return final_values(trial, state, value, spec), attrs
+            last = value
+            if state == TrialState.PRUNED and value is None:  # its last report, read as it ends
+                last = self._trial_rows.last_intermediate_value(session, trial_id)
+            return final_values(trial, state, last, spec), attrs
 
         return self._end_in_one_transaction(trial_id, state, outcome, lease)
 
-    def fail(self, trial_id: int, reason: str) -> bool:
-        """Mark a running trial failed, with the reason, and end its lease, in one transaction
-        (the reaper's and the dispatcher's way out); ``False`` if it had ended meanwhile."""
-        failed: TrialOutcome = (None, {FAIL_REASON_ATTR: reason})
-        return self._end_in_one_transaction(trial_id, TrialState.FAIL, lambda: failed, None)
+    def fail(self, trial_id: int, reason: str, attrs: dict[str, Any] | None = None) -> bool:
+        """Mark a running trial failed, with the reason (and system attributes ``attrs``), and
+        end its lease, in one transaction (the reaper's and the dispatcher's way out); ``False``
+        if it had ended meanwhile (a completion came first): then nothing is written."""
+        failed: TrialOutcome = (None, {**(attrs or {}), FAIL_REASON_ATTR: reason})
+        return self._end_in_one_transaction(trial_id, TrialState.FAIL, lambda _: failed, None)
 
     def retry(
         self, study_id: int, failed: FrozenTrial, attempt: int, seed: int | None
@@ -358,6 +363,8 @@ class TrialLifecycle:
         retry = self.create_trial(
             study_id, spec, total, params=failed.params, attempt=attempt, seed=seed
         )
+        # Through Optuna's storage, while the failed trial still runs: its cache holds a trial
+        # once finished, and would not see a mark written past it afterwards.
         self._storage.set_trial_system_attr(failed._trial_id, RETRIED_BY_ATTR, retry.trial_id)
         return retry
 
@@ -514,8 +521,7 @@ class TrialLifecycle:
                     self.leases.mark_unsent(trial._trial_id, retry_in_s=0)
                 else:
                     reason = "its creation was cut short (database outage) before it was leased"
-                    self._storage.set_trial_system_attr(trial._trial_id, REPLACED_ATTR, reason)
-                    self.fail(trial._trial_id, reason)
+                    self.fail(trial._trial_id, reason, {REPLACED_ATTR: reason})
             return len(orphans)
 
     def _unleased_running(self, study_id: int) -> list[FrozenTrial]:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from service.errors import Conflict, Unavailable
+from service.errors import NotFound, Unavailable
 from service.storage.migrations import upgrade_to_head
 from service.storage.sqlite_writer import connection_class
 from service.storage.tables import ServiceTable
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30
 SCHEMA_LOCK_KEY = 0x48504F5343484D41  # "HPOSCHMA": a one-argument advisory key of its own
 UNREACHABLE = "the study database cannot be reached"
-CHANGED_MEANWHILE = "it was changed or deleted by another request meanwhile: read it again"
+DELETED_MEANWHILE = "it was deleted by another request meanwhile"  # no table has a version column
 
 
 class Database:
@@ -92,9 +92,9 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on any error: ``Unavailable`` when the
-        database cannot be reached, ``Conflict`` when a row it read was changed or deleted by
-        another request before its write (an ORM write that found no row; SQLite takes no lock
-        on a read)."""
+        database cannot be reached, ``NotFound`` when a row it read was deleted by another
+        request before its write (an ORM write that found no row; SQLite takes no lock on a
+        read)."""
         session = self._sessions()
         try:
             yield session
@@ -104,9 +104,9 @@ class Database:
             if _unreachable(error):
                 raise Unavailable(UNREACHABLE) from error
             raise
-        except StaleDataError as error:  # the row went (or changed) after this session read it
+        except StaleDataError as error:  # the row went after this session read it
             session.rollback()
-            raise Conflict(CHANGED_MEANWHILE) from error
+            raise NotFound(DELETED_MEANWHILE) from error
         except BaseException:
             session.rollback()
             raise

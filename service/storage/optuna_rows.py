@@ -76,7 +76,7 @@ class OptunaTrialRows:
     def mark_ended(
         self, session: Session, trial_id: int, state: TrialState = TrialState.COMPLETE
     ) -> bool:
-        """End the trial in ``state`` (complete, or pruned) unless it has ended; whether it was
+        """End the trial in ``state`` (complete, pruned or failed) unless it has ended; whether it was
         ended. Its row stays locked to the end of the transaction: as a completion's first
         statement this write takes SQLite's lock too, so nothing ends the trial between this
         check and the commit (a pruning report has taken that lock already, with its lease's
@@ -131,6 +131,16 @@ class OptunaTrialRows:
         if rows:  # none for a failed trial, or one pruned before its first report
             session.execute(insert(VALUES), rows)
         self.set_system_attrs(session, trial_id, attrs)
+
+    def last_intermediate_value(self, session: Session, trial_id: int) -> float | None:
+        """The value of the trial's last reported step (``None`` before its first report)."""
+        found = session.scalar(
+            select(INTERMEDIATE.c.intermediate_value)
+            .where(INTERMEDIATE.c.trial_id == trial_id)
+            .order_by(INTERMEDIATE.c.step.desc())
+            .limit(1)
+        )
+        return None if found is None else float(found)
 
     def record_last_reports(
         self, session: Session, trial_id: int, reports: list[tuple[int, float]]

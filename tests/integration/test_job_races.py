@@ -1,5 +1,5 @@
 """A study job deleted (with its study) while a worker's request about it is half done: the
-request is refused as a conflict (SQLite) or waits for it (PostgreSQL), never an error of the
+request is told the job is gone (404, SQLite) or the deletion waits for it (PostgreSQL), never an error of the
 storage layer (the API's 500)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.errors import Conflict
+from service.errors import NotFound
 from service.job_store import JobKind, JobState, JobStore
 from service.storage.database import Database
 
@@ -37,7 +37,7 @@ def test_a_job_deleted_while_it_is_being_started_is_refused_or_waited_for(
     if holds_row:
         assert jobs.start(job.job_id, lease_s=60).state == JobState.RUNNING
     else:
-        with pytest.raises(Conflict, match="changed or deleted by another request"):
+        with pytest.raises(NotFound, match="deleted by another request"):
             jobs.start(job.job_id, lease_s=60)
     deletion.join(timeout=30)
     assert not deletion.is_alive()

@@ -418,6 +418,30 @@ def test_a_failed_or_pruned_end_is_one_writing_transaction(database_url: str) ->
         database.dispose()
 
 
+def test_a_prune_on_optuna_s_general_path_and_one_before_any_report_end_the_trial(
+    database_url: str,
+) -> None:
+    """A pruner other than Hyperband prunes through Optuna's path; the trial ends pruned with the
+    report's value and its lease goes. A trial pruned before its first report has no value."""
+    database = Database(database_url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    threshold = {"name": "threshold", "upper": 1.0}
+    try:
+        study = tuner.create_study(spec(n_trials=2, concurrent=2, pruner=threshold))
+        high, early = tuner.ask(study.study_id), tuner.ask(study.study_id)
+        assert tuner.report(high.trial_id, 1, 0.5, high.lease) is False
+        assert tuner.report(high.trial_id, 2, 5.0, high.lease) is True
+        tuner.complete(early.trial_id, TrialState.PRUNED, None, None, early.lease)
+        assert tuner.trials.leases.leased_trials(study.study_id) == set()
+        stored = stored_trial(database_url, study.name, high.trial_id)
+        assert stored.state == TrialState.PRUNED and stored.value == 5.0
+        assert stored.intermediate_values == {1: 0.5, 2: 5.0}
+        stored = stored_trial(database_url, study.name, early.trial_id)
+        assert stored.state == TrialState.PRUNED and stored.values is None
+    finally:
+        database.dispose()
+
+
 def test_a_completion_is_one_writing_transaction_and_optuna_reads_it_back(
     database_url: str,
 ) -> None:
