@@ -258,10 +258,7 @@ class HPOJSONClient:
     def plot_png(self, study_id: int, kind: str) -> bytes:
         """A PNG figure of the study: ``history``, ``intermediate``, ``importance`` or
         ``parallel_coordinate``."""
-        path = f"/studies/{study_id}/plots/{kind}.png"
-        answer = self._transport.call("GET", path, self._idempotent_retries)
-        _raise_for_status(answer, path)
-        return answer.content
+        return self._raw("GET", f"/studies/{study_id}/plots/{kind}.png").content
 
     def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
         idempotent = method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS

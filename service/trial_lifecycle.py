@@ -205,10 +205,9 @@ class TrialLifecycle:
         if decided is None:
             answer, value = self._reports_through_optuna(trial_id, spec, reports, lease)
             pruned: TrialOutcome = ([value], {})
-            ended = answer.prune and self._end_in_one_transaction(
+            if answer.prune and not self._end_in_one_transaction(
                 trial_id, TrialState.PRUNED, lambda _: pruned, None
-            )
-            if answer.prune and not ended:
+            ):
                 raise Conflict(f"trial {trial_id} has already finished", field="trial_id")
         else:  # a prune ended the trial in the reports' own transaction
             decision, _ = decided
@@ -332,9 +331,6 @@ class TrialLifecycle:
     ) -> bool:
         """A pruned or failed end (its values, reason and epoch records, and the end of its
         lease) in one transaction; ``False`` if it had ended."""
-        trial = self._trial(trial_id)  # a pruned trial without a value ends with its last report's
-        if trial.state.is_finished():
-            return False
 
         def outcome(session: Session) -> TrialOutcome:
             attrs: dict[str, Any] = dict(epoch_metrics_attrs(epoch_metrics))
@@ -343,7 +339,7 @@ class TrialLifecycle:
             last = value
             if state == TrialState.PRUNED and value is None:  # its last report, read as it ends
                 last = self._trial_rows.last_intermediate_value(session, trial_id)
-            return final_values(trial, state, last, spec), attrs
+            return final_values(state, last, spec), attrs
 
         return self._end_in_one_transaction(trial_id, state, outcome, lease)
 

@@ -45,22 +45,15 @@ def complete_values(
     return found
 
 
-def final_values(
-    trial: FrozenTrial, state: TrialState, value: float | None, spec: StudySpec
-) -> list[float] | None:
-    """The values a pruned or failed trial finishes with: the last reported when pruned (a study
-    of several objectives is never pruned: none), none when failed. A complete trial's are
-    :func:`complete_values`."""
+def final_values(state: TrialState, value: float | None, spec: StudySpec) -> list[float] | None:
+    """The values a pruned or failed trial finishes with: ``value`` when pruned (its last report
+    where the worker sends none; a study of several objectives is never pruned: none), none when
+    failed. A complete trial's are :func:`complete_values`."""
     assert state != TrialState.COMPLETE, "a completion's values are complete_values'"
-    if state == TrialState.PRUNED and spec.multi_objective:
+    if state != TrialState.PRUNED or spec.multi_objective or value is None:
         return None
-    if state == TrialState.PRUNED:
-        if value is not None:
-            require_finite(value, "value")
-            return [value]
-        last = trial.last_step
-        return [trial.intermediate_values[last]] if last is not None else None
-    return None
+    require_finite(value, "value")
+    return [value]
 
 
 def repeated_completion(
