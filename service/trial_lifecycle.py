@@ -553,5 +553,5 @@ class TrialLifecycle:
         """The running trial's number; ``Conflict`` once it finished. One plain read (the claim,
         heartbeats and uploads need no more than the state: not Optuna's whole trial)."""
         self.study_of(trial_id)
-        with self._database.engine.connect() as connection:
+        with self._database.reading() as connection:
             return self._trial_rows.running_number(connection, trial_id, hold=False)

@@ -21,6 +21,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from service.errors import NotFound, Unavailable
 from service.storage.migrations import upgrade_to_head
+from service.storage.read_connections import connect_for_reads
 from service.storage.sqlite_writer import connection_class
 from service.storage.tables import ServiceTable
 from service.storage.trial_reader import CoreReadRDBStorage
@@ -117,7 +118,7 @@ class Database:
     def reading(self) -> Iterator[Connection]:
         """A connection for reads (no ORM session), its errors told as :meth:`session` tells them."""
         try:
-            with self.engine.connect() as connection:
+            with connect_for_reads(self.engine) as connection:
                 yield connection
         except (OperationalError, DBAPIError) as error:
             if _unreachable(error):

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, text
 
+from service.storage.read_connections import connect_for_reads
+
 ADVISORY_LOCK_NAMESPACE = (
     0x4850  # "HP": keeps the service's keys apart from other users of the database
 )
@@ -34,14 +36,13 @@ class StudyLocks:
             if not self._cross_process:
                 yield
                 return
-            with self._engine.connect() as connection:
+            with connect_for_reads(self._engine) as connection:  # no BEGIN or COMMIT to send
                 key = {"ns": ADVISORY_LOCK_NAMESPACE, "id": study_id}
                 connection.execute(text("SELECT pg_advisory_lock(:ns, :id)"), key)
                 try:
                     yield
                 finally:
                     connection.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), key)
-                    connection.commit()
 
     @contextmanager
     def try_hold(self, key: int) -> Iterator[bool]:
@@ -54,7 +55,7 @@ class StudyLocks:
             if not self._cross_process:
                 yield True
                 return
-            with self._engine.connect() as connection:
+            with connect_for_reads(self._engine) as connection:
                 yield from self._try_advisory(connection, key)
         finally:
             lock.release()
@@ -67,7 +68,6 @@ class StudyLocks:
         finally:
             if taken:
                 connection.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), params)
-            connection.commit()
 
     def _process_lock(self, study_id: int) -> threading.Lock:
         with self._guard:

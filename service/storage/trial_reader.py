@@ -34,6 +34,7 @@ from service.storage.optuna_tables import (
     USER_ATTRS,
     VALUES,
 )
+from service.storage.read_connections import connect_for_reads
 
 # More unfinished trials than this are read as "every trial from the oldest of them on", and
 # the others dropped here: an IN list that long would pass SQLite's limit on bound variables.
@@ -68,7 +69,7 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
         if states is not None:
             assert isinstance(states, Iterable)
             in_states = and_(chosen, TRIALS.c.state.in_(list(states)))
-        with self.engine.connect() as connection:
+        with connect_for_reads(self.engine) as connection:
             # Child rows by the trials' ids alone, not their states, which may change meanwhile.
             trials = _read_trials(connection, in_states, children_of=chosen)
             if not trials:
@@ -81,7 +82,7 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """The trial with this id; ``KeyError`` where there is none (as Optuna's)."""
-        with self.engine.connect() as connection:
+        with connect_for_reads(self.engine) as connection:
             trials = _read_trials(connection, TRIALS.c.trial_id == trial_id)
         if not trials:
             raise KeyError(models.NOT_FOUND_MSG)

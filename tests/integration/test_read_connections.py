@@ -1,0 +1,100 @@
+"""Reads on PostgreSQL leave no transaction to end, and the study lock still holds across them.
+
+service.storage.read_connections gives reads (the study's record, Optuna's trials, a trial's
+state) and the study lock an autocommit connection on PostgreSQL: no ``BEGIN`` before them and no
+``ROLLBACK`` after. The study lock is a session-level advisory lock: it must hold from ``hold``'s
+start to its end across processes, not only for the statement that took it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import Connection, create_engine, event, text
+
+from service.storage.database import Database
+from service.storage.study_lock import StudyLocks
+
+STUDY_ID = 7
+
+
+@pytest.fixture
+def postgres_url(new_database_url: Callable[[str], str]) -> str:
+    return new_database_url("postgresql")
+
+
+@pytest.fixture
+def database(postgres_url: str) -> Iterator[Database]:
+    database = Database(postgres_url)
+    yield database
+    database.dispose()
+
+
+def server_transaction_status(connection: Connection) -> psycopg.pq.TransactionStatus:
+    """Whether the server holds a transaction open on this connection (psycopg's view)."""
+    raw = connection.connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    return raw.info.transaction_status
+
+
+def test_a_read_opens_no_transaction_on_the_server(database: Database) -> None:
+    with database.reading() as connection:
+        assert connection.execute(text("SELECT count(*) FROM trials")).scalar() == 0
+        assert server_transaction_status(connection) == psycopg.pq.TransactionStatus.IDLE
+    with database.engine.connect() as plain:  # a connection of the engine's own kind does
+        plain.execute(text("SELECT 1"))
+        assert server_transaction_status(plain) == psycopg.pq.TransactionStatus.INTRANS
+
+
+def test_optuna_s_trial_reads_open_no_transaction(database: Database) -> None:
+    seen: list[psycopg.pq.TransactionStatus] = []
+    engine = database.optuna._backend.engine  # type: ignore[attr-defined]
+
+    def after(connection: Connection, *_: object) -> None:
+        seen.append(server_transaction_status(connection))
+
+    study_id = database.optuna.create_new_study([], "reads")
+    database.optuna.create_new_trial(study_id)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        trials = database.optuna.get_all_trials(study_id)
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    assert len(trials) == 1
+    assert seen and set(seen) == {psycopg.pq.TransactionStatus.IDLE}
+
+
+def test_the_study_lock_holds_across_processes_until_its_block_ends(
+    database: Database, postgres_url: str
+) -> None:
+    """Another API process (its own engine) cannot take the study's lock while a block holds
+    it, and can as soon as the block ends."""
+    other_process = create_engine(postgres_url)
+    others = StudyLocks(other_process)
+    taken_inside: list[bool] = []
+    holding, checked = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with database_locks.hold(STUDY_ID):
+            with database.reading() as connection:  # statements run while it is held
+                connection.execute(text("SELECT 1"))
+            holding.set()
+            checked.wait(10)
+
+    database_locks = StudyLocks(database.engine)
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with others.try_hold(STUDY_ID) as taken:
+            taken_inside.append(taken)
+    finally:
+        checked.set()
+        holder.join(10)
+    with others.try_hold(STUDY_ID) as taken:
+        taken_inside.append(taken)
+    other_process.dispose()
+    assert taken_inside == [False, True]
