@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,18 +33,89 @@ class TrialCounts:
         ``total`` is what the budget sees: the retried run's retry stands in its place, and
         copied trials are history, not budget.
         """
+        return cls.of_classes(len(trials), Counter(_counted_as(trial) for trial in trials))
+
+    @classmethod
+    def of_classes(cls, trials: int, counted: Counter[str]) -> TrialCounts:
+        """Counts of ``trials`` trials, ``counted`` by what each is counted as (``_counted_as``)."""
         by_state: dict[str, int] = {state.name.lower(): 0 for state in TrialState}
         by_state["retried"] = 0
         by_state["copied"] = 0
-        for trial in trials:
-            by_state[_counted_as(trial)] += 1
-        total = len(trials) - by_state["retried"] - by_state["copied"]
+        for counted_as, how_many in counted.items():
+            by_state[counted_as] += how_many
+        total = trials - by_state["retried"] - by_state["copied"]
         return cls(total=total, running=by_state["running"], by_state=by_state)
 
     def with_one_started(self) -> TrialCounts:
         """The counts once one new trial runs (none was waiting to be popped)."""
         by_state = {**self.by_state, "running": self.by_state.get("running", 0) + 1}
         return TrialCounts(total=self.total + 1, running=self.running + 1, by_state=by_state)
+
+
+class TallyOutOfStep(Exception):
+    """The trials given do not continue the ones the tally has seen (another study, or a list
+    not indexed by trial number)."""
+
+
+class TrialTally:
+    """One study's trials counted as :meth:`TrialCounts.of` counts them, each finished trial once.
+
+    Counting every trial on every ask and every refill grew with the study: 4.8 ms at 10,000
+    trials. A finished trial is counted for good: its state is final, and what it counts as is
+    written while it runs or in the transaction that ends it (a retry's mark, a replacement's, a
+    warm start's copy), as Optuna's cached storage, which reads a finished trial once, requires.
+    So only the trials new since the last count and those that had not finished are looked at.
+    """
+
+    def __init__(self) -> None:
+        self._finished: Counter[str] = Counter()
+        self._seen = 0  # trials[:seen] have been looked at
+        self._open: set[int] = set()  # numbers of those that had not finished then
+
+    def counts(self, trials: Sequence[FrozenTrial]) -> TrialCounts:
+        """Counts of ``trials``: every trial of the study, trial ``i`` at index ``i``."""
+        if len(trials) < self._seen:
+            raise TallyOutOfStep(f"{len(trials)} trials, {self._seen} seen before")
+        self._open.update(range(self._seen, len(trials)))
+        self._seen = len(trials)
+        unfinished: Counter[str] = Counter()
+        for number in sorted(self._open):
+            trial = trials[number]
+            if trial.number != number:
+                raise TallyOutOfStep(f"trial at {number} is numbered {trial.number}")
+            if trial.state.is_finished():
+                self._finished[_counted_as(trial)] += 1
+                self._open.discard(number)
+            else:
+                unfinished[_counted_as(trial)] += 1
+        return TrialCounts.of_classes(len(trials), self._finished + unfinished)
+
+
+class StudyTallies:
+    """The :class:`TrialTally` of each study this process has counted (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._tallies: dict[int, TrialTally] = {}
+        self._guard = threading.Lock()
+
+    def counts(self, study_id: int, trials: Sequence[FrozenTrial]) -> TrialCounts:
+        """Counts of ``trials``, all of the study's; a tally out of step is started anew."""
+        with self._guard:
+            tally = self._tallies.setdefault(study_id, TrialTally())
+            try:
+                return tally.counts(trials)
+            except TallyOutOfStep:
+                self._tallies[study_id] = tally = TrialTally()
+            try:
+                return tally.counts(trials)
+            except TallyOutOfStep:  # not indexed by number: counted whole, nothing kept
+                del self._tallies[study_id]
+                return TrialCounts.of(list(trials))
+
+    def forget(self, study_id: int) -> None:
+        """Drop a deleted study's tally."""
+        with self._guard:
+            self._tallies.pop(study_id, None)
 
 
 def _counted_as(trial: FrozenTrial) -> str:

@@ -37,6 +37,7 @@ from service.study_store import StudyState, StudyStore
 from service.trial_counts import (
     REPLACED_ATTR,
     RETRIED_BY_ATTR,
+    StudyTallies,
     TrialCounts,
     is_done,
     why_no_trial_may_start,
@@ -82,6 +83,7 @@ class TrialLifecycle:
         self.locks = StudyLocks(database.engine)
         self.hyperband_reports = HyperbandReports(database, leases)
         self.mirrors = StudyMirrors()
+        self.tallies = StudyTallies()
         self._trial_rows = OptunaTrialRows()
         self._study_of_trial: dict[int, int] = {}
 
@@ -94,7 +96,7 @@ class TrialLifecycle:
                 raise BudgetExhausted(f"the study is {record.state}", field="study_id")
             spec = self._store.spec_of(record)
             trials = self._storage.get_all_trials(study_id, deepcopy=False)
-            counts = TrialCounts.of(trials)
+            counts = self.tallies.counts(study_id, trials)
             reason = why_no_trial_may_start(spec, counts, record.created_at)
             if reason is not None:
                 raise BudgetExhausted(f"no trial may start: {reason}", field="study_id")
@@ -111,7 +113,7 @@ class TrialLifecycle:
                 return []
             spec = self._store.spec_of(record)
             trials = self._storage.get_all_trials(study_id, deepcopy=False)
-            counts = TrialCounts.of(trials)
+            counts = self.tallies.counts(study_id, trials)
             started: list[TrialAssignment] = []
             if self._target_reached(study_id, spec):
                 self._complete_study(study_id)
@@ -126,7 +128,8 @@ class TrialLifecycle:
                 started.append(assignment)
                 history = None  # out of date now: a further trial reads the study afresh
                 if counts.by_state.get("waiting", 0):  # an enqueued trial is popped, not added
-                    counts = TrialCounts.of(self._storage.get_all_trials(study_id, deepcopy=False))
+                    trials = self._storage.get_all_trials(study_id, deepcopy=False)
+                    counts = self.tallies.counts(study_id, trials)
                 else:
                     counts = counts.with_one_started()
             if is_done(spec, counts, record.created_at):
@@ -366,7 +369,8 @@ class TrialLifecycle:
 
     def counts(self, study_id: int) -> TrialCounts:
         """The study's trials counted by state."""
-        return TrialCounts.of(self._storage.get_all_trials(study_id, deepcopy=False))
+        trials = self._storage.get_all_trials(study_id, deepcopy=False)
+        return self.tallies.counts(study_id, trials)
 
     def study_of(self, trial_id: int) -> int:
         """The id of the study a trial belongs to (a fixed fact, kept in memory once read)."""

@@ -193,6 +193,7 @@ class Tuner:
             self._store.delete(study_id)
             self.trials.hyperband_reports.forget(study_id)
             self.trials.mirrors.forget(study_id)
+            self.trials.tallies.forget(study_id)
             self.checkpoints.delete_study(study_id)
             self.jobs.delete_study(study_id)
 
