@@ -7,6 +7,7 @@ so the process lock is enough there.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, Engine, text
 
 from service.storage.read_connections import connect_for_reads
 
+logger = logging.getLogger(__name__)
 ADVISORY_LOCK_NAMESPACE = (
     0x4850  # "HP": keeps the service's keys apart from other users of the database
 )
@@ -42,7 +44,7 @@ class StudyLocks:
                 try:
                     yield
                 finally:
-                    connection.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), key)
+                    _unlock(connection, key)
 
     @contextmanager
     def try_hold(self, key: int) -> Iterator[bool]:
@@ -67,8 +69,20 @@ class StudyLocks:
             yield bool(taken)
         finally:
             if taken:
-                connection.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), params)
+                _unlock(connection, params)
 
     def _process_lock(self, study_id: int) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(study_id, threading.Lock())
+
+
+def _unlock(connection: Connection, key: dict[str, int]) -> None:
+    """Give the advisory lock back. Where that fails (the connection lost meanwhile, say), the
+    connection is dropped, not pooled: the server ends a session's locks with it, and a pooled
+    connection still holding the lock would stop every other process at that study. Not raised:
+    the block's own outcome stands (its error, or its work, already committed)."""
+    try:
+        connection.execute(text("SELECT pg_advisory_unlock(:ns, :id)"), key)
+    except Exception:
+        logger.warning("advisory lock %s: not given back; its connection is dropped", key["id"])
+        connection.invalidate()

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Connection, create_engine, event, text
 
 from service.storage.database import Database
-from service.storage.study_lock import StudyLocks
+from service.storage.study_lock import ADVISORY_LOCK_NAMESPACE, StudyLocks
 
 STUDY_ID = 7
 
@@ -49,6 +49,22 @@ def test_a_read_opens_no_transaction_on_the_server(database: Database) -> None:
         assert server_transaction_status(plain) == psycopg.pq.TransactionStatus.INTRANS
 
 
+def test_a_read_s_connection_goes_back_to_the_pool_out_of_autocommit(postgres_url: str) -> None:
+    """The same pooled connection, taken next for a write, runs in a transaction again (a
+    ``FOR UPDATE`` there must keep its row locked to the commit)."""
+    database = Database(postgres_url, pool_size=1)
+    try:
+        with database.reading() as connection:
+            read_on = connection.connection.dbapi_connection
+            connection.execute(text("SELECT 1"))
+        with database.engine.connect() as connection:
+            assert connection.connection.dbapi_connection is read_on  # one connection pooled
+            connection.execute(text("SELECT 1"))
+            assert server_transaction_status(connection) == psycopg.pq.TransactionStatus.INTRANS
+    finally:
+        database.dispose()
+
+
 def test_optuna_s_trial_reads_open_no_transaction(database: Database) -> None:
     seen: list[psycopg.pq.TransactionStatus] = []
     engine = database.optuna._backend.engine  # type: ignore[attr-defined]
@@ -61,10 +77,11 @@ def test_optuna_s_trial_reads_open_no_transaction(database: Database) -> None:
     event.listen(engine, "after_cursor_execute", after)
     try:
         trials = database.optuna.get_all_trials(study_id)
+        database.optuna._backend.get_trial(trials[0]._trial_id)  # type: ignore[attr-defined]
     finally:
         event.remove(engine, "after_cursor_execute", after)
     assert len(trials) == 1
-    assert seen and set(seen) == {psycopg.pq.TransactionStatus.IDLE}
+    assert len(seen) >= 2 and set(seen) == {psycopg.pq.TransactionStatus.IDLE}
 
 
 def test_the_study_lock_holds_across_processes_until_its_block_ends(
@@ -98,3 +115,28 @@ def test_the_study_lock_holds_across_processes_until_its_block_ends(
         taken_inside.append(taken)
     other_process.dispose()
     assert taken_inside == [False, True]
+
+
+def test_a_study_lock_whose_connection_was_lost_neither_fails_the_block_nor_stays_held(
+    database: Database, postgres_url: str
+) -> None:
+    """The lock's connection is cut while the block runs (the server ends its session, and the
+    lock with it): the block's work stands, and another process takes the lock at once."""
+    locks, others = StudyLocks(database.engine), StudyLocks(create_engine(postgres_url))
+    with database.engine.connect() as killer, locks.hold(STUDY_ID):
+        holder_pids = (
+            killer.execute(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns"
+                    " AND objid = :id AND granted"
+                ),
+                {"ns": ADVISORY_LOCK_NAMESPACE, "id": STUDY_ID},
+            )
+            .scalars()
+            .all()
+        )
+        assert len(holder_pids) == 1
+        killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder_pids[0]})
+        killer.commit()
+    with others.try_hold(STUDY_ID) as taken:
+        assert taken

@@ -97,12 +97,12 @@ def test_a_tally_looks_again_only_at_new_and_unfinished_trials() -> None:
     watched = Watched(trials)
     counts = tally.counts(watched)
     assert counts == TrialCounts.of(trials)
-    assert watched.read == {50, 51, 52}
+    assert watched.read == {0, 50, 51, 52}  # 0: the first finished trial it counted, in place
 
 
 def test_a_tally_out_of_step_is_started_again() -> None:
-    """Fewer trials than seen before, or a list not indexed by number (another study that took a
-    deleted one's id): counted afresh, as counting all trials counts them."""
+    """Fewer trials than seen before, or a list not indexed by number: counted afresh, as
+    counting all trials counts them."""
     tallies = StudyTallies()
     long = [trial(n, TrialState.COMPLETE) for n in range(5)]
     assert tallies.counts(1, long) == TrialCounts.of(long)
@@ -112,3 +112,15 @@ def test_a_tally_out_of_step_is_started_again() -> None:
     assert tallies.counts(1, misnumbered) == TrialCounts.of(misnumbered)
     tallies.forget(1)
     assert tallies.counts(1, long) == TrialCounts.of(long)
+
+
+def test_a_study_made_with_a_deleted_one_s_id_is_counted_afresh() -> None:
+    """SQLite hands a deleted study's id out again. The new study's trials, as many or more and
+    numbered alike (copied in from a warm start, say), are its own, not the deleted one's."""
+    tallies = StudyTallies()
+    deleted = [trial(n, TrialState.COMPLETE) for n in range(3)] + [trial(3, TrialState.RUNNING)]
+    tallies.counts(1, deleted)
+    made = [trial(n, TrialState.FAIL, **{COPIED_FROM_ATTR: 5}) for n in range(5)]
+    made.append(trial(5, TrialState.RUNNING))
+    assert tallies.counts(1, made) == TrialCounts.of(made)
+    assert tallies.counts(1, made).total == 1
