@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from service.leases import ExpiredLease
 from service.study_store import StudyState, StudyStore
+from service.trial_counts import RETRIED_BY_ATTR
 from service.trial_lifecycle import SEED_ATTR, TrialLifecycle
 
 logger = logging.getLogger(__name__)
@@ -57,17 +58,26 @@ class LeaseReaper:
                 return False
             retry = None
             if self._may_retry(lease):
-                # Created first: Optuna takes no mark on a trial once it has finished.
                 seed = trial.system_attrs.get(SEED_ATTR)
                 retry = self._lifecycle.retry(lease.study_id, trial, lease.attempt + 1, seed)
-            failed = self._lifecycle.fail(lease.trial_id, self._reason(lease))
+            # The failing, with the retry's mark, only while the lease is still expired: a
+            # heartbeat or report since then keeps the trial its worker's.
+            marked = None if retry is None else {RETRIED_BY_ATTR: retry.trial_id}
+            reason = self._reason(lease)
+            failed = self._lifecycle.fail(lease.trial_id, reason, marked, expired_before=now)
             if failed:
-                logger.warning("trial %s failed: %s", trial.number, self._reason(lease))
-            else:  # its worker's completion came in between; a retry made runs all the same
-                logger.warning("trial %s completed as its lease expired", trial.number)
-            if retry is not None:
-                self._lifecycle.send(retry)
-            return failed
+                logger.warning("trial %s failed: %s", trial.number, reason)
+                if retry is not None:
+                    self._lifecycle.send(retry)
+                return True
+            logger.warning("trial %s completed or was renewed as its lease expired", trial.number)
+            if retry is not None:  # not needed: failed, and outside the budget (the trial stands)
+                self._lifecycle.fail(
+                    retry.trial_id,
+                    f"not needed: trial {trial.number} completed or was renewed meanwhile",
+                    {RETRIED_BY_ATTR: lease.trial_id},
+                )
+            return False
 
     def _resend(self, lease: ExpiredLease) -> None:
         """A message the broker refused earlier goes out again (the trial is not failed for it)."""

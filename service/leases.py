@@ -73,6 +73,9 @@ _MARK_UNSENT = (
 )
 _RELEASE = delete(LEASES).where(LEASES.c.trial_id == bindparam("lease_trial_id"))
 _RELEASE_HOLDERS = _RELEASE.where(LEASES.c.token == bindparam("lease_token"))
+_RELEASE_EXPIRED = _RELEASE.where(
+    LEASES.c.expires_at < bindparam("expired_before", type_=LEASES.c.expires_at.type)
+)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,12 @@ class LeaseStore:
             if lease is not None:
                 _check_token(trial_id, lease.token, token)
                 raise _changed_meanwhile(trial_id)  # re-granted between the two statements
+
+    def release_expired_in(self, session: Session, trial_id: int, before: datetime) -> bool:
+        """Inside the caller's transaction: the lease goes if it expired before ``before``;
+        whether it did (a renewal or an end since leaves it, or its absence, as it is)."""
+        found = {"lease_trial_id": trial_id, "expired_before": before}
+        return bool(session.connection().execute(_RELEASE_EXPIRED, found).rowcount)
 
     def release(self, trial_id: int) -> None:
         """The trial ended: its lease goes."""

@@ -12,6 +12,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -36,7 +37,6 @@ from service.study_mirror import MirrorOutOfStep, StudyMirrors, mirrors
 from service.study_store import StudyState, StudyStore
 from service.trial_counts import (
     REPLACED_ATTR,
-    RETRIED_BY_ATTR,
     StudyTallies,
     TrialCounts,
     is_done,
@@ -66,6 +66,10 @@ TrialOutcome = tuple[list[float] | None, dict[str, Any]]
 OutcomeOf = Callable[[Session], TrialOutcome]  # read in the end's own transaction
 # A new trial: its database id, number, parameters, seed, and lease token once leased.
 _Created = tuple[int, int, dict[str, Any], int, str | None]
+
+
+class _LeaseNotExpired(Exception):
+    """The lease was renewed (or ended) after it was found expired: the end is rolled back."""
 
 
 class TrialLifecycle:
@@ -303,23 +307,32 @@ class TrialLifecycle:
         outcome: OutcomeOf,
         lease: str | None,
         last_reports: list[tuple[int, float]] | None = None,
+        *,
+        expired_before: datetime | None = None,
     ) -> bool:
         """End the trial in ``state`` with its last reports and the values (none: failed, or
         pruned before any report) and system attributes of its ``outcome``, and end its lease
         (``Conflict`` if ``lease`` is given and is not the lease's; it is checked before the
         outcome), all in one transaction: nothing lands between the end and the lease's.
-        ``False`` if it had ended."""
-        with self._database.session() as session:
-            if not self._trial_rows.mark_ended(session, trial_id, state):
-                if self._trial_rows.state_of(session, trial_id) is None:  # study deleted
-                    raise NotFound(f"no trial with id {trial_id}", field="trial_id")
-                return False
-            # Any refusal from here rolls the whole end back.
-            self.leases.release_in(session, trial_id, lease)
-            if last_reports:
-                self._trial_rows.record_last_reports(session, trial_id, last_reports)
-            values, attrs = outcome(session)
-            self._trial_rows.record_completion(session, trial_id, values or [], attrs)
+        ``expired_before``: only a lease that expired before then ends, and with it the trial.
+        ``False`` if it had ended, or its lease did not qualify (nothing is written then)."""
+        try:
+            with self._database.session() as session:
+                if not self._trial_rows.mark_ended(session, trial_id, state):
+                    if self._trial_rows.state_of(session, trial_id) is None:  # study deleted
+                        raise NotFound(f"no trial with id {trial_id}", field="trial_id")
+                    return False
+                # Any refusal from here rolls the whole end back.
+                if expired_before is None:
+                    self.leases.release_in(session, trial_id, lease)
+                elif not self.leases.release_expired_in(session, trial_id, expired_before):
+                    raise _LeaseNotExpired
+                if last_reports:
+                    self._trial_rows.record_last_reports(session, trial_id, last_reports)
+                values, attrs = outcome(session)
+                self._trial_rows.record_completion(session, trial_id, values or [], attrs)
+        except _LeaseNotExpired:
+            return False
         return True
 
     def _end_otherwise(
@@ -346,26 +359,35 @@ class TrialLifecycle:
 
         return self._end_in_one_transaction(trial_id, state, outcome, lease)
 
-    def fail(self, trial_id: int, reason: str, attrs: dict[str, Any] | None = None) -> bool:
+    def fail(
+        self,
+        trial_id: int,
+        reason: str,
+        attrs: dict[str, Any] | None = None,
+        *,
+        expired_before: datetime | None = None,
+    ) -> bool:
         """Mark a running trial failed, with the reason (and system attributes ``attrs``), and
         end its lease, in one transaction (the reaper's and the dispatcher's way out); ``False``
-        if it had ended meanwhile (a completion came first): then nothing is written."""
+        if it had ended meanwhile (a completion came first): then nothing is written.
+        ``expired_before`` (the reaper's): only while its lease is still expired then; a lease
+        renewed meanwhile keeps the trial running (``False``)."""
         failed: TrialOutcome = (None, {**(attrs or {}), FAIL_REASON_ATTR: reason})
-        return self._end_in_one_transaction(trial_id, TrialState.FAIL, lambda _: failed, None)
+        return self._end_in_one_transaction(
+            trial_id, TrialState.FAIL, lambda _: failed, None, expired_before=expired_before
+        )
 
     def retry(
         self, study_id: int, failed: FrozenTrial, attempt: int, seed: int | None
     ) -> TrialAssignment:
-        """Run a failed trial's parameters (and seed) again as a new trial, in its place in the budget."""
+        """Run a failing trial's parameters (and seed) again as a new trial, in its place in the
+        budget once the failed one carries its mark (``RETRIED_BY_ATTR``, written by the caller
+        in the transaction that fails it: Optuna's cached storage reads a finished trial once)."""
         spec = self._store.spec(study_id)
         total = self.counts(study_id).total
-        retry = self.create_trial(
+        return self.create_trial(
             study_id, spec, total, params=failed.params, attempt=attempt, seed=seed
         )
-        # Through Optuna's storage, while the failed trial still runs: its cache holds a trial
-        # once finished, and would not see a mark written past it afterwards.
-        self._storage.set_trial_system_attr(failed._trial_id, RETRIED_BY_ATTR, retry.trial_id)
-        return retry
 
     def counts(self, study_id: int) -> TrialCounts:
         """The study's trials counted by state."""

@@ -340,3 +340,85 @@ def test_a_trial_ended_before_its_dispatch_is_marked_sent_gets_no_lease_back(
     leases.release(TRIAL_ID)
     leases.mark_sent(TRIAL_ID)
     assert lease_of(database, TRIAL_ID) is None
+
+
+class RecordingDispatcher:
+    """Keeps the assignments it is given (no worker runs in these tests)."""
+
+    def __init__(self) -> None:
+        self.sent: list[TrialAssignment] = []
+
+    def dispatch(self, assignment: TrialAssignment) -> None:
+        self.sent.append(assignment)
+
+
+@contextmanager
+def renewed_once_found_expired(engine: Engine, renew: Callable[[], object]) -> Iterator[None]:
+    """Run ``renew`` once, right after the reaper read the lease and found it expired (its
+    re-read of one lease by trial id, under the study's lock) and before it fails the trial."""
+    done: list[bool] = []
+
+    def after(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        reread = statement.lstrip().startswith("SELECT") and "expires_at <" not in statement
+        if not done and reread and "hpo_trial_leases.trial_id =" in statement:
+            done.append(True)  # first: the renewal's own statements pass through here too
+            renew()
+
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    assert done, "the reaper never re-read the lease"
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_a_lease_renewed_after_the_reaper_found_it_expired_keeps_its_trial(
+    database: Database, trained: bool
+) -> None:
+    """An asker's heartbeat, or a worker's late claim of a dispatched trial, lands between the
+    reaper's check that the lease expired and its failing of the trial: the trial stays its
+    holder's and running. A retry the reaper made for it is failed as not needed, outside the
+    budget, and never sent."""
+    times = LeaseTimes(ttl_s=0.3, dispatch_timeout_s=0.3)
+    dispatcher = RecordingDispatcher()
+    sent = dispatcher.sent
+    tuner = Tuner(database, dispatcher, TrainerCatalog.installed(), times)
+    extra = {"trainer": {"name": "mlp", "dataset": "wine", "epochs": 3}} if trained else {}
+    definition = {
+        "name": f"renewed-{uuid.uuid4().hex[:8]}",
+        "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+        "pruner": {"name": "none"},
+        "budget": {"n_trials": 3, "max_concurrent_trials": 1},
+        **extra,
+    }
+    study = tuner.create_study(StudySpec.model_validate(definition))
+    if trained:
+        [first] = sent
+        trial_id = first.trial_id
+
+        def renew() -> object:
+            return tuner.claim(trial_id, "late-worker:1:task")
+    else:
+        asked = tuner.ask(study.study_id)
+        trial_id = asked.trial_id
+
+        def renew() -> object:
+            tuner.heartbeat(trial_id, asked.lease)
+            return True
+
+    time.sleep(0.4)  # its lease (or its dispatch's wait for a claim) has expired
+    with renewed_once_found_expired(database.engine, renew):
+        assert tuner.expire_leases() == []
+    views = {view.trial_id: view for view in tuner.study_trials(study.study_id)}
+    assert views[trial_id].state == "running"
+    assert lease_of(database, trial_id) is not None
+    others = [view for tid, view in views.items() if tid != trial_id]
+    if trained:  # the retry made before the failing was refused
+        [retry] = others
+        assert retry.state == "fail" and retry.retried_by == trial_id
+        assert "not needed" in (retry.fail_reason or "")
+        assert [assignment.trial_id for assignment in sent] == [trial_id]
+        assert tuner.study(study.study_id).counts["retried"] == 1
+    else:
+        assert others == []
