@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from service.leases import ExpiredLease
 from service.study_store import StudyState, StudyStore
-from service.trial_counts import RETRIED_BY_ATTR
+from service.trial_counts import RETRIED_BY_ATTR, UNNEEDED_RETRY_OF_ATTR
 from service.trial_lifecycle import SEED_ATTR, TrialLifecycle
 
 logger = logging.getLogger(__name__)
@@ -71,11 +71,11 @@ class LeaseReaper:
                     self._lifecycle.send(retry)
                 return True
             logger.warning("trial %s completed or was renewed as its lease expired", trial.number)
-            if retry is not None:  # not needed: failed, and outside the budget (the trial stands)
+            if retry is not None:  # not needed: failed unrun, outside the budget
                 self._lifecycle.fail(
                     retry.trial_id,
                     f"not needed: trial {trial.number} completed or was renewed meanwhile",
-                    {RETRIED_BY_ATTR: lease.trial_id},
+                    {UNNEEDED_RETRY_OF_ATTR: lease.trial_id},
                 )
             return False
 

@@ -15,6 +15,9 @@ from service.spec.study_spec import StudySpec
 RETRIED_BY_ATTR = "hpo:retried_by"
 REPLACED_ATTR = "hpo:replaced"  # lost to the service itself: a fresh trial takes its place
 COPIED_FROM_ATTR = "hpo:copied_from"  # copied from an earlier study (warm start): no budget
+# A retry the reaper made for a trial that was renewed or completed before it could be failed:
+# failed unrun, outside the budget (counted as retried: the trial itself stands in its place).
+UNNEEDED_RETRY_OF_ATTR = "hpo:unneeded_retry_of"
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def _counted_as(trial: FrozenTrial) -> str:
     attrs = trial.system_attrs
     if COPIED_FROM_ATTR in attrs:
         return "copied"
-    if RETRIED_BY_ATTR in attrs or REPLACED_ATTR in attrs:
+    if RETRIED_BY_ATTR in attrs or REPLACED_ATTR in attrs or UNNEEDED_RETRY_OF_ATTR in attrs:
         return "retried"
     return trial.state.name.lower()
 

@@ -353,40 +353,38 @@ class RecordingDispatcher:
 
 
 @contextmanager
-def renewed_once_found_expired(engine: Engine, renew: Callable[[], object]) -> Iterator[None]:
+def renewed_once_found_expired(engine: Engine, renew: Callable[[], object]) -> Iterator[list[str]]:
     """Run ``renew`` once, right after the reaper read the lease and found it expired (its
-    re-read of one lease by trial id, under the study's lock) and before it fails the trial."""
-    done: list[bool] = []
+    re-read of one lease by trial id, under the study's lock) and before it fails the trial.
+    Yields what happened in order: "renewed", then "failing" for each failing statement (the
+    conditional DELETE of an expired lease) run after it."""
+    happened: list[str] = []
 
     def after(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        reread = statement.lstrip().startswith("SELECT") and "expires_at <" not in statement
-        if not done and reread and "hpo_trial_leases.trial_id =" in statement:
-            done.append(True)  # first: the renewal's own statements pass through here too
+        sql = statement.lstrip()
+        reread = sql.startswith("SELECT") and "expires_at <" not in sql
+        if not happened and reread and "hpo_trial_leases.trial_id =" in sql:
+            happened.append("renewed")  # first: the renewal's own statements pass here too
             renew()
+        elif happened and sql.startswith("DELETE FROM hpo_trial_leases") and "expires_at <" in sql:
+            happened.append("failing")
 
     event.listen(engine, "after_cursor_execute", after)
     try:
-        yield
+        yield happened
     finally:
         event.remove(engine, "after_cursor_execute", after)
-    assert done, "the reaper never re-read the lease"
 
 
-@pytest.mark.parametrize("trained", [False, True])
-def test_a_lease_renewed_after_the_reaper_found_it_expired_keeps_its_trial(
-    database: Database, trained: bool
-) -> None:
-    """An asker's heartbeat, or a worker's late claim of a dispatched trial, lands between the
-    reaper's check that the lease expired and its failing of the trial: the trial stays its
-    holder's and running. A retry the reaper made for it is failed as not needed, outside the
-    budget, and never sent."""
+def expiring_study(database: Database, trained: bool) -> tuple[Tuner, RecordingDispatcher, int]:
+    """A study whose one running trial's lease (or dispatch's wait for a claim) lasts 0.3 s:
+    an asked trial, or with a trainer a dispatched one. The tuner, its dispatcher, the trial."""
     times = LeaseTimes(ttl_s=0.3, dispatch_timeout_s=0.3)
     dispatcher = RecordingDispatcher()
-    sent = dispatcher.sent
     tuner = Tuner(database, dispatcher, TrainerCatalog.installed(), times)
     extra = {"trainer": {"name": "mlp", "dataset": "wine", "epochs": 3}} if trained else {}
     definition = {
-        "name": f"renewed-{uuid.uuid4().hex[:8]}",
+        "name": f"expiring-{uuid.uuid4().hex[:8]}",
         "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
         "pruner": {"name": "none"},
         "budget": {"n_trials": 3, "max_concurrent_trials": 1},
@@ -394,31 +392,61 @@ def test_a_lease_renewed_after_the_reaper_found_it_expired_keeps_its_trial(
     }
     study = tuner.create_study(StudySpec.model_validate(definition))
     if trained:
-        [first] = sent
-        trial_id = first.trial_id
+        [first] = dispatcher.sent
+        return tuner, dispatcher, first.trial_id
+    return tuner, dispatcher, tuner.ask(study.study_id).trial_id
 
-        def renew() -> object:
-            return tuner.claim(trial_id, "late-worker:1:task")
-    else:
-        asked = tuner.ask(study.study_id)
-        trial_id = asked.trial_id
 
-        def renew() -> object:
-            tuner.heartbeat(trial_id, asked.lease)
-            return True
+@pytest.mark.parametrize("trained", [False, True])
+def test_a_lease_renewed_after_the_reaper_found_it_expired_keeps_its_trial(
+    database: Database, trained: bool
+) -> None:
+    """An asker's heartbeat, or a worker's late claim of a dispatched trial, lands between the
+    reaper's check that the lease expired and its failing of the trial: the failing is refused,
+    and the trial stays its holder's and running. A retry the reaper made for it is failed
+    unrun, outside the budget, and never sent."""
+    tuner, dispatcher, trial_id = expiring_study(database, trained)
+    study_id = tuner.trials.study_of(trial_id)
+    lease = lease_of(database, trial_id)
+    assert lease is not None
 
-    time.sleep(0.4)  # its lease (or its dispatch's wait for a claim) has expired
-    with renewed_once_found_expired(database.engine, renew):
+    def renew() -> None:
+        if trained:
+            tuner.claim(trial_id, "late-worker:1:task")
+        else:
+            tuner.heartbeat(trial_id, lease.token)
+
+    time.sleep(0.4)  # expired
+    with renewed_once_found_expired(database.engine, renew) as happened:
         assert tuner.expire_leases() == []
-    views = {view.trial_id: view for view in tuner.study_trials(study.study_id)}
-    assert views[trial_id].state == "running"
-    assert lease_of(database, trial_id) is not None
-    others = [view for tid, view in views.items() if tid != trial_id]
-    if trained:  # the retry made before the failing was refused
+    assert happened == ["renewed", "failing"]  # the failing came after, and was refused
+    views = {view.trial_id: view for view in tuner.study_trials(study_id)}
+    assert views[trial_id].state == "running" and lease_of(database, trial_id) is not None
+    others = [view for view in views.values() if view.trial_id != trial_id]
+    if trained:
         [retry] = others
-        assert retry.state == "fail" and retry.retried_by == trial_id
-        assert "not needed" in (retry.fail_reason or "")
-        assert [assignment.trial_id for assignment in sent] == [trial_id]
-        assert tuner.study(study.study_id).counts["retried"] == 1
+        assert retry.state == "fail" and "not needed" in (retry.fail_reason or "")
+        assert retry.retried_by is None and views[trial_id].retried_by is None
+        assert [assignment.trial_id for assignment in dispatcher.sent] == [trial_id]
+        counts = tuner.study(study_id).counts
+        assert counts["running"] == 1 and counts["fail"] == 0 and counts["retried"] == 1
     else:
         assert others == []
+
+
+def test_an_expired_dispatched_trial_is_failed_with_its_retry_s_mark_and_the_retry_sent(
+    database: Database,
+) -> None:
+    """The reaper's usual way: the failing (in one transaction with the retry's mark) goes
+    through; the failed trial is counted as retried, its retry in its place, and sent."""
+    tuner, dispatcher, trial_id = expiring_study(database, trained=True)
+    study_id = tuner.trials.study_of(trial_id)
+    time.sleep(0.4)
+    assert tuner.expire_leases() == [trial_id]
+    views = {view.trial_id: view for view in tuner.study_trials(study_id)}
+    [retry] = [view for view in views.values() if view.trial_id != trial_id]
+    assert views[trial_id].state == "fail" and views[trial_id].retried_by == retry.trial_id
+    assert retry.state == "running" and retry.params == views[trial_id].params
+    assert [assignment.trial_id for assignment in dispatcher.sent] == [trial_id, retry.trial_id]
+    counts = tuner.study(study_id).counts
+    assert counts["retried"] == 1 and counts["running"] == 1 and counts["fail"] == 0
