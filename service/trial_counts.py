@@ -112,16 +112,13 @@ class StudyTallies:
         self._guard = threading.Lock()
 
     def counts(self, study_id: int, trials: Sequence[FrozenTrial]) -> TrialCounts:
-        """Counts of ``trials``, all of the study's; a tally out of step is started anew."""
+        """Counts of ``trials``, all of the study's. A tally out of step is dropped and the
+        trials counted whole (as a new tally's first count would: it looks at every trial)."""
         with self._guard:
             tally = self._tallies.setdefault(study_id, TrialTally())
             try:
                 return tally.counts(trials)
             except TallyOutOfStep:
-                self._tallies[study_id] = tally = TrialTally()
-            try:
-                return tally.counts(trials)
-            except TallyOutOfStep:  # not indexed by number: counted whole, nothing kept
                 del self._tallies[study_id]
                 return TrialCounts.of(list(trials))
 

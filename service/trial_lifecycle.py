@@ -211,11 +211,13 @@ class TrialLifecycle:
         decided = self.hyperband_reports.report(study_id, spec, trial_id, reports, lease)
         if decided is None:
             answer, value = self._reports_through_optuna(trial_id, spec, reports, lease)
-            pruned: TrialOutcome = ([value], {})
-            if answer.prune and not self._end_in_one_transaction(
-                trial_id, TrialState.PRUNED, lambda _: pruned, None
-            ):
-                raise Conflict(f"trial {trial_id} has already finished", field="trial_id")
+            if answer.prune:
+                pruned: TrialOutcome = ([value], {})
+                ended = self._end_in_one_transaction(
+                    trial_id, TrialState.PRUNED, lambda _: pruned, None
+                )
+                if not ended:
+                    raise Conflict(f"trial {trial_id} has already finished", field="trial_id")
         else:  # a prune ended the trial in the reports' own transaction
             decision, _ = decided
             answer = ReportAnswer(decision.prune, decision.next_rung_step)
