@@ -10,7 +10,11 @@ is the one Optuna's successive halving makes on the same attributes (see
 
 Rows that another transaction commits late, with an id below one already read, are caught by
 re-reading a window of the last ``LATE_COMMIT_WINDOW`` ids (attribute ids already counted are
-skipped).
+skipped). That happens on PostgreSQL, where concurrent transactions take ids from a sequence
+and commit in any order. SQLite has no such rows: it runs one writing transaction at a time,
+over the whole database, and gives a new row the largest id plus one, so a row committed later
+has a larger id than every row committed before it (rung rows are never deleted while the
+study lives). Its book reads past the last id only (``window_for``).
 """
 
 from __future__ import annotations
@@ -84,9 +88,11 @@ class Decision:
 class HyperbandBook:
     """The rungs of every study this API process has seen, refreshed from the database."""
 
-    def __init__(self) -> None:
+    def __init__(self, late_commit_window: int = LATE_COMMIT_WINDOW) -> None:
+        """``late_commit_window``: how many ids below the last one read are read again."""
         self._studies: dict[int, StudyRungs] = {}
         self._guard = threading.Lock()
+        self._window = late_commit_window
 
     def refresh(
         self, connection: Connection, study_id: int, study_name: str, pruner: SeededHyperbandPruner
@@ -94,7 +100,7 @@ class HyperbandBook:
         """Read the rung attributes written since the last look; the study's rungs."""
         with self._guard:
             rungs = self._studies.setdefault(study_id, StudyRungs())
-            after = max(0, rungs.last_id - LATE_COMMIT_WINDOW)
+            after = max(0, rungs.last_id - self._window)
         rows = connection.execute(_NEW_RUNG_ROWS, {"study_id": study_id, "after": after}).all()
         with self._guard:
             for attribute_id, trial_id, number, key, value_json in rows:
@@ -156,3 +162,9 @@ def _kth(others: list[float], value: float, k: int) -> float:
     if k == at:
         return value
     return others[k - 1]
+
+
+def window_for(dialect: str) -> int:
+    """The late-commit window a database needs: none on SQLite (one writer at a time, ids
+    rising in commit order), ``LATE_COMMIT_WINDOW`` elsewhere."""
+    return 0 if dialect == "sqlite" else LATE_COMMIT_WINDOW

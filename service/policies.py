@@ -42,6 +42,7 @@ from service.spec.samplers import (
     TPESamplerSpec,
 )
 from service.spec.study_spec import StudySpec
+from service.tpe_split import SplitOnceTPESampler
 
 SEED_MODULUS = 2**32
 
@@ -51,7 +52,7 @@ def build_sampler(spec: StudySpec, n_trials_so_far: int) -> optuna.samplers.Base
     sampler = spec.sampler
     seed = None if sampler.seed is None else (sampler.seed + n_trials_so_far) % SEED_MODULUS
     if isinstance(sampler, TPESamplerSpec):
-        return optuna.samplers.TPESampler(
+        return SplitOnceTPESampler(
             seed=seed,
             n_startup_trials=sampler.n_startup_trials,
             multivariate=sampler.multivariate,

@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
-from service.hyperband_book import RUNG_PREFIX, Decision, HyperbandBook
+from service.hyperband_book import RUNG_PREFIX, Decision, HyperbandBook, window_for
 from service.leases import LeaseStore
 from service.policies import build_pruner
 from service.seeded_hyperband import SeededHyperbandPruner
@@ -94,7 +94,7 @@ class HyperbandReports:
         self._database = database
         self._leases = leases
         self._trial_rows = OptunaTrialRows()
-        self._book = HyperbandBook()
+        self._book = HyperbandBook(window_for(database.dialect))
         self._pruners: dict[int, SeededHyperbandPruner | NopPruner | None] = {}
 
     def report(

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from service.spec.conditional import suggest
 from service.spec.samplers import RandomSamplerSpec, TPESamplerSpec
 from service.spec.study_spec import StudySpec
+from service.tpe_split import SplitOnceTPESampler, SplitScores
 
 MIRROR_STUDY_NAME = "mirror"
 
@@ -49,6 +50,8 @@ class StudyMirror:
         # TPE's intersection search space is incremental over trial numbers; one per study kept
         # between asks spares a scan of every trial on each (the sampler itself is new each ask).
         self._search_space = IntersectionSearchSpace(include_pruned=True)
+        # TPE's scores of the finished trials for its split, kept the same way (service.tpe_split).
+        self._split_scores = SplitScores()
 
     def sync(self, trials: Sequence[FrozenTrial]) -> None:
         """Bring the mirror up to ``trials``: every trial of the study, sorted by number."""
@@ -66,6 +69,8 @@ class StudyMirror:
         """A new trial with its parameters chosen by ``sampler`` against the mirrored history.
         It is in the mirror from now on, as the next number."""
         _keep_search_space(sampler, self._search_space)
+        if isinstance(sampler, SplitOnceTPESampler):
+            sampler.keep_scores(self._split_scores)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study = optuna.Study(

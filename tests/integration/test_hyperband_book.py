@@ -15,9 +15,9 @@ from typing import Literal
 
 import optuna
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
-from service.hyperband_book import _NEW_RUNG_ROWS
+from service.hyperband_book import _NEW_RUNG_ROWS, HyperbandBook, window_for
 from service.leases import LeaseStore, LeaseTimes
 from service.policies import build_pruner
 from service.report_path import HyperbandReports
@@ -148,3 +148,49 @@ def test_the_rung_read_starts_from_the_new_attribute_ids_not_the_history(
     steps = [row[-1] for row in plan]
     assert "USING INTEGER PRIMARY KEY (rowid>?)" in steps[0], steps
     assert all("study_id" not in step for step in steps), steps
+
+
+def test_a_rung_committed_after_the_book_read_past_it_is_counted(database_url: str) -> None:
+    """Two transactions each write a trial's first rung; the one that wrote first commits last,
+    after the book has read the other's. On PostgreSQL its row has the lower id (the book's
+    window reads it again); on SQLite the later writer waits for the first to commit, and the
+    row committed last has the higher id (the book reads past the last id only). Either way,
+    after the last commit the book counts both rungs."""
+    database = Database(database_url)
+    spec = _spec("minimize", 3)
+    pruner = build_pruner(spec)
+    assert pruner.ready()
+    study = optuna.create_study(study_name=spec.name, storage=database.optuna)
+    first, second = study.ask()._trial_id, study.ask()._trial_id
+    book = HyperbandBook(window_for(database.dialect))
+    study_id = study._study_id
+
+    def rungs_counted() -> int:
+        with database.engine.connect() as reader:
+            rungs = book.refresh(reader, study_id, spec.name, pruner)
+        return sum(len(done) for done in rungs.completed.values())
+
+    with database.engine.connect() as early, database.engine.connect() as late:
+        early_writer = early.begin()
+        if database.dialect == "sqlite":  # a reader now, the writer after the other commits
+            early.execute(text("SELECT 1"))
+        else:
+            _write_rung(early, first, 0.5)  # its id is taken now, its commit comes last
+        with late.begin():
+            _write_rung(late, second, 0.2)
+        assert rungs_counted() == 1
+        if database.dialect == "sqlite":
+            _write_rung(early, first, 0.5)
+        early_writer.commit()
+    assert rungs_counted() == 2
+    database.dispose()
+
+
+def _write_rung(connection: Connection, trial_id: int, value: float) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO trial_system_attributes (trial_id, key, value_json) "
+            "VALUES (:trial_id, 'completed_rung_0', :value)"
+        ),
+        {"trial_id": trial_id, "value": str(value)},
+    )

@@ -14,6 +14,7 @@ from service.spec import validation
 from service.spec.problems import problems_from_validation_error
 from service.spec.study_spec import StudySpec
 from service.spec.validation import check_study_spec
+from service.tpe_split import SplitOnceTPESampler
 from service.trainer_catalog import TrainerCatalog
 
 CATALOG = TrainerCatalog(frozenset({"mlp", "my-trainer"}))
@@ -35,10 +36,10 @@ SAMPLERS: list[tuple[dict[str, Any], type, dict[str, Any]]] = [
     # (sampler spec, Optuna class, private attributes that hold the options)
     (
         {"name": "tpe", "constant_liar": False, "group": True, "n_startup_trials": 3},
-        optuna.samplers.TPESampler,
+        SplitOnceTPESampler,
         {"_constant_liar": False, "_group": True, "_n_startup_trials": 3},
     ),
-    ({"name": "tpe"}, optuna.samplers.TPESampler, {"_constant_liar": True, "_group": False}),
+    ({"name": "tpe"}, SplitOnceTPESampler, {"_constant_liar": True, "_group": False}),
     (
         {"name": "cmaes", "seed": 1, "n_startup_trials": 4},
         optuna.samplers.CmaEsSampler,

@@ -1,0 +1,139 @@
+"""The service's TPE sampler suggests what Optuna's does, for the same seed and history.
+
+Two studies are built trial for trial alike: complete trials (values with ties), pruned ones
+(some with a NaN or no intermediate value), infeasible ones (violated constraints), failed and
+running ones. Each ask builds a fresh sampler with the ask's seed, as the service does, one
+Optuna's ``TPESampler`` and one ``SplitOnceTPESampler``; every suggestion must be equal. The
+asked trial then ends the same way in both.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from service.tpe_split import SplitOnceTPESampler, SplitScores
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+CONSTRAINTS_KEY = "constraints"  # where Optuna keeps a trial's constraint values
+
+
+def _suggest(trial: optuna.Trial) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
+        "x": trial.suggest_float("x", -1.0, 1.0),
+        "units": trial.suggest_int("units", 1, 64),
+        "kind": trial.suggest_categorical("kind", ["a", "b", "c"]),
+    }
+    if params["kind"] == "a":  # a parameter only some trials have
+        params["depth"] = trial.suggest_int("depth", 1, 4)
+    return params
+
+
+def _end(study: optuna.Study, trial: optuna.Trial, ending: tuple[str, float, int]) -> None:
+    """End ``trial`` as ``ending`` says: (how, value, steps reported)."""
+    how, value, steps = ending
+    if len(study.directions) > 1:  # no reports, no constraints: values or a failure
+        if how == "failed":
+            study.tell(trial, state=TrialState.FAIL)
+        elif how != "running":
+            study.tell(trial, [value, -value])
+        return
+    for step in range(1, steps + 1):
+        last_nan = how == "nan" and step == steps
+        trial.report(math.nan if last_nan else value + 1.0 / step, step)
+    if how in ("complete", "infeasible"):
+        violation = value + 0.1 if how == "infeasible" else -1.0
+        study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, [-1.0, violation])
+        study.tell(trial, value)
+    elif how in ("pruned", "nan"):
+        study.tell(trial, state=TrialState.PRUNED)
+    elif how == "failed":
+        study.tell(trial, state=TrialState.FAIL)
+    # "running": left running
+
+
+MIXED = ["complete"] * 5 + ["pruned"] * 3 + ["nan", "infeasible", "failed", "running"]
+# Fewer complete trials than TPE's better part takes: pruned and infeasible ones fill it.
+FEW_COMPLETE = ["complete"] + ["pruned"] * 6 + ["nan", "infeasible", "infeasible", "running"]
+# Fewer feasible trials than that: infeasible ones fill it, the least violating first.
+FEW_FEASIBLE = ["infeasible"] * 14 + ["pruned", "running"]
+
+
+def _endings(seed: int, count: int, kinds: list[str] = MIXED) -> list[tuple[str, float, int]]:
+    rng = random.Random(seed)
+    return [  # values rounded to one digit: ties
+        (rng.choice(kinds), round(rng.random(), 1), rng.randint(0, 4)) for _ in range(count)
+    ]
+
+
+def _sampler(
+    sampler_class: type[optuna.samplers.TPESampler], seed: int, options: dict[str, Any]
+) -> optuna.samplers.TPESampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return sampler_class(seed=seed, n_startup_trials=5, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "directions"),
+    [
+        ({"multivariate": True, "constant_liar": True}, ["minimize"]),  # the service's default
+        ({"multivariate": False, "constant_liar": False}, ["minimize"]),
+        ({"multivariate": False, "constant_liar": True}, ["maximize"]),
+        ({"multivariate": True, "constant_liar": False, "group": True}, ["maximize"]),
+        ({"multivariate": True, "constant_liar": True}, ["minimize", "maximize"]),
+    ],
+)
+@pytest.mark.parametrize("kept_scores", [False, True])
+@pytest.mark.parametrize(
+    "kinds", [MIXED, FEW_COMPLETE, FEW_FEASIBLE], ids=["mixed", "few-complete", "few-feasible"]
+)
+def test_the_suggestions_are_optuna_s_for_the_same_seed_and_history(
+    options: dict[str, Any], directions: list[str], kept_scores: bool, kinds: list[str]
+) -> None:
+    """``kept_scores``: the scores are kept between asks, as a study's mirror keeps them."""
+    storages = [optuna.storages.InMemoryStorage() for _ in range(2)]
+    for storage in storages:
+        optuna.create_study(storage=storage, study_name="s", directions=directions)
+    scores = SplitScores()
+    for number, ending in enumerate(_endings(len(options) + len(directions), 70, kinds)):
+        seed = 100 + number  # the service seeds each ask's sampler
+        theirs = _sampler(optuna.samplers.TPESampler, seed, options)
+        ours = _sampler(SplitOnceTPESampler, seed, options)
+        if kept_scores:
+            ours.keep_scores(scores)  # type: ignore[attr-defined]
+        suggested = []
+        for storage, sampler in zip(storages, (theirs, ours), strict=True):
+            study = optuna.Study("s", storage, sampler=sampler)
+            trial = study.ask()
+            suggested.append(_suggest(trial))
+            _end(study, trial, ending)
+        assert suggested[0] == suggested[1], f"ask {number}"
+
+
+def test_a_finished_trial_is_scored_once_across_asks() -> None:
+    """With the scores kept, each finished trial's feasibility is worked out once, and a
+    feasible pruned trial's rank once, however many asks follow."""
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(storage=storage, study_name="s")
+    scores = SplitScores()
+    for number, ending in enumerate([*_endings(seed=3, count=40), ("running", 0.0, 0)]):
+        sampler = SplitOnceTPESampler(seed=number, n_startup_trials=5, constant_liar=True)
+        sampler.keep_scores(scores)
+        study = optuna.Study("s", storage, sampler=sampler)
+        trial = study.ask()
+        _suggest(trial)
+        _end(study, trial, ending)
+    # The last ask split every trial finished before it.
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    pruned = [t for t in finished if t.state == TrialState.PRUNED]
+    assert any(CONSTRAINTS_KEY in t.system_attrs for t in finished)
+    assert pruned and all(CONSTRAINTS_KEY not in t.system_attrs for t in pruned)
+    assert scores.computed == len(finished) + len(pruned)
