@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from service.spec.conditional import suggest
 from service.spec.samplers import RandomSamplerSpec, TPESamplerSpec
 from service.spec.study_spec import StudySpec
-from service.tpe_split import SplitOnceTPESampler, SplitScores
+from service.tpe_split import FinishedTrialFigures, SplitOnceTPESampler
 
 MIRROR_STUDY_NAME = "mirror"
 
@@ -50,8 +50,8 @@ class StudyMirror:
         # TPE's intersection search space is incremental over trial numbers; one per study kept
         # between asks spares a scan of every trial on each (the sampler itself is new each ask).
         self._search_space = IntersectionSearchSpace(include_pruned=True)
-        # TPE's scores of the finished trials for its split, kept the same way (service.tpe_split).
-        self._split_scores = SplitScores()
+        # What TPE reads from each finished trial, kept the same way (service.tpe_split).
+        self._tpe_figures = FinishedTrialFigures()
 
     def sync(self, trials: Sequence[FrozenTrial]) -> None:
         """Bring the mirror up to ``trials``: every trial of the study, sorted by number."""
@@ -70,7 +70,7 @@ class StudyMirror:
         It is in the mirror from now on, as the next number."""
         _keep_search_space(sampler, self._search_space)
         if isinstance(sampler, SplitOnceTPESampler):
-            sampler.keep_scores(self._split_scores)
+            sampler.keep_figures(self._tpe_figures)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study = optuna.Study(

@@ -1,5 +1,6 @@
 """Optuna's TPE sampler, with its split of the history into better and worse trials made once
-per ask and from scores kept between asks. Same seed, same history: the same suggestions.
+per ask, and what it reads from each finished trial kept between asks. Same seed, same history:
+the same suggestions.
 
 Before each parameter it samples (one at a time unless ``multivariate``), Optuna 5's TPE splits
 every finished trial into the better ``gamma(n)`` and the rest. A trial's place in that split
@@ -8,12 +9,17 @@ constraints (read from its system attributes), and for a pruned trial its last s
 At 1,000 trials the split took 1.9 ms of the 4.8 ms that one parameter's sampling takes; a
 two-parameter ask split twice.
 
+Then, for each part and each parameter, it converts every trial's value to its internal form
+(at 600 trials, a quarter of the sampling).
+
 Here the split is made once per ask (the sampler is built for one ask; the history does not
-change during it) and the scores of finished trials, which never change, are kept: by the
-study's mirror between asks (``service.study_mirror``), or by the sampler for its one ask. The
+change during it), and the scores and internal values of finished trials, which never change,
+are kept: by the study's mirror between asks (``service.study_mirror``), or by the sampler for
+its one ask. The
 split itself is Optuna's: the same sorts in the same order, on the same scores. Where Optuna's
 split ranks trials by domination (several objectives), Optuna's own ``_sample`` runs.
-``_sample`` below is Optuna 5.0.0's with the split replaced (``optuna`` is pinned);
+``_sample`` and ``_get_internal_repr`` below are Optuna 5.0.0's with the kept figures used
+(``optuna`` is pinned);
 ``tests/unit/test_tpe_split.py`` compares the suggestions with Optuna's sampler over varied
 histories.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers._tpe import sampler as optuna_tpe
@@ -32,13 +39,18 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 Split = tuple[list[FrozenTrial], list[FrozenTrial]]
 
 
-class SplitScores:
-    """One study's finished trials' scores for TPE's split, by trial number."""
+class FinishedTrialFigures:
+    """What TPE works out from a study's finished trials, by trial number, kept between asks: the
+    scores for its split, and each parameter's internal value. A parameter's internal value does
+    not depend on the distribution it is read in: Optuna refuses another kind, other choices or
+    another ``log`` for a name within a study, and a number's internal value is the number
+    whatever its bounds."""
 
     def __init__(self) -> None:
         self._infeasible: dict[int, float] = {}
         self._pruned: dict[int, tuple[float, float]] = {}
-        self.computed = 0  # scores worked out (not found kept), for the tests
+        self._rows: dict[tuple[str, ...], dict[int, list[float] | None]] = {}
+        self.computed = 0  # figures worked out (not found kept), for the tests
 
     def infeasible(self, trial: FrozenTrial) -> float:
         """How far the trial violates its constraints (0: feasible), Optuna's score."""
@@ -58,18 +70,45 @@ class SplitScores:
             self.computed += 1
         return score
 
+    def kept_rows(self, names: tuple[str, ...]) -> dict[int, list[float] | None]:
+        """The finished trials' values of the parameters ``names``, in internal form, by trial
+        number (``None``: the trial lacks one of them); the caller adds the missing ones."""
+        return self._rows.setdefault(names, {})
+
 
 class SplitOnceTPESampler(optuna.samplers.TPESampler):
-    """``TPESampler`` (same arguments) that splits the history once per ask, from kept scores."""
+    """``TPESampler`` (same arguments) that splits the history once per ask, from kept figures."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._scores = SplitScores()
+        self._figures = FinishedTrialFigures()
         self._split: tuple[tuple[int, int, tuple[int, ...]], Split] | None = None
 
-    def keep_scores(self, scores: SplitScores) -> None:
-        """Use (and add to) a study's scores kept between asks."""
-        self._scores = scores
+    def keep_figures(self, figures: FinishedTrialFigures) -> None:
+        """Use (and add to) a study's figures kept between asks."""
+        self._figures = figures
+
+    def _get_internal_repr(
+        self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution], study: Study
+    ) -> dict[str, np.ndarray]:
+        """Optuna 5.0.0's ``TPESampler._get_internal_repr``, with a finished trial's values
+        kept: the trials that have every parameter of ``search_space``, their values in it."""
+        values: dict[str, list[float]] = {name: [] for name in search_space}
+        columns = list(values.values())
+        kept = self._figures.kept_rows(tuple(search_space))
+        for trial in trials:
+            row: list[float] | None
+            if trial.state.is_finished():
+                if trial.number not in kept:
+                    kept[trial.number] = _internal_row(trial.params, search_space)
+                    self._figures.computed += 1
+                row = kept[trial.number]
+            else:  # a running trial (constant liar): read as Optuna reads it
+                row = _internal_row(self._get_params(trial, study), search_space)
+            if row is not None:
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+        return {name: np.asarray(column) for name, column in values.items()}
 
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -109,12 +148,21 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
         running = tuple(t.number for t in trials if t.state == TrialState.RUNNING)
         key = (n_below, len(trials), running)
         if self._split is None or self._split[0] != key:
-            self._split = (key, split_trials(study, trials, n_below, self._scores))
+            self._split = (key, split_trials(study, trials, n_below, self._figures))
         return self._split[1]
 
 
+def _internal_row(
+    params: dict[str, Any], search_space: dict[str, BaseDistribution]
+) -> list[float] | None:
+    """``params`` in ``search_space``'s internal form, if they hold all of it (Optuna's test)."""
+    if not search_space.keys() <= params.keys():
+        return None
+    return [dist.to_internal_repr(params[name]) for name, dist in search_space.items()]
+
+
 def split_trials(
-    study: Study, trials: list[FrozenTrial], n_below: int, scores: SplitScores
+    study: Study, trials: list[FrozenTrial], n_below: int, scores: FinishedTrialFigures
 ) -> Split:
     """Optuna's ``_split_trials`` for a single-objective study, on kept scores: running trials
     above; of the rest, complete trials by value first, then pruned ones by their last step and

@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from service.tpe_split import SplitOnceTPESampler, SplitScores
+from service.tpe_split import FinishedTrialFigures, SplitOnceTPESampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CONSTRAINTS_KEY = "constraints"  # where Optuna keeps a trial's constraint values
@@ -102,13 +102,13 @@ def test_the_suggestions_are_optuna_s_for_the_same_seed_and_history(
     storages = [optuna.storages.InMemoryStorage() for _ in range(2)]
     for storage in storages:
         optuna.create_study(storage=storage, study_name="s", directions=directions)
-    scores = SplitScores()
+    scores = FinishedTrialFigures()
     for number, ending in enumerate(_endings(len(options) + len(directions), 70, kinds)):
         seed = 100 + number  # the service seeds each ask's sampler
         theirs = _sampler(optuna.samplers.TPESampler, seed, options)
         ours = _sampler(SplitOnceTPESampler, seed, options)
         if kept_scores:
-            ours.keep_scores(scores)  # type: ignore[attr-defined]
+            ours.keep_figures(scores)  # type: ignore[attr-defined]
         suggested = []
         for storage, sampler in zip(storages, (theirs, ours), strict=True):
             study = optuna.Study("s", storage, sampler=sampler)
@@ -118,22 +118,45 @@ def test_the_suggestions_are_optuna_s_for_the_same_seed_and_history(
         assert suggested[0] == suggested[1], f"ask {number}"
 
 
-def test_a_finished_trial_is_scored_once_across_asks() -> None:
-    """With the scores kept, each finished trial's feasibility is worked out once, and a
-    feasible pruned trial's rank once, however many asks follow."""
+def test_what_tpe_reads_from_a_finished_trial_is_worked_out_once() -> None:
+    """With the figures kept, an ask on the same finished trials works nothing out again: each
+    trial's feasibility, a pruned trial's rank and each parameter's internal value were kept."""
     storage = optuna.storages.InMemoryStorage()
     optuna.create_study(storage=storage, study_name="s")
-    scores = SplitScores()
-    for number, ending in enumerate([*_endings(seed=3, count=40), ("running", 0.0, 0)]):
+    figures = FinishedTrialFigures()
+    running = ("running", 0.0, 0)
+    computed = []
+    for number, ending in enumerate([*_endings(seed=3, count=40), running, running]):
         sampler = SplitOnceTPESampler(seed=number, n_startup_trials=5, constant_liar=True)
-        sampler.keep_scores(scores)
+        sampler.keep_figures(figures)
         study = optuna.Study("s", storage, sampler=sampler)
         trial = study.ask()
-        _suggest(trial)
+        trial.suggest_float("x", -1.0, 1.0)
+        trial.suggest_categorical("kind", ["a", "b", "c"])
         _end(study, trial, ending)
-    # The last ask split every trial finished before it.
-    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    pruned = [t for t in finished if t.state == TrialState.PRUNED]
-    assert any(CONSTRAINTS_KEY in t.system_attrs for t in finished)
-    assert pruned and all(CONSTRAINTS_KEY not in t.system_attrs for t in pruned)
-    assert scores.computed == len(finished) + len(pruned)
+        computed.append(figures.computed)
+    # The last two asks saw the same finished trials: the second worked nothing out.
+    assert computed[-1] == computed[-2] > computed[-3] > 0
+
+
+def test_a_parameter_whose_bounds_change_is_read_as_optuna_reads_it() -> None:
+    """A float's and an int's bounds widen half-way (Optuna's dynamic value space): the kept
+    internal values still give Optuna's suggestions."""
+    storages = [optuna.storages.InMemoryStorage() for _ in range(2)]
+    for storage in storages:
+        optuna.create_study(storage=storage, study_name="s")
+    figures = FinishedTrialFigures()
+    for number in range(40):
+        high = 1.0 if number < 20 else 3.0
+        ours = SplitOnceTPESampler(seed=number, n_startup_trials=5)
+        ours.keep_figures(figures)
+        theirs = optuna.samplers.TPESampler(seed=number, n_startup_trials=5)
+        suggested = []
+        for storage, sampler in zip(storages, (theirs, ours), strict=True):
+            study = optuna.Study("s", storage, sampler=sampler)
+            trial = study.ask()
+            x = trial.suggest_float("x", 0.0, high)
+            units = trial.suggest_int("units", 1, int(high * 10))
+            suggested.append((x, units))
+            study.tell(trial, (x - 0.7) ** 2 + units / 100)
+        assert suggested[0] == suggested[1], f"ask {number}"
