@@ -82,11 +82,21 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._figures = FinishedTrialFigures()
-        self._split: tuple[tuple[int, int, tuple[int, ...]], Split] | None = None
+        self._figures_kept = False
+        self._split: tuple[tuple[int, int], Split] | None = None  # this ask's finished trials
 
     def keep_figures(self, figures: FinishedTrialFigures) -> None:
         """Use (and add to) a study's figures kept between asks."""
         self._figures = figures
+        self._figures_kept = True
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        """A new ask: nothing worked out for the last one is used (one sampler may serve
+        several asks and studies), but figures kept for the study (``keep_figures``)."""
+        super().before_trial(study, trial)
+        self._split = None
+        if not self._figures_kept:
+            self._figures = FinishedTrialFigures()
 
     def _get_internal_repr(
         self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution], study: Study
@@ -142,14 +152,20 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
         return chosen
 
     def _split_once(self, study: Study, trials: list[FrozenTrial], n_below: int) -> Split:
-        """Optuna's split of ``trials``, made once for the same trials. Within an ask the
-        finished trials can only grow in number, so their count tells them apart; a running
-        trial may end meanwhile on Optuna's own path (another process), so those are named."""
-        running = tuple(t.number for t in trials if t.state == TrialState.RUNNING)
-        key = (n_below, len(trials), running)
-        if self._split is None or self._split[0] != key:
-            self._split = (key, split_trials(study, trials, n_below, self._figures))
-        return self._split[1]
+        """Optuna's split of ``trials``: that of the finished ones made once per ask, running
+        ones (constant liar) added above as they are now. Within an ask the finished trials can
+        only grow in number, so their count tells them apart; a running trial may change
+        meanwhile on Optuna's own path (another writer), so those are read each time."""
+        finished = [t for t in trials if t.state != TrialState.RUNNING]
+        key = (n_below, len(finished))
+        split = self._split
+        if split is None or split[0] != key:
+            split = self._split = (key, split_finished(study, finished, n_below, self._figures))
+        below, above = split[1]
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if running:
+            above = sorted([*above, *running], key=lambda t: t.number)
+        return below, above
 
 
 def _internal_row(
@@ -161,17 +177,15 @@ def _internal_row(
     return [dist.to_internal_repr(params[name]) for name, dist in search_space.items()]
 
 
-def split_trials(
+def split_finished(
     study: Study, trials: list[FrozenTrial], n_below: int, scores: FinishedTrialFigures
 ) -> Split:
-    """Optuna's ``_split_trials`` for a single-objective study, on kept scores: running trials
-    above; of the rest, complete trials by value first, then pruned ones by their last step and
-    value, then infeasible ones by how far; both parts in trial-number order."""
-    complete, pruned, running, infeasible = [], [], [], []
+    """Optuna's ``_split_trials`` of finished trials of a single-objective study, on kept
+    scores: complete trials by value first, then pruned ones by their last step and value, then
+    infeasible ones by how far; both parts in trial-number order."""
+    complete, pruned, infeasible = [], [], []
     for trial in trials:
-        if trial.state == TrialState.RUNNING:  # before the constraints: it has none yet
-            running.append(trial)
-        elif scores.infeasible(trial) > 0:
+        if scores.infeasible(trial) > 0:
             infeasible.append(trial)
         elif trial.state == TrialState.COMPLETE:
             complete.append(trial)
@@ -185,7 +199,7 @@ def split_trials(
     n_below = max(0, n_below - len(below_pruned))
     below_infeasible, above_infeasible = optuna_tpe._split_infeasible_trials(infeasible, n_below)
     below = below_complete + below_pruned + below_infeasible
-    above = above_complete + above_pruned + above_infeasible + running
+    above = above_complete + above_pruned + above_infeasible
     below.sort(key=lambda trial: trial.number)
     above.sort(key=lambda trial: trial.number)
     return below, above

@@ -151,11 +151,11 @@ def test_the_rung_read_starts_from_the_new_attribute_ids_not_the_history(
 
 
 def test_a_rung_committed_after_the_book_read_past_it_is_counted(database_url: str) -> None:
-    """Two transactions each write a trial's first rung; the one that wrote first commits last,
-    after the book has read the other's. On PostgreSQL its row has the lower id (the book's
-    window reads it again); on SQLite the later writer waits for the first to commit, and the
-    row committed last has the higher id (the book reads past the last id only). Either way,
-    after the last commit the book counts both rungs."""
+    """Two transactions each write a trial's first rung, and the book reads between their
+    commits. On PostgreSQL the one that wrote first commits last: its row has the lower id, and
+    the book's window reads it again. SQLite lets one transaction write at a time, so there the
+    second writes only after the first committed, and its row has the higher id: the book,
+    reading past the last id only, finds it. Either way the book counts both rungs."""
     database = Database(database_url)
     spec = _spec("minimize", 3)
     pruner = build_pruner(spec)
@@ -172,9 +172,7 @@ def test_a_rung_committed_after_the_book_read_past_it_is_counted(database_url: s
 
     with database.engine.connect() as early, database.engine.connect() as late:
         early_writer = early.begin()
-        if database.dialect == "sqlite":  # a reader now, the writer after the other commits
-            early.execute(text("SELECT 1"))
-        else:
+        if database.dialect != "sqlite":  # SQLite: no write before the other's commit
             _write_rung(early, first, 0.5)  # its id is taken now, its commit comes last
         with late.begin():
             _write_rung(late, second, 0.2)

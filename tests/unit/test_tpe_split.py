@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from service.tpe_split import FinishedTrialFigures, SplitOnceTPESampler
@@ -160,3 +161,52 @@ def test_a_parameter_whose_bounds_change_is_read_as_optuna_reads_it() -> None:
             suggested.append((x, units))
             study.tell(trial, (x - 0.7) ** 2 + units / 100)
         assert suggested[0] == suggested[1], f"ask {number}"
+
+
+def _ask_while_another_writer_samples(sampler: optuna.samplers.TPESampler) -> tuple[float, float]:
+    """An ask of ``x`` then ``y`` (independent sampling) while eight running trials of another
+    writer get their ``y`` between the two (as on Optuna's own path, on the database)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(12):
+        trial = study.ask()
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        study.tell(trial, (x - 0.3) ** 2 + (y - 0.3) ** 2)
+    others = [study.ask() for _ in range(8)]
+    for other in others:
+        other.suggest_float("x", 0, 1)
+    study.sampler = sampler
+    trial = study.ask()
+    x = trial.suggest_float("x", 0, 1)
+    for other in others:
+        study._storage.set_trial_param(other._trial_id, "y", 0.3, FloatDistribution(0, 1))
+    return x, trial.suggest_float("y", 0, 1)
+
+
+def test_a_running_trial_that_changes_during_an_ask_is_read_as_it_is_now() -> None:
+    """Constant liar counts running trials as bad ones: a running trial that gained a parameter
+    between two of the ask's parameters is in the second's estimate, as in Optuna's."""
+    for seed in range(40):
+        options = {"seed": seed, "n_startup_trials": 5, "multivariate": False}
+        theirs = _ask_while_another_writer_samples(optuna.samplers.TPESampler(**options))
+        ours = _ask_while_another_writer_samples(SplitOnceTPESampler(**options))
+        assert ours == theirs, f"seed {seed}"
+
+
+def test_one_sampler_asked_for_two_studies_suggests_as_optuna_s() -> None:
+    """Without figures kept for it, a sampler keeps nothing from one ask to the next: the same
+    sampler used for a second study reads that study's trials, not the first's."""
+
+    def suggestions(sampler: optuna.samplers.TPESampler) -> list[float]:
+        suggested = []
+        for target in (0.2, 0.8):
+            study = optuna.create_study(sampler=sampler)
+            for _ in range(25):
+                trial = study.ask()
+                x = trial.suggest_float("x", 0, 1)
+                study.tell(trial, (x - target) ** 2)
+                suggested.append(x)
+        return suggested
+
+    options = {"seed": 1, "n_startup_trials": 5}
+    theirs = suggestions(optuna.samplers.TPESampler(**options))
+    assert suggestions(SplitOnceTPESampler(**options)) == theirs
