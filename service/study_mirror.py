@@ -68,9 +68,8 @@ class StudyMirror:
     def sample(self, sampler: optuna.samplers.BaseSampler, space: Mapping[str, Any]) -> FrozenTrial:
         """A new trial with its parameters chosen by ``sampler`` against the mirrored history.
         It is in the mirror from now on, as the next number."""
-        _keep_search_space(sampler, self._search_space)
         if isinstance(sampler, SplitOnceTPESampler):
-            sampler.keep_figures(self._tpe_figures)
+            sampler.keep_study_state(self._search_space, self._tpe_figures)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study = optuna.Study(
@@ -121,16 +120,6 @@ class StudyMirror:
 
 
 _ABSENT = object()
-
-
-def _keep_search_space(
-    sampler: optuna.samplers.BaseSampler, search_space: IntersectionSearchSpace
-) -> None:
-    """Give a fresh TPE sampler the study's kept search space. Optuna 5's TPESampler holds it as
-    ``_search_space``; a release that renames it turns the reuse off (same suggestions, the
-    saving lost), and ``tests/unit/test_study_mirror.py`` fails on it so that it is noticed."""
-    if isinstance(sampler, optuna.samplers.TPESampler) and hasattr(sampler, "_search_space"):
-        sampler._search_space = search_space
 
 
 def mirrors(spec: StudySpec) -> bool:

@@ -14,14 +14,13 @@ Then, for each part and each parameter, it converts every trial's value to its i
 
 Here the split is made once per ask (the sampler is built for one ask; the history does not
 change during it), and the scores and internal values of finished trials, which never change,
-are kept: by the study's mirror between asks (``service.study_mirror``), or by the sampler for
-its one ask. The
-split itself is Optuna's: the same sorts in the same order, on the same scores. Where Optuna's
-split ranks trials by domination (several objectives), Optuna's own ``_sample`` runs.
-``_sample`` and ``_get_internal_repr`` below are Optuna 5.0.0's with the kept figures used
-(``optuna`` is pinned);
-``tests/unit/test_tpe_split.py`` compares the suggestions with Optuna's sampler over varied
-histories.
+are kept: by the study's mirror between asks (``service.study_mirror``, which keeps TPE's
+search space for it too), or by the sampler for its one ask. The split itself is Optuna's: the
+same sorts in the same order, on the same scores. Where Optuna's split ranks trials by
+domination (several objectives), Optuna's own ``_sample`` runs. ``_sample`` and
+``_get_internal_repr`` below are Optuna 5.0.0's with the kept figures used (``optuna`` is
+pinned); ``tests/unit/test_tpe_split.py`` compares the suggestions with Optuna's sampler over
+varied histories.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers._tpe import sampler as optuna_tpe
+from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -72,8 +72,17 @@ class FinishedTrialFigures:
 
     def kept_rows(self, names: tuple[str, ...]) -> dict[int, list[float] | None]:
         """The finished trials' values of the parameters ``names``, in internal form, by trial
-        number (``None``: the trial lacks one of them); the caller adds the missing ones."""
+        number (``None``: the trial lacks one of them), as kept so far (``add_row``)."""
         return self._rows.setdefault(names, {})
+
+    def add_row(
+        self, kept: dict[int, list[float] | None], trial: FrozenTrial, space: dict[str, Any]
+    ) -> list[float] | None:
+        """Work out a finished trial's row of ``space`` and keep it in ``kept``
+        (``kept_rows(tuple(space))``)."""
+        row = kept[trial.number] = _internal_row(trial.params, space)
+        self.computed += 1
+        return row
 
 
 class SplitOnceTPESampler(optuna.samplers.TPESampler):
@@ -83,16 +92,22 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
         super().__init__(**kwargs)
         self._figures = FinishedTrialFigures()
         self._figures_kept = False
-        self._split: tuple[tuple[int, int], Split] | None = None  # this ask's finished trials
+        self._split: tuple[int, Split] | None = None  # this ask's finished trials, by their count
 
-    def keep_figures(self, figures: FinishedTrialFigures) -> None:
-        """Use (and add to) a study's figures kept between asks."""
+    def keep_study_state(
+        self, search_space: IntersectionSearchSpace, figures: FinishedTrialFigures
+    ) -> None:
+        """Use (and add to) what a study keeps between asks: TPE's intersection search space,
+        incremental over trial numbers (Optuna 5 holds it as ``_search_space``;
+        ``tests/unit/test_study_mirror.py`` fails on a release that renames it), and the
+        finished trials' figures."""
+        self._search_space = search_space
         self._figures = figures
         self._figures_kept = True
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         """A new ask: nothing worked out for the last one is used (one sampler may serve
-        several asks and studies), but figures kept for the study (``keep_figures``)."""
+        several asks and studies), but figures kept for the study (``keep_study_state``)."""
         super().before_trial(study, trial)
         self._split = None
         if not self._figures_kept:
@@ -109,10 +124,11 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
         for trial in trials:
             row: list[float] | None
             if trial.state.is_finished():
-                if trial.number not in kept:
-                    kept[trial.number] = _internal_row(trial.params, search_space)
-                    self._figures.computed += 1
-                row = kept[trial.number]
+                row = (
+                    kept[trial.number]
+                    if trial.number in kept
+                    else self._figures.add_row(kept, trial, search_space)
+                )
             else:  # a running trial (constant liar): read as Optuna reads it
                 row = _internal_row(self._get_params(trial, study), search_space)
             if row is not None:
@@ -136,8 +152,7 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
             trials = [t for t in trials if t.number != trial.number]
         if self._gamma is None:
             self._gamma = optuna_tpe.default_gamma
-        n = sum(t.state != TrialState.RUNNING for t in trials)
-        below_trials, above_trials = self._split_once(study, trials, self._gamma(n))
+        below_trials, above_trials = self._split_once(study, trials)
         mpe_below = self._build_parzen_estimator(
             study, search_space, below_trials, handle_below=True
         )
@@ -151,16 +166,21 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
             chosen[param_name] = dist.to_external_repr(chosen[param_name])
         return chosen
 
-    def _split_once(self, study: Study, trials: list[FrozenTrial], n_below: int) -> Split:
-        """Optuna's split of ``trials``: that of the finished ones made once per ask, running
-        ones (constant liar) added above as they are now. Within an ask the finished trials can
-        only grow in number, so their count tells them apart; a running trial may change
-        meanwhile on Optuna's own path (another writer), so those are read each time."""
+    def _split_once(self, study: Study, trials: list[FrozenTrial]) -> Split:
+        """Optuna's split of ``trials`` (the better ``gamma`` of the finished count): that of
+        the finished ones made once per ask, running ones (constant liar) added above as they
+        are now. Within an ask the finished trials can only grow in number, so their count tells
+        them apart; a running trial may change meanwhile on Optuna's own path (another writer),
+        so those are read each time."""
         finished = [t for t in trials if t.state != TrialState.RUNNING]
-        key = (n_below, len(finished))
         split = self._split
-        if split is None or split[0] != key:
-            split = self._split = (key, split_finished(study, finished, n_below, self._figures))
+        if split is None or split[0] != len(finished):
+            assert self._gamma is not None
+            n_below = self._gamma(len(finished))
+            split = self._split = (
+                len(finished),
+                split_finished(study, finished, n_below, self._figures),
+            )
         below, above = split[1]
         running = [t for t in trials if t.state == TrialState.RUNNING]
         if running:

@@ -7,7 +7,8 @@ from optuna.search_space import IntersectionSearchSpace
 
 
 def test_optunas_tpe_keeps_its_search_space_where_the_mirror_sets_it() -> None:
-    # service.study_mirror gives each new TPESampler the study's kept search space through this
-    # attribute; a release that renames it would silently turn the reuse off.
+    # service.tpe_split gives each new sampler the study's kept search space through this
+    # attribute (SplitOnceTPESampler.keep_study_state); a release that renames it would leave the
+    # kept one unused and TPE computing its own.
     sampler = optuna.samplers.TPESampler(seed=0, multivariate=True)
     assert isinstance(sampler._search_space, IntersectionSearchSpace)

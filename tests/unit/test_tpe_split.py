@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
+from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState
 
 from service.tpe_split import FinishedTrialFigures, SplitOnceTPESampler
@@ -109,7 +110,7 @@ def test_the_suggestions_are_optuna_s_for_the_same_seed_and_history(
         theirs = _sampler(optuna.samplers.TPESampler, seed, options)
         ours = _sampler(SplitOnceTPESampler, seed, options)
         if kept_scores:
-            ours.keep_figures(scores)  # type: ignore[attr-defined]
+            ours.keep_study_state(IntersectionSearchSpace(include_pruned=True), scores)  # type: ignore[attr-defined]
         suggested = []
         for storage, sampler in zip(storages, (theirs, ours), strict=True):
             study = optuna.Study("s", storage, sampler=sampler)
@@ -129,7 +130,7 @@ def test_what_tpe_reads_from_a_finished_trial_is_worked_out_once() -> None:
     computed = []
     for number, ending in enumerate([*_endings(seed=3, count=40), running, running]):
         sampler = SplitOnceTPESampler(seed=number, n_startup_trials=5, constant_liar=True)
-        sampler.keep_figures(figures)
+        sampler.keep_study_state(IntersectionSearchSpace(include_pruned=True), figures)
         study = optuna.Study("s", storage, sampler=sampler)
         trial = study.ask()
         trial.suggest_float("x", -1.0, 1.0)
@@ -150,7 +151,7 @@ def test_a_parameter_whose_bounds_change_is_read_as_optuna_reads_it() -> None:
     for number in range(40):
         high = 1.0 if number < 20 else 3.0
         ours = SplitOnceTPESampler(seed=number, n_startup_trials=5)
-        ours.keep_figures(figures)
+        ours.keep_study_state(IntersectionSearchSpace(include_pruned=True), figures)
         theirs = optuna.samplers.TPESampler(seed=number, n_startup_trials=5)
         suggested = []
         for storage, sampler in zip(storages, (theirs, ours), strict=True):
@@ -163,9 +164,12 @@ def test_a_parameter_whose_bounds_change_is_read_as_optuna_reads_it() -> None:
         assert suggested[0] == suggested[1], f"ask {number}"
 
 
-def _ask_while_another_writer_samples(sampler: optuna.samplers.TPESampler) -> tuple[float, float]:
+def _ask_while_another_writer_samples(
+    sampler: optuna.samplers.TPESampler, finishing: int
+) -> tuple[float, float]:
     """An ask of ``x`` then ``y`` (independent sampling) while eight running trials of another
-    writer get their ``y`` between the two (as on Optuna's own path, on the database)."""
+    writer get their ``y`` between the two, and ``finishing`` of them complete (as on Optuna's
+    own path, on the database)."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(12):
         trial = study.ask()
@@ -179,16 +183,20 @@ def _ask_while_another_writer_samples(sampler: optuna.samplers.TPESampler) -> tu
     x = trial.suggest_float("x", 0, 1)
     for other in others:
         study._storage.set_trial_param(other._trial_id, "y", 0.3, FloatDistribution(0, 1))
+    for other in others[:finishing]:
+        study.tell(other, 0.01)
     return x, trial.suggest_float("y", 0, 1)
 
 
-def test_a_running_trial_that_changes_during_an_ask_is_read_as_it_is_now() -> None:
+@pytest.mark.parametrize("finishing", [0, 2])
+def test_trials_that_change_during_an_ask_are_read_as_they_are_now(finishing: int) -> None:
     """Constant liar counts running trials as bad ones: a running trial that gained a parameter
-    between two of the ask's parameters is in the second's estimate, as in Optuna's."""
+    between two of the ask's parameters, or finished (the split is made again), is in the
+    second's estimate as in Optuna's."""
     for seed in range(40):
         options = {"seed": seed, "n_startup_trials": 5, "multivariate": False}
-        theirs = _ask_while_another_writer_samples(optuna.samplers.TPESampler(**options))
-        ours = _ask_while_another_writer_samples(SplitOnceTPESampler(**options))
+        theirs = _ask_while_another_writer_samples(optuna.samplers.TPESampler(**options), finishing)
+        ours = _ask_while_another_writer_samples(SplitOnceTPESampler(**options), finishing)
         assert ours == theirs, f"seed {seed}"
 
 
@@ -210,3 +218,18 @@ def test_one_sampler_asked_for_two_studies_suggests_as_optuna_s() -> None:
     options = {"seed": 1, "n_startup_trials": 5}
     theirs = suggestions(optuna.samplers.TPESampler(**options))
     assert suggestions(SplitOnceTPESampler(**options)) == theirs
+
+
+def test_the_study_s_kept_search_space_is_the_one_tpe_updates() -> None:
+    """Handed a study's search space, a new sampler brings that one up to date (it is
+    incremental over trial numbers) instead of making its own from every trial."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        trial = study.ask()
+        study.tell(trial, trial.suggest_float("x", 0, 1))
+    kept = IntersectionSearchSpace(include_pruned=True)
+    sampler = SplitOnceTPESampler(seed=0, n_startup_trials=5)
+    sampler.keep_study_state(kept, FinishedTrialFigures())
+    study.sampler = sampler
+    study.ask().suggest_float("x", 0, 1)
+    assert kept._cached_trial_number == 8  # trials 0-7, finished, read by the ask's sampler

@@ -45,8 +45,8 @@ class GradientMonitor:
 
     def after_backward(self) -> None:
         """Record the batch's gradient norm (call after ``backward``, before the step). Not under
-        ``torch.no_grad``: gradients carry no graph, and the decorator's own cost (about 5 µs a
-        batch in a small model's training loop) is half the norm's."""
+        ``torch.no_grad``: gradients carry no graph, and the decorator cost about 5 µs a batch inside a
+        small model's training loop, where the norm itself takes about 20."""
         grads = [p.grad for p in self._parameters if p.grad is not None]
         if grads:
             self._norms.append(_total_norm(grads))
