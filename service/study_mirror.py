@@ -29,7 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 from service.spec.conditional import suggest
 from service.spec.samplers import RandomSamplerSpec, TPESamplerSpec
 from service.spec.study_spec import StudySpec
-from service.tpe_split import FinishedTrialFigures, SplitOnceTPESampler
+from service.tpe_figures import FinishedTrialFigures
+from service.tpe_split import SplitOnceTPESampler
 
 MIRROR_STUDY_NAME = "mirror"
 

@@ -14,9 +14,11 @@ Then, for each part and each parameter, it converts every trial's value to its i
 
 Here the split is made once per ask (the sampler is built for one ask; the history does not
 change during it), and the scores and internal values of finished trials, which never change,
-are kept: by the study's mirror between asks (``service.study_mirror``, which keeps TPE's
-search space for it too), or by the sampler for its one ask. The split itself is Optuna's: the
-same sorts in the same order, on the same scores. Where Optuna's split ranks trials by
+are kept (``service.tpe_figures``): by the study's mirror between asks
+(``service.study_mirror``, which keeps TPE's search space for it too), or by the sampler for its
+one ask. The finished trials stay ranked as they finish, so a split takes the better part off
+the front of the ranking; the values of a part are one indexing of kept columns. The split is
+Optuna's: the same order, on the same scores. Where Optuna's split ranks trials by
 domination (several objectives), Optuna's own ``_sample`` runs. ``_sample`` and
 ``_get_internal_repr`` below are Optuna 5.0.0's with the kept figures used (``optuna`` is
 pinned); ``tests/unit/test_tpe_split.py`` compares the suggestions with Optuna's sampler over
@@ -25,6 +27,8 @@ varied histories.
 
 from __future__ import annotations
 
+import bisect
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -35,54 +39,10 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from service.tpe_figures import FinishedTrialFigures
+
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 Split = tuple[list[FrozenTrial], list[FrozenTrial]]
-
-
-class FinishedTrialFigures:
-    """What TPE works out from a study's finished trials, by trial number, kept between asks: the
-    scores for its split, and each parameter's internal value. A parameter's internal value does
-    not depend on the distribution it is read in: Optuna refuses another kind, other choices or
-    another ``log`` for a name within a study, and a number's internal value is the number
-    whatever its bounds."""
-
-    def __init__(self) -> None:
-        self._infeasible: dict[int, float] = {}
-        self._pruned: dict[int, tuple[float, float]] = {}
-        self._rows: dict[tuple[str, ...], dict[int, list[float] | None]] = {}
-        self.computed = 0  # figures worked out (not found kept), for the tests
-
-    def infeasible(self, trial: FrozenTrial) -> float:
-        """How far the trial violates its constraints (0: feasible), Optuna's score."""
-        score = self._infeasible.get(trial.number)
-        if score is None:
-            score = optuna_tpe._get_infeasible_trial_score(trial)
-            self._infeasible[trial.number] = score
-            self.computed += 1
-        return score
-
-    def pruned(self, trial: FrozenTrial, study: Study) -> tuple[float, float]:
-        """A pruned trial's rank key (its last step first, then its value), Optuna's score."""
-        score = self._pruned.get(trial.number)
-        if score is None:
-            score = optuna_tpe._get_pruned_trial_score(trial, study)
-            self._pruned[trial.number] = score
-            self.computed += 1
-        return score
-
-    def kept_rows(self, names: tuple[str, ...]) -> dict[int, list[float] | None]:
-        """The finished trials' values of the parameters ``names``, in internal form, by trial
-        number (``None``: the trial lacks one of them), as kept so far (``add_row``)."""
-        return self._rows.setdefault(names, {})
-
-    def add_row(
-        self, kept: dict[int, list[float] | None], trial: FrozenTrial, space: dict[str, Any]
-    ) -> list[float] | None:
-        """Work out a finished trial's row of ``space`` and keep it in ``kept``
-        (``kept_rows(tuple(space))``)."""
-        row = kept[trial.number] = _internal_row(trial.params, space)
-        self.computed += 1
-        return row
 
 
 class SplitOnceTPESampler(optuna.samplers.TPESampler):
@@ -118,23 +78,9 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
     ) -> dict[str, np.ndarray]:
         """Optuna 5.0.0's ``TPESampler._get_internal_repr``, with a finished trial's values
         kept: the trials that have every parameter of ``search_space``, their values in it."""
-        values: dict[str, list[float]] = {name: [] for name in search_space}
-        columns = list(values.values())
-        kept = self._figures.kept_rows(tuple(search_space))
-        for trial in trials:
-            row: list[float] | None
-            if trial.state.is_finished():
-                row = (
-                    kept[trial.number]
-                    if trial.number in kept
-                    else self._figures.add_row(kept, trial, search_space)
-                )
-            else:  # a running trial (constant liar): read as Optuna reads it
-                row = _internal_row(self._get_params(trial, study), search_space)
-            if row is not None:
-                for column, value in zip(columns, row, strict=True):
-                    column.append(value)
-        return {name: np.asarray(column) for name, column in values.items()}
+        return self._figures.columns(
+            trials, search_space, lambda trial: self._get_params(trial, study)
+        )
 
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -149,7 +95,7 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
         use_cache = not self._constant_liar
         trials = study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
         if self._constant_liar:
-            trials = [t for t in trials if t.number != trial.number]
+            trials = [t for t in trials if t._trial_id != trial._trial_id]
         if self._gamma is None:
             self._gamma = optuna_tpe.default_gamma
         below_trials, above_trials = self._split_once(study, trials)
@@ -172,29 +118,41 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
         are now. Within an ask the finished trials can only grow in number, so their count tells
         them apart; a running trial may change meanwhile on Optuna's own path (another writer),
         so those are read each time."""
-        finished = [t for t in trials if t.state != TrialState.RUNNING]
+        finished: list[FrozenTrial] = []
+        running: list[FrozenTrial] = []
+        for t in trials:
+            (running if t.state == TrialState.RUNNING else finished).append(t)
         split = self._split
         if split is None or split[0] != len(finished):
             assert self._gamma is not None
             n_below = self._gamma(len(finished))
-            split = self._split = (
-                len(finished),
-                split_finished(study, finished, n_below, self._figures),
-            )
+            split = self._split = (len(finished), self._split_finished(study, finished, n_below))
         below, above = split[1]
-        running = [t for t in trials if t.state == TrialState.RUNNING]
-        if running:
-            above = sorted([*above, *running], key=lambda t: t.number)
+        if running:  # into the finished ones, in number order as Optuna sorts them
+            above = list(above)
+            for t in running:
+                bisect.insort(above, t, key=_number)
+        return below, above
+
+    def _split_finished(self, study: Study, finished: list[FrozenTrial], n_below: int) -> Split:
+        """The kept ranking's split where there is one, Optuna's from kept scores otherwise."""
+        ranking = self._figures.ranking(study, finished)
+        if ranking is None:
+            return split_finished(study, finished, n_below, self._figures)
+        better = ranking.better(n_below)
+        below: list[FrozenTrial] = []
+        above: list[FrozenTrial] = []
+        previous = -1
+        for trial in finished:
+            number = trial.number
+            if number <= previous:  # Optuna's ties go by list order: this one's
+                return split_finished(study, finished, n_below, self._figures)
+            previous = number
+            (below if number in better else above).append(trial)
         return below, above
 
 
-def _internal_row(
-    params: dict[str, Any], search_space: dict[str, BaseDistribution]
-) -> list[float] | None:
-    """``params`` in ``search_space``'s internal form, if they hold all of it (Optuna's test)."""
-    if not search_space.keys() <= params.keys():
-        return None
-    return [dist.to_internal_repr(params[name]) for name, dist in search_space.items()]
+_number = attrgetter("number")
 
 
 def split_finished(

@@ -20,7 +20,8 @@ from optuna.distributions import FloatDistribution
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState
 
-from service.tpe_split import FinishedTrialFigures, SplitOnceTPESampler
+from service.tpe_figures import FinishedTrialFigures
+from service.tpe_split import SplitOnceTPESampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CONSTRAINTS_KEY = "constraints"  # where Optuna keeps a trial's constraint values
@@ -64,6 +65,8 @@ def _end(study: optuna.Study, trial: optuna.Trial, ending: tuple[str, float, int
 MIXED = ["complete"] * 5 + ["pruned"] * 3 + ["nan", "infeasible", "failed", "running"]
 # Fewer complete trials than TPE's better part takes: pruned and infeasible ones fill it.
 FEW_COMPLETE = ["complete"] + ["pruned"] * 6 + ["nan", "infeasible", "infeasible", "running"]
+# No infeasible trial: the split comes from the kept ranking (service.tpe_figures).
+FEASIBLE = ["complete"] * 3 + ["pruned"] * 5 + ["nan", "failed", "running"]
 # Fewer feasible trials than that: infeasible ones fill it, the least violating first.
 FEW_FEASIBLE = ["infeasible"] * 14 + ["pruned", "running"]
 
@@ -95,7 +98,9 @@ def _sampler(
 )
 @pytest.mark.parametrize("kept_scores", [False, True])
 @pytest.mark.parametrize(
-    "kinds", [MIXED, FEW_COMPLETE, FEW_FEASIBLE], ids=["mixed", "few-complete", "few-feasible"]
+    "kinds",
+    [MIXED, FEW_COMPLETE, FEW_FEASIBLE, FEASIBLE],
+    ids=["mixed", "few-complete", "few-feasible", "feasible"],
 )
 def test_the_suggestions_are_optuna_s_for_the_same_seed_and_history(
     options: dict[str, Any], directions: list[str], kept_scores: bool, kinds: list[str]
