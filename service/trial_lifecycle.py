@@ -110,6 +110,8 @@ class TrialLifecycle:
 
     def fill_slots(self, study_id: int) -> list[TrialAssignment]:
         """Start and dispatch trials while the budget allows; mark the study complete when done."""
+        if self._short_of_its_trials(study_id):
+            return []
         with self.locks.hold(study_id):
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
@@ -139,6 +141,24 @@ class TrialLifecycle:
             if is_done(spec, counts, record.created_at):
                 self._complete_study(study_id)
             return started
+
+    def _short_of_its_trials(self, study_id: int) -> bool:
+        """Whether the study is running, has no trainer (its trials are asked for: none is ever
+        sent), no time budget nor target value, and fewer trials in all than its budget: then a
+        refill would start nothing and find it not done. Known from its record and a count of its
+        trials, without its lock (an ask may hold it for milliseconds) or reading its trials. The
+        count takes in retried and copied trials, which the budget does not: never below it."""
+        spec = self._store.spec(study_id)
+        budget = spec.budget
+        timed_or_targeted = budget.timeout_seconds is not None or budget.target_value is not None
+        if spec.trainer is not None or timed_or_targeted:
+            return False
+        record = self._store.get(study_id)
+        if record.state != StudyState.RUNNING:
+            return False
+        with self._database.reading() as connection:
+            trials = self._trial_rows.count(connection, study_id)
+        return trials < self._store.spec_of(record).budget.n_trials
 
     def _complete_study(self, study_id: int) -> None:
         self._store.set_state(study_id, StudyState.COMPLETE)

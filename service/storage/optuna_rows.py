@@ -73,6 +73,10 @@ class OptunaTrialRows:
         self._insert_system_attrs(session, trial_id, trial.system_attrs)
         return int(trial_id), int(number or 0)
 
+    def count(self, connection: Connection, study_id: int) -> int:
+        """How many trials the study has, in any state."""
+        return int(connection.scalar(_TRIALS_OF_STUDY, {"counted_study_id": study_id}) or 0)
+
     def mark_ended(
         self, session: Session, trial_id: int, state: TrialState = TrialState.COMPLETE
     ) -> bool:

@@ -98,6 +98,69 @@ def test_the_study_completes_after_its_last_trial(tuner: Tuner) -> None:
     assert final.best is not None and final.best.number == 0
 
 
+@contextmanager
+def study_lock_held_elsewhere(tuner: Tuner, study_id: int) -> Iterator[threading.Event]:
+    """The study's lock held by another thread (as by an ask in progress) until the block ends
+    or 10 s pass; the event says whether the holder let it go."""
+    taken, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with tuner.trials.locks.hold(study_id):
+            taken.set()
+            release.wait(timeout=10)
+        released.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(timeout=10)
+    try:
+        yield released
+    finally:
+        release.set()
+        holder.join()
+
+
+ONE_RUNG = {"name": "hyperband", "min_resource": 1, "max_resource": 1}  # decides at step 1
+
+
+def good_trials(tuner: Tuner, study_id: int, count: int) -> None:
+    """``count`` trials that report 0.0 at step 1 and complete: a later worse report at step 1
+    is pruned."""
+    for _ in range(count):
+        trial = tuner.ask(study_id)
+        assert not tuner.report(trial.trial_id, 1, 0.0)
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.0, None)
+
+
+@pytest.mark.parametrize("ending", ["complete", "pruned", "failed"])
+def test_a_trial_ends_without_waiting_for_an_ask_while_the_budget_lasts(
+    tuner: Tuner, ending: str
+) -> None:
+    """A study without a trainer, short of its trials: nothing to start and not done, so a trial's
+    end does not wait for the study's lock (an ask of another client may hold it)."""
+    study = tuner.create_study(spec(n_trials=6, concurrent=6, pruner=ONE_RUNG))
+    trial = tuner.ask(study.study_id)
+    good_trials(tuner, study.study_id, 3)
+    with study_lock_held_elsewhere(tuner, study.study_id) as released:
+        if ending == "pruned":
+            assert tuner.report(trial.trial_id, 1, 100.0)
+        elif ending == "complete":
+            tuner.complete(trial.trial_id, TrialState.COMPLETE, 1.0, None)
+        else:
+            tuner.complete(trial.trial_id, TrialState.FAIL, None, "made to fail")
+        assert not released.is_set()  # ended while the lock was held elsewhere
+    assert tuner.study(study.study_id).state == "running"
+
+
+def test_a_study_whose_last_trial_is_pruned_completes(tuner: Tuner) -> None:
+    study = tuner.create_study(spec(n_trials=4, concurrent=4, pruner=ONE_RUNG))
+    last = tuner.ask(study.study_id)
+    good_trials(tuner, study.study_id, 3)
+    assert tuner.study(study.study_id).state == "running"
+    assert tuner.report(last.trial_id, 1, 100.0)
+    assert tuner.study(study.study_id).state == "complete"
+
+
 def test_hyperband_prunes_a_trial_far_behind_the_others(tuner: Tuner) -> None:
     study = tuner.create_study(
         spec(
