@@ -6,7 +6,7 @@ overhead (``bench.worker_overhead``), each in its own process. ``--quick`` runs 
 ``*.md``, ``tuning_quality.png`` and ``summary.md`` (the README's Performance table, with the
 machine it came from; ``python -m bench.update_readme`` copies it into the README).
 ``--full`` runs the sizes the benchmark's issue names (1,000 trials a run, 10,000 of history,
-10 seeds: about 25 minutes on 2 cores); the default keeps under 15 minutes.
+10 seeds and twice the epochs: about 25 minutes on 2 cores); the default keeps under 15 minutes.
 Usage: ``python -m bench.run_all [--quick | --full] [--no-ray] [--no-postgres] [--only PART ...]``.
 """
 

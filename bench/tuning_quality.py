@@ -49,13 +49,15 @@ class Plan:
 
     @classmethod
     def of(cls, quick: bool = False, full: bool = False) -> Plan:
-        """Three data sets, 5 seeds, 15 full trainings' worth of epochs each; ``full``: 10 seeds,
-        30 trainings' worth; ``quick``: two small data sets, 2 seeds, 6 trainings' worth."""
+        """Three data sets, 10 seeds, 15 full trainings' worth of epochs each; ``full``: 30
+        trainings' worth; ``quick``: two small data sets, 2 seeds, 6 trainings' worth. Ten seeds,
+        as the benchmark's issue asks where time allows: with five, the median run of a method
+        moved by more than the methods differ on digits."""
         if quick:
             return cls(("wine", "breast_cancer"), (0, 1), 6 * EPOCHS)
         if full:
             return cls(("digits", "breast_cancer", "wine"), tuple(range(10)), 30 * EPOCHS)
-        return cls(("digits", "breast_cancer", "wine"), (0, 1, 2, 3, 4), 15 * EPOCHS)
+        return cls(("digits", "breast_cancer", "wine"), tuple(range(10)), 15 * EPOCHS)
 
 
 def spec_of(dataset: str, seed: int, pruner: str) -> Any:
