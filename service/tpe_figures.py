@@ -11,15 +11,16 @@ when the trial is first seen finished.
 - The internal values: per tuple of parameter names, one column of floats per name indexed by
   trial number, so the values of a list of trials are one indexing per column.
 
-A parameter's internal value does not depend on the distribution it is read in: Optuna refuses
-another kind, other choices or another ``log`` for a name within a study, and a number's internal
-value is the number whatever its bounds.
+A parameter's internal value does not depend on the distribution it is read in: a study's
+space is fixed by its spec (one kind, one set of choices, one ``log`` a name; Optuna refuses
+others on its own path), and a number's internal value is the number whatever its bounds. A
+kept row is not converted (nor checked) again.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,7 +114,8 @@ class FinishedTrialFigures:
 
     def ranking(self, study: Study, finished: Sequence[FrozenTrial]) -> FinishedRanking | None:
         """The ranking of ``finished`` (every finished trial of ``study``, one objective), or
-        ``None`` where it cannot be kept: an infeasible trial, or trials another ask did not see."""
+        ``None`` where it cannot be used: an infeasible trial (from then on), or a ranking that
+        holds trials ``finished`` lacks (a list of another study)."""
         if self._ranking_broken:
             return None
         if self._ranking is None:
@@ -132,7 +134,7 @@ class FinishedTrialFigures:
         self,
         trials: Sequence[FrozenTrial],
         search_space: dict[str, BaseDistribution],
-        running_params: Any,
+        running_params: Callable[[FrozenTrial], dict[str, Any]],
     ) -> dict[str, np.ndarray]:
         """Optuna's internal form of ``trials``' values of ``search_space``, per parameter, for
         the trials that hold them all, in the order given. A finished trial's row is kept; a

@@ -12,8 +12,8 @@ two-parameter ask split twice.
 Then, for each part and each parameter, it converts every trial's value to its internal form
 (at 600 trials, a quarter of the sampling).
 
-Here the split is made once per ask (the sampler is built for one ask; the history does not
-change during it), and the scores and internal values of finished trials, which never change,
+Here the split of the finished trials is made once per ask (again only if more have finished
+meanwhile), and the scores and internal values of finished trials, which never change,
 are kept (``service.tpe_figures``): by the study's mirror between asks
 (``service.study_mirror``, which keeps TPE's search space for it too), or by the sampler for its
 one ask. The finished trials stay ranked as they finish, so a split takes the better part off
@@ -67,7 +67,8 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         """A new ask: nothing worked out for the last one is used (one sampler may serve
-        several asks and studies), but figures kept for the study (``keep_study_state``)."""
+        several asks and studies), but figures kept for the study (``keep_study_state``: the
+        sampler then serves that study only)."""
         super().before_trial(study, trial)
         self._split = None
         if not self._figures_kept:
@@ -95,7 +96,7 @@ class SplitOnceTPESampler(optuna.samplers.TPESampler):
         use_cache = not self._constant_liar
         trials = study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
         if self._constant_liar:
-            trials = [t for t in trials if t._trial_id != trial._trial_id]
+            trials = [t for t in trials if t.number != trial.number]
         if self._gamma is None:
             self._gamma = optuna_tpe.default_gamma
         below_trials, above_trials = self._split_once(study, trials)

@@ -104,12 +104,21 @@ class TrialLifecycle:
             reason = why_no_trial_may_start(spec, counts, record.created_at)
             if reason is not None:
                 raise BudgetExhausted(f"no trial may start: {reason}", field="study_id")
-            return self.create_trial(
-                study_id, spec, counts.total, claim=EXTERNAL_HOLDER, history=trials
-            )
+            try:
+                return self.create_trial(
+                    study_id, spec, counts.total, claim=EXTERNAL_HOLDER, history=trials
+                )
+            except Exception:
+                # Optuna's path writes the trial before sampling: one whose sampling failed is
+                # failed, and may have been the budget's last (a trial's end that came meanwhile
+                # refilled without the lock: the study short of its trials then).
+                self._complete_if_done(study_id, spec, record.created_at)
+                raise
 
     def fill_slots(self, study_id: int) -> list[TrialAssignment]:
-        """Start and dispatch trials while the budget allows; mark the study complete when done."""
+        """Start and dispatch trials while the budget allows; mark the study complete when done.
+        A study without a trainer that is short of its trials has nothing to start and is not
+        done: known without its lock (``_short_of_its_trials``)."""
         if self._short_of_its_trials(study_id):
             return []
         with self.locks.hold(study_id):
@@ -159,6 +168,16 @@ class TrialLifecycle:
         with self._database.reading() as connection:
             trials = self._trial_rows.count(connection, study_id)
         return trials < self._store.spec_of(record).budget.n_trials
+
+    def _complete_if_done(self, study_id: int, spec: StudySpec, created_at: datetime) -> None:
+        """Mark the study complete if it is done (call under its lock); a failure to tell is
+        logged, not raised (the caller has an error of its own to raise)."""
+        try:
+            trials = self._storage.get_all_trials(study_id, deepcopy=False)
+            if is_done(spec, self.tallies.counts(study_id, trials), created_at):
+                self._complete_study(study_id)
+        except Exception as error:  # the database may be what failed the caller
+            logger.error("could not tell whether study %s is done: %s", study_id, error)
 
     def _complete_study(self, study_id: int) -> None:
         self._store.set_state(study_id, StudyState.COMPLETE)

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from safetensors.numpy import save as save_tensors
 from sqlalchemy import select
 
+from service import trial_lifecycle
 from service.dispatch import NoDispatcher
 from service.errors import BudgetExhausted, Conflict, InvalidSpec, NotFound
 from service.leases import LeaseTimes
@@ -159,6 +160,28 @@ def test_a_study_whose_last_trial_is_pruned_completes(tuner: Tuner) -> None:
     assert tuner.study(study.study_id).state == "running"
     assert tuner.report(last.trial_id, 1, 100.0)
     assert tuner.study(study.study_id).state == "complete"
+
+
+def test_a_study_whose_last_trial_s_sampling_fails_completes(
+    tuner: Tuner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Optuna's path the trial is written before its parameters are chosen: when the sampler
+    then fails, the trial is failed, and where it was the budget's last the study is done."""
+    study = tuner.create_study(spec(n_trials=2, concurrent=2))
+    first = tuner.ask(study.study_id)
+    tuner.complete(first.trial_id, TrialState.COMPLETE, 1.0, None)
+
+    def failing(optuna_study: optuna.Study, space: Any) -> optuna.Trial:
+        optuna_study.ask()  # the trial is written, then its sampling fails
+        raise RuntimeError("the sampler failed")
+
+    monkeypatch.setattr(trial_lifecycle, "mirrors", lambda spec: False)  # Optuna's own path
+    monkeypatch.setattr(trial_lifecycle, "suggest", failing)
+    with pytest.raises(RuntimeError, match="the sampler failed"):
+        tuner.ask(study.study_id)
+    final = tuner.study(study.study_id)
+    assert final.counts["fail"] == 1 and final.counts["running"] == 0
+    assert final.state == "complete"
 
 
 def test_hyperband_prunes_a_trial_far_behind_the_others(tuner: Tuner) -> None:

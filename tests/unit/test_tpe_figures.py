@@ -20,11 +20,15 @@ from service.tpe_split import SplitOnceTPESampler
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # What TPE splits with constant liar (the service's default): finished and running trials.
 SPLIT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+CONSTRAINTS_KEY = "constraints"  # where Optuna keeps a trial's constraint values
 
 
-def _grow(study: optuna.Study, rng: random.Random, count: int, complete: int = 3) -> None:
-    """``count`` more trials ended at random: complete (``complete`` in 9; values with ties),
-    pruned (steps and values with ties, some NaN, some without reports), failed, or running."""
+def _grow(
+    study: optuna.Study, rng: random.Random, count: int, complete: int = 3, infeasible: bool = False
+) -> None:
+    """``count`` more trials ended at random: complete (``complete`` in 9; values with ties, some
+    0.0, -0.0 or infinite), pruned (steps and values with ties, some NaN, some without reports),
+    failed, or running; ``infeasible``: a finished trial in ten violates its constraints."""
     for _ in range(count):
         trial = study.ask()
         trial.suggest_float("x", -1.0, 1.0)
@@ -34,9 +38,12 @@ def _grow(study: optuna.Study, rng: random.Random, count: int, complete: int = 3
         how = rng.choice(
             ["complete"] * complete + ["pruned"] * (7 - complete) + ["failed", "running"]
         )
-        value = round(rng.random(), 1)
+        value = rng.choice([round(rng.random(), 1)] * 7 + [0.0, -0.0, math.inf])
         for step in range(1, rng.randint(0, 3) + 1):
             trial.report(math.nan if rng.random() < 0.05 else value, step)
+        if how in ("complete", "pruned"):
+            violation = 0.5 if infeasible and rng.random() < 0.1 else -1.0
+            study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, [violation])
         if how == "complete":
             study.tell(trial, value)
         elif how == "pruned":
@@ -60,18 +67,20 @@ def _optunas_split(study: optuna.Study, trials: list[FrozenTrial]) -> Any:
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
 @pytest.mark.parametrize("complete", [0, 1, 3])
+@pytest.mark.parametrize("infeasible", [False, True])
 @pytest.mark.parametrize("seed", range(3))
 def test_the_kept_ranking_splits_as_optuna_splits_ask_after_ask(
-    direction: str, complete: int, seed: int
+    direction: str, complete: int, infeasible: bool, seed: int
 ) -> None:
     """Up to 800 trials, none, few or many of them complete, so that the better part (at most 25)
     is taken from complete trials, pruned ones or both; the same figures kept throughout, as a
-    study's mirror keeps them."""
+    study's mirror keeps them. Where trials violate constraints, from the first one on the split
+    is Optuna's own order on kept scores (infeasible trials last)."""
     rng = random.Random(seed)
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(seed))
     figures = FinishedTrialFigures()
     for _ in range(40):
-        _grow(study, rng, rng.randint(1, 20), complete)
+        _grow(study, rng, rng.randint(1, 20), complete, infeasible)
         trials = study.get_trials(deepcopy=False, states=SPLIT_STATES)
         sampler = SplitOnceTPESampler(seed=0)
         sampler._figures, sampler._figures_kept = figures, True
