@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv services run test test-unit lint bench bench-quick bench-readme clean
+.PHONY: venv postgres services run test test-unit lint bench bench-quick bench-readme clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-services:
+postgres:
 	tests/support/ensure_postgres.sh
+
+services: postgres
 	tests/support/ensure_chromium.sh
 
 run: venv
@@ -41,7 +43,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[worker,dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: venv services $(BENCH_STAMP)
+bench: venv postgres $(BENCH_STAMP)
 	$(BIN)/python -m bench.run_all $(if $(QUICK),--quick) $(if $(FULL),--full)
 
 bench-quick:
