@@ -128,6 +128,7 @@ class FinishedTrialFigures:
                     return None
                 pruned = trial.state == TrialState.PRUNED
                 ranking.add(trial, self.pruned(trial, study) if pruned else None)
+                self.computed += 1
         return ranking if len(ranking.numbers) == len(finished) else None
 
     def columns(

@@ -125,15 +125,17 @@ def test_the_suggestions_are_optuna_s_for_the_same_seed_and_history(
         assert suggested[0] == suggested[1], f"ask {number}"
 
 
-def test_what_tpe_reads_from_a_finished_trial_is_worked_out_once() -> None:
+@pytest.mark.parametrize("kinds", [MIXED, FEASIBLE], ids=["mixed", "feasible"])
+def test_what_tpe_reads_from_a_finished_trial_is_worked_out_once(kinds: list[str]) -> None:
     """With the figures kept, an ask on the same finished trials works nothing out again: each
-    trial's feasibility, a pruned trial's rank and each parameter's internal value were kept."""
+    trial's feasibility, a pruned trial's rank, its place in the ranking (where no trial is
+    infeasible) and each parameter's internal value were kept."""
     storage = optuna.storages.InMemoryStorage()
     optuna.create_study(storage=storage, study_name="s")
     figures = FinishedTrialFigures()
     running = ("running", 0.0, 0)
     computed = []
-    for number, ending in enumerate([*_endings(seed=3, count=40), running, running]):
+    for number, ending in enumerate([*_endings(seed=3, count=40, kinds=kinds), running, running]):
         sampler = SplitOnceTPESampler(seed=number, n_startup_trials=5, constant_liar=True)
         sampler.keep_study_state(IntersectionSearchSpace(include_pruned=True), figures)
         study = optuna.Study("s", storage, sampler=sampler)
