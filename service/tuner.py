@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import warnings
+from datetime import datetime
 from typing import cast
 
 import optuna
@@ -280,11 +281,11 @@ class Tuner:
         )
         return trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR)
 
-    def expire_leases(self) -> list[int]:
-        """Fail (and retry) the trials whose lease ran out; their ids. Study jobs past their time
-        fail too (a held study's trials start)."""
+    def expire_leases(self, now: datetime | None = None) -> list[int]:
+        """Fail (and retry) the trials whose lease ran out by ``now`` (default: now); their ids.
+        Study jobs past their time fail too (a held study's trials start)."""
         self.jobs.expire()
-        return self._reaper.expire()
+        return self._reaper.expire(now)
 
     def record_provenance(
         self, trial_id: int, update: TrialProvenance, lease: str | None, tenant: str | None = None

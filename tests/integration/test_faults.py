@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -19,6 +20,7 @@ import requests
 
 from api.dispatch import CeleryDispatcher
 from cli.local_stack import LocalStack
+from cli.processes import wait_until
 from client import HPOJSONClient
 from service.dispatch import TrialAssignment
 from service.settings import Settings
@@ -147,21 +149,29 @@ def test_the_same_trial_delivered_twice_is_trained_once(sqlite_url: str) -> None
         dispatcher.dispatch(duplicate)  # while the first delivery trains it
         final = wait_until_done(client, created["study_id"], stack)
         dispatcher.dispatch(duplicate)  # after it finished
-        time.sleep(3)
+        assert stack.api is not None
+        api_log = stack.api.log_path
+        claim_refused = f'POST /trials/{first["trial_id"]}/claim HTTP/1.1" 409'
+        # Refused at the claim, the duplicate never trains (a claim taken would never be refused).
+        wait_until(lambda: access_log(api_log).count(claim_refused) >= 2, 30, "the 2nd refusal")
         trials = client.trials(created["study_id"])
-        access_log = "\n".join(log_messages(stack.api.log_path)) if stack.api else ""
+        served = access_log(api_log)
     finally:
         stack.stop()
     refused_reports = len(
-        re.findall(rf'POST /trials/{first["trial_id"]}/reports? [^"]*" 409', access_log)
+        re.findall(rf'POST /trials/{first["trial_id"]}/reports? [^"]*" 409', served)
     )
-    refused_claims = access_log.count(f'POST /trials/{first["trial_id"]}/claim HTTP/1.1" 409')
+    refused_claims = served.count(claim_refused)
     print(f"\ntrial {first['trial_id']}: {refused_claims} duplicate claims refused")
     finished_exactly(final, 3)
     assert len(trials) == 3
     # Trained once: the duplicates were refused at the claim, so no second run reported.
     assert refused_claims == 2 and refused_reports == 0
     assert len(trials[0]["intermediate_values"]) == EPOCHS
+
+
+def access_log(path: Path) -> str:
+    return "\n".join(log_messages(path))
 
 
 def wait_for_first_report(client: HPOJSONClient, study_id: int) -> dict[str, Any]:

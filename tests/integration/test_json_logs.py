@@ -12,10 +12,17 @@ from typing import Any
 import pytest
 
 from cli.local_stack import LocalStack
+from cli.processes import wait_until
 from tests.integration.conftest import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_TRIALS = 4
+
+
+def tasks_succeeded(worker_log: Path) -> int:
+    """How many trial tasks the worker has logged as succeeded."""
+    messages = (record["message"] for record in json_lines(worker_log))
+    return sum(1 for m in messages if m.startswith("Task hpo.run_trial[") and "succeeded" in m)
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -46,8 +53,10 @@ def run(stack: LocalStack) -> dict[str, Any]:
     while client.study(study_id)["state"] == "running":
         assert time.monotonic() < deadline, stack.logs()
         time.sleep(0.5)
-    time.sleep(1)  # the worker logs a task's end just after its completion call
     assert stack.api is not None and stack.worker is not None
+    worker_log = stack.worker.log_path
+    # The worker logs a task's end just after its completion call: wait for the last one's.
+    wait_until(lambda: tasks_succeeded(worker_log) >= N_TRIALS, 30, "the worker's task ends")
     return {
         "study_id": study_id,
         "trial_ids": [trial["trial_id"] for trial in client.trials(study_id)],

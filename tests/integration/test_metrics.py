@@ -6,7 +6,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -127,17 +127,39 @@ def test_worker_metrics_count_its_trials_and_epochs(
     metered_stack: LocalStack, finished_study: dict[str, Any]
 ) -> None:
     port = metered_stack.extra_settings["HPO_WORKER_METRICS_PORT"]
-    samples = scrape(f"http://127.0.0.1:{port}/metrics")
-    trials = {
+    reports = sum(len(trial["intermediate_values"]) for trial in finished_study["trials"])
+
+    def counted(samples: Samples) -> bool:
+        epochs = samples.get(("hpo_worker_epochs_total", ()), 0)
+        return sum(worker_trials(samples).values()) >= N_TRIALS and epochs >= reports
+
+    # The worker counts a trial once the service has answered its completion, which can end
+    # the study a moment before the worker's count moves.
+    samples = scrape_until(f"http://127.0.0.1:{port}/metrics", counted)
+    trials = worker_trials(samples)
+    counts = finished_study["study"]["counts"]
+    assert trials.get("complete", 0) == counts["complete"]
+    assert trials.get("pruned", 0) == counts["pruned"]
+    assert samples[("hpo_worker_epochs_total", ())] == reports  # each epoch the service recorded
+
+
+def worker_trials(samples: Samples) -> dict[str, float]:
+    """The worker's trial counter, by the state the trial ended in."""
+    return {
         labels[0][1]: value
         for (name, labels), value in samples.items()
         if name == "hpo_worker_trials_total"
     }
-    counts = finished_study["study"]["counts"]
-    assert trials.get("complete", 0) == counts["complete"]
-    assert trials.get("pruned", 0) == counts["pruned"]
-    reports = sum(len(trial["intermediate_values"]) for trial in finished_study["trials"])
-    assert samples[("hpo_worker_epochs_total", ())] == reports  # each epoch the service recorded
+
+
+def scrape_until(url: str, settled: Callable[[Samples], bool], timeout_s: float = 30) -> Samples:
+    """Scrape ``url`` until ``settled`` holds of its samples (or ``timeout_s`` passes): the last."""
+    deadline = time.monotonic() + timeout_s
+    samples = scrape(url)
+    while not settled(samples) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        samples = scrape(url)
+    return samples
 
 
 @pytest.mark.gpu

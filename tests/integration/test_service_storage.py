@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -324,12 +324,20 @@ def test_same_seed_and_history_give_the_same_suggestions(database_url: str) -> N
     assert len(set(first)) == 5
 
 
+LEASE_TTL_S = 30.0
+
+
 @pytest.fixture
 def short_leases(database_url: str) -> Iterator[Tuner]:
+    """Leases of 30 s; the tests ask the reaper about later moments instead of waiting."""
     database = Database(database_url)
-    times = LeaseTimes(ttl_s=0.3, dispatch_timeout_s=0.3)
+    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
     yield Tuner(database, NoDispatcher(), TrainerCatalog.installed(), times)
     database.dispose()
+
+
+def later(seconds: float, since: datetime | None = None) -> datetime:
+    return (since or datetime.now(UTC)) + timedelta(seconds=seconds)
 
 
 def test_an_asker_that_goes_silent_loses_its_trial_and_frees_the_slot(short_leases: Tuner) -> None:
@@ -337,8 +345,8 @@ def test_an_asker_that_goes_silent_loses_its_trial_and_frees_the_slot(short_leas
     silent = short_leases.ask(study.study_id)
     assert silent.lease is not None
     assert short_leases.expire_leases() == []  # not yet past its time
-    time.sleep(0.4)
-    assert short_leases.expire_leases() == [silent.trial_id]
+    assert short_leases.expire_leases(later(LEASE_TTL_S - 5)) == []
+    assert short_leases.expire_leases(later(LEASE_TTL_S + 1)) == [silent.trial_id]
     [view] = short_leases.study_trials(study.study_id)
     assert view.state == "fail" and view.fail_reason.startswith("lease expired")
     assert view.retried_by is None  # no trainer: an external program asks again itself
@@ -350,11 +358,16 @@ def test_an_asker_that_goes_silent_loses_its_trial_and_frees_the_slot(short_leas
 def test_reports_renew_the_lease(short_leases: Tuner) -> None:
     study = short_leases.create_study(spec(pruner={"name": "none"}))
     trial = short_leases.ask(study.study_id)
-    for step in range(1, 6):
-        time.sleep(0.15)
+    held_until = later(LEASE_TTL_S)  # the lease ends by then unless renewed
+    for step in range(1, 4):
+        time.sleep(0.2)
+        renewed_at = datetime.now(UTC)
         short_leases.report(trial.trial_id, step, 1.0, trial.lease)
-        assert short_leases.expire_leases() == []
-    short_leases.complete(trial.trial_id, TrialState.COMPLETE, 1.0, None, trial.lease)
+        # Past the lease's end before this report, short of its end after it.
+        between = held_until + (renewed_at + timedelta(seconds=LEASE_TTL_S) - held_until) / 2
+        assert short_leases.expire_leases(between) == []
+        held_until = later(LEASE_TTL_S)
+    assert short_leases.expire_leases(later(LEASE_TTL_S + 1)) == [trial.trial_id]
 
 
 def test_a_stale_or_foreign_lease_token_is_refused(short_leases: Tuner) -> None:

@@ -119,6 +119,8 @@ def test_receiver_gets_signed_best_changed_and_study_finished(
     study_id = created["study_id"]
     assert created["spec"]["webhook"]["secret"] == "**********"  # never shown back
     first = finish_trial(hook_stack, study_id, 0.5)
+    # Delivered before a better trial ends: an event is sent while its trial is still the best.
+    wait_until(lambda: len(state.events(study_id)) >= 1, 30, "the first best_changed")
     finish_trial(hook_stack, study_id, 0.9)  # worse: no event
     third = finish_trial(hook_stack, study_id, 0.2)
 
