@@ -8,6 +8,7 @@ from gunicorn.app.base import BaseApplication
 
 from api import create_app
 from service.json_logs import logging_config
+from service.long_lived import freeze_startup_objects
 from service.settings import Settings
 
 
@@ -38,7 +39,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self._settings)
+        app = create_app(self._settings)
+        freeze_startup_objects()  # in each gunicorn worker, before its first request
+        return app
 
 
 def serve(settings: Settings) -> None:

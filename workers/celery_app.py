@@ -11,6 +11,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from client import HPOJSONClient
+from service.long_lived import freeze_startup_objects
 from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config
 from service.settings import Settings
 from workers.jobs import JobRunner
@@ -57,14 +58,21 @@ def _register_job_task(app: Celery, task_name: str, client: Callable[[], HPOJSON
 
 @worker_process_init.connect
 def _prepare_process(**_: Any) -> None:
-    """Runs in each worker process before its first trial, before CUDA or torch start.
+    """Runs in each worker process before its first trial: shares out the devices, imports
+    PyTorch, then freezes what start-up made (``service/long_lived.py``: a full garbage
+    collection in a worker with PyTorch loaded took about 210 ms, once every 20 or so small
+    trials, in the middle of an epoch; 25 ms frozen)."""
+    _share_out_devices(Settings())
+    import torch  # noqa: F401  (after CUDA_VISIBLE_DEVICES is set; frozen with the rest)
 
-    With GPUs, process i sees GPU i only. On the CPU, the cores are shared out between the
-    processes, so that they do not oversubscribe the machine.
-    """
+    freeze_startup_objects()
+
+
+def _share_out_devices(settings: Settings) -> None:
+    """With GPUs, process i sees GPU i only (set before CUDA starts). On the CPU, the cores are
+    shared out between the processes, so that they do not oversubscribe the machine."""
     from billiard.process import current_process
 
-    settings = Settings()
     gpus = settings.gpu_list()
     index = getattr(current_process(), "index", None)
     if gpus and index is not None:
