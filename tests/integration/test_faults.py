@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 import requests
+from sqlalchemy import select
 
 from api.dispatch import CeleryDispatcher
 from cli.local_stack import LocalStack
@@ -24,12 +25,13 @@ from cli.processes import wait_until
 from client import HPOJSONClient
 from service.dispatch import TrialAssignment
 from service.settings import Settings
+from service.storage.database import Database
+from service.storage.tables import TrialLeaseRecord
 from tests.support.logs import log_messages
 from tests.support.postgres_server import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EPOCHS = 20
-POOL_PROCESS_SETTLED_S = 2.0
 
 
 def fault_stack(database_url: str, lease_ttl_s: float) -> LocalStack:
@@ -73,6 +75,20 @@ def wait_until_done(
     raise AssertionError(f"study {study_id} did not finish:\n{stack.logs()}")
 
 
+def pool_pids(stack: LocalStack) -> set[int]:
+    """The worker's pool processes."""
+    assert stack.worker is not None
+    return {child.pid for child in psutil.Process(stack.worker.process.pid).children()}
+
+
+def lease_holding_pids(database: Database) -> set[int]:
+    """The processes holding a trial's lease now (a holder is ``host:pid:delivery``)."""
+    query = select(TrialLeaseRecord.holder).where(TrialLeaseRecord.token.is_not(None))
+    with database.session() as session:
+        holders = session.scalars(query).all()
+    return {int(holder.split(":")[1]) for holder in holders if holder}
+
+
 def finished_exactly(current: dict[str, Any], n_trials: int) -> None:
     counts = current["counts"]
     assert current["state"] == "complete", current
@@ -89,25 +105,20 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_sigkill_of_worker_processes_mid_trial_loses_no_trial(
     postgres_server: PostgresServer,
 ) -> None:
-    stack = fault_stack(
-        postgres_server.create_database(f"kill_{uuid.uuid4().hex[:8]}"), lease_ttl_s=3
-    )
-    kills: list[int] = []
+    database_url = postgres_server.create_database(f"kill_{uuid.uuid4().hex[:8]}")
+    stack = fault_stack(database_url, lease_ttl_s=3)
+    leases = Database(database_url)
+    kills: list[float] = []
 
     def kill_a_busy_pool_process() -> None:
         if len(kills) >= 10 or (kills and time.monotonic() - kills[-1] < 1.5):
             return
-        assert stack.worker is not None
         # A pool process killed while it starts stops Celery's worker altogether ("Could not
-        # start worker processes"): only those that have lived long enough to hold a trial.
-        children = [
-            child
-            for child in psutil.Process(stack.worker.process.pid).children()
-            if time.time() - child.create_time() > POOL_PROCESS_SETTLED_S
-        ]
-        if children:
-            random.choice(children).kill()
-            kills.append(int(time.monotonic()))
+        # start worker processes"): only those holding a trial's lease, so well past their start.
+        busy = lease_holding_pids(leases) & pool_pids(stack)
+        if busy:
+            psutil.Process(random.choice(sorted(busy))).kill()
+            kills.append(time.monotonic())
 
     try:
         client = stack.client()
@@ -117,6 +128,7 @@ def test_sigkill_of_worker_processes_mid_trial_loses_no_trial(
         trials = client.trials(created["study_id"])
     finally:
         stack.stop()
+        leases.dispose()
     retried = [t for t in trials if t["retried_by"] is not None]
     print(
         f"\n{len(kills)} SIGKILLs, {len(retried)} trials lost with their process and re-run, "
@@ -210,8 +222,9 @@ def test_a_redis_restart_mid_study_loses_no_trial(sqlite_url: str) -> None:
 def test_an_api_restart_mid_study_loses_and_doubles_nothing(
     postgres_server: PostgresServer,
 ) -> None:
+    # A lease outlasting the outage (stop, 3 s, start) with room for a slow machine.
     stack = fault_stack(
-        postgres_server.create_database(f"api_{uuid.uuid4().hex[:8]}"), lease_ttl_s=20
+        postgres_server.create_database(f"api_{uuid.uuid4().hex[:8]}"), lease_ttl_s=60
     )
     restarted: list[float] = []
 
