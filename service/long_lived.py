@@ -12,12 +12,12 @@ import gc
 
 
 def freeze_startup_objects() -> int:
-    """Move every object alive now (modules, classes, the app and its settings: what lives as
-    long as the process) out of the collector's generations for good; the number frozen. Call
-    once, when start-up is done and before the work begins.
-
-    No collection first: one would cost as much as the pause this saves, and after the imports
-    it found nothing to free here (the automatic ones had). Cyclic garbage alive at the call
-    would stay for good; what is freed by reference counting still is."""
+    """Collect what is garbage now, then move every object still alive (modules, classes, the
+    app and its settings: what lives as long as the process) out of the collector's generations
+    for good; the number frozen. Call once, when start-up is done and before the work begins:
+    the collection (about 0.2 s with PyTorch loaded) delays no request or trial there. A frozen
+    object freed by reference counting is freed; one that later becomes part of a garbage cycle
+    stays (start-up objects seldom do)."""
+    gc.collect()
     gc.freeze()
     return gc.get_freeze_count()

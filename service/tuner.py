@@ -284,7 +284,7 @@ class Tuner:
     def expire_leases(self, now: datetime | None = None) -> list[int]:
         """Fail (and retry) the trials whose lease ran out by ``now`` (default: now); their ids.
         Study jobs past their time fail too (a held study's trials start)."""
-        self.jobs.expire()
+        self.jobs.expire(now)
         return self._reaper.expire(now)
 
     def record_provenance(

@@ -58,19 +58,18 @@ def _register_job_task(app: Celery, task_name: str, client: Callable[[], HPOJSON
 
 @worker_process_init.connect
 def _prepare_process(**_: Any) -> None:
-    """Runs in each worker process before its first trial: shares out the devices, imports
-    PyTorch, then freezes what start-up made (``service/long_lived.py``: a full garbage
-    collection in a worker with PyTorch loaded took about 210 ms, once every 20 or so small
-    trials, in the middle of an epoch; 25 ms frozen)."""
+    """Runs in each worker process before its first trial: shares out the devices, then freezes
+    what start-up made (``service/long_lived.py``: a full garbage collection in a worker with
+    PyTorch loaded took about 210 ms, once every 20 or so small trials, in the middle of an
+    epoch; 25 ms frozen)."""
     _share_out_devices(Settings())
-    import torch  # noqa: F401  (after CUDA_VISIBLE_DEVICES is set; frozen with the rest)
-
     freeze_startup_objects()
 
 
 def _share_out_devices(settings: Settings) -> None:
-    """With GPUs, process i sees GPU i only (set before CUDA starts). On the CPU, the cores are
-    shared out between the processes, so that they do not oversubscribe the machine."""
+    """With GPUs, process i sees GPU i only. On the CPU, the cores are shared out between the
+    processes, so that they do not oversubscribe the machine. PyTorch came with the parent
+    process; CUDA starts lazily, at a trial's first use of it, after this."""
     from billiard.process import current_process
 
     gpus = settings.gpu_list()
@@ -81,6 +80,6 @@ def _share_out_devices(settings: Settings) -> None:
         return
     shared_out = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
     threads = settings.worker_torch_threads or shared_out
-    import torch  # first import in this process: set before any work
+    import torch
 
     torch.set_num_threads(threads)

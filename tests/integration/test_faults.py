@@ -6,6 +6,7 @@ run in CI time; production defaults are minutes.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -106,8 +107,8 @@ def test_sigkill_of_worker_processes_mid_trial_loses_no_trial(
     postgres_server: PostgresServer,
 ) -> None:
     database_url = postgres_server.create_database(f"kill_{uuid.uuid4().hex[:8]}")
-    stack = fault_stack(database_url, lease_ttl_s=3)
     leases = Database(database_url)
+    stack = fault_stack(database_url, lease_ttl_s=3)
     kills: list[float] = []
 
     def kill_a_busy_pool_process() -> None:
@@ -117,8 +118,9 @@ def test_sigkill_of_worker_processes_mid_trial_loses_no_trial(
         # start worker processes"): only those holding a trial's lease, so well past their start.
         busy = lease_holding_pids(leases) & pool_pids(stack)
         if busy:
-            psutil.Process(random.choice(sorted(busy))).kill()
-            kills.append(time.monotonic())
+            with contextlib.suppress(psutil.NoSuchProcess):  # it ended meanwhile
+                psutil.Process(random.choice(sorted(busy))).kill()
+                kills.append(time.monotonic())
 
     try:
         client = stack.client()

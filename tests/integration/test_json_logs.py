@@ -14,6 +14,7 @@ import pytest
 from cli.local_stack import LocalStack
 from cli.processes import wait_until
 from tests.integration.conftest import unique
+from tests.support.logs import log_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_TRIALS = 4
@@ -21,7 +22,7 @@ N_TRIALS = 4
 
 def tasks_succeeded(worker_log: Path) -> int:
     """How many trial tasks the worker has logged as succeeded."""
-    messages = (record["message"] for record in json_lines(worker_log))
+    messages = log_messages(worker_log)  # read while the worker writes: a line may be half there
     return sum(1 for m in messages if m.startswith("Task hpo.run_trial[") and "succeeded" in m)
 
 

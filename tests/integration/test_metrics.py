@@ -131,7 +131,9 @@ def test_worker_metrics_count_its_trials_and_epochs(
 
     def counted(samples: Samples) -> bool:
         epochs = samples.get(("hpo_worker_epochs_total", ()), 0)
-        return sum(worker_trials(samples).values()) >= N_TRIALS and epochs >= reports
+        trials = worker_trials(samples)
+        ended = trials.get("complete", 0) + trials.get("pruned", 0)
+        return ended >= N_TRIALS and epochs >= reports
 
     # The worker counts a trial once the service has answered its completion, which can end
     # the study a moment before the worker's count moves.

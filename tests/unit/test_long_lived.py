@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -19,8 +20,11 @@ class Node:
 
 @pytest.fixture
 def unfrozen_after() -> Iterator[None]:
+    """No automatic collection meanwhile (only the call collects); everything unfrozen after."""
+    gc.disable()
     yield
     gc.unfreeze()
+    gc.enable()
 
 
 def tracked(thing: object) -> bool:
@@ -36,3 +40,13 @@ def test_what_lives_at_start_up_is_frozen_and_what_comes_later_is_not() -> None:
     after = Node()
     assert frozen == gc.get_freeze_count() > 0
     assert not tracked(before) and tracked(after)
+
+
+@pytest.mark.usefixtures("unfrozen_after")
+def test_garbage_of_start_up_is_collected_not_frozen() -> None:
+    garbage = Node()
+    garbage.links.append(garbage)  # a cycle: only the collector frees it
+    gone = weakref.ref(garbage)
+    del garbage
+    freeze_startup_objects()
+    assert gone() is None
