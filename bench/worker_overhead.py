@@ -12,6 +12,9 @@ trial's start to its completion as the service recorded them; and, of that, the 
 the trainer's own clock in the worker saw it (``epoch_s`` of its epoch records: training and
 validation, without the trial's claim, reports and completion). The share of a whole study's wall
 time (submission to completion) not spent in bare training is ``1 - bare epoch x epochs / wall``.
+The bare loop and the trainer in process run in pairs, one after the other, three pairs before
+the study and three after; each of the two figures is the median of its six (the machine's speed
+drifts within minutes, and a ratio of figures timed minutes apart carries the drift).
 Usage: ``python -m bench.worker_overhead [--quick]``.
 """
 
@@ -66,6 +69,13 @@ def bare_epoch_s(epochs: int, seed: int = 0) -> float:
         with torch.no_grad():
             float(functional.cross_entropy(model(val_x), val_y))
     return (time.perf_counter() - started) / epochs
+
+
+def alternated_epochs_s(epochs: int, seeds: range) -> dict[str, list[float]]:
+    """Seconds per epoch of the bare loop and of the trainer in process, one pair per seed, the
+    two run one after the other."""
+    pairs = [(bare_epoch_s(epochs, seed), trainer_epoch_s(epochs)) for seed in seeds]
+    return {"bare": [bare for bare, _ in pairs], "trainer": [trainer for _, trainer in pairs]}
 
 
 def trainer_epoch_s(epochs: int) -> float:
@@ -138,9 +148,13 @@ def measure(quick: bool) -> dict[str, Any]:
     trials, epochs = (3, 10) if quick else (6, 27)
     torch.set_num_threads(1)  # what a worker process of the one-machine stack uses
     bare_epoch_s(3)  # warm-up: imports, allocator, data set cache
-    bare = statistics.median(bare_epoch_s(epochs, seed) for seed in range(3))
-    in_process = statistics.median(trainer_epoch_s(epochs) for _ in range(3))
+    # This machine's speed drifts by 15% and more within minutes: the bare loop and the trainer
+    # alternate, three pairs before the study and three after, and each figure is the median.
+    before = alternated_epochs_s(epochs, seeds=range(3))
     study = celery_study(trials, epochs)
+    after = alternated_epochs_s(epochs, seeds=range(3, 6))
+    bare = statistics.median(before["bare"] + after["bare"])
+    in_process = statistics.median(before["trainer"] + after["trainer"])
     return {
         "dataset": DATASET,
         "trials": trials,
