@@ -71,11 +71,10 @@ def bare_epoch_s(epochs: int, seed: int = 0) -> float:
     return (time.perf_counter() - started) / epochs
 
 
-def alternated_epochs_s(epochs: int, seeds: range) -> dict[str, list[float]]:
+def alternated_epochs_s(epochs: int, seeds: range) -> list[tuple[float, float]]:
     """Seconds per epoch of the bare loop and of the trainer in process, one pair per seed, the
     two run one after the other."""
-    pairs = [(bare_epoch_s(epochs, seed), trainer_epoch_s(epochs)) for seed in seeds]
-    return {"bare": [bare for bare, _ in pairs], "trainer": [trainer for _, trainer in pairs]}
+    return [(bare_epoch_s(epochs, seed), trainer_epoch_s(epochs)) for seed in seeds]
 
 
 def trainer_epoch_s(epochs: int) -> float:
@@ -150,11 +149,11 @@ def measure(quick: bool) -> dict[str, Any]:
     bare_epoch_s(3)  # warm-up: imports, allocator, data set cache
     # This machine's speed drifts by 15% and more within minutes: the bare loop and the trainer
     # alternate, three pairs before the study and three after, and each figure is the median.
-    before = alternated_epochs_s(epochs, seeds=range(3))
+    pairs = alternated_epochs_s(epochs, seeds=range(3))
     study = celery_study(trials, epochs)
-    after = alternated_epochs_s(epochs, seeds=range(3, 6))
-    bare = statistics.median(before["bare"] + after["bare"])
-    in_process = statistics.median(before["trainer"] + after["trainer"])
+    pairs += alternated_epochs_s(epochs, seeds=range(3, 6))
+    bare = statistics.median(bare for bare, _ in pairs)
+    in_process = statistics.median(trainer for _, trainer in pairs)
     return {
         "dataset": DATASET,
         "trials": trials,

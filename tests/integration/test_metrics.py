@@ -6,7 +6,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -126,18 +126,19 @@ def test_queue_is_empty_and_no_worker_is_busy_after_the_study(
 def test_worker_metrics_count_its_trials_and_epochs(
     metered_stack: LocalStack, finished_study: dict[str, Any]
 ) -> None:
-    port = metered_stack.extra_settings["HPO_WORKER_METRICS_PORT"]
+    url = f"http://127.0.0.1:{metered_stack.extra_settings['HPO_WORKER_METRICS_PORT']}/metrics"
     reports = sum(len(trial["intermediate_values"]) for trial in finished_study["trials"])
 
-    def counted(samples: Samples) -> bool:
-        epochs = samples.get(("hpo_worker_epochs_total", ()), 0)
+    def counted() -> bool:
+        samples = scrape(url)
         trials = worker_trials(samples)
         ended = trials.get("complete", 0) + trials.get("pruned", 0)
-        return ended >= N_TRIALS and epochs >= reports
+        return ended >= N_TRIALS and samples.get(("hpo_worker_epochs_total", ()), 0) >= reports
 
     # The worker counts a trial once the service has answered its completion, which can end
     # the study a moment before the worker's count moves.
-    samples = scrape_until(f"http://127.0.0.1:{port}/metrics", counted)
+    wait_until(counted, 30, "the worker's count of every trial and epoch")
+    samples = scrape(url)
     trials = worker_trials(samples)
     counts = finished_study["study"]["counts"]
     assert trials.get("complete", 0) == counts["complete"]
@@ -152,16 +153,6 @@ def worker_trials(samples: Samples) -> dict[str, float]:
         for (name, labels), value in samples.items()
         if name == "hpo_worker_trials_total"
     }
-
-
-def scrape_until(url: str, settled: Callable[[Samples], bool], timeout_s: float = 30) -> Samples:
-    """Scrape ``url`` until ``settled`` holds of its samples (or ``timeout_s`` passes): the last."""
-    deadline = time.monotonic() + timeout_s
-    samples = scrape(url)
-    while not settled(samples) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        samples = scrape(url)
-    return samples
 
 
 @pytest.mark.gpu
