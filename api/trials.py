@@ -14,6 +14,7 @@ from api.schemas import ERROR_RESPONSES
 from service.epoch_metrics import MAX_EPOCH_RECORDS, MAX_FIGURES_PER_EPOCH
 from service.spec.objectives import MAX_OBJECTIVES, MetricName
 from service.trial_outcomes import steps_problem
+from service.trial_provenance import TrialProvenance
 from service.views import TrialView
 
 trials = APIBlueprint(
@@ -37,6 +38,11 @@ class TrialPath(BaseModel):
 
 
 LeaseToken = Field(default=None, max_length=64, description="The token the claim returned.")
+StatedProvenance = Field(
+    default=None,
+    description="What the worker states about the trial (as POST /trials/{id}/provenance takes "
+    "it), merged into its provenance with this request: a request fewer.",
+)
 
 
 class Report(BaseModel):
@@ -62,6 +68,7 @@ class Reports(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reports: list[EpochValue] = Field(min_length=1, max_length=MAX_BATCH_REPORTS)
     lease: str | None = LeaseToken
+    provenance: TrialProvenance | None = StatedProvenance
 
     @field_validator("reports")
     @classmethod
@@ -152,6 +159,7 @@ class Completion(BaseModel):
         "intermediate values: what POST /trials/{id}/reports would record, less a request. "
         "They decide nothing (the trial has ended). Only with state complete.",
     )
+    provenance: TrialProvenance | None = StatedProvenance
 
 
 @trials.post("/<int:trial_id>/claim", responses={200: Claimed})
@@ -190,6 +198,7 @@ def report_many(path: TrialPath, body: Reports) -> dict[str, Any]:
         [(report.step, report.value) for report in body.reports],
         body.lease,
         current_tenant(),
+        body.provenance,
     )
     return Decision(prune=answer.prune, next_decision_step=answer.next_decision_step).model_dump()
 
@@ -209,5 +218,6 @@ def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
         figures=body.metrics,
         epoch_metrics=body.epoch_metrics,
         last_reports=[(report.step, report.value) for report in body.reports or []],
+        provenance=body.provenance,
     )
     return view.model_dump(mode="json")

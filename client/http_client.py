@@ -129,11 +129,21 @@ class HPOJSONClient:
         return answer
 
     def report_many(
-        self, trial_id: int, reports: list[tuple[int, float]], lease: str | None = None
+        self,
+        trial_id: int,
+        reports: list[tuple[int, float]],
+        lease: str | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Report several epochs' values, (step, value) with rising steps, in one request; the
-        answer of the last one recorded (a prune ends the trial there)."""
-        body = {"reports": [{"step": s, "value": v} for s, v in reports], "lease": lease}
+        answer of the last one recorded (a prune ends the trial there). ``provenance``: fields
+        :meth:`record_provenance` takes, recorded with them."""
+        body: dict[str, Any] = {
+            "reports": [{"step": s, "value": v} for s, v in reports],
+            "lease": lease,
+        }
+        if provenance:
+            body["provenance"] = provenance
         answer: dict[str, Any] = self._call("POST", f"/trials/{trial_id}/reports", json=body)
         return answer
 
@@ -149,11 +159,13 @@ class HPOJSONClient:
         metrics: dict[str, float] | None = None,
         epoch_metrics: list[dict[str, float | None]] | None = None,
         reports: list[tuple[int, float]] | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Finish a trial: ``complete`` with its value (or ``values``, one per objective, and named
         ``metrics``), ``pruned``, or ``failed`` with a reason; ``epoch_metrics``: one record per
         epoch, kept on the trial; ``reports``: a complete trial's epochs' values (step, value)
-        not reported yet, recorded with the completion (one request instead of two)."""
+        not reported yet, recorded with the completion (one request instead of two);
+        ``provenance``: fields :meth:`record_provenance` takes, recorded with it."""
         body: dict[str, Any] = {"state": state, "value": value, "reason": reason, "lease": lease}
         if values is not None:
             body["values"] = values
@@ -163,6 +175,8 @@ class HPOJSONClient:
             body["epoch_metrics"] = epoch_metrics
         if reports:
             body["reports"] = [{"step": step, "value": reported} for step, reported in reports]
+        if provenance:
+            body["provenance"] = provenance
         return self._call("POST", f"/trials/{trial_id}/complete", json=body)
 
     def evaluate(

@@ -104,11 +104,13 @@ class HyperbandReports:
         trial_id: int,
         reports: list[tuple[int, float]],
         lease: str | None,
+        first: Callable[[Session], None] | None = None,
     ) -> tuple[Decision, int] | None:
         """Record ``reports`` ((step, value), steps rising) in one transaction, deciding each in
         turn: the last one's decision and how many were recorded (a prune ends the trial at its
-        report; later ones are dropped). ``None`` where this path does not apply (at most the
-        lease was renewed)."""
+        report; later ones are dropped). ``first``: what else the transaction writes, before the
+        reports. ``None`` where this path does not apply (at most the lease was renewed;
+        ``first`` was not called)."""
         pruner = self._pruner(study_id, spec)
         if pruner is None or not reports:
             return None
@@ -121,6 +123,8 @@ class HyperbandReports:
             self._leases.renew_in(session, trial_id, lease)
             if last_step is not None and reports[0][0] < last_step:
                 return None  # Optuna decides on the latest step: its general path
+            if first is not None:
+                first(session)
             decide = self._decider(session, study_id, spec, pruner, trial_id, number)
             decision, recorded = NO_DECISION, 0
             for step, value in reports:

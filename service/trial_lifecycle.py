@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import optuna
@@ -225,9 +226,17 @@ class TrialLifecycle:
         record and renew its lease: one transaction (Optuna's path takes one for the attribute
         after reading the trial, beside the lease's)."""
         with self.running_trial_transaction(trial_id, lease) as session:
-            recorded = self._trial_rows.system_attr(session, trial_id, PROVENANCE_ATTR)
-            merged = merged_provenance(recorded, update)
-            self._trial_rows.set_system_attrs(session, trial_id, {PROVENANCE_ATTR: merged})
+            self._merge_provenance(session, trial_id, update)
+
+    def _merge_provenance(
+        self, session: Session, trial_id: int, update: TrialProvenance | None
+    ) -> None:
+        """Merge ``update`` into the trial's provenance, in the caller's transaction."""
+        if update is None:
+            return
+        recorded = self._trial_rows.system_attr(session, trial_id, PROVENANCE_ATTR)
+        merged = merged_provenance(recorded, update)
+        self._trial_rows.set_system_attrs(session, trial_id, {PROVENANCE_ATTR: merged})
 
     def report(
         self, trial_id: int, step: int, value: float, lease: str | None = None
@@ -237,18 +246,33 @@ class TrialLifecycle:
         return self.report_many(trial_id, [(step, value)], lease)
 
     def report_many(
-        self, trial_id: int, reports: list[tuple[int, float]], lease: str | None = None
+        self,
+        trial_id: int,
+        reports: list[tuple[int, float]],
+        lease: str | None = None,
+        provenance: TrialProvenance | None = None,
     ) -> ReportAnswer:
         """Record epochs' values ((step, value), steps rising) in order, as many reports; the
-        last recorded one's answer. A prune finishes the trial there: later values are dropped."""
+        last recorded one's answer. A prune finishes the trial there: later values are dropped.
+        ``provenance``: what the worker states about the trial, merged into its record first
+        (in the reports' transaction where they take one)."""
         for _, value in reports:
             require_finite(value, "value")
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
         # Hyperband, or no pruner: one transaction for them all, decided from the in-memory
         # rung book (service.report_path). Otherwise Optuna's path, one report at a time.
-        decided = self.hyperband_reports.report(study_id, spec, trial_id, reports, lease)
+        decided = self.hyperband_reports.report(
+            study_id,
+            spec,
+            trial_id,
+            reports,
+            lease,
+            first=lambda session: self._merge_provenance(session, trial_id, provenance),
+        )
         if decided is None:
+            if provenance is not None:
+                self.record_provenance(trial_id, provenance, lease)
             answer, value = self._reports_through_optuna(trial_id, spec, reports, lease)
             if answer.prune:
                 pruned: TrialOutcome = ([value], {})
@@ -302,20 +326,26 @@ class TrialLifecycle:
         figures: dict[str, float] | None = None,
         epoch_metrics: list[EpochRecord] | None = None,
         last_reports: list[tuple[int, float]] | None = None,
+        provenance: TrialProvenance | None = None,
     ) -> FrozenTrial:
         """Finish a trial as complete (with its value, or one per objective), pruned or failed
         (with a reason). ``figures`` are the trainer's named results: objectives and constraints
         read theirs from them; ``epoch_metrics``, its per-epoch records, are kept on the trial.
         ``last_reports``: a complete trial's epochs' values not reported yet ((step, value),
-        steps rising), recorded in the completion's transaction; they decide nothing."""
+        steps rising), recorded in the completion's transaction; they decide nothing.
+        ``provenance``: what the worker states about the trial, merged into its record in the
+        same transaction."""
         check_last_reports(state, last_reports or [])
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
+        stated = partial(self._merge_provenance, trial_id=trial_id, update=provenance)
         if state == TrialState.COMPLETE:
             ending = CompleteEnding(value, values, figures or {}, epoch_metrics, last_reports or [])
-            ended = self._complete_in_one_transaction(trial_id, spec, ending, lease)
+            ended = self._complete_in_one_transaction(trial_id, spec, ending, lease, stated)
         else:
-            ended = self._end_otherwise(trial_id, spec, state, value, reason, lease, epoch_metrics)
+            ended = self._end_otherwise(
+                trial_id, spec, state, value, reason, lease, epoch_metrics, stated
+            )
         if not ended:  # it had ended already: a repeat is answered as the first completion
             repeated = repeated_completion(self._trial(trial_id), state, value, values)
             # The first completion's refill may have failed (a database outage): refill now.
@@ -326,13 +356,19 @@ class TrialLifecycle:
         return self._storage.get_trial(trial_id)
 
     def _complete_in_one_transaction(
-        self, trial_id: int, spec: StudySpec, ending: CompleteEnding, lease: str | None
+        self,
+        trial_id: int,
+        spec: StudySpec,
+        ending: CompleteEnding,
+        lease: str | None,
+        stated: Callable[[Session], None],
     ) -> bool:
-        """The trial's state, last reports, values, figures, constraints and epoch records, and
-        the end of its lease, in one transaction (service.storage.optuna_rows); ``False`` if it
-        had ended."""
+        """The trial's state, last reports, values, figures, constraints, epoch records and
+        what ``stated`` writes (its provenance), and the end of its lease, in one transaction
+        (service.storage.optuna_rows); ``False`` if it had ended."""
 
-        def outcome(_: Session) -> TrialOutcome:  # checked once the lease is the caller's
+        def outcome(session: Session) -> TrialOutcome:  # checked once the lease is the caller's
+            stated(session)
             final = complete_values(spec, ending.value, ending.values, ending.figures)
             figures = figure_attrs(spec, ending.figures)
             return final, {**figures, **epoch_metrics_attrs(ending.epoch_metrics)}
@@ -385,11 +421,13 @@ class TrialLifecycle:
         reason: str | None,
         lease: str | None,
         epoch_metrics: list[EpochRecord] | None,
+        stated: Callable[[Session], None],
     ) -> bool:
-        """A pruned or failed end (its values, reason and epoch records, and the end of its
-        lease) in one transaction; ``False`` if it had ended."""
+        """A pruned or failed end (its values, reason and epoch records, what ``stated`` writes,
+        and the end of its lease) in one transaction; ``False`` if it had ended."""
 
         def outcome(session: Session) -> TrialOutcome:
+            stated(session)
             attrs: dict[str, Any] = dict(epoch_metrics_attrs(epoch_metrics))
             if state == TrialState.FAIL:
                 attrs[FAIL_REASON_ATTR] = reason or "failed"

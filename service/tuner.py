@@ -244,11 +244,13 @@ class Tuner:
         reports: list[tuple[int, float]],
         lease: str | None = None,
         tenant: str | None = None,
+        provenance: TrialProvenance | None = None,
     ) -> ReportAnswer:
         """Record several epochs' values (step, value) in order, each as :meth:`report_answer`
-        does; the last one's answer. A prune ends the trial there: later values are dropped."""
+        does; the last one's answer. A prune ends the trial there: later values are dropped.
+        ``provenance``: what the worker states about the trial, recorded with them."""
         self._visible(trial_id, tenant)
-        return self.trials.report_many(trial_id, reports, lease)
+        return self.trials.report_many(trial_id, reports, lease, provenance)
 
     def complete(
         self,
@@ -263,6 +265,7 @@ class Tuner:
         figures: dict[str, float] | None = None,
         epoch_metrics: list[EpochRecord] | None = None,
         last_reports: list[tuple[int, float]] | None = None,
+        provenance: TrialProvenance | None = None,
     ) -> TrialView:
         """Finish a trial (``values``: one per objective; ``figures``: the trainer's named results;
         ``epoch_metrics``: its per-epoch records, kept on the trial; ``last_reports``: a complete
@@ -278,6 +281,7 @@ class Tuner:
             figures=figures,
             epoch_metrics=epoch_metrics,
             last_reports=last_reports,
+            provenance=provenance,
         )
         return trial_view(trial, FAIL_REASON_ATTR, SEED_ATTR)
 

@@ -60,9 +60,13 @@ class MeteredClient(HPOJSONClient):
         return answer
 
     def report_many(
-        self, trial_id: int, reports: list[tuple[int, float]], lease: str | None = None
+        self,
+        trial_id: int,
+        reports: list[tuple[int, float]],
+        lease: str | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        answer = super().report_many(trial_id, reports, lease)
+        answer = super().report_many(trial_id, reports, lease, provenance)
         counters().epochs.inc(len(reports))
         return answer
 

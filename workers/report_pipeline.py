@@ -12,14 +12,20 @@ a later epoch to end before it goes. A batch goes in requests of at most ``batch
 held ones with it in one request, after what is out, and waits for its answer. Under Hyperband
 a trial waits only on the reports at its bracket's rungs; without a pruner, on none.
 
-Other records of the trial that nothing waits for (its provenance) go out on the same sender
-(``send_aside``), so the trainer does not wait for them either.
+What the worker states about the trial (its provenance: ``state``) goes with the next request
+that goes anyway, merged (``provenance`` of ``POST /trials/{id}/reports``): the report at a
+decision step, or a background send; provenance that no report takes goes on its own (``POST
+/trials/{id}/provenance``) once the interval since the last request is over. So a trial of a
+few short epochs states its provenance with its first decision or its completion, and sends no
+request for it (on the 2-core machine two provenance requests cost the real-Celery benchmark
+about a quarter of its trials/s); a longer one within ``min_interval_s`` of stating it.
 
 ``flush`` sends what is held, waits for what is being sent and raises the first error a
 background call met (``TrialGone``: the trial was taken away). At a trial's end ``hand_over``
 waits the same way but hands back what is held, unsent: the completion brings those reports
-(``POST /trials/{id}/complete``'s ``reports``), one request instead of a flush and a completion.
-Either way a completion never overtakes a report or a record.
+(``POST /trials/{id}/complete``'s ``reports``) and the provenance not yet sent, one request
+instead of a flush and a completion. Either way a completion never overtakes a report or a
+record.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, NamedTuple
 
-# Sends reports (step, value), steps rising; the service's answer to the last: ``prune``,
+# Sends reports (step, value), steps rising, with what the worker states about the trial (its
+# provenance fields; None: nothing new); the service's answer to the last: ``prune``,
 # ``next_decision_step``.
-ReportSender = Callable[[list[tuple[int, float]]], dict[str, Any]]
+ReportSender = Callable[[list[tuple[int, float]], dict[str, Any] | None], dict[str, Any]]
+# Sends provenance fields on their own.
+StatementSender = Callable[[dict[str, Any]], Any]
 Answer = dict[str, Any] | None  # a background send that found nothing held answers None
 UNKNOWN = -1  # no step named yet (an older service's claim): every report waits
 BATCH_SIZE = 32  # reports per request at most
@@ -40,6 +49,13 @@ MIN_INTERVAL_S = 0.2  # a background send waits this long after the last request
 # Held reports past this many (a service slower than the epochs) hold the trainer back until
 # they are out, so that a trial taken away is noticed soon.
 MAX_HELD = 8 * BATCH_SIZE
+
+
+class HandedOver(NamedTuple):
+    """What a trial's completion brings: the reports held, and the provenance fields not sent."""
+
+    reports: list[tuple[int, float]]
+    provenance: dict[str, Any]
 
 
 class ReportPipeline:
@@ -52,19 +68,21 @@ class ReportPipeline:
         batch_size: int = BATCH_SIZE,
         min_interval_s: float = MIN_INTERVAL_S,
         first_decision_step: int | None = UNKNOWN,
+        send_statement: StatementSender | None = None,
     ) -> None:
         """``first_decision_step``: as the claim named it (``UNKNOWN``: the first report waits
-        for its answer)."""
+        for its answer). ``send_statement``: sends provenance fields no report took."""
         self._send = send
+        self._send_statement = send_statement
         self._batch_size = batch_size
         self._min_interval_s = min_interval_s
         self._next_decision: int | None = first_decision_step
         self._guard = threading.Lock()  # the held reports, between the trainer and the sender
         self._held: list[tuple[int, float]] = []
+        self._stated: dict[str, Any] = {}  # provenance fields not sent yet
         self._scheduled = False  # a background send is queued that has not taken them yet
         self._now = threading.Event()  # the background send goes without waiting its interval
         self._in_flight: list[Future[Answer]] = []
-        self._aside: list[Future[Any]] = []
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports")
         self._last_request = time.monotonic()
         self._pruned = False
@@ -81,31 +99,38 @@ class ReportPipeline:
             return self._pruned
         with self._guard:
             batch, self._held = [*self._held, (step, value)], []
+            stated, self._stated = self._stated, {}
         self._wait_sent()
-        return self._take(self._send_in_order(batch))
+        return self._take(self._send_in_order(batch, stated))
 
-    def send_aside(self, call: Callable[[], Any]) -> None:
-        """Make a call whose answer nothing waits for, in the background; :meth:`flush` waits
-        for it and raises its error."""
-        self._aside.append(self._sender.submit(call))
+    def state(self, fields: dict[str, Any]) -> None:
+        """State provenance ``fields`` of the trial (merged with those not sent yet): they go
+        with the next request, or on their own once the interval is over."""
+        with self._guard:
+            self._stated.update(fields)
+            self._schedule()
 
     def flush(self) -> bool:
         """Send the held reports, wait for every request and call still out; whether a report
         pruned the trial. Raises the first error one of them met, once all of them are out."""
         return self._wait_sent()
 
-    def hand_over(self) -> list[tuple[int, float]]:
+    def hand_over(self) -> HandedOver:
         """At the trial's end: wait for every request and call still out (raising the first
-        error one met, as :meth:`flush` does) and hand back the reports still held, unsent, for
-        the trial's completion to bring (one request for both); none after a prune. Past
-        ``batch_size`` held, the earlier ones are sent first, as reports."""
+        error one met, as :meth:`flush` does) and hand back the reports still held, unsent, and
+        the provenance fields not sent, for the trial's completion to bring (one request for
+        all); no reports after a prune. Past ``batch_size`` held, the earlier ones are sent
+        first, as reports, with the provenance."""
         with self._guard:
             held, self._held = self._held, []
+            stated, self._stated = self._stated, {}
         self._wait_sent()
         earlier, last = held[: -self._batch_size], held[-self._batch_size :]
         if earlier:
-            self._take(self._send_in_order(earlier))
-        return [] if self._pruned else last
+            sendable = not (self._pruned or self._refused)
+            self._take(self._send_in_order(earlier, stated))
+            stated = {} if sendable else stated
+        return HandedOver([] if self._pruned else last, stated)
 
     @property
     def pruned(self) -> bool:
@@ -120,47 +145,67 @@ class ReportPipeline:
         """Hold the report, with a background send queued to take it; how many are held."""
         with self._guard:
             self._held.append((step, value))
-            if not self._scheduled:
-                self._scheduled = True
-                self._in_flight.append(self._sender.submit(self._send_held))
+            self._schedule()
             return len(self._held)
+
+    def _schedule(self) -> None:
+        """Queue a background send unless one is queued that has not taken what is held (call
+        under the guard)."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._in_flight.append(self._sender.submit(self._send_held))
 
     def _send_held(self) -> Answer:
         """On the sender: once the interval since the last request is over (or at once when
-        told), send every report held by then."""
+        told), send every report held by then, with the provenance stated by then; or that
+        provenance on its own."""
         self._now.wait(self._last_request + self._min_interval_s - time.monotonic())
         with self._guard:
             batch, self._held = self._held, []
+            stated, self._stated = self._stated, {}
             self._scheduled = False
-        return self._send_in_order(batch) if batch else None
+        if batch:
+            return self._send_in_order(batch, stated)
+        if stated and not (self._pruned or self._refused):
+            self._send_statement_alone(stated)
+        return None
 
-    def _send_in_order(self, batch: list[tuple[int, float]]) -> Answer:
-        """Send ``batch`` in requests of at most ``batch_size``, stopping at a prune (the
-        service records nothing after it) or after a refused request (nothing later may be
-        recorded before it); the last answer."""
+    def _send_statement_alone(self, stated: dict[str, Any]) -> None:
+        if self._send_statement is None:
+            raise RuntimeError("provenance was stated, but this pipeline has no way to send it")
+        self._last_request = time.monotonic()
+        try:
+            self._send_statement(stated)
+        except Exception:
+            self._refused = True
+            raise
+
+    def _send_in_order(self, batch: list[tuple[int, float]], stated: dict[str, Any]) -> Answer:
+        """Send ``batch`` in requests of at most ``batch_size``, the first bringing ``stated``
+        (provenance fields; empty: none), stopping at a prune (the service records nothing
+        after it) or after a refused request (nothing later may be recorded before it); the
+        last answer."""
         answer: Answer = None
         for start in range(0, len(batch), self._batch_size):
             if self._pruned or self._refused:
                 break
             self._last_request = time.monotonic()
             try:
-                answer = self._send(batch[start : start + self._batch_size])
+                answer = self._send(batch[start : start + self._batch_size], stated or None)
             except Exception:
                 self._refused = True  # raised to the trainer by the next report or the flush
                 raise
+            stated = {}
             self._pruned = self._pruned or bool(answer["prune"])
         return answer
 
     def _wait_sent(self) -> bool:
         self._now.set()  # a queued background send goes now: nothing may wait on its interval
         waiting, self._in_flight = self._in_flight, []
-        aside, self._aside = self._aside, []
-        wait([*waiting, *aside])  # all of them are out, even where one failed: nothing overtakes
+        wait(waiting)  # all of them are out, even where one failed: nothing overtakes
         self._now.clear()
         for sent in waiting:
             self._take(sent.result())
-        for call in aside:
-            call.result()
         return self._pruned
 
     def _can_wait(self, step: int) -> bool:

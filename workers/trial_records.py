@@ -2,8 +2,9 @@
 
 ``open_records`` builds the trial's ``TrialContext`` and states at once its seed and trainer
 (package and version of the distribution providing the entry point); the data's hashes and split
-follow as soon as the trainer loads them. Both go through ``send``: the runner sends them in the
-background, in order with the reports, and waits for them before completing the trial.
+follow as soon as the trainer loads them. Both go through ``send``: the runner hands them to the
+trial's report pipeline, which sends them with the next report or the completion
+(``workers/report_pipeline.py``).
 ``upload_checkpoint`` sends the best epoch's weights before the trial is completed (while its
 lease still holds).
 """

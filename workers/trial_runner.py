@@ -13,7 +13,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from client import HPOError, HPOJSONClient, ServiceUnreachable, TrialGone
 from service.dispatch import TrialAssignment
@@ -22,9 +22,11 @@ from workers.provenance import trial_context
 from workers.report_pipeline import UNKNOWN, ReportPipeline
 from workers.trainer_loader import load_trainer
 from workers.trainers.base import TrainingFailed, TrainResult, TrialRun
-from workers.trial_records import ProvenanceSender, open_records, upload_checkpoint
+from workers.trial_records import open_records, upload_checkpoint
 
 logger = logging.getLogger(__name__)
+Statement = dict[str, Any] | None  # provenance fields a request brings (None: none)
+Answer = TypeVar("Answer")
 MAX_REASON_CHARS = 1500
 HEARTBEATS_PER_LEASE = 4
 
@@ -59,10 +61,22 @@ class TrialRunner:
 
     def _train_and_complete(self, run: TrialRun, trainer_name: str, claimed: dict[str, Any]) -> str:
         lease = str(claimed["lease"])
+
+        def send_reports(batch: list[tuple[int, float]], stated: Statement) -> dict[str, Any]:
+            return self._stating(
+                run.trial_id,
+                lease,
+                stated,
+                lambda fields: self._client.report_many(run.trial_id, batch, lease, fields),
+            )
+
         reports = ReportPipeline(
-            lambda batch: self._client.report_many(run.trial_id, batch, lease),
+            send_reports,
             # An older service's claim names no step: the first report waits for its answer.
             first_decision_step=claimed.get("next_decision_step", UNKNOWN),
+            send_statement=lambda stated: self._client.record_provenance(
+                run.trial_id, stated, lease
+            ),
         )
         try:
             return self._train_and_finish(run, trainer_name, lease, reports)
@@ -73,16 +87,23 @@ class TrialRunner:
         self, run: TrialRun, trainer_name: str, lease: str, reports: ReportPipeline
     ) -> str:
         try:
-            records = open_records(
-                self._client, run, trainer_name, self._provenance_sender(run, lease, reports)
-            )
+            records = open_records(self._client, run, trainer_name, reports.state)
             with trial_context(records):
                 result = load_trainer(trainer_name).train(run, reports.report)
-            # Every report sent is answered; those still held go with the completion.
-            last_reports = reports.hand_over()
+            # Every report sent is answered; those still held, and the provenance not sent yet,
+            # go with the completion.
+            last_reports, stated = reports.hand_over()
             pruned = reports.pruned or result.pruned
             if pruned and last_reports:  # the trainer stopped on its own: they go as reports
-                self._client.report_many(run.trial_id, last_reports, lease)
+                self._stating(
+                    run.trial_id,
+                    lease,
+                    stated,
+                    lambda fields: self._client.report_many(
+                        run.trial_id, last_reports, lease, fields
+                    ),
+                )
+                stated = {}
         except (TrialGone, ServiceUnreachable):
             # Not the trainer's failure: the service is out of reach. The lease decides: it
             # expires and the trial runs again with the same parameters.
@@ -107,11 +128,23 @@ class TrialRunner:
             return "failed"
         if pruned:
             # The service pruned it already, with the last reported value; this only confirms.
-            self._client.complete(run.trial_id, state="pruned", lease=lease)
+            self._stating(
+                run.trial_id,
+                lease,
+                stated,
+                lambda fields: self._client.complete(
+                    run.trial_id, state="pruned", lease=lease, provenance=fields
+                ),
+            )
             return "pruned"
         upload_checkpoint(self._client, records, lease)
         try:
-            self._complete(run, result, lease, last_reports)
+            self._stating(
+                run.trial_id,
+                lease,
+                stated,
+                lambda fields: self._complete(run, result, lease, last_reports, fields),
+            )
         except HPOError as refused:
             if refused.status != 422:
                 raise
@@ -131,16 +164,23 @@ class TrialRunner:
         return "complete"
 
     def _complete(
-        self, run: TrialRun, result: TrainResult, lease: str, last_reports: list[tuple[int, float]]
+        self,
+        run: TrialRun,
+        result: TrainResult,
+        lease: str,
+        last_reports: list[tuple[int, float]],
+        stated: Statement,
     ) -> None:
-        """Complete the trial, bringing its last reports. A service that does not know the field
-        (one from before completions brought reports, during a rolling upgrade) gets them as
-        reports first; ``last_reports`` is emptied once they are recorded so."""
+        """Complete the trial, bringing its last reports and the provenance ``stated`` not sent
+        yet. A service that does not know the reports' field (one from before completions
+        brought reports, during a rolling upgrade) gets them as reports first; ``last_reports``
+        is emptied once they are recorded so."""
         fields: dict[str, Any] = {
             "value": result.value,
             "metrics": result.metrics,
             "lease": lease,
             "epoch_metrics": [dict(r) for r in result.epoch_metrics[:MAX_EPOCH_RECORDS]],
+            "provenance": stated,
         }
         try:
             self._client.complete(run.trial_id, **fields, reports=last_reports)
@@ -154,15 +194,22 @@ class TrialRunner:
         last_reports.clear()  # recorded: a refusal of the completion below sends them no more
         self._client.complete(run.trial_id, **fields)
 
-    def _provenance_sender(
-        self, run: TrialRun, lease: str, reports: ReportPipeline
-    ) -> ProvenanceSender:
-        """Provenance goes out in the background with the reports (the trainer need not wait)."""
-
-        def send(fields: dict[str, Any]) -> None:
-            reports.send_aside(lambda: self._client.record_provenance(run.trial_id, fields, lease))
-
-        return send
+    def _stating(
+        self, trial_id: int, lease: str, stated: Statement, call: Callable[[Statement], Answer]
+    ) -> Answer:
+        """``call`` bringing the provenance ``stated``. A service that does not know the field
+        (one from before requests brought provenance, during a rolling upgrade) gets it on its
+        own first, then ``call`` without it."""
+        if not stated:
+            return call(None)
+        try:
+            return call(stated)
+        except HPOError as refused:
+            if not _names_field(refused, "provenance"):
+                raise
+        logger.info("trial %s: the service took no provenance with the request", trial_id)
+        self._client.record_provenance(trial_id, stated, lease)
+        return call(None)
 
     @contextmanager
     def _heartbeats(self, trial_id: int, lease: str, ttl_s: float) -> Iterator[None]:

@@ -279,6 +279,8 @@ def test_a_value_that_prunes_ends_the_trial_there_and_later_ones_are_not_recorde
         ([{"step": 1, "value": 0.1}, {"step": 1, "value": 0.2}], "reports", "rise"),
         ([{"step": 1, "value": "NaN"}], "reports.0.value", ""),
         ([{"step": 1, "value": 0.1, "extra": 1}], "reports.0.extra", ""),
+        ([{"step": 1, "value": 0.1}], "provenance.seed", "greater than or equal to 0"),
+        ([{"step": 1, "value": 0.1}], "provenance.colour", ""),
     ],
 )
 def test_bad_report_batches_get_422_naming_the_field_and_change_nothing(
@@ -287,13 +289,17 @@ def test_bad_report_batches_get_422_naming_the_field_and_change_nothing(
     client = stack.client()
     study = client.create_study(good_study())
     trial = client.ask(study["study_id"])
+    body: dict[str, Any] = {"reports": reports}
+    if field.startswith("provenance."):  # the batch is good, what it states is not
+        body["provenance"] = {"seed": 1, field.split(".")[1]: -1}
     response = requests.post(
-        f"{stack.url}/trials/{trial['trial_id']}/reports", json={"reports": reports}, timeout=10
+        f"{stack.url}/trials/{trial['trial_id']}/reports", json=body, timeout=10
     )
     assert response.status_code == 422
     problem = response.json()["problems"][0]
     assert problem["field"] == field and words in problem["problem"]
-    assert client.trials(study["study_id"])[0]["intermediate_values"] == {}
+    [stored] = client.trials(study["study_id"])
+    assert stored["intermediate_values"] == {} and stored["provenance"] is None
 
 
 def test_a_spent_budget_gets_409_on_ask(stack: LocalStack) -> None:

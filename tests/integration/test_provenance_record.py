@@ -5,6 +5,7 @@ worker's. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from optuna.trial import TrialState
@@ -81,3 +82,65 @@ def test_a_record_is_refused_once_the_trial_is_not_the_workers_and_changes_nothi
     assert tuner.study_trials(study.study_id)[0].provenance == {"seed": 7}
     with pytest.raises(NotFound):
         tuner.record_provenance(10**9, TrialProvenance(seed=1), None)
+
+
+def spec_with(pruner: dict[str, Any]) -> StudySpec:
+    return StudySpec.model_validate({**spec().model_dump(mode="json"), "pruner": pruner})
+
+
+@pytest.mark.parametrize(
+    "pruner",
+    [
+        {"name": "hyperband", "min_resource": 1, "max_resource": 9},
+        {"name": "none"},
+        {"name": "median"},  # Optuna's general path: its own transaction first
+    ],
+)
+def test_reports_bring_provenance_recorded_before_them(
+    tuner: Tuner, database: Database, pruner: dict[str, Any]
+) -> None:
+    study = tuner.create_study(spec_with(pruner))
+    trial = tuner.ask(study.study_id)
+    tuner.record_provenance(trial.trial_id, TrialProvenance(trainer="mlp"), trial.lease)
+    engines = [database.engine, database.optuna._backend.engine]  # type: ignore[attr-defined]
+    with writing_transactions(engines) as counted:
+        tuner.report_many(
+            trial.trial_id, [(1, 0.5), (2, 0.4)], trial.lease, provenance=TrialProvenance(seed=7)
+        )
+    if pruner["name"] != "median":  # the reports' one transaction takes it
+        assert len(counted) == 1
+    [view] = tuner.study_trials(study.study_id)
+    assert view.provenance == {"trainer": "mlp", "seed": 7}
+    assert view.intermediate_values == {1: 0.5, 2: 0.4}
+
+
+@pytest.mark.parametrize("state", [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL])
+def test_a_completion_brings_provenance_in_its_transaction(
+    tuner: Tuner, database: Database, state: TrialState
+) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    tuner.record_provenance(trial.trial_id, TrialProvenance(seed=7), trial.lease)
+    stated = TrialProvenance(dataset="digits", data_sha256=SHA)
+    engines = [database.engine, database.optuna._backend.engine]  # type: ignore[attr-defined]
+    with writing_transactions(engines) as counted:
+        view = tuner.complete(
+            trial.trial_id, state, 0.5, "diverged", trial.lease, provenance=stated
+        )
+    assert len(counted) == 1  # the end, its lease's and the provenance: one transaction
+    assert view.provenance == {"seed": 7, "dataset": "digits", "data_sha256": SHA}
+
+
+def test_a_refused_completion_records_none_of_its_provenance(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    with pytest.raises(Conflict, match="lease"):
+        tuner.complete(
+            trial.trial_id,
+            TrialState.COMPLETE,
+            0.5,
+            None,
+            "another-holder",
+            provenance=TrialProvenance(seed=7),
+        )
+    assert tuner.study_trials(study.study_id)[0].provenance is None

@@ -26,16 +26,27 @@ class Service:
         self.fail_at: int | None = None
         self.slow_after_failure_s = 0.0
         self.requests: list[list[int]] = []
+        self.stated: list[tuple[str, dict[str, Any]]] = []  # provenance: how it came, what
+        self.refuse_statement = False
 
-    def send(self, batch: list[tuple[int, float]]) -> dict[str, Any]:
+    def send(
+        self, batch: list[tuple[int, float]], stated: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """One request: each report in turn, as the service records them; the last answer."""
         self.requests.append([step for step, _ in batch])
+        if stated is not None:
+            self.stated.append((f"with report {batch[0][0]}", stated))
         answer: dict[str, Any] = {}
         for step, value in batch:
             answer = self.send_one(step, value)
             if answer["prune"]:
                 break
         return answer
+
+    def send_statement(self, stated: dict[str, Any]) -> None:
+        if self.refuse_statement:
+            raise TrialGone(409, {"error": "trial 1 is failed, not running"})
+        self.stated.append(("alone", stated))
 
     def send_one(self, step: int, value: float) -> dict[str, Any]:
         self.release.wait(timeout=10)
@@ -95,7 +106,7 @@ def test_without_a_pruner_every_report_but_the_first_goes_in_the_background() ->
 def test_an_older_service_without_next_steps_gets_every_report_waited_for() -> None:
     received: list[str] = []
 
-    def send(batch: list[tuple[int, float]]) -> dict[str, Any]:
+    def send(batch: list[tuple[int, float]], stated: dict[str, Any] | None) -> dict[str, Any]:
         received.append(threading.current_thread().name)
         return {"prune": False}
 
@@ -163,38 +174,72 @@ def test_a_slow_service_holds_the_trainer_back_past_a_bound_on_held_reports() ->
     pipeline.close()
 
 
-def test_calls_sent_aside_do_not_wait_and_go_in_order_with_the_reports() -> None:
+def test_stated_provenance_goes_merged_with_a_report_that_waits_for_its_answer() -> None:
     service = Service(every=4)
-    pipeline = ReportPipeline(service.send, batch_size=1)
-    service.release.clear()  # the service is slow: an aside call must not hold the trainer
-
-    def record_provenance() -> None:
-        service.release.wait(timeout=10)
-        service.received.append((0, "provenance"))
-
-    pipeline.send_aside(record_provenance)
-    assert service.received == []  # not answered yet: the caller went on
-    service.release.set()
-    assert pipeline.report(1, 0.9) is False  # waits for what went before it, then itself
-    assert [step for step, _ in service.received] == [0, 1]
+    pipeline = ReportPipeline(service.send, batch_size=1, send_statement=service.send_statement)
+    pipeline.state({"seed": 3, "trainer": "mlp"})
+    pipeline.state({"dataset": "digits"})
+    assert pipeline.report(1, 0.9) is False  # no step named yet: it waits, and brings them
+    assert service.stated == [("with report 1", {"seed": 3, "trainer": "mlp", "dataset": "digits"})]
+    pipeline.report(2, 0.8)
+    pipeline.flush()
+    assert len(service.stated) == 1  # sent once
     pipeline.close()
 
 
-def test_a_flush_waits_for_calls_sent_aside_and_raises_their_error() -> None:
-    pipeline = ReportPipeline(Service(every=None).send, batch_size=1)
-    done = threading.Event()
+def test_stated_provenance_goes_with_the_next_background_send() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(
+        service.send,
+        min_interval_s=0.2,
+        first_decision_step=None,
+        send_statement=service.send_statement,
+    )
+    pipeline.state({"seed": 3})
+    pipeline.report(1, 0.9)  # held with it: one send once the interval is over
+    wait_for(lambda: len(service.received) == 1)
+    assert service.stated == [("with report 1", {"seed": 3})]
+    pipeline.close()
 
-    def slow_record() -> None:
-        time.sleep(0.2)
-        done.set()
 
-    def refused() -> None:
-        raise TrialGone(409, {"error": "trial 1 is failed, not running"})
+def test_stated_provenance_goes_alone_once_the_interval_is_over_without_a_report() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(
+        service.send, min_interval_s=0.05, send_statement=service.send_statement
+    )
+    pipeline.state({"seed": 3})  # a long first epoch: no report comes
+    wait_for(lambda: service.stated == [("alone", {"seed": 3})])
+    assert pipeline.report(1, 0.9) is False
+    assert service.requests == [[1]] and len(service.stated) == 1
+    pipeline.close()
 
-    pipeline.send_aside(slow_record)
+
+def test_hand_over_hands_back_the_provenance_not_sent_with_the_reports_held() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(
+        service.send,
+        min_interval_s=60,
+        first_decision_step=None,
+        send_statement=service.send_statement,
+    )
+    pipeline.state({"seed": 3})
+    pipeline.report(1, 0.9)
+    pipeline.state({"dataset": "digits"})
+    assert pipeline.hand_over() == ([(1, 0.9)], {"seed": 3, "dataset": "digits"})
+    assert service.requests == [] and service.stated == []  # the completion brings them all
+    pipeline.close()
+
+
+def test_a_flush_sends_the_provenance_and_raises_its_refusal() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(
+        service.send, min_interval_s=60, send_statement=service.send_statement
+    )
+    pipeline.state({"seed": 3})
     pipeline.flush()
-    assert done.is_set()
-    pipeline.send_aside(refused)
+    assert service.stated == [("alone", {"seed": 3})]
+    service.refuse_statement = True
+    pipeline.state({"dataset": "digits"})
     with pytest.raises(TrialGone):
         pipeline.flush()
     pipeline.close()
@@ -310,7 +355,7 @@ def test_hand_over_waits_for_what_is_out_and_hands_back_what_is_held_unsent() ->
     pipeline.report(1, 0.5)  # the first waits (no step named yet): then none does
     pipeline.report(2, 0.4)  # held behind the interval
     pipeline.report(3, 0.3)
-    assert pipeline.hand_over() == [(2, 0.4), (3, 0.3)]
+    assert pipeline.hand_over().reports == [(2, 0.4), (3, 0.3)]
     assert service.requests == [[1]] and not pipeline.pruned
     pipeline.close()
 
@@ -320,7 +365,7 @@ def test_hand_over_sends_what_passes_the_batch_size_and_hands_back_the_last_batc
     pipeline = ReportPipeline(service.send, batch_size=3, min_interval_s=60)
     for step in range(1, 9):
         pipeline.report(step, 0.5)
-    assert pipeline.hand_over() == [(6, 0.5), (7, 0.5), (8, 0.5)]
+    assert pipeline.hand_over().reports == [(6, 0.5), (7, 0.5), (8, 0.5)]
     assert service.requests == [[1], [2, 3, 4], [5]]
     pipeline.close()
 
@@ -330,7 +375,7 @@ def test_hand_over_after_a_prune_hands_back_nothing() -> None:
     pipeline = ReportPipeline(service.send, batch_size=2, min_interval_s=60)
     for step in range(1, 7):
         pipeline.report(step, 0.5)
-    assert pipeline.hand_over() == []
+    assert pipeline.hand_over().reports == []
     assert pipeline.pruned is True
     assert [step for step, _ in service.received] == [1, 2, 3]
     pipeline.close()

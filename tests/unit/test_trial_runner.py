@@ -38,6 +38,7 @@ class RecordingService:
         self.delay_s = delay_s
         self.refuse_step = refuse_step
         self.calls: list[tuple[str, Any]] = []
+        self.stated: list[tuple[str, dict[str, Any]]] = []  # provenance: how it came, what
         self._guard = threading.Lock()
 
     def _note(self, call: str, detail: Any) -> None:
@@ -51,14 +52,20 @@ class RecordingService:
         return None
 
     def record_provenance(self, trial_id: int, fields: dict[str, Any], lease: str) -> None:
-        return None
+        self.stated.append(("alone", fields))
 
     def put_checkpoint(self, trial_id: int, content: bytes, lease: str) -> None:
         self._note("checkpoint", None)
 
     def report_many(
-        self, trial_id: int, reports: list[tuple[int, float]], lease: str
+        self,
+        trial_id: int,
+        reports: list[tuple[int, float]],
+        lease: str,
+        provenance: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        if provenance:
+            self.stated.append((f"with report {reports[0][0]}", provenance))
         for step, _ in reports:
             if step > 1:
                 time.sleep(self.delay_s)
@@ -69,6 +76,8 @@ class RecordingService:
 
     def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
         self._note("complete", fields)
+        if fields.get("provenance"):
+            self.stated.append(("with the completion", fields["provenance"]))
         return {}
 
 
@@ -174,7 +183,10 @@ def test_a_trial_its_trainer_stops_sends_its_held_reports_before_it_ends_pruned(
     service = RecordingService()
     assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=4, stops=True)) == "pruned"
     assert [step for call, step in service.calls if call == "report"] == [1, 2, 3, 4]
-    assert service.calls[-1] == ("complete", {"state": "pruned", "lease": "lease-1"})
+    assert service.calls[-1] == (
+        "complete",
+        {"state": "pruned", "lease": "lease-1", "provenance": None},  # it went with report 1
+    )
 
 
 def test_a_failing_trainer_is_completed_with_its_reason_though_a_report_was_refused(
@@ -223,3 +235,63 @@ def test_a_refused_result_is_completed_as_failed_with_its_epoch_records(
     # The refused completion's report is recorded all the same, before the failure.
     assert [call for call, _ in service.calls][-2:] == ["report", "complete"]
     assert [step for call, step in service.calls if call == "report"] == [1, 2]
+
+
+STATED = {"seed": 3, "trainer": "mlp"}  # what the runner states at once (the trainer's package too)
+
+
+def test_the_provenance_goes_with_the_first_request_not_in_one_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RecordingService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "complete"
+    # The first report waits for its answer (no step named at this claim): it brings them.
+    [(how, fields)] = service.stated
+    assert how == "with report 1" and STATED.items() <= fields.items()
+    assert [call for call, _ in service.calls] == ["report", "complete"]
+
+
+class StepNamingService(RecordingService):
+    """A claim that names no decision step: no report waits, all go with the completion."""
+
+    def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
+        return {**super().claim(trial_id, holder), "next_decision_step": None}
+
+
+def test_a_short_trial_without_decisions_brings_its_provenance_with_the_completion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = StepNamingService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "complete"
+    [(how, fields)] = service.stated
+    assert how == "with the completion" and STATED.items() <= fields.items()
+    assert [call for call, _ in service.calls] == ["complete"]
+    assert [step for step, _ in service.calls[0][1]["reports"]] == [1, 2, 3]
+
+
+class ProvenanceUnknownService(RecordingService):
+    """A service from before reports and completions brought provenance: the field is unknown."""
+
+    def report_many(
+        self,
+        trial_id: int,
+        reports: list[tuple[int, float]],
+        lease: str,
+        provenance: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if provenance:
+            self._note("refused reports", [step for step, _ in reports])
+            problem = {"field": "provenance", "problem": "extra inputs are not permitted"}
+            raise HPOError(422, {"error": "invalid request", "problems": [problem]})
+        return super().report_many(trial_id, reports, lease)
+
+
+def test_an_older_service_gets_the_provenance_on_its_own_then_the_reports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = ProvenanceUnknownService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "complete"
+    [(how, fields)] = service.stated
+    assert how == "alone" and STATED.items() <= fields.items()
+    assert [call for call, _ in service.calls] == ["refused reports", "report", "complete"]
+    assert reported_steps(service) == [1, 2, 3]
