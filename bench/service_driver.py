@@ -80,16 +80,23 @@ def drive(
     study_id = setup.create_study(spec)["study_id"]
     result = DriveResult()
     guard = threading.Lock()
-    threads = [
-        threading.Thread(target=_worker, args=(url, study_id, epochs, result, guard, batched))
-        for _ in range(workers)
-    ]
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            _worker(url, study_id, epochs, result, guard, batched)
+        except BaseException as failure:  # raised below: a broken run must not read as 0/s
+            failures.append(failure)
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     result.wall_s = time.perf_counter() - started
+    if failures:
+        raise failures[0]
     return result
 
 
@@ -140,14 +147,16 @@ def _run_trial(client: HPOJSONClient, trial: dict[str, Any], epochs: int) -> lis
 def _run_batched_trial(client: HPOJSONClient, trial: dict[str, Any], epochs: int) -> list[float]:
     """A trial reported as a Celery worker reports it (workers.report_pipeline); no latencies."""
     lease = trial.get("lease")
-    pipeline = ReportPipeline(lambda batch: client.report_many(trial["trial_id"], batch, lease))
+    pipeline = ReportPipeline(
+        lambda batch, stated: client.report_many(trial["trial_id"], batch, lease, stated)
+    )
     value = 0.0
     try:
         for step in range(1, epochs + 1):
             value = trial_value(trial["params"], step)
             if pipeline.report(step, value):
                 return []
-        last_reports = pipeline.hand_over()
+        last_reports, _ = pipeline.hand_over()  # no provenance: the driver states none
         if pipeline.pruned:
             return []
     finally:
