@@ -31,6 +31,7 @@ from bench.common import Check, markdown_table, percentiles, write_results
 from bench.service_driver import DriveResult, drive
 from cli.embedded_redis import EmbeddedRedis
 from cli.local_stack import LocalStack
+from cli.processes import wait_until
 from tests.support.postgres_server import PostgresServer
 
 EPOCHS = 10
@@ -210,8 +211,11 @@ def run_celery(database: Database, trials: int, processes: int) -> dict[str, Any
     try:
         client = stack.client()
         warm_up = client.create_study(celery_spec(processes, processes))["study_id"]
-        while client.study(warm_up)["state"] == "running":
-            time.sleep(0.2)
+
+        def warmed_up() -> bool:
+            return bool(client.study(warm_up)["state"] == "complete")
+
+        wait_until(warmed_up, timeout_s=120, what="the warm-up study")
         started = time.perf_counter()
         study_id = client.create_study(celery_spec(trials, processes))["study_id"]
         while (study := client.study(study_id))["state"] == "running":

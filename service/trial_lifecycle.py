@@ -231,8 +231,9 @@ class TrialLifecycle:
     def _merge_provenance(
         self, session: Session, trial_id: int, update: TrialProvenance | None
     ) -> None:
-        """Merge ``update`` into the trial's provenance, in the caller's transaction."""
-        if update is None:
+        """Merge ``update`` into the trial's provenance, in the caller's transaction (nothing
+        is written for an update that sets no field)."""
+        if update is None or not update.model_dump(exclude_none=True):
             return
         recorded = self._trial_rows.system_attr(session, trial_id, PROVENANCE_ATTR)
         merged = merged_provenance(recorded, update)

@@ -13,12 +13,11 @@ held ones with it in one request, after what is out, and waits for its answer. U
 a trial waits only on the reports at its bracket's rungs; without a pruner, on none.
 
 What the worker states about the trial (its provenance: ``state``) goes with the next request
-that goes anyway, merged (``provenance`` of ``POST /trials/{id}/reports``): the report at a
-decision step, or a background send; provenance that no report takes goes on its own (``POST
-/trials/{id}/provenance``) once the interval since the last request is over. So a trial of a
-few short epochs states its provenance with its first decision or its completion, and sends no
-request for it (on the 2-core machine two provenance requests cost the real-Celery benchmark
-about a quarter of its trials/s); a longer one within ``min_interval_s`` of stating it.
+of reports, merged (``provenance`` of ``POST /trials/{id}/reports``): the report at a decision
+step, or a background send; or with the completion. It costs no request of its own (on the
+2-core machine two provenance requests a trial cost the real-Celery benchmark about a quarter of
+its trials/s), and is recorded with the trial's first epoch. Fields a refused request carried
+are kept, unsent: ``take_statement`` hands them to a failed trial's completion.
 
 ``flush`` sends what is held, waits for what is being sent and raises the first error a
 background call met (``TrialGone``: the trial was taken away). At a trial's end ``hand_over``
@@ -40,8 +39,6 @@ from typing import Any, NamedTuple
 # provenance fields; None: nothing new); the service's answer to the last: ``prune``,
 # ``next_decision_step``.
 ReportSender = Callable[[list[tuple[int, float]], dict[str, Any] | None], dict[str, Any]]
-# Sends provenance fields on their own.
-StatementSender = Callable[[dict[str, Any]], Any]
 Answer = dict[str, Any] | None  # a background send that found nothing held answers None
 UNKNOWN = -1  # no step named yet (an older service's claim): every report waits
 BATCH_SIZE = 32  # reports per request at most
@@ -68,12 +65,10 @@ class ReportPipeline:
         batch_size: int = BATCH_SIZE,
         min_interval_s: float = MIN_INTERVAL_S,
         first_decision_step: int | None = UNKNOWN,
-        send_statement: StatementSender | None = None,
     ) -> None:
         """``first_decision_step``: as the claim named it (``UNKNOWN``: the first report waits
-        for its answer). ``send_statement``: sends provenance fields no report took."""
+        for its answer)."""
         self._send = send
-        self._send_statement = send_statement
         self._batch_size = batch_size
         self._min_interval_s = min_interval_s
         self._next_decision: int | None = first_decision_step
@@ -100,15 +95,25 @@ class ReportPipeline:
         with self._guard:
             batch, self._held = [*self._held, (step, value)], []
             stated, self._stated = self._stated, {}
-        self._wait_sent()
+        try:
+            self._wait_sent()
+        except Exception:
+            self._keep_unsent(stated)
+            raise
         return self._take(self._send_in_order(batch, stated))
 
     def state(self, fields: dict[str, Any]) -> None:
         """State provenance ``fields`` of the trial (merged with those not sent yet): they go
-        with the next request, or on their own once the interval is over."""
+        with the next request of reports, or with the completion (:meth:`hand_over`)."""
         with self._guard:
             self._stated.update(fields)
-            self._schedule()
+
+    def take_statement(self) -> dict[str, Any]:
+        """The provenance fields stated and not sent (none sent since: a failed trial's
+        completion brings them)."""
+        with self._guard:
+            stated, self._stated = self._stated, {}
+        return stated
 
     def flush(self) -> bool:
         """Send the held reports, wait for every request and call still out; whether a report
@@ -127,9 +132,8 @@ class ReportPipeline:
         self._wait_sent()
         earlier, last = held[: -self._batch_size], held[-self._batch_size :]
         if earlier:
-            sendable = not (self._pruned or self._refused)
             self._take(self._send_in_order(earlier, stated))
-            stated = {} if sendable else stated
+            stated = self.take_statement()  # those the sends did not take
         return HandedOver([] if self._pruned else last, stated)
 
     @property
@@ -157,34 +161,25 @@ class ReportPipeline:
 
     def _send_held(self) -> Answer:
         """On the sender: once the interval since the last request is over (or at once when
-        told), send every report held by then, with the provenance stated by then; or that
-        provenance on its own."""
+        told), send every report held by then, with the provenance stated by then."""
         self._now.wait(self._last_request + self._min_interval_s - time.monotonic())
         with self._guard:
             batch, self._held = self._held, []
-            stated, self._stated = self._stated, {}
+            stated, self._stated = (self._stated, {}) if batch else ({}, self._stated)
             self._scheduled = False
-        if batch:
-            return self._send_in_order(batch, stated)
-        if stated and not (self._pruned or self._refused):
-            self._send_statement_alone(stated)
-        return None
+        return self._send_in_order(batch, stated) if batch else None
 
-    def _send_statement_alone(self, stated: dict[str, Any]) -> None:
-        if self._send_statement is None:
-            raise RuntimeError("provenance was stated, but this pipeline has no way to send it")
-        self._last_request = time.monotonic()
-        try:
-            self._send_statement(stated)
-        except Exception:
-            self._refused = True
-            raise
+    def _keep_unsent(self, stated: dict[str, Any]) -> None:
+        """Put back provenance fields a request did not deliver (those stated since win)."""
+        if stated:
+            with self._guard:
+                self._stated = {**stated, **self._stated}
 
     def _send_in_order(self, batch: list[tuple[int, float]], stated: dict[str, Any]) -> Answer:
         """Send ``batch`` in requests of at most ``batch_size``, the first bringing ``stated``
-        (provenance fields; empty: none), stopping at a prune (the service records nothing
-        after it) or after a refused request (nothing later may be recorded before it); the
-        last answer."""
+        (provenance fields; empty: none; kept when not delivered), stopping at a prune (the
+        service records nothing after it) or after a refused request (nothing later may be
+        recorded before it); the last answer."""
         answer: Answer = None
         for start in range(0, len(batch), self._batch_size):
             if self._pruned or self._refused:
@@ -194,9 +189,11 @@ class ReportPipeline:
                 answer = self._send(batch[start : start + self._batch_size], stated or None)
             except Exception:
                 self._refused = True  # raised to the trainer by the next report or the flush
+                self._keep_unsent(stated)
                 raise
             stated = {}
             self._pruned = self._pruned or bool(answer["prune"])
+        self._keep_unsent(stated)  # none of the batch went: a prune or a refusal came first
         return answer
 
     def _wait_sent(self) -> bool:

@@ -13,6 +13,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 from client import HPOError, HPOJSONClient, ServiceUnreachable, TrialGone
@@ -74,9 +75,6 @@ class TrialRunner:
             send_reports,
             # An older service's claim names no step: the first report waits for its answer.
             first_decision_step=claimed.get("next_decision_step", UNKNOWN),
-            send_statement=lambda stated: self._client.record_provenance(
-                run.trial_id, stated, lease
-            ),
         )
         try:
             return self._train_and_finish(run, trainer_name, lease, reports)
@@ -86,6 +84,7 @@ class TrialRunner:
     def _train_and_finish(
         self, run: TrialRun, trainer_name: str, lease: str, reports: ReportPipeline
     ) -> str:
+        stating = partial(self._stating, run.trial_id, lease)
         try:
             records = open_records(self._client, run, trainer_name, reports.state)
             with trial_context(records):
@@ -95,9 +94,7 @@ class TrialRunner:
             last_reports, stated = reports.hand_over()
             pruned = reports.pruned or result.pruned
             if pruned and last_reports:  # the trainer stopped on its own: they go as reports
-                self._stating(
-                    run.trial_id,
-                    lease,
+                stating(
                     stated,
                     lambda fields: self._client.report_many(
                         run.trial_id, last_reports, lease, fields
@@ -111,26 +108,15 @@ class TrialRunner:
         except TrainingFailed as failed:
             # A failure the trainer names (a NaN or exploding loss): its reason, and its epochs.
             _settle(reports)
-            self._client.complete(
-                run.trial_id,
-                state="failed",
-                reason=failed.reason[:MAX_REASON_CHARS],
-                lease=lease,
-                epoch_metrics=failed.epoch_metrics[:MAX_EPOCH_RECORDS],
-            )
-            return "failed"
+            records_sent = failed.epoch_metrics[:MAX_EPOCH_RECORDS]
+            return self._fail(run, lease, failed.reason, reports.take_statement(), records_sent)
         except Exception as error:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
             _settle(reports)
-            self._client.complete(
-                run.trial_id, state="failed", reason=reason[:MAX_REASON_CHARS], lease=lease
-            )
-            return "failed"
+            return self._fail(run, lease, reason, reports.take_statement())
         if pruned:
             # The service pruned it already, with the last reported value; this only confirms.
-            self._stating(
-                run.trial_id,
-                lease,
+            stating(
                 stated,
                 lambda fields: self._client.complete(
                     run.trial_id, state="pruned", lease=lease, provenance=fields
@@ -139,29 +125,44 @@ class TrialRunner:
             return "pruned"
         upload_checkpoint(self._client, records, lease)
         try:
-            self._stating(
-                run.trial_id,
-                lease,
-                stated,
-                lambda fields: self._complete(run, result, lease, last_reports, fields),
-            )
+            stating(stated, lambda fields: self._complete(run, result, lease, last_reports, fields))
         except HPOError as refused:
             if refused.status != 422:
                 raise
             # The result lacks what the study needs (an objective's or a constraint's figure),
             # or its last reports are refused. Those are recorded where they can be, as a failed
-            # trial's are (none left after the older service's path below).
+            # trial's are (none left after the older service's path below); so is its provenance,
+            # which the refused completion brought.
             _report_quietly(self._client, run.trial_id, last_reports, lease)
             reason = f"the service refused the trial's result: {refused}"
-            self._client.complete(
+            epochs = [dict(r) for r in result.epoch_metrics[:MAX_EPOCH_RECORDS]]
+            return self._fail(run, lease, reason, stated, epochs)
+        return "complete"
+
+    def _fail(
+        self,
+        run: TrialRun,
+        lease: str,
+        reason: str,
+        stated: Statement,
+        epoch_metrics: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """End the trial failed with ``reason``, its epoch records and the provenance ``stated``
+        not recorded yet."""
+        self._stating(
+            run.trial_id,
+            lease,
+            stated,
+            lambda fields: self._client.complete(
                 run.trial_id,
                 state="failed",
                 reason=reason[:MAX_REASON_CHARS],
                 lease=lease,
-                epoch_metrics=[dict(r) for r in result.epoch_metrics[:MAX_EPOCH_RECORDS]],
-            )
-            return "failed"
-        return "complete"
+                epoch_metrics=epoch_metrics,
+                provenance=fields,
+            ),
+        )
+        return "failed"
 
     def _complete(
         self,

@@ -144,6 +144,8 @@ def test_over_http_a_completion_brings_its_reports_and_bad_ones_get_4xx_naming_t
         ),
         ({"state": "failed", "reports": [{"step": 1, "value": 0.1}]}, 422, "reports"),
         ({"value": 0.2, "reports": [{"step": -1, "value": 0.1}]}, 422, "reports.0.step"),
+        ({"value": 0.2, "provenance": {"seed": -1}}, 422, "provenance.seed"),
+        ({"value": 0.2, "provenance": {"data_sha256": "not-hex"}}, 422, "provenance.data_sha256"),
     ]
     for body, status, field in bad_bodies:
         response = requests.post(url, json={**body, "lease": trial["lease"]}, timeout=10)
@@ -151,6 +153,7 @@ def test_over_http_a_completion_brings_its_reports_and_bad_ones_get_4xx_naming_t
         assert response.json()["problems"][0]["field"] == field
         [view] = client.trials(study["study_id"])
         assert view["state"] == "running" and view["intermediate_values"] == {}
+        assert view["provenance"] is None
     done = client.complete(
         trial["trial_id"], value=0.2, lease=trial["lease"], reports=[(1, 0.3), (2, 0.2)]
     )

@@ -96,7 +96,7 @@ def spec_with(pruner: dict[str, Any]) -> StudySpec:
         {"name": "median"},  # Optuna's general path: its own transaction first
     ],
 )
-def test_reports_bring_provenance_recorded_before_them(
+def test_reports_bring_provenance_recorded_with_them(
     tuner: Tuner, database: Database, pruner: dict[str, Any]
 ) -> None:
     study = tuner.create_study(spec_with(pruner))
@@ -107,8 +107,9 @@ def test_reports_bring_provenance_recorded_before_them(
         tuner.report_many(
             trial.trial_id, [(1, 0.5), (2, 0.4)], trial.lease, provenance=TrialProvenance(seed=7)
         )
-    if pruner["name"] != "median":  # the reports' one transaction takes it
-        assert len(counted) == 1
+    # Hyperband and no pruner: the reports' one transaction takes it; Optuna's general path
+    # writes it in a transaction of its own, then each report.
+    assert len(counted) == (1 if pruner["name"] != "median" else 1 + 2 * 2)
     [view] = tuner.study_trials(study.study_id)
     assert view.provenance == {"trainer": "mlp", "seed": 7}
     assert view.intermediate_values == {1: 0.5, 2: 0.4}
@@ -143,4 +144,25 @@ def test_a_refused_completion_records_none_of_its_provenance(tuner: Tuner) -> No
             "another-holder",
             provenance=TrialProvenance(seed=7),
         )
+    assert tuner.study_trials(study.study_id)[0].provenance is None
+
+
+@pytest.mark.parametrize("pruner", [{"name": "hyperband"}, {"name": "median"}])
+def test_refused_reports_record_none_of_their_provenance(
+    tuner: Tuner, pruner: dict[str, Any]
+) -> None:
+    study = tuner.create_study(spec_with(pruner))
+    trial = tuner.ask(study.study_id)
+    with pytest.raises(Conflict, match="lease"):
+        tuner.report_many(
+            trial.trial_id, [(1, 0.5)], "another-holder", provenance=TrialProvenance(seed=7)
+        )
+    [view] = tuner.study_trials(study.study_id)
+    assert view.provenance is None and view.intermediate_values == {}
+
+
+def test_an_empty_statement_writes_nothing(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    tuner.report_many(trial.trial_id, [(1, 0.5)], trial.lease, provenance=TrialProvenance())
     assert tuner.study_trials(study.study_id)[0].provenance is None

@@ -27,7 +27,6 @@ class Service:
         self.slow_after_failure_s = 0.0
         self.requests: list[list[int]] = []
         self.stated: list[tuple[str, dict[str, Any]]] = []  # provenance: how it came, what
-        self.refuse_statement = False
 
     def send(
         self, batch: list[tuple[int, float]], stated: dict[str, Any] | None = None
@@ -42,11 +41,6 @@ class Service:
             if answer["prune"]:
                 break
         return answer
-
-    def send_statement(self, stated: dict[str, Any]) -> None:
-        if self.refuse_statement:
-            raise TrialGone(409, {"error": "trial 1 is failed, not running"})
-        self.stated.append(("alone", stated))
 
     def send_one(self, step: int, value: float) -> dict[str, Any]:
         self.release.wait(timeout=10)
@@ -176,7 +170,7 @@ def test_a_slow_service_holds_the_trainer_back_past_a_bound_on_held_reports() ->
 
 def test_stated_provenance_goes_merged_with_a_report_that_waits_for_its_answer() -> None:
     service = Service(every=4)
-    pipeline = ReportPipeline(service.send, batch_size=1, send_statement=service.send_statement)
+    pipeline = ReportPipeline(service.send, batch_size=1)
     pipeline.state({"seed": 3, "trainer": "mlp"})
     pipeline.state({"dataset": "digits"})
     assert pipeline.report(1, 0.9) is False  # no step named yet: it waits, and brings them
@@ -184,44 +178,25 @@ def test_stated_provenance_goes_merged_with_a_report_that_waits_for_its_answer()
     pipeline.report(2, 0.8)
     pipeline.flush()
     assert len(service.stated) == 1  # sent once
+    assert pipeline.take_statement() == {}
     pipeline.close()
 
 
-def test_stated_provenance_goes_with_the_next_background_send() -> None:
+def test_stated_provenance_waits_for_reports_and_goes_with_their_background_send() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(
-        service.send,
-        min_interval_s=0.2,
-        first_decision_step=None,
-        send_statement=service.send_statement,
-    )
+    pipeline = ReportPipeline(service.send, min_interval_s=0.05, first_decision_step=None)
     pipeline.state({"seed": 3})
-    pipeline.report(1, 0.9)  # held with it: one send once the interval is over
+    time.sleep(0.2)  # a long first epoch: nothing goes for the provenance alone
+    assert service.requests == [] and service.stated == []
+    pipeline.report(1, 0.9)
     wait_for(lambda: len(service.received) == 1)
     assert service.stated == [("with report 1", {"seed": 3})]
     pipeline.close()
 
 
-def test_stated_provenance_goes_alone_once_the_interval_is_over_without_a_report() -> None:
-    service = Service(every=None)
-    pipeline = ReportPipeline(
-        service.send, min_interval_s=0.05, send_statement=service.send_statement
-    )
-    pipeline.state({"seed": 3})  # a long first epoch: no report comes
-    wait_for(lambda: service.stated == [("alone", {"seed": 3})])
-    assert pipeline.report(1, 0.9) is False
-    assert service.requests == [[1]] and len(service.stated) == 1
-    pipeline.close()
-
-
 def test_hand_over_hands_back_the_provenance_not_sent_with_the_reports_held() -> None:
     service = Service(every=None)
-    pipeline = ReportPipeline(
-        service.send,
-        min_interval_s=60,
-        first_decision_step=None,
-        send_statement=service.send_statement,
-    )
+    pipeline = ReportPipeline(service.send, min_interval_s=60, first_decision_step=None)
     pipeline.state({"seed": 3})
     pipeline.report(1, 0.9)
     pipeline.state({"dataset": "digits"})
@@ -230,18 +205,41 @@ def test_hand_over_hands_back_the_provenance_not_sent_with_the_reports_held() ->
     pipeline.close()
 
 
-def test_a_flush_sends_the_provenance_and_raises_its_refusal() -> None:
+def test_hand_over_sends_the_provenance_with_the_reports_past_the_batch_size() -> None:
     service = Service(every=None)
     pipeline = ReportPipeline(
-        service.send, min_interval_s=60, send_statement=service.send_statement
+        service.send, batch_size=2, min_interval_s=60, first_decision_step=None
     )
     pipeline.state({"seed": 3})
-    pipeline.flush()
-    assert service.stated == [("alone", {"seed": 3})]
-    service.refuse_statement = True
-    pipeline.state({"dataset": "digits"})
+    for step in range(1, 5):
+        pipeline.report(step, 0.5)
+    assert pipeline.hand_over() == ([(3, 0.5), (4, 0.5)], {})
+    assert service.requests == [[1, 2]] and service.stated == [("with report 1", {"seed": 3})]
+    pipeline.close()
+
+
+def test_provenance_a_refused_request_carried_is_kept_for_the_failed_completion() -> None:
+    service = Service(every=None)
+    service.fail_at = 1
+    pipeline = ReportPipeline(service.send, batch_size=1)
+    pipeline.state({"seed": 3})
     with pytest.raises(TrialGone):
-        pipeline.flush()
+        pipeline.report(1, 0.9)  # the first report waits: refused, with the provenance
+    pipeline.state({"dataset": "digits"})
+    pipeline.flush()
+    assert pipeline.take_statement() == {"seed": 3, "dataset": "digits"}
+    assert pipeline.take_statement() == {}
+    pipeline.close()
+
+
+def test_provenance_of_a_pruned_trial_is_handed_back_not_sent_after_the_prune() -> None:
+    service = Service(every=None, prune_at=1)
+    pipeline = ReportPipeline(service.send, batch_size=1, min_interval_s=60)
+    assert pipeline.report(1, 0.9) is True
+    pipeline.state({"seed": 3})
+    assert pipeline.report(2, 0.8) is True
+    assert pipeline.hand_over() == ([], {"seed": 3})
+    assert service.requests == [[1]]
     pipeline.close()
 
 

@@ -295,3 +295,51 @@ def test_an_older_service_gets_the_provenance_on_its_own_then_the_reports(
     assert how == "alone" and STATED.items() <= fields.items()
     assert [call for call, _ in service.calls] == ["refused reports", "report", "complete"]
     assert reported_steps(service) == [1, 2, 3]
+
+
+class NoDecisionRefusingService(StepNamingService, RefusingService):
+    """No report waits; the complete trial's result is refused (422)."""
+
+
+def test_a_refused_result_is_failed_bringing_the_provenance_its_completion_brought(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = NoDecisionRefusingService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=2)) == "failed"
+    refused, failed = [detail for call, detail in service.calls if call == "complete"]
+    assert STATED.items() <= refused["provenance"].items()  # rolled back with the refusal
+    assert failed["state"] == "failed" and STATED.items() <= failed["provenance"].items()
+
+
+def test_provenance_a_refused_report_carried_goes_with_the_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RecordingService(refuse_step=1)  # the first report waits, and brings it: refused
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "failed"
+    completion = service.calls[-1][1]
+    assert completion["state"] == "failed" and "database is busy" in completion["reason"]
+    assert STATED.items() <= completion["provenance"].items()
+
+
+class OldestService(StepNamingService):
+    """A service that knows neither a completion's reports nor any request's provenance."""
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        unknown = [name for name in ("reports", "provenance") if fields.get(name)]
+        if unknown:
+            self._note("refused completion", unknown)
+            problems = [{"field": name, "problem": "extra inputs"} for name in unknown]
+            raise HPOError(422, {"error": "invalid request", "problems": problems})
+        return super().complete(trial_id, **fields)
+
+
+def test_the_oldest_service_gets_the_reports_and_the_provenance_before_the_completion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = OldestService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "complete"
+    assert reported_steps(service) == [1, 2, 3]  # each once
+    [(how, fields)] = service.stated
+    assert how == "alone" and STATED.items() <= fields.items()
+    assert [call for call, _ in service.calls][-1] == "complete"
+    assert service.calls[-1][1]["value"] == pytest.approx(1 / 3)
