@@ -240,14 +240,20 @@ def test_a_refused_result_is_completed_as_failed_with_its_epoch_records(
 STATED = {"seed": 3, "trainer": "mlp"}  # what the runner states at once (the trainer's package too)
 
 
+def stated_once(service: RecordingService) -> str:
+    """How the service got the trial's provenance, which it got once and whole."""
+    [(how, fields)] = service.stated
+    assert STATED.items() <= fields.items()
+    return how
+
+
 def test_the_provenance_goes_with_the_first_request_not_in_one_of_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service = RecordingService()
     assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "complete"
     # The first report waits for its answer (no step named at this claim): it brings them.
-    [(how, fields)] = service.stated
-    assert how == "with report 1" and STATED.items() <= fields.items()
+    assert stated_once(service) == "with report 1"
     assert [call for call, _ in service.calls] == ["report", "complete"]
 
 
@@ -263,8 +269,7 @@ def test_a_short_trial_without_decisions_brings_its_provenance_with_the_completi
 ) -> None:
     service = StepNamingService()
     assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "complete"
-    [(how, fields)] = service.stated
-    assert how == "with the completion" and STATED.items() <= fields.items()
+    assert stated_once(service) == "with the completion"
     assert [call for call, _ in service.calls] == ["complete"]
     assert [step for step, _ in service.calls[0][1]["reports"]] == [1, 2, 3]
 
@@ -291,8 +296,7 @@ def test_an_older_service_gets_the_provenance_on_its_own_then_the_reports(
 ) -> None:
     service = ProvenanceUnknownService()
     assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "complete"
-    [(how, fields)] = service.stated
-    assert how == "alone" and STATED.items() <= fields.items()
+    assert stated_once(service) == "alone"
     assert [call for call, _ in service.calls] == ["refused reports", "report", "complete"]
     assert reported_steps(service) == [1, 2, 3]
 
@@ -339,7 +343,6 @@ def test_the_oldest_service_gets_the_reports_and_the_provenance_before_the_compl
     service = OldestService()
     assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=3)) == "complete"
     assert reported_steps(service) == [1, 2, 3]  # each once
-    [(how, fields)] = service.stated
-    assert how == "alone" and STATED.items() <= fields.items()
+    assert stated_once(service) == "alone"
     assert [call for call, _ in service.calls][-1] == "complete"
     assert service.calls[-1][1]["value"] == pytest.approx(1 / 3)
