@@ -129,7 +129,11 @@ class ReportPipeline:
         with self._guard:
             held, self._held = self._held, []
             stated, self._stated = self._stated, {}
-        self._wait_sent()
+        try:
+            self._wait_sent()
+        except Exception:
+            self._keep_unsent(stated)
+            raise
         earlier, last = held[: -self._batch_size], held[-self._batch_size :]
         if earlier:
             self._take(self._send_in_order(earlier, stated))

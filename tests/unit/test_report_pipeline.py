@@ -232,6 +232,19 @@ def test_provenance_a_refused_request_carried_is_kept_for_the_failed_completion(
     pipeline.close()
 
 
+def test_provenance_is_kept_when_hand_over_raises_a_background_error() -> None:
+    service = Service(every=None)
+    service.fail_at = 1
+    pipeline = ReportPipeline(service.send, min_interval_s=0, first_decision_step=None)
+    pipeline.report(1, 0.9)  # held, and sent at once in the background: refused
+    wait_for(lambda: service.received != [])
+    pipeline.state({"seed": 3})
+    with pytest.raises(TrialGone):
+        pipeline.hand_over()
+    assert pipeline.take_statement() == {"seed": 3}  # for the failed trial's completion
+    pipeline.close()
+
+
 def test_provenance_of_a_pruned_trial_is_handed_back_not_sent_after_the_prune() -> None:
     service = Service(every=None, prune_at=1)
     pipeline = ReportPipeline(service.send, batch_size=1, min_interval_s=60)
