@@ -92,15 +92,8 @@ class ReportPipeline:
             if self._hold(step, value) > MAX_HELD:
                 self._wait_sent()
             return self._pruned
-        with self._guard:
-            batch, self._held = [*self._held, (step, value)], []
-            stated, self._stated = self._stated, {}
-        try:
-            self._wait_sent()
-        except Exception:
-            self._keep_unsent(stated)
-            raise
-        return self._take(self._send_in_order(batch, stated))
+        held, stated = self._take_held()
+        return self._take(self._send_in_order([*held, (step, value)], stated))
 
     def state(self, fields: dict[str, Any]) -> None:
         """State provenance ``fields`` of the trial (merged with those not sent yet): they go
@@ -126,14 +119,7 @@ class ReportPipeline:
         the provenance fields not sent, for the trial's completion to bring (one request for
         all); no reports after a prune. Past ``batch_size`` held, the earlier ones are sent
         first, as reports, with the provenance."""
-        with self._guard:
-            held, self._held = self._held, []
-            stated, self._stated = self._stated, {}
-        try:
-            self._wait_sent()
-        except Exception:
-            self._keep_unsent(stated)
-            raise
+        held, stated = self._take_held()
         earlier, last = held[: -self._batch_size], held[-self._batch_size :]
         if earlier:
             self._take(self._send_in_order(earlier, stated))
@@ -153,15 +139,24 @@ class ReportPipeline:
         """Hold the report, with a background send queued to take it; how many are held."""
         with self._guard:
             self._held.append((step, value))
-            self._schedule()
+            if not self._scheduled:
+                self._scheduled = True
+                self._in_flight.append(self._sender.submit(self._send_held))
             return len(self._held)
 
-    def _schedule(self) -> None:
-        """Queue a background send unless one is queued that has not taken what is held (call
-        under the guard)."""
-        if not self._scheduled:
-            self._scheduled = True
-            self._in_flight.append(self._sender.submit(self._send_held))
+    def _take_held(self) -> tuple[list[tuple[int, float]], dict[str, Any]]:
+        """Take the reports held and the provenance not sent, then wait for what is out (a
+        queued background send then finds nothing); where that raises, the provenance is kept
+        for the failed trial's completion."""
+        with self._guard:
+            held, self._held = self._held, []
+            stated, self._stated = self._stated, {}
+        try:
+            self._wait_sent()
+        except Exception:
+            self._keep_unsent(stated)
+            raise
+        return held, stated
 
     def _send_held(self) -> Answer:
         """On the sender: once the interval since the last request is over (or at once when
