@@ -21,7 +21,7 @@ from service.errors import (
     ServiceError,
     Unavailable,
 )
-from service.spec.problems import problems_from_validation_error
+from service.spec.problems import Problem, problems_from_validation_error
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -33,7 +33,7 @@ _STATUS_OF: list[tuple[type[ServiceError], int]] = [
 ]
 
 
-def error_response(status: int, message: str, problems: list[dict[str, str]]) -> Response:
+def error_response(status: int, message: str, problems: list[Problem]) -> Response:
     """A JSON error answer."""
     response = jsonify({"error": message, "problems": problems})
     response.status_code = status
@@ -50,7 +50,7 @@ def validation_error_response(error: ValidationError) -> Response:
             400, "the body is not valid JSON", [{"field": "body", "problem": "malformed JSON"}]
         )
     data: Any = body if body is not None else {}
-    problems = [dict(p) for p in problems_from_validation_error(error, data)]
+    problems = problems_from_validation_error(error, data)
     return error_response(422, "the request does not fit its schema", problems)
 
 
@@ -68,6 +68,7 @@ def register_error_handlers(app: Flask) -> None:
 
 def _service_error(error: ServiceError) -> Response:
     status = next(code for kind, code in _STATUS_OF if isinstance(error, kind))
+    problems: list[Problem]
     if isinstance(error, InvalidSpec):
         problems = [{"field": field, "problem": problem} for field, problem in error.problems]
     else:
@@ -76,7 +77,7 @@ def _service_error(error: ServiceError) -> Response:
 
 
 def _http_error(error: HTTPException) -> Response:
-    if error.response is not None and error.code in (400, 422):
+    if isinstance(error.response, Response) and error.code in (400, 422):
         return error.response  # already shaped by validation_error_response
     message = error.description or error.name
     field = "body" if error.code == 413 else "request"  # 413: the body is past its size limit

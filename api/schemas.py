@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_openapi3.models import SecurityScheme
 from pydantic import BaseModel
 
 
@@ -31,4 +32,6 @@ class HealthBody(BaseModel):
 ERROR_RESPONSES: dict[Any, Any] = {
     status: ErrorBody for status in (400, 401, 403, 404, 405, 409, 413, 422, 503)
 }
-BEARER_SECURITY = {"bearer": {"type": "http", "scheme": "bearer"}}
+BEARER_SECURITY: dict[str, SecurityScheme | dict[str, Any]] = {
+    "bearer": SecurityScheme(type="http", scheme="bearer")
+}

@@ -72,7 +72,8 @@ def get_best(path: StudyPath) -> Response:
     response = jsonify(tuner().best(path.study_id, current_tenant()).model_dump(mode="json"))
     response.add_etag()
     response.cache_control.no_cache = True  # a cache must ask again: the best moves
-    return response.make_conditional(request)
+    response.make_conditional(request)  # 304 and no body where the client's ETag matches
+    return response
 
 
 @studies.get("/<int:study_id>/pareto", responses={200: ParetoView})

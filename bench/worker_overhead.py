@@ -63,7 +63,7 @@ def bare_epoch_s(epochs: int, seed: int = 0) -> float:
         for batch in torch.split(torch.randperm(len(train_y)), hp.batch_size):
             loss = functional.cross_entropy(model(train_x[batch]), train_y[batch])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():

@@ -74,7 +74,8 @@ def _presented_token(environ: dict[str, Any]) -> str | None:
     cookies = SimpleCookie(environ.get("HTTP_COOKIE", ""))
     if COOKIE_NAME in cookies:
         return cookies[COOKIE_NAME].value
-    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    authorization: str = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, token = authorization.partition(" ")
     if scheme != "Bearer" or not token.strip():
         return None
     return token.strip()

@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from client import HPOError, HPOJSONClient, ServiceUnreachable
-from service.jobs import JobKind, JobMessage
+from service.job_store import JobKind
+from service.jobs import JobMessage
 from service.preflight import PreflightSpec
 from workers.dataset_cache import DatasetCache
 from workers.ensemble import score_ensemble

@@ -7,6 +7,8 @@ PyTorch's own.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import nn
 
 from service.trainer_catalog import MLPParameters
@@ -18,7 +20,14 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "selu": nn.SELU,
     "tanh": nn.Tanh,
 }
-_GAINS = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "relu", "selu": "linear"}
+# The names torch.nn.init knows a gain for.
+Nonlinearity = Literal["linear", "relu", "leaky_relu", "tanh"]
+_GAINS: dict[str, Nonlinearity] = {
+    "relu": "relu",
+    "leaky_relu": "leaky_relu",
+    "elu": "relu",
+    "selu": "linear",
+}
 
 
 def activation(name: str) -> nn.Module:
@@ -60,5 +69,5 @@ def initialise(model: nn.Module, hp: MLPParameters) -> None:
             nn.init.zeros_(module.bias)
 
 
-def _kaiming_nonlinearity(hp: MLPParameters) -> str:
+def _kaiming_nonlinearity(hp: MLPParameters) -> Nonlinearity:
     return "leaky_relu" if hp.activation == "leaky_relu" else "relu"

@@ -51,7 +51,7 @@ class TrainingFailed(ValueError):
 class EpochReporter(Protocol):
     """Called once per epoch with the validation figure; ``True`` means stop the trial now."""
 
-    def __call__(self, epoch: int, value: float) -> bool: ...
+    def __call__(self, epoch: int, value: float, /) -> bool: ...
 
 
 class Trainer(Protocol):

@@ -148,7 +148,7 @@ class TrainingLoop:
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         if not self.scaler.is_enabled():  # full precision: the scaler would only pass through
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             self.monitor.after_backward()
             self.optimizer.step()
             return

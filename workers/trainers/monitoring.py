@@ -65,7 +65,10 @@ class GradientMonitor:
 
 def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The 2-norm of all ``tensors`` taken as one vector, in float32 at least."""
-    return torch.linalg.vector_norm(torch.cat([t.reshape(-1) for t in tensors]).float())
+    norm: torch.Tensor = torch.linalg.vector_norm(
+        torch.cat([t.reshape(-1) for t in tensors]).float()
+    )
+    return norm
 
 
 @torch.no_grad()
