@@ -3,19 +3,20 @@
 Optuna's cached storage re-reads a study's new and unfinished trials before every ask and every
 look at the study (``_get_trials``), and reads a running trial whole on each ``get_trial``. Its
 ORM builds a model object per row, then a ``FrozenTrial`` from the models: about 2 ms for one
-running trial on SQLite, whatever the study's size. The same rows read as plain tuples (one query
-for the trials, one for each kind of child row, joined to the trials on the same conditions)
-build the same ``FrozenTrial``\\ s in well under half that. Same tables (service.storage.optuna_tables),
-same conditions, same order, same conversions as ``RDBStorage._build_frozen_trial_from_trial_model``:
-``tests/integration/test_trial_reader.py`` compares the two trial by trial on SQLite and
-PostgreSQL.
+running trial on SQLite, whatever the study's size. The same rows read as plain tuples build the
+same ``FrozenTrial``\\ s in well under half that: one query for the trials, and one for all their
+child rows (the five child tables as one ``UNION ALL``, joined to the trials on the same
+conditions; five queries cost one millisecond more on PostgreSQL, four more round trips). Same
+tables (service.storage.optuna_tables), same conditions, same order, same conversions as
+``RDBStorage._build_frozen_trial_from_trial_model``: ``tests/integration/test_trial_reader.py``
+compares the two trial by trial on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -23,7 +24,24 @@ import optuna
 from optuna import distributions
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    cast,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.types import TypeEngine
 
 from service.storage.optuna_tables import (
     INTERMEDIATE,
@@ -119,33 +137,101 @@ def _read_trials(
     if not rows:
         return []
 
-    def children(table: Table, columns: Sequence[str], order: str) -> _Children:
-        selected = select(table.c.trial_id, *(table.c[name] for name in columns))
-        joined = selected.join(TRIALS, TRIALS.c.trial_id == table.c.trial_id)
-        joined = joined.where(where if children_of is None else children_of)
-        found: _Children = defaultdict(list)
-        for row in connection.execute(joined.order_by(table.c[order])):
-            found[row[0]].append(tuple(row))
-        return found
-
-    params = children(PARAMS, ("param_name", "param_value", "distribution_json"), "param_id")
-    values = children(VALUES, ("objective", "value", "value_type"), "objective")
-    user = children(USER_ATTRS, ("key", "value_json"), "key")
-    system = children(SYSTEM_ATTRS, ("key", "value_json"), "key")
-    steps = children(
-        INTERMEDIATE, ("step", "intermediate_value", "intermediate_value_type"), "step"
-    )
+    found = _child_rows(connection, where if children_of is None else children_of)
     return [
         _frozen(
             row,
-            params[row.trial_id],
-            values[row.trial_id],
-            {key: json.loads(text) for _, key, text in user[row.trial_id]},
-            {key: json.loads(text) for _, key, text in system[row.trial_id]},
-            steps[row.trial_id],
+            found[_PARAMS][row.trial_id],
+            found[_VALUES][row.trial_id],
+            {key: json.loads(text) for key, text in found[_USER][row.trial_id]},
+            {key: json.loads(text) for key, text in found[_SYSTEM][row.trial_id]},
+            found[_STEPS][row.trial_id],
         )
         for row in rows
     ]
+
+
+# The kinds of child row; each read as the union's columns (the others NULL). An enum is read as
+# its name: a union's column has one type, and PostgreSQL gives each enum a type of its own.
+_PARAMS, _VALUES, _USER, _SYSTEM, _STEPS = range(5)
+_CHILD_TABLES: list[tuple[Table, dict[str, ColumnElement[Any]]]] = [
+    (
+        PARAMS,
+        {
+            "ordinal": PARAMS.c.param_id,
+            "key": PARAMS.c.param_name,
+            "number": PARAMS.c.param_value,
+            "text": PARAMS.c.distribution_json,
+        },
+    ),
+    (
+        VALUES,
+        {
+            "ordinal": VALUES.c.objective,
+            "number": VALUES.c.value,
+            "kind_name": cast(VALUES.c.value_type, String()),
+        },
+    ),
+    (USER_ATTRS, {"key": USER_ATTRS.c.key, "text": USER_ATTRS.c.value_json}),
+    (SYSTEM_ATTRS, {"key": SYSTEM_ATTRS.c.key, "text": SYSTEM_ATTRS.c.value_json}),
+    (
+        INTERMEDIATE,
+        {
+            "ordinal": INTERMEDIATE.c.step,
+            "number": INTERMEDIATE.c.intermediate_value,
+            "kind_name": cast(INTERMEDIATE.c.intermediate_value_type, String()),
+        },
+    ),
+]
+_UNION_TYPES: dict[str, TypeEngine[Any]] = {
+    "ordinal": Integer(),
+    "key": String(),
+    "number": Float(precision=53),
+    "text": Text(),
+    "kind_name": String(),
+}
+_VALUE_KINDS = {kind.name: kind for kind in models.TrialValueModel.TrialValueType}
+_STEP_KINDS = {
+    kind.name: kind for kind in models.TrialIntermediateValueModel.TrialIntermediateValueType
+}
+
+
+def _child_rows(connection: Connection, of_trials: ColumnElement[bool]) -> list[_Children]:
+    """Every child row of the trials matching ``of_trials``, read in one query (one round trip,
+    not five), by kind and trial id: parameters in the order they were set, values by
+    objective, attributes by key, intermediate values by step; each row as ``_frozen`` takes it."""
+    found: list[_Children] = [defaultdict(list) for _ in _CHILD_TABLES]
+    for kind, trial_id, ordinal, key, number, text, kind_name in connection.execute(
+        _children_query(of_trials)
+    ):
+        if kind == _PARAMS:
+            found[kind][trial_id].append((key, number, text))
+        elif kind == _VALUES:
+            found[kind][trial_id].append((ordinal, number, _VALUE_KINDS[kind_name]))
+        elif kind == _STEPS:
+            found[kind][trial_id].append((ordinal, number, _STEP_KINDS[kind_name]))
+        else:
+            found[kind][trial_id].append((key, text))
+    return found
+
+
+def _children_query(of_trials: ColumnElement[bool]) -> CompoundSelect[Any]:
+    parts = [
+        select(
+            literal(kind, Integer).label("kind"),
+            table.c.trial_id.label("trial_id"),
+            *(
+                columns.get(name, cast(null(), type_)).label(name)
+                for name, type_ in _UNION_TYPES.items()
+            ),
+        )
+        .join_from(table, TRIALS, TRIALS.c.trial_id == table.c.trial_id)
+        .where(of_trials)
+        for kind, (table, columns) in enumerate(_CHILD_TABLES)
+    ]
+    union = union_all(*parts)
+    ordered = union.selected_columns
+    return union.order_by(ordered.kind, ordered.trial_id, ordered.ordinal, ordered.key)
 
 
 def _frozen(
@@ -157,7 +243,7 @@ def _frozen(
     steps: _Rows,
 ) -> FrozenTrial:
     """The trial as ``RDBStorage._build_frozen_trial_from_trial_model`` builds it."""
-    chosen = {name: _distribution(text) for _, name, _, text in params}
+    chosen = {name: _distribution(text) for name, _, text in params}
     return FrozenTrial(
         number=trial.number,
         state=trial.state,
@@ -165,13 +251,13 @@ def _frozen(
         values=_objective_values(values),
         datetime_start=trial.datetime_start,
         datetime_complete=trial.datetime_complete,
-        params={name: chosen[name].to_external_repr(internal) for _, name, internal, _ in params},
+        params={name: chosen[name].to_external_repr(internal) for name, internal, _ in params},
         distributions=chosen,
         user_attrs=user_attrs,
         system_attrs=system_attrs,
         intermediate_values={
             step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(value, kind)
-            for _, step, value, kind in steps
+            for step, value, kind in steps
         },
         trial_id=trial.trial_id,
     )
@@ -188,6 +274,6 @@ def _objective_values(rows: _Rows) -> list[float] | None:
     if not rows:
         return None
     values: list[float] = [0 for _ in rows]
-    for _, objective, value, kind in rows:
+    for objective, value, kind in rows:
         values[objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
     return values
