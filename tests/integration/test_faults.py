@@ -109,18 +109,23 @@ def test_sigkill_of_worker_processes_mid_trial_loses_no_trial(
     database_url = postgres_server.create_database(f"kill_{uuid.uuid4().hex[:8]}")
     leases = Database(database_url)
     stack = fault_stack(database_url, lease_ttl_s=3)
-    kills: list[float] = []
+    # The number of finished trials at each kill: one kill per trial finished since the last
+    # (whatever the machine's speed, the study's 24 trials leave room for the ten).
+    kills: list[int] = []
+    choose = random.Random(0)
 
     def kill_a_busy_pool_process() -> None:
-        if len(kills) >= 10 or (kills and time.monotonic() - kills[-1] < 1.5):
+        counts = client.study(created["study_id"])["counts"]
+        finished = counts["complete"] + counts["pruned"]
+        if len(kills) >= 10 or (kills and finished <= kills[-1]):
             return
         # A pool process killed while it starts stops Celery's worker altogether ("Could not
         # start worker processes"): only those holding a trial's lease, so well past their start.
         busy = lease_holding_pids(leases) & pool_pids(stack)
         if busy:
             with contextlib.suppress(psutil.NoSuchProcess):  # it ended meanwhile
-                psutil.Process(random.choice(sorted(busy))).kill()
-                kills.append(time.monotonic())
+                psutil.Process(choose.choice(sorted(busy))).kill()
+                kills.append(finished)
 
     try:
         client = stack.client()

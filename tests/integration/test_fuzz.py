@@ -56,10 +56,10 @@ from schemathesis.specs.openapi.checks import (
 from api.app import create_app
 from api.limits import MAX_ID
 from cli.local_stack import LocalStack
-from service.dispatch import TrialAssignment
 from service.settings import Settings
 from service.spec.study_spec import StudySpec
 from tests.conftest import BACKENDS
+from tests.support.dispatchers import DoNothingDispatcher
 
 pytestmark = pytest.mark.integration
 
@@ -80,13 +80,6 @@ FUZZ_SETTINGS = settings(
     ],
     derandomize=True,
 )
-
-
-class DoNothingDispatcher:
-    """Accepts every assignment and runs nothing."""
-
-    def dispatch(self, assignment: TrialAssignment) -> None:
-        """Drop the assignment."""
 
 
 def published_document() -> dict[str, Any]:

@@ -22,6 +22,7 @@ from cli.local_stack import LocalStack
 from cli.processes import free_port, wait_until
 from tests.conftest import BACKENDS
 from tests.integration.conftest import unique
+from tests.support.logs import log_messages
 
 pytestmark = pytest.mark.integration
 SECRET = "a-receiver-secret-of-32-chars-xx"
@@ -193,12 +194,23 @@ def test_an_unreachable_receiver_changes_nothing_for_the_study(hook_stack: Local
         "budget": {"n_trials": 2},
         "webhook": {"url": dead, "secret": SECRET},
     }
+    failed_before = failed_deliveries(hook_stack)
     study_id = hook_stack.client().create_study(spec)["study_id"]
     best = finish_trial(hook_stack, study_id, 0.4)
+    # The delivery fails (and is retried) while the study goes on.
+    wait_until(
+        lambda: failed_deliveries(hook_stack) > failed_before, 30, "a failed delivery in the log"
+    )
     finish_trial(hook_stack, study_id, 0.6)
     study = hook_stack.client().study(study_id)
     assert study["state"] == "complete"
     assert study["best"]["trial_id"] == best
+
+
+def failed_deliveries(stack: LocalStack) -> int:
+    """How many delivery attempts the API has logged as failed."""
+    assert stack.api is not None
+    return sum("attempt" in m and "failed" in m for m in log_messages(stack.api.log_path))
 
 
 @pytest.mark.parametrize(

@@ -14,19 +14,12 @@ from flask.testing import FlaskClient
 from api.app import create_app
 from api.limits import MAX_BODY_BYTES
 from service.datasets import read_dataset
-from service.dispatch import TrialAssignment
 from service.errors import InvalidSpec
 from service.settings import Settings
 from tests.support.datasets import blobs, csv_bytes, npz_bytes
+from tests.support.dispatchers import DoNothingDispatcher
 
 FILE_LIMIT = 2 * MAX_BODY_BYTES
-
-
-class DoNothingDispatcher:
-    """Accepts every assignment and runs nothing."""
-
-    def dispatch(self, assignment: TrialAssignment) -> None:
-        """Drop the assignment."""
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from flask.testing import FlaskClient
 
 from api.app import create_app
 from api.limits import MAX_BODY_BYTES, MAX_ID, MAX_JSON_DEPTH, json_depth
-from service.dispatch import TrialAssignment
 from service.settings import Settings
 from service.spec.grid import MAX_GRID_POINTS
 from service.spec.space import (
@@ -27,15 +26,9 @@ from service.spec.space import (
     IntParam,
 )
 from service.spec.study_spec import MAX_PARAMETERS, MAX_TRAINER_BYTES, MAX_TRIALS
+from tests.support.dispatchers import DoNothingDispatcher
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
-
-
-class DoNothingDispatcher:
-    """Accepts every assignment and runs nothing."""
-
-    def dispatch(self, assignment: TrialAssignment) -> None:
-        """Drop the assignment."""
 
 
 @pytest.fixture

@@ -8,18 +8,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from service.dispatch import TrialAssignment
 from service.settings import Settings
+from tests.support.dispatchers import DoNothingDispatcher
 
 API_TOKEN = "api-token-for-this-test"
 METRICS_TOKEN = "metrics-token-for-this-test"
-
-
-class DoNothingDispatcher:
-    """Accepts every assignment and runs nothing."""
-
-    def dispatch(self, assignment: TrialAssignment) -> None:
-        """Drop the assignment."""
 
 
 def api(tmp_path: Path, **settings: object) -> FlaskClient:

@@ -306,7 +306,7 @@ def test_a_decision_step_and_a_flush_do_not_wait_out_the_interval() -> None:
     pipeline.report(6, 0.5)
     assert pipeline.flush() is False
     assert service.requests == [[1], [2, 3, 4, 5], [6]]
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # the interval is 60 s
     pipeline.close()
 
 
