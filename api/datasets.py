@@ -16,18 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant
 from api.context import tuner
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, FILE_BODY
 from service.datasets import DatasetView
 from service.errors import InvalidSpec
 from service.tokens import DEFAULT_TENANT
 
-# The request body of the endpoints that take a file (``api/limits.py``: ``FILE_ENDPOINTS``).
-FILE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
 _BLUEPRINT_OPTIONS: dict[str, Any] = {
     "url_prefix": "/datasets",
     "abp_tags": [Tag(name="datasets")],

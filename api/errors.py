@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from api.schemas import FILE_ENDPOINTS
 from service.errors import (
     Conflict,
     InvalidSpec,
@@ -44,12 +45,15 @@ def error_response(status: int, message: str, problems: list[Problem]) -> Respon
 
 def validation_error_response(error: ValidationError) -> Response:
     """flask-openapi3's hook for a request that fails its schema: 400 if not JSON, else 422."""
-    body = request.get_json(silent=True)
-    if request.content_length and body is None:
-        return error_response(
-            400, "the body is not valid JSON", [{"field": "body", "problem": "malformed JSON"}]
-        )
-    data: Any = body if body is not None else {}
+    if request.endpoint in FILE_ENDPOINTS:  # the body is a file: what failed is the query
+        data: Any = request.args.to_dict()
+    else:
+        body = request.get_json(silent=True)
+        if request.content_length and body is None:
+            return error_response(
+                400, "the body is not valid JSON", [{"field": "body", "problem": "malformed JSON"}]
+            )
+        data = body if body is not None else {}
     problems = problems_from_validation_error(error, data)
     return error_response(422, "the request does not fit its schema", problems)
 

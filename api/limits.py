@@ -6,6 +6,7 @@ Past a limit the answer is a 4xx in the usual error shape, never a 5xx:
   that take files (``FILE_ENDPOINTS``) have a larger limit of their own (``HPO_MAX_FILE_BYTES``);
 - a JSON body nested deeper than ``MAX_JSON_DEPTH``: 400 (Python's decoder would otherwise
   overflow its stack, a 500);
+- a JSON string holding a lone surrogate (``"\\ud800"``): 400 (it could not be stored, a 500);
 - an integer in the URL past ``MAX_ID`` (the largest id the id columns hold): 422 naming it.
 
 Limits on the fields of a study live with the study definition (``service/spec``).
@@ -13,6 +14,8 @@ Limits on the fields of a study live with the study definition (``service/spec``
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from flask import Flask, Response, current_app, request
@@ -20,14 +23,13 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from api.errors import error_response
+from api.schemas import FILE_ENDPOINTS
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 # Study and trial ids are INTEGER columns (Optuna's and ours): 32 bits on PostgreSQL, where a
 # larger id is a DataError (which the API would answer 503), 64 bits on SQLite (an OverflowError).
 MAX_ID = 2**31 - 1
-# The endpoints whose body is a file (a data set, a checkpoint): ``HPO_MAX_FILE_BYTES`` applies.
-FILE_ENDPOINTS = frozenset({"datasets.register_dataset", "trial_records.put_checkpoint"})
 FILE_LIMIT_CONFIG = "HPO_MAX_FILE_BYTES"
 
 
@@ -35,13 +37,18 @@ class BoundedJSONProvider(DefaultJSONProvider):
     """Flask's JSON, refusing documents nested deeper than ``MAX_JSON_DEPTH``."""
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        """Decode ``s``; a 400 naming the body if it is nested too deeply."""
+        """Decode ``s``; a 400 naming the body if it is nested too deeply, or if a string in it
+        is not Unicode text (a lone surrogate such as ``"\\ud800"``, which JSON allows and
+        nothing can store)."""
         try:
             value = super().loads(s, **kwargs)
         except RecursionError:
             raise _too_deep() from None
         if json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
             raise _too_deep()
+        escape = _SURROGATE_ESCAPE if isinstance(s, str) else _SURROGATE_ESCAPE_BYTES
+        if escape.search(s):  # type: ignore[arg-type]
+            _refuse_lone_surrogates(value)
         return value
 
 
@@ -74,6 +81,24 @@ def json_depth(value: Any, stop_after: int | None = None) -> int:
             for child in (node.values() if isinstance(node, dict) else node)
         ]
     return depth
+
+
+# An escape of a UTF-16 surrogate (U+D800 to U+DFFF): the only way a JSON text carries one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    """A 400 where ``value`` holds a string with a surrogate that is not half of a pair."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        message = (
+            "a string in the JSON body holds a lone surrogate (\\ud800-\\udfff): not Unicode text"
+        )
+        raise BadRequest(
+            response=error_response(400, message, [{"field": "body", "problem": message}])
+        ) from None
 
 
 def _too_deep() -> BadRequest:

@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant
 from api.context import tuner
-from api.datasets import FILE_BODY
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, FILE_BODY
 from service.errors import InvalidSpec
 from service.trial_provenance import TrialProvenance
 from service.views import TrialView

@@ -35,3 +35,13 @@ ERROR_RESPONSES: dict[Any, Any] = {
 BEARER_SECURITY: dict[str, SecurityScheme | dict[str, Any]] = {
     "bearer": SecurityScheme(type="http", scheme="bearer")
 }
+
+# The endpoints whose body is a file, not JSON (a data set, a checkpoint): ``HPO_MAX_FILE_BYTES``
+# applies to them (``api/limits.py``), and their body as the API document describes it.
+FILE_ENDPOINTS = frozenset({"datasets.register_dataset", "trial_records.put_checkpoint"})
+FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}

@@ -47,15 +47,20 @@ def plot_png(study: optuna.Study, study_id: int, kind: str) -> bytes:
     has not got the trials the figure needs."""
     _check_plottable(study, study_id, kind)
     draw = _DRAWERS[kind]
+    buffer = io.BytesIO()
     with _PYPLOT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        axes = draw(study)
-        figure = _figure_of(axes)
-        figure.set_size_inches(9, 5.5)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=FIGURE_DPI)
-        plt.close(figure)
+        try:
+            figure = _figure_of(draw(study))
+            figure.set_size_inches(9, 5.5)
+            figure.tight_layout()
+            figure.savefig(buffer, format="png", dpi=FIGURE_DPI)
+        except (ValueError, OverflowError) as error:  # e.g. values near the float's limit
+            raise Conflict(
+                f"study {study_id}: its {kind} figure cannot be drawn ({error})", field="study_id"
+            ) from None
+        finally:
+            plt.close("all")  # a figure a failed drawing left open too (under the lock: ours)
     return buffer.getvalue()
 
 

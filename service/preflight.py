@@ -9,11 +9,13 @@ service stores and shows the result, and holds the trials back while it waits, w
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.spec.space import CategoricalValue
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 MAX_CHECKS = 16
 MAX_FIGURES = 32
@@ -49,7 +51,8 @@ class CheckOutcome(BaseModel):
 
     name: str = Field(max_length=64)
     passed: bool
-    figures: dict[str, float | int | list[float]] = Field(
+    # Finite: a JSON answer holds no NaN or infinity (the worker sends those as 1e308).
+    figures: dict[str, FiniteFloat | int | list[FiniteFloat]] = Field(
         default_factory=dict, max_length=MAX_FIGURES
     )
     message: str = Field(default="", max_length=1000)

@@ -160,6 +160,7 @@ MLP_FIGURES = frozenset(
 _BUILT_IN_SETTINGS: dict[str, type[BaseModel]] = {"mlp": MLPTrainerSettings}
 _BUILT_IN_FIGURES: dict[str, frozenset[str]] = {"mlp": MLP_FIGURES}
 _BUILT_IN_PARAMETERS: dict[str, frozenset[str]] = {"mlp": frozenset(MLP_PARAMETER_DEFAULTS)}
+_BUILT_IN_PARAMETER_MODELS: dict[str, type[BaseModel]] = {"mlp": MLPParameters}
 
 
 class TrainerCatalog:
@@ -185,3 +186,7 @@ class TrainerCatalog:
     def parameters(self, name: str) -> frozenset[str] | None:
         """The hyperparameter names a trainer reads, where the service knows them."""
         return _BUILT_IN_PARAMETERS.get(name)
+
+    def parameters_model(self, name: str) -> type[BaseModel] | None:
+        """The schema of a trainer's hyperparameters (their bounds), where the service knows it."""
+        return _BUILT_IN_PARAMETER_MODELS.get(name)

@@ -85,7 +85,11 @@ class Tuner:
         self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
         self.jobs.check_spec(spec)
         study_id = self._create_optuna_study(spec)
-        self._store.add(study_id, spec, tenant)
+        try:
+            self._store.add(study_id, spec, tenant)
+        except BaseException:  # no Optuna study left without its record, holding the name
+            self._storage.delete_study(study_id)
+            raise
         self.jobs.start_preflight(study_id, spec)
         if source is not None:
             self._warm_start(study_id, spec, source)

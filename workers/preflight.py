@@ -69,7 +69,7 @@ def initial_loss_check(
         passed=passed,
         figures={
             "expected_ln_c": expected,
-            "losses": losses,
+            "losses": [_finite(loss) for loss in losses],
             "mean_loss": _finite(mean),
             "relative_deviation": _finite(deviation),
             "tolerance": limits.initial_loss_tolerance,

@@ -22,8 +22,8 @@ FORMATS = ("npz", "csv")
 MAX_ROWS = 1_000_000
 MAX_FEATURES = 100_000
 MAX_CLASSES = 1000
-MAX_CELLS = 20_000_000  # rows x columns of a .csv file
-MAX_UNPACKED_BYTES = 1024**3  # what an .npz file may unpack to
+MAX_CELLS = 20_000_000  # rows x features of a data set (160 MB as the float64 it is kept in)
+MAX_UNPACKED_BYTES = 256 * 1024**2  # what an .npz file may unpack to, before its shape is known
 MIN_ROWS_PER_CLASS = 5  # a stratified train / validation / test split needs a few of each class
 
 
@@ -153,6 +153,8 @@ def _check_sizes(features: np.ndarray) -> None:
     rows, columns = features.shape
     if rows > MAX_ROWS or columns > MAX_FEATURES:
         raise _bad(f"at most {MAX_ROWS} rows and {MAX_FEATURES} features, got {rows} x {columns}")
+    if rows * columns > MAX_CELLS:
+        raise _bad(f"at most {MAX_CELLS} values in X, got {rows} x {columns}")
     if columns < 1:
         raise _bad("the data set has no feature column")
 

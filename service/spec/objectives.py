@@ -7,6 +7,7 @@ objective's and each constraint's value from them.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -53,9 +54,9 @@ class ConstraintSpec(BaseModel):
         """Optuna's convention: one number per bound, named by it, ≤ 0 where the bound holds."""
         found = {}
         if self.max is not None:
-            found[f"{self.metric}<={self.max:g}"] = figure - self.max
+            found[f"{self.metric}<={self.max:g}"] = _finite(figure - self.max)
         if self.min is not None:
-            found[f"{self.metric}>={self.min:g}"] = self.min - figure
+            found[f"{self.metric}>={self.min:g}"] = _finite(self.min - figure)
         return found
 
 
@@ -81,3 +82,9 @@ Objectives = Annotated[
         "study, whose result is a Pareto front.",
     ),
 ]
+
+
+def _finite(difference: float) -> float:
+    """A difference of two finite floats that overflowed, as the largest float of its sign (its
+    sign is what a constraint reads; a JSON answer holds no infinity)."""
+    return max(-sys.float_info.max, min(sys.float_info.max, difference))

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from service.spec.pruner_options import (
+    MAX_STEP,
     MedianPrunerSpec,
     PatientPrunerSpec,
     PercentilePrunerSpec,
@@ -39,8 +40,8 @@ class HyperbandPrunerSpec(PrunerSpecBase):
     """
 
     name: Literal["hyperband"] = "hyperband"
-    min_resource: int = Field(default=1, ge=1)
-    max_resource: int | None = Field(default=None, ge=1)
+    min_resource: int = Field(default=1, ge=1, le=MAX_STEP)
+    max_resource: int | None = Field(default=None, ge=1, le=MAX_STEP)
     reduction_factor: int = Field(default=3, ge=2, le=100)
 
     @model_validator(mode="after")

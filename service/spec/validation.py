@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib.util import find_spec
+from typing import Any
 
-from pydantic import ValidationError
+from optuna.distributions import FloatDistribution, IntDistribution
+from pydantic import BaseModel, ValidationError
 
 from service.errors import InvalidSpec
 from service.spec.conditional import check_conditions
-from service.spec.grid import contains, grid_of, grid_size
+from service.spec.grid import AnyParam, contains, grid_of, grid_size
 from service.spec.objective_checks import with_objectives_resolved
 from service.spec.problems import problems_from_validation_error
 from service.spec.pruner_options import (
@@ -20,7 +23,7 @@ from service.spec.pruner_options import (
     WilcoxonPrunerSpec,
 )
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec, WrappablePrunerSpec
-from service.spec.samplers import CmaEsSamplerSpec, GridSamplerSpec
+from service.spec.samplers import CmaEsSamplerSpec, GPSamplerSpec, GridSamplerSpec
 from service.spec.space import CategoricalParam
 from service.spec.study_spec import MAX_TRIALS, StudySpec
 from service.trainer_catalog import TrainerCatalog
@@ -33,6 +36,7 @@ def check_study_spec(spec: StudySpec, catalog: TrainerCatalog) -> StudySpec:
     spec = with_objectives_resolved(spec, catalog)
     _check_modules_installed(spec)
     _check_cmaes_space(spec)
+    _check_gp_space(spec)
     _check_pruner_acts_within_epochs(spec)
     _check_enqueued(spec)
     spec = _with_pruner_resource(spec)
@@ -58,6 +62,7 @@ def _check_trainer(spec: StudySpec, catalog: TrainerCatalog) -> None:
             first, *rest = [(f"trainer.{p['field']}", p["problem"]) for p in problems]
             raise InvalidSpec(first[1], field=first[0], others=rest) from None
     _check_parameters_known(spec, catalog.parameters(name))
+    _check_parameters_in_bounds(spec, catalog.parameters_model(name))
 
 
 def _check_parameters_known(spec: StudySpec, known: frozenset[str] | None) -> None:
@@ -70,6 +75,36 @@ def _check_parameters_known(spec: StudySpec, known: frozenset[str] | None) -> No
                 f"it reads: {', '.join(sorted(known))}",
                 field=f"space.{name}",
             )
+
+
+def _check_parameters_in_bounds(spec: StudySpec, model: type[BaseModel] | None) -> None:
+    """Every value the space can draw for a hyperparameter the trainer bounds is within those
+    bounds (else each trial drawing it would fail in the worker): a range's two ends, each
+    choice."""
+    if model is None:
+        return
+    for name, param in spec.space.items():
+        for where, value in _extreme_values(param):
+            try:
+                model.model_validate({name: value})
+            except ValidationError as error:
+                problem = error.errors(include_url=False)[0]["msg"]
+                raise InvalidSpec(
+                    f"{value!r} is outside what the trainer accepts for '{name}': {problem}",
+                    field=f"space.{name}.{where}",
+                ) from None
+
+
+def _extreme_values(param: AnyParam) -> list[tuple[str, Any]]:
+    """Where in the parameter's definition, and the value: the ends of a range (the last step
+    where it has steps, as Optuna's distribution adjusts it), or each choice."""
+    if isinstance(param, CategoricalParam):
+        return [(f"choices.{index}", choice) for index, choice in enumerate(param.choices)]
+    with warnings.catch_warnings():  # a range its steps do not divide: Optuna says so, and trims it
+        warnings.simplefilter("ignore", UserWarning)
+        distribution = param.distribution()
+    assert isinstance(distribution, FloatDistribution | IntDistribution)
+    return [("low", distribution.low), ("high", distribution.high)]
 
 
 def _check_enqueued(spec: StudySpec) -> None:
@@ -149,6 +184,25 @@ def _check_cmaes_space(spec: StudySpec) -> None:
             raise InvalidSpec(
                 f"the cmaes sampler cannot search the categorical parameter '{name}': "
                 "use tpe, gp or qmc, or make it an int parameter",
+                field=f"space.{name}",
+            )
+
+
+# Optuna's GP sampler lists every value of an int or stepped float parameter on each ask (an
+# array of them, and arrays computed from it): a million takes about 0.1 s and tens of MB.
+MAX_GP_DISCRETE_VALUES = 1_000_000
+
+
+def _check_gp_space(spec: StudySpec) -> None:
+    if not isinstance(spec.sampler, GPSamplerSpec):
+        return
+    for name, param in spec.space.items():
+        count = None if isinstance(param, CategoricalParam) else param.grid_count()
+        if count is not None and count > MAX_GP_DISCRETE_VALUES:
+            raise InvalidSpec(
+                f"the gp sampler lists every value of '{name}' on each ask: {count}, more than "
+                f"the limit of {MAX_GP_DISCRETE_VALUES}; make it a float without a step, or "
+                "give it a coarser step",
                 field=f"space.{name}",
             )
 

@@ -12,6 +12,7 @@ from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+LR = {"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}}
 
 
 def good_study(**changes: Any) -> dict[str, Any]:
@@ -75,7 +76,7 @@ BAD_STUDIES: list[tuple[str, Any, str, str]] = [
     ),
     (
         "unknown dataset",
-        good_study(space={"lr": SPACE["x"]}, trainer={"name": "mlp", "dataset": "mnist"}),
+        good_study(space=LR, trainer={"name": "mlp", "dataset": "mnist"}),
         "trainer.dataset",
         "digits",
     ),
@@ -84,6 +85,15 @@ BAD_STUDIES: list[tuple[str, Any, str, str]] = [
         good_study(trainer={"name": "mlp"}),
         "space.x",
         "no hyperparameter",
+    ),
+    (
+        "a range past what the trainer accepts",
+        good_study(
+            space={"dropout": {"type": "float", "low": 0.0, "high": 1.0}},
+            trainer={"name": "mlp"},
+        ),
+        "space.dropout.high",
+        "outside what the trainer accepts",
     ),
     ("negative n_trials", good_study(budget={"n_trials": -1}), "budget.n_trials", "greater than"),
     (
@@ -101,7 +111,7 @@ BAD_STUDIES: list[tuple[str, Any, str, str]] = [
     (
         "max_resource past the epochs",
         good_study(
-            space={"lr": SPACE["x"]},
+            space=LR,
             trainer={"name": "mlp", "epochs": 5},
             pruner={"max_resource": 9},
         ),

@@ -142,3 +142,15 @@ def copy_for_readme(history: Path) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / "history.png").write_bytes(history.read_bytes())
+
+
+def test_values_too_large_to_draw_are_a_clear_conflict(stack: LocalStack, hpo: HPOClient) -> None:
+    huge = external_study(hpo, [1e308, -1e308, 1.0])
+    for kind in ("history", "parallel_coordinate"):
+        response = requests.get(f"{stack.url}/studies/{huge}/plots/{kind}.png", timeout=30)
+        assert response.status_code == 409, (kind, response.text)
+        assert "cannot be drawn" in response.json()["problems"][0]["problem"]
+    # The failed drawings left nothing behind: another study's figure is drawn as ever.
+    fine = external_study(hpo, [0.5, 0.25])
+    history = requests.get(f"{stack.url}/studies/{fine}/plots/history.png", timeout=30)
+    assert history.status_code == 200 and decoded(history.content).format == "PNG"

@@ -117,9 +117,10 @@ def test_grid_and_cmaes_samplers_refuse_conditional_spaces() -> None:
         "condition": space["beta1"]["condition"],
     }
     space["momentum"] = {
-        "type": "int",
-        "low": 1,
-        "high": 2,
+        "type": "float",
+        "low": 0.5,
+        "high": 0.9,
+        "step": 0.1,
         "condition": space["momentum"]["condition"],
     }
     assert refusal(space, sampler={"name": "grid"}).field == "sampler.name"

@@ -65,6 +65,31 @@ def test_a_checkpoint_upload_has_the_file_limit(client: FlaskClient) -> None:
     assert (big.status_code, within.status_code) == (413, 404)  # within: read, no such trial
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("name=a&format=xml", "format"),
+        ("format=csv", "name"),
+        ("name=a&format=csv&label_column=", "label_column"),
+        ("name=" + "n" * 200 + "&format=csv", "name"),
+    ],
+)
+def test_a_bad_query_beside_a_file_is_422_naming_the_query_field(
+    client: FlaskClient, query: str, field: str
+) -> None:
+    file = csv_bytes(*blobs(rows=30))
+    answer = client.post(f"/datasets?{query}", data=file, content_type="application/octet-stream")
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    assert field in [problem["field"] for problem in answer.json["problems"]]
+    assert client.get("/datasets").json["datasets"] == []
+
+
+def test_a_checkpoint_s_bad_lease_is_422_naming_the_lease(client: FlaskClient) -> None:
+    answer = client.put("/trials/1/checkpoint?lease=" + "x" * 65, data=b"file")
+    assert answer.status_code == 422
+    assert [problem["field"] for problem in answer.json["problems"]] == ["lease"]
+
+
 def test_csv_and_npz_of_the_same_data_read_alike() -> None:
     features, labels = blobs(rows=30)
     from_npz = read_dataset(npz_bytes(X=features, y=labels), "npz", None)
@@ -88,3 +113,11 @@ def test_a_malformed_npz_names_its_problem(content: bytes, problem: str) -> None
         read_dataset(content, "npz", None)
     assert refused.value.field == "file"
     assert problem in refused.value.message
+
+
+def test_an_npz_with_more_values_than_the_limit_is_refused_before_widening_them() -> None:
+    # 20,000,100 one-byte values: 20 MB as sent, 160 MB had they been widened to float64.
+    features = np.zeros((200_001, 100), dtype=np.uint8)
+    with pytest.raises(InvalidSpec) as refused:
+        read_dataset(npz_bytes(X=features, y=np.arange(200_001) % 2), "npz", None)
+    assert "at most 20000000 values" in refused.value.message

@@ -115,6 +115,18 @@ TOO_LARGE: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("too many trials", study(budget={"n_trials": MAX_TRIALS + 1}), "budget.n_trials", "less than"),
     (
+        "a Hyperband resource past the largest step",
+        study(pruner={"name": "hyperband", "max_resource": 10**400}),
+        "pruner.max_resource",
+        "less than or equal",
+    ),
+    (
+        "a Hyperband minimum past the largest step",
+        study(pruner={"name": "hyperband", "min_resource": 10**10}),
+        "pruner.min_resource",
+        "less than or equal",
+    ),
+    (
         "a grid past its points",
         study(
             space={f"c{i}": {"type": "categorical", "choices": list(range(100))} for i in range(3)},
@@ -231,6 +243,29 @@ def test_json_nested_too_deeply_gets_400(client: FlaskClient, depth: int) -> Non
             "problem": f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        '"space": {"x": {"type": "categorical", "choices": ["\\ud800"]}}',
+        '"space": {"x": {"type": "int", "low": 0, "high": 1}}, "preflight": {"params": {"a": "\\udfff"}}',
+    ],
+)
+def test_a_lone_surrogate_gets_400_and_leaves_nothing_behind(
+    client: FlaskClient, where: str
+) -> None:
+    data = '{"name": "surrogate", ' + where + "}"
+    response = client.post("/studies", data=data, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert problems_of(response)[0]["field"] == "body"
+    assert "lone surrogate" in problems_of(response)[0]["problem"]
+    # The name is free: the same study with a pair of surrogates (one character) is created.
+    paired = where.replace("\\ud800", "\\ud83d\\ude00").replace("\\udfff", "\\ud83d\\ude00")
+    created = client.post(
+        "/studies", data='{"name": "surrogate", ' + paired + "}", content_type="application/json"
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from service.spec.grid import contains, grid_of
 from service.spec.problems import field_path, problems_from_validation_error
 from service.spec.space import FloatParam, IntParam
 from service.spec.study_spec import StudySpec
-from service.spec.validation import check_study_spec
+from service.spec.validation import MAX_GP_DISCRETE_VALUES, check_study_spec
 from service.trainer_catalog import TrainerCatalog
 
 CATALOG = TrainerCatalog(frozenset({"mlp", "my-trainer"}))
@@ -122,6 +122,42 @@ def test_a_trainer_the_service_knows_is_checked_and_others_pass_through() -> Non
 
 
 @pytest.mark.parametrize(
+    ("name", "param", "field", "words"),
+    [
+        (
+            "dropout",
+            {"type": "float", "low": 0.0, "high": 1.0},
+            "space.dropout.high",
+            "less than 1",
+        ),
+        ("lr", {"type": "float", "low": -0.1, "high": 0.1}, "space.lr.low", "greater than 0"),
+        ("layers", {"type": "int", "low": 1, "high": 17}, "space.layers.high", "16"),
+        (
+            "optimizer",
+            {"type": "categorical", "choices": ["adam", "foo"]},
+            "space.optimizer.choices.1",
+            "'foo'",
+        ),
+    ],
+)
+def test_a_space_that_can_draw_a_value_the_trainer_refuses_is_refused(
+    name: str, param: dict[str, Any], field: str, words: str
+) -> None:
+    spec = make(space={name: param}, trainer={"name": "mlp"})
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(spec, CATALOG)
+    assert raised.value.field == field
+    assert words in raised.value.message
+
+
+def test_a_range_is_checked_at_the_last_value_its_steps_reach() -> None:
+    # 0 to 1 by 0.3 draws at most 0.9: within the dropout's bound (below 1).
+    stepped = {"type": "float", "low": 0.0, "high": 1.0, "step": 0.3}
+    spec = make(space={"dropout": stepped}, trainer={"name": "mlp"})
+    assert check_study_spec(spec, CATALOG).space["dropout"] == FloatParam.model_validate(stepped)
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"name": "bad name!", "space": {"x": {"type": "int", "low": 0, "high": 1}}},
@@ -154,3 +190,15 @@ def test_field_paths_leave_out_union_tags_but_keep_a_parameter_named_like_one() 
         field_path(("space", "lr", "float", "low"), {"space": {"lr": {"type": "float"}}})
         == "space.lr.low"
     )
+
+
+def test_the_gp_sampler_refuses_a_parameter_with_more_values_than_it_can_list() -> None:
+    many = {"i": {"type": "int", "low": 0, "high": MAX_GP_DISCRETE_VALUES}}
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(make(space=many, sampler={"name": "gp"}), CATALOG)
+    assert raised.value.field == "space.i"
+    assert f"{MAX_GP_DISCRETE_VALUES + 1}" in raised.value.message
+    few = {"i": {"type": "int", "low": 1, "high": MAX_GP_DISCRETE_VALUES}}
+    assert check_study_spec(make(space=few, sampler={"name": "gp"}), CATALOG).space["i"]
+    # Other samplers draw an int without listing its values.
+    assert check_study_spec(make(space=many, sampler={"name": "tpe"}), CATALOG).space["i"]
