@@ -47,7 +47,7 @@ def _principal(tokens: TokenStore, required: bool) -> Principal | None:
     if header is None:
         return None if required else ANONYMOUS
     scheme, _, token = header.partition(" ")
-    if scheme != "Bearer" or not token.strip():
+    if scheme.lower() != "bearer" or not token.strip():  # the scheme is case-insensitive
         return None
     return tokens.authenticate(token.strip())
 

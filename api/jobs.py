@@ -76,7 +76,13 @@ class JobOutcome(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     result: dict[str, Any] | None = None
-    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    reason: str | None = Field(default=None, min_length=1, max_length=MAX_REASON_LENGTH)
+
+    @model_validator(mode="after")
+    def _result_or_reason(self) -> JobOutcome:
+        if (self.result is None) == (self.reason is None):
+            raise ValueError("give either result or the reason there is none, not both")
+        return self
 
 
 def _answer(view: JobView, created: bool) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -127,4 +127,6 @@ def _by_state(name: str, documentation: str, counts: dict[str, int]) -> GaugeMet
 
 def _bearer_matches(token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme == "Bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )

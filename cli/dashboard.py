@@ -76,7 +76,7 @@ def _presented_token(environ: dict[str, Any]) -> str | None:
         return cookies[COOKIE_NAME].value
     authorization: str = environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, token = authorization.partition(" ")
-    if scheme != "Bearer" or not token.strip():
+    if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
 

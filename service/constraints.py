@@ -25,8 +25,10 @@ def constraint_attr(name: str) -> str:
 def objective_values(
     spec: StudySpec, value: float | None, values: list[float] | None, figures: dict[str, float]
 ) -> list[float]:
-    """A complete trial's values, in objective order: ``values`` as given, the single ``value``,
-    or (several objectives) each objective's figure; ``InvalidSpec`` naming what is missing."""
+    """A complete trial's values, in objective order: ``values`` as given; one objective's figure
+    where the completion names it among its ``figures`` (the built-in trainer's ``value`` is its
+    validation loss, whatever the study's metric), else the single ``value``; or (several
+    objectives) each objective's figure. ``InvalidSpec`` naming what is missing."""
     objectives = spec.objective_list()
     if values is not None:
         if len(values) != len(objectives):
@@ -36,6 +38,8 @@ def objective_values(
             )
         return values
     if not spec.multi_objective:
+        if spec.metric in figures:
+            return [figures[spec.metric]]
         if value is None:
             raise InvalidSpec("a complete trial needs its value", field="value")
         return [value]

@@ -161,6 +161,7 @@ _BUILT_IN_SETTINGS: dict[str, type[BaseModel]] = {"mlp": MLPTrainerSettings}
 _BUILT_IN_FIGURES: dict[str, frozenset[str]] = {"mlp": MLP_FIGURES}
 _BUILT_IN_PARAMETERS: dict[str, frozenset[str]] = {"mlp": frozenset(MLP_PARAMETER_DEFAULTS)}
 _BUILT_IN_PARAMETER_MODELS: dict[str, type[BaseModel]] = {"mlp": MLPParameters}
+_BUILT_IN_EPOCH_FIGURES: dict[str, str] = {"mlp": "validation_loss"}
 
 
 class TrainerCatalog:
@@ -186,6 +187,11 @@ class TrainerCatalog:
     def parameters(self, name: str) -> frozenset[str] | None:
         """The hyperparameter names a trainer reads, where the service knows them."""
         return _BUILT_IN_PARAMETERS.get(name)
+
+    def epoch_figure(self, name: str) -> str | None:
+        """The figure a trainer reports each epoch (what a pruner compares), where the service
+        knows it."""
+        return _BUILT_IN_EPOCH_FIGURES.get(name)
 
     def parameters_model(self, name: str) -> type[BaseModel] | None:
         """The schema of a trainer's hyperparameters (their bounds), where the service knows it."""

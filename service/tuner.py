@@ -155,7 +155,7 @@ class Tuner:
     def stop(self, study_id: int, tenant: str | None = None) -> StudyView:
         """Start no new trial; running trials finish and are kept."""
         record = self._store.get(study_id, tenant)
-        if record.state == StudyState.RUNNING:
+        if record.state in (StudyState.RUNNING, StudyState.PAUSED):
             self._store.set_state(study_id, StudyState.STOPPED)
         self.trials.mirrors.forget(study_id)
         return self.study(study_id)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from service.constraints import FIGURES_ATTR, constraint_attr, constraint_values
 from service.errors import InvalidSpec
+from service.spec.conditional import active_names
 from service.spec.grid import contains
 from service.spec.study_spec import StudySpec
 from service.trial_counts import COPIED_FROM_ATTR
@@ -73,13 +74,16 @@ def copy_trials(
 
 def why_not_copied(spec: StudySpec, trial: FrozenTrial) -> str | None:
     """Why ``trial`` cannot join a study of ``spec``; ``None`` when it can."""
+    active = active_names(spec.space, trial.params)
     for name in trial.params:
         if name not in spec.space:
             return f"parameter '{name}' is not in this study's space"
-    for name, param in spec.space.items():
+        if name not in active:
+            return f"parameter '{name}' is set where this study's condition on it does not hold"
+    for name in active:  # a parameter whose condition does not hold is rightly absent
         if name not in trial.params:
             return f"parameter '{name}' was not searched"
-        if not contains(param, trial.params[name]):
+        if not contains(spec.space[name], trial.params[name]):
             return f"parameter '{name}' lies outside this study's space"
     if trial.state == TrialState.COMPLETE and spec.constraints:
         try:

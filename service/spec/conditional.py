@@ -97,6 +97,17 @@ def order_of(space: Mapping[str, AnyParam]) -> list[str]:
     return ordered
 
 
+def active_names(space: Mapping[str, AnyParam], params: Mapping[str, object]) -> set[str]:
+    """The parameters of ``space`` that exist for a trial of ``params``: those without a
+    condition, and those whose parent exists and took one of their values."""
+    active: set[str] = set()
+    for name in order_of(space):
+        condition = space[name].condition
+        if condition is None or (condition.param in active and condition.holds(params)):
+            active.add(name)
+    return active
+
+
 def suggest(study: optuna.Study, space: Mapping[str, AnyParam]) -> optuna.Trial:
     """A new trial of ``study`` with its parameters chosen: all at once for a space without
     conditions (as before), else define-by-run, a child only when its condition holds."""

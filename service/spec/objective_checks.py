@@ -20,7 +20,7 @@ def with_objectives_resolved(spec: StudySpec, catalog: TrainerCatalog) -> StudyS
                 "or use tpe",
                 field="sampler.name",
             )
-        return spec
+        return _without_pruner_on_another_figure(spec, catalog)
     _check_multi_objective(spec)
     first = spec.objective_list()[0]
     return spec.model_copy(
@@ -30,6 +30,23 @@ def with_objectives_resolved(spec: StudySpec, catalog: TrainerCatalog) -> StudyS
             "pruner": NoPrunerSpec(name="none"),
         }
     )
+
+
+def _without_pruner_on_another_figure(spec: StudySpec, catalog: TrainerCatalog) -> StudySpec:
+    """A study whose metric is not the figure its trainer reports each epoch cannot be pruned on
+    those reports (the pruner would compare validation losses in the metric's direction): no
+    pruner where it named none, refused where it named one."""
+    trainer = spec.trainer.name if spec.trainer else None
+    epoch_figure = catalog.epoch_figure(trainer) if trainer else None
+    if epoch_figure is None or spec.metric == epoch_figure:
+        return spec
+    if "pruner" in spec.model_fields_set and not isinstance(spec.pruner, NoPrunerSpec):
+        raise InvalidSpec(
+            f"the {trainer} trainer reports its {epoch_figure} each epoch, which a pruner would "
+            f"compare as '{spec.metric}': use the none pruner, or the metric {epoch_figure}",
+            field="pruner.name",
+        )
+    return spec.model_copy(update={"pruner": NoPrunerSpec(name="none")})
 
 
 def _check_multi_objective(spec: StudySpec) -> None:
@@ -70,6 +87,8 @@ def _check_metric_names(spec: StudySpec, catalog: TrainerCatalog) -> None:
     if known is None:
         return
     needed = [(f"objectives.{i}.metric", o.metric) for i, o in enumerate(spec.objectives or [])]
+    if spec.objectives is None:
+        needed.append(("metric", spec.metric))
     needed += [(f"constraints.{i}.metric", c.metric) for i, c in enumerate(spec.constraints)]
     for field, name in needed:
         if name not in known:

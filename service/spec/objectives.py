@@ -54,9 +54,9 @@ class ConstraintSpec(BaseModel):
         """Optuna's convention: one number per bound, named by it, ≤ 0 where the bound holds."""
         found = {}
         if self.max is not None:
-            found[f"{self.metric}<={self.max:g}"] = _finite(figure - self.max)
+            found[f"{self.metric}<={_bound_text(self.max)}"] = _finite(figure - self.max)
         if self.min is not None:
-            found[f"{self.metric}>={self.min:g}"] = _finite(self.min - figure)
+            found[f"{self.metric}>={_bound_text(self.min)}"] = _finite(self.min - figure)
         return found
 
 
@@ -88,3 +88,10 @@ def _finite(difference: float) -> float:
     """A difference of two finite floats that overflowed, as the largest float of its sign (its
     sign is what a constraint reads; a JSON answer holds no infinity)."""
     return max(-sys.float_info.max, min(sys.float_info.max, difference))
+
+
+def _bound_text(bound: float) -> str:
+    """A bound as a constraint's name shows it: short (``5000``, ``0.2``), and exact, so that two
+    bounds on one figure never share a name (``1`` and ``1.0000001``)."""
+    short = f"{bound:g}"
+    return short if float(short) == bound else repr(bound)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from optuna.distributions import (
@@ -93,7 +94,7 @@ class Condition(BaseModel):
     param: str = Field(min_length=1, max_length=128)
     values: list[CategoricalValue] = Field(alias="in", min_length=1, max_length=MAX_CHOICES)
 
-    def holds(self, chosen: dict[str, object]) -> bool:
+    def holds(self, chosen: Mapping[str, object]) -> bool:
         """Whether the parent was chosen and took one of the values."""
         if self.param not in chosen:
             return False
@@ -175,8 +176,9 @@ class CategoricalParam(_Param):
 
     @model_validator(mode="after")
     def _distinct(self) -> CategoricalParam:
-        if len({repr(choice) for choice in self.choices}) != len(self.choices):
-            raise ValueError("choices must be distinct")
+        # By equality, as Optuna finds a choice: true, 1 and 1.0 are one choice to it.
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError("choices must be distinct (true, 1 and 1.0 are equal here)")
         return self
 
     def distribution(self) -> BaseDistribution:

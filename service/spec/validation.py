@@ -24,7 +24,7 @@ from service.spec.pruner_options import (
 )
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec, WrappablePrunerSpec
 from service.spec.samplers import CmaEsSamplerSpec, GPSamplerSpec, GridSamplerSpec
-from service.spec.space import CategoricalParam
+from service.spec.space import CategoricalParam, FloatParam
 from service.spec.study_spec import MAX_TRIALS, StudySpec
 from service.trainer_catalog import TrainerCatalog
 
@@ -79,12 +79,11 @@ def _check_parameters_known(spec: StudySpec, known: frozenset[str] | None) -> No
 
 def _check_parameters_in_bounds(spec: StudySpec, model: type[BaseModel] | None) -> None:
     """Every value the space can draw for a hyperparameter the trainer bounds is within those
-    bounds (else each trial drawing it would fail in the worker): a range's two ends, each
-    choice."""
+    bounds and of its type (else each trial drawing it would fail in the worker)."""
     if model is None:
         return
     for name, param in spec.space.items():
-        for where, value in _extreme_values(param):
+        for where, value in _values_to_check(param):
             try:
                 model.model_validate({name: value})
             except ValidationError as error:
@@ -95,16 +94,24 @@ def _check_parameters_in_bounds(spec: StudySpec, model: type[BaseModel] | None) 
                 ) from None
 
 
-def _extreme_values(param: AnyParam) -> list[tuple[str, Any]]:
-    """Where in the parameter's definition, and the value: the ends of a range (the last step
-    where it has steps, as Optuna's distribution adjusts it), or each choice."""
+def _values_to_check(param: AnyParam) -> list[tuple[str, Any]]:
+    """The values that tell whether a trainer takes all the parameter draws, each with where in
+    its definition: each choice; a range's two ends (its last step, as Optuna's distribution
+    trims it), and a value inside that is a fraction where the range draws fractions."""
     if isinstance(param, CategoricalParam):
         return [(f"choices.{index}", choice) for index, choice in enumerate(param.choices)]
     with warnings.catch_warnings():  # a range its steps do not divide: Optuna says so, and trims it
         warnings.simplefilter("ignore", UserWarning)
         distribution = param.distribution()
     assert isinstance(distribution, FloatDistribution | IntDistribution)
-    return [("low", distribution.low), ("high", distribution.high)]
+    ends: list[tuple[str, Any]] = [("low", distribution.low), ("high", distribution.high)]
+    if isinstance(param, FloatParam) and param.step is None and param.high > param.low:
+        # A continuous range draws fractions: an integer hyperparameter takes none of them.
+        inside = (param.low + (param.high - param.low) * part for part in (1 / 3, 1 / 7, 0.3819))
+        ends.append(("type", next((x for x in inside if not x.is_integer()), param.low)))
+    elif isinstance(param, FloatParam) and param.step is not None and param.high > param.low:
+        ends.append(("step", param.low + param.step))  # a fraction where the step is one
+    return ends
 
 
 def _check_enqueued(spec: StudySpec) -> None:
@@ -117,6 +124,13 @@ def _check_enqueued(spec: StudySpec) -> None:
             if not contains(spec.space[name], value):
                 raise InvalidSpec(
                     f"{value!r} is outside the space of '{name}'", field=f"enqueue.{index}.{name}"
+                )
+            condition = spec.space[name].condition
+            if condition is not None and condition.param in params and not condition.holds(params):
+                raise InvalidSpec(
+                    f"'{name}' exists only where '{condition.param}' is one of "
+                    f"{condition.values!r}, and this configuration sets it otherwise",
+                    field=f"enqueue.{index}.{name}",
                 )
 
 

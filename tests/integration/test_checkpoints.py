@@ -19,7 +19,8 @@ from torch.nn import functional
 from cli.local_stack import LocalStack
 from client import HPOError
 from tests.integration.conftest import unique
-from tests.support.datasets import blobs, npz_bytes, registered_study, wait_for_end
+from tests.support.datasets import blobs, npz_bytes, registered_study
+from tests.support.studies import wait_for_end
 from workers.dataset_cache import DatasetCache
 from workers.job_models import model_builder
 from workers.provenance import registered_datasets

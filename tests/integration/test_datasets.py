@@ -20,8 +20,8 @@ from tests.support.datasets import (
     csv_bytes,
     npz_bytes,
     registered_study,
-    wait_for_end,
 )
+from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FEATURES, LABELS = blobs()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import optuna
 import pytest
 
 from cli.local_stack import LocalStack
-from client import HPOJSONClient
 from tests.integration.conftest import unique
+from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EPOCHS = 9
@@ -31,18 +30,6 @@ def digits_study(n_trials: int) -> dict[str, Any]:
         "budget": {"n_trials": n_trials, "max_concurrent_trials": 2},
         "trainer": {"name": "mlp", "dataset": "digits", "epochs": EPOCHS},
     }
-
-
-def wait_for_end(
-    client: HPOJSONClient, study_id: int, stack: LocalStack, timeout_s: float = 240
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        study = client.study(study_id)
-        if study["state"] != "running":
-            return study
-        time.sleep(0.5)
-    raise AssertionError(f"study {study_id} still running after {timeout_s} s:\n{stack.logs()}")
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from service.storage.database import Database
 from service.storage.tables import TrialLeaseRecord
 from tests.support.logs import log_messages
 from tests.support.postgres_server import PostgresServer
+from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EPOCHS = 20
@@ -66,14 +67,10 @@ def wait_until_done(
     while_running: Callable[[], None] = lambda: None,
     timeout_s: float = 300,
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        current = client.study(study_id)
-        if current["state"] != "running":
-            return current
-        while_running()
-        time.sleep(0.3)
-    raise AssertionError(f"study {study_id} did not finish:\n{stack.logs()}")
+    """The study once it ends, ``while_running`` called every 0.3 s until then (the fault)."""
+    return wait_for_end(
+        client, study_id, stack, timeout_s=timeout_s, poll_s=0.3, while_running=while_running
+    )
 
 
 def pool_pids(stack: LocalStack) -> set[int]:

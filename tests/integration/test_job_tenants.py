@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_tenants import call, tenants
+from tests.support.studies import wait_for_end
 
 pytestmark = pytest.mark.integration
 __all__ = ["tenants"]  # the token stack of the tenant tests, shared as a fixture
@@ -25,10 +26,7 @@ def a_job(t: dict[str, Any]) -> dict[str, Any]:
         "preflight": {"enabled": False},
     }
     study = call(stack, token, "POST", "/studies", spec).json()
-    deadline = time.monotonic() + 120
-    while call(stack, token, "GET", f"/studies/{study['study_id']}").json()["state"] == "running":
-        assert time.monotonic() < deadline, "the study did not finish"
-        time.sleep(0.3)
+    wait_for_end(stack.client(token), study["study_id"], stack, timeout_s=120, poll_s=0.3)
     job = call(stack, token, "POST", f"/studies/{study['study_id']}/ensemble", {"k": 2})
     assert job.status_code == 202, job.text
     found: dict[str, Any] = job.json()

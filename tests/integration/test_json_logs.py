@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from cli.local_stack import LocalStack
 from cli.processes import wait_until
 from tests.integration.conftest import unique
 from tests.support.logs import log_messages
+from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_TRIALS = 4
@@ -50,10 +50,7 @@ def run(stack: LocalStack) -> dict[str, Any]:
         "trainer": {"name": "mlp", "dataset": "digits", "epochs": 3},
     }
     study_id = client.create_study(spec)["study_id"]
-    deadline = time.monotonic() + 240
-    while client.study(study_id)["state"] == "running":
-        assert time.monotonic() < deadline, stack.logs()
-        time.sleep(0.5)
+    wait_for_end(client, study_id, stack)
     assert stack.api is not None and stack.worker is not None
     worker_log = stack.worker.log_path
     # The worker logs a task's end just after its completion call: wait for the last one's.

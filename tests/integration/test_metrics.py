@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from cli.local_stack import LocalStack
 from cli.processes import free_port, wait_until
 from tests.conftest import BACKENDS
 from tests.integration.conftest import unique
+from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LEASE_TTL_S = 5
@@ -75,11 +75,10 @@ def finished_study(metered_stack: LocalStack) -> dict[str, Any]:
         "trainer": {"name": "mlp", "dataset": "digits", "epochs": EPOCHS},
     }
     study_id = client.create_study(spec)["study_id"]
-    deadline = time.monotonic() + 240
-    while client.study(study_id)["state"] == "running":
-        assert time.monotonic() < deadline, metered_stack.logs()
-        time.sleep(0.5)
-    return {"study": client.study(study_id), "trials": client.trials(study_id)}
+    return {
+        "study": wait_for_end(client, study_id, metered_stack),
+        "trials": client.trials(study_id),
+    }
 
 
 def test_metrics_count_the_studies_and_trials_by_state(

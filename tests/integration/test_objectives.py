@@ -12,6 +12,7 @@ import requests
 
 from cli.local_stack import LocalStack
 from tests.integration.conftest import unique
+from tests.support.studies import wait_for_end
 
 pytestmark = pytest.mark.integration
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -261,3 +262,44 @@ def test_the_mlp_trainer_tunes_loss_against_size_through_celery(stack: LocalStac
         t["number"] for t in complete if t["feasible"] and not dominated(t["values"], feasible)
     }
     assert {t["number"] for t in front} == expected and expected
+
+
+def test_a_metric_other_than_the_loss_is_what_the_study_maximises(stack: LocalStack) -> None:
+    """The built-in trainer's validation accuracy as the one metric: each trial's value is that
+    figure (not the loss the trainer sends as its value), and the study is not pruned on the
+    losses it reports each epoch."""
+    study = create(
+        stack,
+        space={"hidden": {"type": "int", "low": 4, "high": 64, "log": True}},
+        metric="validation_accuracy",
+        direction="maximize",
+        sampler={"name": "random", "seed": 2},
+        trainer={"name": "mlp", "dataset": "wine", "epochs": 2},
+        budget={"n_trials": 4, "max_concurrent_trials": 2},
+    )
+    assert study["spec"]["pruner"]["name"] == "none"
+    wait_for_end(stack.client(), study["study_id"], stack)
+    trials = get(stack, f"/studies/{study['study_id']}/trials").json()["trials"]
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert len(complete) == 4
+    for trial in complete:
+        assert trial["value"] == trial["metrics"]["validation_accuracy"]
+    best = get(stack, f"/studies/{study['study_id']}/best").json()
+    assert best["value"] == max(t["value"] for t in complete)
+
+
+def test_a_pruner_over_another_metric_than_the_epochs_report_is_refused(stack: LocalStack) -> None:
+    body = {
+        "name": unique("objectives"),
+        "space": {"hidden": {"type": "int", "low": 4, "high": 64}},
+        "metric": "validation_accuracy",
+        "direction": "maximize",
+        "pruner": {"name": "hyperband"},
+        "trainer": {"name": "mlp", "dataset": "wine", "epochs": 2},
+    }
+    response = post(stack, "/studies", body)
+    assert response.status_code == 422, response.text
+    assert response.json()["problems"][0]["field"] == "pruner.name"
+    unknown = post(stack, "/studies", {**body, "name": unique("objectives"), "metric": "nonsense"})
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["problems"][0]["field"] == "metric"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from cli.local_stack import LocalStack
 from tests.integration.conftest import unique
+from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,10 +30,7 @@ def definition() -> dict[str, Any]:
 def run(stack: LocalStack) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     client = stack.client()
     study_id = client.create_study(definition())["study_id"]
-    deadline = time.monotonic() + 240
-    while client.study(study_id)["state"] == "running":
-        assert time.monotonic() < deadline, stack.logs()
-        time.sleep(0.5)
+    wait_for_end(client, study_id, stack)
     trials = [
         (t["number"], t["params"], t["state"], t["value"], t["seed"], t["intermediate_values"])
         for t in client.trials(study_id)

@@ -271,6 +271,16 @@ def test_a_stopped_study_starts_nothing_more(tuner: Tuner) -> None:
     assert tuner.best(study.study_id).value == 2.0
 
 
+def test_a_paused_study_can_be_stopped_and_then_not_resumed(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    assert tuner.pause(study.study_id).state == "paused"
+    assert tuner.stop(study.study_id).state == "stopped"
+    with pytest.raises(Conflict, match="cannot be resumed"):
+        tuner.resume(study.study_id)
+    with pytest.raises(BudgetExhausted, match="stopped"):
+        tuner.ask(study.study_id)
+
+
 def test_unknown_ids_and_duplicate_names(tuner: Tuner) -> None:
     with pytest.raises(NotFound):
         tuner.study(987654)

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from cli.local_stack import LocalStack
+from tests.support.studies import wait_for_end
 
 pytestmark = pytest.mark.integration
 BODIES: dict[str, Any] = {
@@ -134,11 +135,7 @@ def test_a_worker_token_runs_any_tenants_trials(tenants: dict[str, Any]) -> None
         "trainer": {"name": "mlp", "dataset": "wine", "epochs": 3},
     }
     study_id = call(stack, token, "POST", "/studies", spec).json()["study_id"]
-    deadline = time.monotonic() + 120
-    while call(stack, token, "GET", f"/studies/{study_id}").json()["state"] == "running":
-        assert time.monotonic() < deadline, stack.logs()
-        time.sleep(0.5)
-    counts = call(stack, token, "GET", f"/studies/{study_id}").json()["counts"]
+    counts = wait_for_end(stack.client(token), study_id, stack, timeout_s=120)["counts"]
     assert counts["complete"] + counts["pruned"] == 2
 
 

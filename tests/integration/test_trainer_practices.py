@@ -12,7 +12,7 @@ import pytest
 from cli.local_stack import LocalStack
 from client import HPOError
 from tests.integration.conftest import unique
-from tests.integration.test_end_to_end import wait_for_end
+from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EPOCHS = 3

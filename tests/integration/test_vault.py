@@ -11,6 +11,7 @@ import pytest
 from cli.local_stack import LocalStack
 from client import HPOError, HPOJSONClient
 from tests.integration.conftest import unique
+from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DIGITS_TEST_ROWS = 360  # 20 % of 1797, stratified
@@ -28,10 +29,7 @@ def finished_study(client: HPOJSONClient, n_trials: int) -> int:
             "trainer": {"name": "mlp", "dataset": "digits", "epochs": 3},
         }
     )
-    deadline = time.monotonic() + 180
-    while client.study(created["study_id"])["state"] == "running":
-        assert time.monotonic() < deadline, "the study did not finish"
-        time.sleep(0.3)
+    wait_for_end(client, created["study_id"], timeout_s=180, poll_s=0.3)
     return int(created["study_id"])
 
 

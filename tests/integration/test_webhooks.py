@@ -218,6 +218,8 @@ def failed_deliveries(stack: LocalStack) -> int:
     [
         ({"url": "ftp://example.org/hook", "secret": SECRET}, "webhook.url", "scheme"),
         ({"url": "not a url", "secret": SECRET}, "webhook.url", "URL"),
+        ({"url": "https://user:pw@example.org/hook", "secret": SECRET}, "webhook.url", "password"),
+        ({"url": "https://example.org:0/hook", "secret": SECRET}, "webhook.url", "port 0"),
         ({"url": "https://example.org/hook", "secret": "short"}, "webhook.secret", "16"),
         (
             {"url": "https://example.org/hook", "secret": SECRET, "events": ["deleted"]},

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import io
-import time
 from typing import Any
 
 import numpy as np
-
-from client import HPOJSONClient
 
 CLASS_NAMES = ("setosa", "versicolor", "virginica")
 
@@ -51,14 +48,3 @@ def registered_study(name: str, dataset: str, n_trials: int, epochs: int) -> dic
         "trainer": {"name": "mlp", "dataset": dataset, "epochs": epochs, "seed": 5},
         "preflight": {"enabled": False},
     }
-
-
-def wait_for_end(client: HPOJSONClient, study_id: int, timeout_s: float = 240) -> dict[str, Any]:
-    """The study once it is no longer running."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        study = client.study(study_id)
-        if study["state"] != "running":
-            return study
-        time.sleep(0.5)
-    raise AssertionError(f"study {study_id} still running after {timeout_s} s")

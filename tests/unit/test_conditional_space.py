@@ -10,10 +10,11 @@ import pytest
 
 from service.errors import InvalidSpec
 from service.policies import build_sampler
-from service.spec.conditional import order_of, suggest
+from service.spec.conditional import active_names, order_of, suggest
 from service.spec.study_spec import StudySpec
 from service.spec.validation import check_study_spec
 from service.trainer_catalog import TrainerCatalog
+from service.warm_start import why_not_copied
 
 CATALOG = TrainerCatalog(frozenset({"mlp"}))
 MOMENTUM_OWNERS = ["sgd_momentum", "nesterov"]
@@ -148,3 +149,39 @@ def test_an_enqueued_configuration_is_run_as_given() -> None:
     study.enqueue_trial({"optimizer": "nesterov", "momentum": 0.95, "lr": 0.01})
     trial = suggest(study, spec.space)
     assert trial.params == {"optimizer": "nesterov", "momentum": 0.95, "lr": 0.01}
+
+
+def test_an_enqueued_child_whose_parent_is_set_otherwise_is_refused() -> None:
+    refused = refusal(optimizer_space(), enqueue=[{"optimizer": "sgd", "momentum": 0.9}])
+    assert refused.field == "enqueue.0.momentum"
+    assert "exists only where 'optimizer'" in refused.message
+    # Its parent left out (to be sampled), or set to one of its values: accepted.
+    for point in ({"momentum": 0.9}, {"optimizer": "nesterov", "momentum": 0.9}):
+        assert check_study_spec(make(optimizer_space(), enqueue=[point]), CATALOG).enqueue
+
+
+def test_active_names_follow_each_condition_down_the_tree() -> None:
+    space = make(optimizer_space()).space
+    assert active_names(space, {"optimizer": "adam"}) == {"optimizer", "lr", "beta1"}
+    assert active_names(space, {"optimizer": "sgd"}) == {"optimizer", "lr"}
+    assert active_names(space, {}) == {"optimizer", "lr"}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "nesterov"])
+def test_warm_start_copies_a_trial_of_the_same_conditional_space(optimizer: str) -> None:
+    spec = check_study_spec(make(optimizer_space()), CATALOG)
+    source = optuna.create_study()
+    source.enqueue_trial({"optimizer": optimizer, "lr": 0.01, "beta1": 0.9, "momentum": 0.9})
+    trial = suggest(source, spec.space)
+    source.tell(trial, 0.5)
+    assert why_not_copied(spec, source.trials[0]) is None
+
+
+def test_warm_start_skips_a_trial_that_set_a_child_its_condition_excludes() -> None:
+    spec = check_study_spec(make(optimizer_space()), CATALOG)
+    distributions = {name: param.distribution() for name, param in spec.space.items()}
+    params = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9}
+    trial = optuna.trial.create_trial(
+        params=params, distributions={n: distributions[n] for n in params}, value=0.5
+    )
+    assert "condition" in (why_not_copied(spec, trial) or "")

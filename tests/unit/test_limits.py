@@ -314,3 +314,15 @@ def test_json_depth_stops_counting_past_its_limit() -> None:
 )
 def test_grid_count_says_how_many_values_without_listing_them(param: Any, count: int) -> None:
     assert param.grid_count() == count
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [{}, {"result": None, "reason": None}, {"result": {}, "reason": "both"}, {"reason": ""}],
+)
+def test_a_job_outcome_needs_a_result_or_a_reason(
+    client: FlaskClient, outcome: dict[str, Any]
+) -> None:
+    response = client.post("/jobs/1/result", json=outcome)
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert problems_of(response)

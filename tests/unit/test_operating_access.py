@@ -46,6 +46,7 @@ def test_metrics_and_docs_are_open_while_the_api_needs_a_token(tmp_path: Path) -
         ("Bearer wrong", 401),
         (f"Basic {METRICS_TOKEN}", 401),
         (f"Bearer {METRICS_TOKEN}", 200),
+        (f"bearer {METRICS_TOKEN}", 200),  # the scheme is case-insensitive (RFC 9110)
     ],
 )
 def test_metrics_token_guards_metrics(tmp_path: Path, header: str | None, status: int) -> None:
@@ -54,3 +55,13 @@ def test_metrics_token_guards_metrics(tmp_path: Path, header: str | None, status
     assert answer.status_code == status
     if status == 401:
         assert answer.json["problems"][0]["field"] == "Authorization"
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_api_takes_its_token_whatever_the_scheme_s_case(tmp_path: Path, scheme: str) -> None:
+    client = api(tmp_path)
+    assert (
+        client.get("/studies", headers={"Authorization": f"{scheme} {API_TOKEN}"}).status_code
+        == 200
+    )
+    assert client.get("/studies", headers={"Authorization": f"{scheme} wrong"}).status_code == 401

@@ -132,6 +132,13 @@ def test_a_trainer_the_service_knows_is_checked_and_others_pass_through() -> Non
         ),
         ("lr", {"type": "float", "low": -0.1, "high": 0.1}, "space.lr.low", "greater than 0"),
         ("layers", {"type": "int", "low": 1, "high": 17}, "space.layers.high", "16"),
+        ("hidden", {"type": "float", "low": 16, "high": 512}, "space.hidden.type", "integer"),
+        (
+            "hidden",
+            {"type": "float", "low": 16, "high": 20, "step": 0.5},
+            "space.hidden.step",
+            "integer",
+        ),
         (
             "optimizer",
             {"type": "categorical", "choices": ["adam", "foo"]},
@@ -166,6 +173,7 @@ def test_a_range_is_checked_at_the_last_value_its_steps_reach() -> None:
             "space": {"x": {"type": "float", "low": 0, "high": 1, "log": True, "step": 0.5}},
         },
         {"name": "s", "space": {"x": {"type": "categorical", "choices": [1, 1]}}},
+        {"name": "s", "space": {"x": {"type": "categorical", "choices": [True, 1, 0.0]}}},
         {"name": "s", "space": {"x": {"type": "float", "low": 0, "high": float("inf")}}},
         {
             "name": "s",

@@ -1,5 +1,6 @@
-"""What the service answers is JSON, which has no NaN or infinity: figures that could overflow or
-arrive non-finite are kept finite, or refused."""
+"""Figures the service computes from what trials report, or takes from workers: a constraint's
+violations stay finite (JSON has no infinity) and keep a name per bound; a pre-flight figure that
+is not finite is refused."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def test_a_pre_flight_figure_that_is_not_finite_is_refused(figure: object) -> No
             {"name": "initial_loss", "passed": False, "figures": {"x": figure}}
         )
     assert refused.value.errors()[0]["loc"][:2] == ("figures", "x")
+
+
+def test_two_bounds_on_one_figure_keep_names_of_their_own() -> None:
+    first = ConstraintSpec(metric="m", max=1).violations(1.00000005)
+    second = ConstraintSpec(metric="m", max=1.0000001).violations(1.00000005)
+    assert list(first) == ["m<=1"] and list(second) == ["m<=1.0000001"]
+    assert first["m<=1"] > 0 and second["m<=1.0000001"] < 0
