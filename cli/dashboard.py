@@ -121,7 +121,7 @@ def serve_dashboard(settings: Settings, host: str, port: int) -> None:
 
 def dashboard_command(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8080,
 ) -> None:
     """Serve optuna-dashboard on the service's database (HPO_DATABASE_URL), behind its tokens:
     open http://HOST:PORT/?token=TOKEN once."""

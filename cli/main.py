@@ -10,6 +10,7 @@ import typer
 
 from cli.dashboard import dashboard_command
 from cli.db import db_app
+from cli.errors import CLI_RETRIES, service_url_checked
 from cli.plot import plot_command
 from cli.tokens import tokens_app
 from cli.watch import watch_command
@@ -27,7 +28,9 @@ def _client() -> Any:
     from client import HPOJSONClient
 
     settings = Settings()
-    return HPOJSONClient(settings.service_url, settings.bearer_token())
+    return service_url_checked(
+        lambda: HPOJSONClient(settings.service_url, settings.bearer_token(), retries=CLI_RETRIES)
+    )
 
 
 def _print(data: Any) -> None:
@@ -98,12 +101,16 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point: an error from the API is printed as it came, exit status 1."""
-    from client import HPOError
+    """Console-script entry point: an error the user can act on (an answer of the API, a service
+    out of reach, a bad study file, settings or database URL) is printed as a message, exit
+    status 1; anything else keeps its traceback."""
+    from cli.errors import explained
 
     try:
-        app()
-    except HPOError as error:
-        typer.echo(f"error {error.status}:", err=True)
-        typer.echo(json.dumps(error.body, indent=2), err=True)
+        app()  # usage errors, --help and Ctrl-C end here as Typer ends them (SystemExit)
+    except Exception as error:
+        message = explained(error)
+        if message is None:
+            raise
+        typer.echo(message, err=True)
         raise SystemExit(1) from None

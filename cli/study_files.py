@@ -8,11 +8,21 @@ from typing import Any
 
 import yaml
 
+from cli.errors import StudyFileError, study_file_problem
+
 
 def load_study_file(path: Path) -> dict[str, Any]:
-    """The study definition in ``path`` (``.json``, ``.yaml`` or ``.yml``)."""
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    """The study definition in ``path`` (``.json``, ``.yaml`` or ``.yml``); ``StudyFileError``
+    naming the file where it cannot be read as one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (
+        OSError,
+        ValueError,
+        yaml.YAMLError,
+    ) as error:  # JSON and Unicode errors are ValueErrors
+        raise study_file_problem(str(path), error) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} does not hold a study definition (a mapping)")
+        raise StudyFileError(f"{path} does not hold a study definition (a mapping)")
     return data

@@ -26,8 +26,10 @@ def create(
     name: Annotated[str, typer.Option(help="A note to recognise the token by")] = "",
 ) -> None:
     """Create a token and print it: it is stored hashed and cannot be shown again."""
-    if worker == (tenant is not None):
-        raise typer.BadParameter("give --tenant for a user token, or --worker, not both")
+    if worker and tenant is not None:
+        raise typer.BadParameter("give --tenant for a user token or --worker, not both")
+    if not worker and tenant is None:
+        raise typer.BadParameter("give --tenant (the tenant's name) for a user token, or --worker")
     role = Role.WORKER if worker else Role.USER
     token_id, token = _store().create(role, tenant, name)
     typer.echo(

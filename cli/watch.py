@@ -18,6 +18,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.errors import CLI_RETRIES, service_url_checked
 from client.models import Study, Trial
 from client.typed_client import HPOClient
 
@@ -97,7 +98,9 @@ def settings_client() -> HPOClient:
     from service.settings import Settings
 
     settings = Settings()
-    return HPOClient(settings.service_url, settings.bearer_token())
+    return service_url_checked(
+        lambda: HPOClient(settings.service_url, settings.bearer_token(), retries=CLI_RETRIES)
+    )
 
 
 def watch_command(

@@ -5,16 +5,19 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from service.errors import NotFound
+from service.errors import InvalidSpec, NotFound
 from service.storage.database import Database
 from service.storage.tables import TokenRecord
 
 DEFAULT_TENANT = "default"
+# A tenant's name: shown in listings and logs, one line, no spaces.
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # the columns hold 64
 
 
 class Role(enum.StrEnum):
@@ -49,8 +52,11 @@ class TokenStore:
 
     def create(self, role: Role, tenant: str | None, name: str = "") -> tuple[int, str]:
         """A new token: its id and the token itself, which is not stored and not shown again."""
-        if role is Role.USER and not tenant:
-            raise ValueError("a user token needs a tenant")
+        if role is Role.USER and (tenant is None or not TENANT_NAME.fullmatch(tenant)):
+            raise InvalidSpec(
+                f"a user token needs a tenant: a name of {TENANT_NAME.pattern}, not {tenant!r}",
+                field="tenant",
+            )
         token = secrets.token_urlsafe(32)
         record = TokenRecord(
             token_hash=token_hash(token),

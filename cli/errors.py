@@ -1,0 +1,94 @@
+"""What the ``hpo`` command prints for an error a user can act on, instead of a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TypeVar
+
+import yaml
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from sqlalchemy.exc import ArgumentError, OperationalError
+from urllib3.exceptions import LocationValueError
+
+from client import HPOError, ServiceUnreachable
+from service.errors import ServiceError
+
+T = TypeVar("T")
+MAX_BODY_CHARS = 2000
+# A command's calls bridge a few seconds of API restart (backoff 0.5, 1, 2, 4 s), not the
+# minute a worker's do: a user is waiting at the prompt.
+CLI_RETRIES = 5
+
+
+class StudyFileError(Exception):
+    """A study file that cannot be read as a study definition (the message names the file)."""
+
+
+class SettingError(Exception):
+    """An ``HPO_`` setting the command cannot use (the message names it)."""
+
+
+def service_url_checked(make: Callable[[], T]) -> T:
+    """``make()``, a client of ``HPO_SERVICE_URL``; ``SettingError`` where that is no URL."""
+    try:
+        return make()
+    except (ValueError, LocationValueError) as error:
+        raise SettingError(f"HPO_SERVICE_URL is not an http(s) URL of the API: {error}") from None
+
+
+def explained(error: BaseException) -> str | None:
+    """The message for an error the user can act on; ``None`` for anything else (a bug, whose
+    traceback is worth seeing)."""
+    if isinstance(error, HPOError):
+        return f"error {error.status}:\n{_body_text(error.body)}"
+    if isinstance(error, ServiceUnreachable):
+        return f"error: {error} (is the API running at HPO_SERVICE_URL, and is it the API?)"
+    if isinstance(error, LocationValueError):
+        return f"error: HPO_SERVICE_URL is not an http(s) URL of the API: {error}"
+    if isinstance(error, ValidationError) and error.title == "Settings":
+        return f"error: the HPO_ settings are not valid:\n{_settings_problems(error)}"
+    if isinstance(error, SettingsError):
+        return f"error: the HPO_ settings are not valid: {error} ({error.__cause__})"
+    if isinstance(error, ArgumentError | OperationalError) or _missing_driver(error):
+        return f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)}"
+    if isinstance(error, StudyFileError | SettingError | ServiceError):
+        return f"error: {error}"
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"error: {error.filename}: {error.strerror}"
+    return None
+
+
+def _missing_driver(error: BaseException) -> bool:
+    """Optuna's storage names a database whose driver is not installed so."""
+    return isinstance(error, ImportError) and "DB access module" in str(error)
+
+
+def _body_text(body: object) -> str:
+    text = json.dumps(body, indent=2) if not isinstance(body, str) else body
+    return text if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS] + " …"
+
+
+def _settings_problems(error: ValidationError) -> str:
+    return "\n".join(
+        f"  {_setting_name(problem['loc'])}{problem['msg']}"
+        for problem in error.errors(include_url=False)
+    )
+
+
+def _setting_name(location: tuple[int | str, ...]) -> str:
+    return f"HPO_{'_'.join(str(part) for part in location).upper()}: " if location else ""
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def study_file_problem(path: str, error: Exception) -> StudyFileError:
+    """A ``StudyFileError`` naming ``path`` for an error from reading or parsing it."""
+    if isinstance(error, yaml.YAMLError | json.JSONDecodeError | UnicodeDecodeError):
+        return StudyFileError(
+            f"{path} is not readable JSON or YAML: {' '.join(str(error).split())}"
+        )
+    return StudyFileError(f"{path}: {error}")

@@ -1,0 +1,88 @@
+"""The ``hpo`` command answers a mistake the user can act on with a message naming it and exit
+status 1, never a traceback: a bad study file, a service out of reach, bad settings, a database
+it cannot open."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.errors import StudyFileError
+from cli.processes import free_port
+from cli.study_files import load_study_file
+
+
+def hpo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "words"),
+    [
+        ("", ".yaml", "does not hold a study definition"),
+        ("- 1\n- 2\n", ".yaml", "does not hold a study definition"),
+        ("a: [1\n", ".yaml", "line 1, column 4"),
+        ("{bad", ".json", "not readable JSON or YAML"),
+        ('x: !!python/object/apply:os.system ["true"]\n', ".yaml", "constructor"),
+    ],
+)
+def test_a_study_file_that_is_no_study_names_the_file(
+    tmp_path: Path, content: str, suffix: str, words: str
+) -> None:
+    path = tmp_path / f"study{suffix}"
+    path.write_text(content)
+    with pytest.raises(StudyFileError) as refused:
+        load_study_file(path)
+    assert str(path) in str(refused.value) and words in str(refused.value)
+
+
+def test_a_bad_study_file_is_a_message_and_exit_status_1(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text("a: [1\n")
+    done = hpo("submit", str(path), HPO_SERVICE_URL="http://127.0.0.1:1")
+    assert done.returncode == 1
+    assert (
+        done.stderr.startswith(f"error: {path} is not readable") and "Traceback" not in done.stderr
+    )
+
+
+def test_a_service_out_of_reach_is_a_message_naming_the_setting() -> None:
+    done = hpo("status", "1", HPO_SERVICE_URL=f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 1
+    assert "HPO_SERVICE_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"HPO_SERVICE_URL": "ftp://example.org"}, "HPO_SERVICE_URL is not an http(s) URL"),
+        ({"HPO_PORT": "abc"}, "HPO_PORT:"),
+        ({"HPO_API_TOKENS": "not json"}, "api_tokens"),
+    ],
+)
+def test_a_bad_setting_is_a_message_naming_it(env: dict[str, str], words: str) -> None:
+    done = hpo("status", "1", **env)
+    assert done.returncode == 1
+    assert words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_database_the_command_cannot_open_is_a_message() -> None:
+    done = hpo("db", "current", HPO_DATABASE_URL="not a url")
+    assert done.returncode == 1
+    assert "HPO_DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_token_to_revoke_is_a_message(tmp_path: Path) -> None:
+    done = hpo("token", "revoke", "999", HPO_DATABASE_URL=f"sqlite:///{tmp_path / 'hpo.db'}")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: no token with id 999"
