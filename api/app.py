@@ -58,7 +58,11 @@ def create_app(
     app.extensions[TUNER_EXTENSION] = service
     start_lease_reaper(service, settings.reaper_interval_s)
     register_error_handlers(app)
-    tokens = TokenStore(database, frozenset(settings.accepted_tokens()))
+    tokens = TokenStore(
+        database,
+        frozenset(settings.accepted_tokens()),
+        frozenset(settings.accepted_worker_tokens()),
+    )
     register_token_check(app, tokens, settings.tokens_required())
     apply_request_limits(app, settings.max_file_bytes)
     register_log_context(app, service)

@@ -40,14 +40,14 @@ class BoundedJSONProvider(DefaultJSONProvider):
         """Decode ``s``; a 400 naming the body if it is nested too deeply, or if a string in it
         is not Unicode text (a lone surrogate such as ``"\\ud800"``, which JSON allows and
         nothing can store)."""
+        text = s if isinstance(s, str) else _strictly_decoded(s)
         try:
-            value = super().loads(s, **kwargs)
+            value = super().loads(text, **kwargs)
         except RecursionError:
             raise _too_deep() from None
         if json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
             raise _too_deep()
-        escape = _SURROGATE_ESCAPE if isinstance(s, str) else _SURROGATE_ESCAPE_BYTES
-        if escape.search(s):  # type: ignore[arg-type]
+        if _SURROGATE_ESCAPE.search(text):
             _refuse_lone_surrogates(value)
         return value
 
@@ -85,7 +85,16 @@ def json_depth(value: Any, stop_after: int | None = None) -> int:
 
 # An escape of a UTF-16 surrogate (U+D800 to U+DFFF): the only way a JSON text carries one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _strictly_decoded(body: bytes) -> str:
+    """The body as text, in the encoding JSON allows that it is in (UTF-8, -16 or -32); a 400 on
+    ``body`` where its bytes are not that encoding's (Python's JSON decoder would let UTF-8's
+    encoded surrogates through)."""
+    try:
+        return body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as error:
+        raise _not_unicode(f"the JSON body is not valid {error.encoding}") from None
 
 
 def _refuse_lone_surrogates(value: Any) -> None:
@@ -93,12 +102,14 @@ def _refuse_lone_surrogates(value: Any) -> None:
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        message = (
-            "a string in the JSON body holds a lone surrogate (\\ud800-\\udfff): not Unicode text"
-        )
-        raise BadRequest(
-            response=error_response(400, message, [{"field": "body", "problem": message}])
-        ) from None
+        message = "a string in the JSON body holds a lone surrogate (\\ud800-\\udfff)"
+        raise _not_unicode(f"{message}: not Unicode text") from None
+
+
+def _not_unicode(message: str) -> BadRequest:
+    return BadRequest(
+        response=error_response(400, message, [{"field": "body", "problem": message}])
+    )
 
 
 def _too_deep() -> BadRequest:

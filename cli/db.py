@@ -13,7 +13,7 @@ import typer
 from sqlalchemy import create_engine
 
 from service.settings import Settings
-from service.storage.database import Database
+from service.storage.database import Database, schema_lock
 from service.storage.migrations import current_revision, head_revision
 
 db_app = typer.Typer(help="The study database's schema: upgrade it, or show its revision.")
@@ -23,10 +23,13 @@ db_app = typer.Typer(help="The study database's schema: upgrade it, or show its 
 def upgrade() -> None:
     """Upgrade Optuna's tables and the service's own to this release's schema (idempotent)."""
     url = Settings().database_url
-    optuna_storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
-    optuna_storage.upgrade()
-    typer.echo(f"optuna tables: {optuna_storage.get_current_version()}")
-    optuna_storage.engine.dispose()
+    engine = create_engine(url)
+    with schema_lock(engine):  # two init containers at once would race on CREATE TABLE
+        optuna_storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+        optuna_storage.upgrade()
+        typer.echo(f"optuna tables: {optuna_storage.get_current_version()}")
+        optuna_storage.engine.dispose()
+    engine.dispose()
     database = Database(url)
     before, after = database.schema_revisions
     database.dispose()

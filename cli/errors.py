@@ -51,13 +51,18 @@ def explained(error: BaseException) -> str | None:
         return f"error: the HPO_ settings are not valid:\n{_settings_problems(error)}"
     if isinstance(error, SettingsError):
         return f"error: the HPO_ settings are not valid: {error} ({error.__cause__})"
-    if isinstance(error, ArgumentError | OperationalError) or _missing_driver(error):
+    if isinstance(error, OperationalError) or _bad_database_url(error) or _missing_driver(error):
         return f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)}"
     if isinstance(error, StudyFileError | SettingError | ServiceError):
         return f"error: {error}"
     if isinstance(error, OSError) and error.filename is not None:
         return f"error: {error.filename}: {error.strerror}"
     return None
+
+
+def _bad_database_url(error: BaseException) -> bool:
+    """SQLAlchemy's refusal of a URL it cannot parse (its other ``ArgumentError``\\ s are bugs)."""
+    return isinstance(error, ArgumentError) and "SQLAlchemy URL" in str(error)
 
 
 def _missing_driver(error: BaseException) -> bool:

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         description="Tokens the API accepts besides those made by `hpo token create` (JSON list); "
         "they act for the tenant 'default'.",
     )
+    worker_tokens: list[SecretStr] = Field(
+        default_factory=list,
+        description="Worker tokens the API accepts besides those made by `hpo token create "
+        "--worker` (JSON list): for a deployment whose workers start with it, before any token "
+        "is in the database.",
+    )
     require_tokens: bool = Field(
         default=True,
         description="Every endpoint but health and the API document needs a token; the one-machine "
@@ -114,11 +120,15 @@ class Settings(BaseSettings):
 
     def tokens_required(self) -> bool:
         """Whether requests without a token are refused."""
-        return self.require_tokens or bool(self.api_tokens)
+        return self.require_tokens or bool(self.api_tokens) or bool(self.worker_tokens)
 
     def accepted_tokens(self) -> set[str]:
         """The API's accepted tokens as plain strings."""
         return {token.get_secret_value() for token in self.api_tokens}
+
+    def accepted_worker_tokens(self) -> set[str]:
+        """The API's accepted worker tokens as plain strings."""
+        return {token.get_secret_value() for token in self.worker_tokens}
 
     def gpu_list(self) -> list[str]:
         """The node's GPU indices, in order."""

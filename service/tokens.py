@@ -36,6 +36,7 @@ class Principal:
 
 
 ANONYMOUS = Principal(DEFAULT_TENANT, Role.USER)
+WORKER = Principal(None, Role.WORKER)  # what a worker token acts as
 
 
 def token_hash(token: str) -> str:
@@ -46,9 +47,15 @@ def token_hash(token: str) -> str:
 class TokenStore:
     """Creates, checks, lists and revokes tokens in ``hpo_tokens``."""
 
-    def __init__(self, database: Database, static_tokens: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        database: Database,
+        static_tokens: frozenset[str] = frozenset(),
+        static_worker_tokens: frozenset[str] = frozenset(),
+    ) -> None:
         self._database = database
         self._static = {token_hash(token) for token in static_tokens}
+        self._static_workers = {token_hash(token) for token in static_worker_tokens}
 
     def create(self, role: Role, tenant: str | None, name: str = "") -> tuple[int, str]:
         """A new token: its id and the token itself, which is not stored and not shown again."""
@@ -74,6 +81,8 @@ class TokenStore:
         digest = token_hash(token)
         if any(hmac.compare_digest(digest, known) for known in self._static):
             return ANONYMOUS
+        if any(hmac.compare_digest(digest, known) for known in self._static_workers):
+            return WORKER
         with self._database.session() as session:
             query = select(TokenRecord).where(TokenRecord.token_hash == digest)
             record = session.scalars(query).first()

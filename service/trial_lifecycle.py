@@ -51,6 +51,7 @@ from service.trial_outcomes import (
     finished_is_conflict,
     repeated_completion,
     require_finite,
+    values_to_record,
 )
 from service.trial_provenance import PROVENANCE_ATTR, TrialProvenance, merged_provenance
 
@@ -343,7 +344,8 @@ class TrialLifecycle:
                 trial_id, spec, state, value, reason, lease, epoch_metrics, stated
             )
         if not ended:  # it had ended already: a repeat is answered as the first completion
-            repeated = repeated_completion(self._trial(trial_id), state, value, values)
+            recorded = values_to_record(spec, state, value, values, figures)
+            repeated = repeated_completion(self._trial(trial_id), state, recorded)
             # The first completion's refill may have failed (a database outage): refill now.
             self.fill_slots(study_id)
             return repeated

@@ -45,6 +45,19 @@ def complete_values(
     return found
 
 
+def values_to_record(
+    spec: StudySpec,
+    state: TrialState,
+    value: float | None,
+    values: list[float] | None,
+    figures: dict[str, float] | None,
+) -> list[float] | None:
+    """What a completion in ``state`` records as the trial's values (a repeat compares them)."""
+    if state == TrialState.COMPLETE:
+        return complete_values(spec, value, values, figures)
+    return values if values is not None else ([value] if value is not None else None)
+
+
 def final_values(state: TrialState, value: float | None, spec: StudySpec) -> list[float] | None:
     """The values a pruned or failed trial finishes with: ``value`` when pruned (its last report
     where the worker sends none; a study of several objectives is never pruned: none), none when
@@ -57,13 +70,12 @@ def final_values(state: TrialState, value: float | None, spec: StudySpec) -> lis
 
 
 def repeated_completion(
-    trial: FrozenTrial, state: TrialState, value: float | None, values: list[float] | None = None
+    trial: FrozenTrial, state: TrialState, recorded: list[float] | None
 ) -> FrozenTrial:
-    """A repeat of the completion already recorded is answered as before (duplicate deliveries)."""
-    same_value = (value is None or trial.values == [value]) and (
-        values is None or trial.values == values
-    )
-    if trial.state == state and same_value:
+    """A repeat of the completion already recorded is answered as before (duplicate deliveries):
+    the same state, and the values it would have recorded (``recorded``; ``None``: it names
+    none) the same."""
+    if trial.state == state and (recorded is None or trial.values == recorded):
         return trial
     state_name = trial.state.name.lower()
     raise Conflict(f"trial {trial._trial_id} is already {state_name}", field="trial_id")

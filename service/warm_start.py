@@ -34,10 +34,11 @@ class WarmStartView(BaseModel):
 
 
 def check_source(spec: StudySpec, source_spec: StudySpec) -> None:
-    """``InvalidSpec`` where the earlier study optimises other objectives than ``spec``."""
+    """``InvalidSpec`` where the earlier study optimises other objectives than ``spec``: other
+    metrics (a trial's value is its metric's figure), or the same in other directions."""
     ours = [(o.metric, o.direction) for o in spec.objective_list()]
     theirs = [(o.metric, o.direction) for o in source_spec.objective_list()]
-    if len(ours) != len(theirs) or [d for _, d in ours] != [d for _, d in theirs]:
+    if ours != theirs:
         raise InvalidSpec(
             f"the earlier study optimises {_describe(theirs)}; this one {_describe(ours)}: "
             "their values cannot be compared",

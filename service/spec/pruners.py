@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from service.spec.pruner_options import (
-    MAX_STEP,
     MedianPrunerSpec,
     PatientPrunerSpec,
     PercentilePrunerSpec,
@@ -40,8 +39,10 @@ class HyperbandPrunerSpec(PrunerSpecBase):
     """
 
     name: Literal["hyperband"] = "hyperband"
-    min_resource: int = Field(default=1, ge=1, le=MAX_STEP)
-    max_resource: int | None = Field(default=None, ge=1, le=MAX_STEP)
+    # At most MAX_STEP, checked when a study is submitted (service.spec.validation): a study
+    # stored before that check still loads.
+    min_resource: int = Field(default=1, ge=1)
+    max_resource: int | None = Field(default=None, ge=1)
     reduction_factor: int = Field(default=3, ge=2, le=100)
 
     @model_validator(mode="after")

@@ -176,9 +176,10 @@ class CategoricalParam(_Param):
 
     @model_validator(mode="after")
     def _distinct(self) -> CategoricalParam:
-        # By equality, as Optuna finds a choice: true, 1 and 1.0 are one choice to it.
-        if len(set(self.choices)) != len(self.choices):
-            raise ValueError("choices must be distinct (true, 1 and 1.0 are equal here)")
+        # Equal to the sampler (true, 1 and 1.0) is refused when a study is submitted
+        # (service.spec.validation), so that a study stored before that check still loads.
+        if len({repr(choice) for choice in self.choices}) != len(self.choices):
+            raise ValueError("choices must be distinct")
         return self
 
     def distribution(self) -> BaseDistribution:

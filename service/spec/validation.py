@@ -15,6 +15,7 @@ from service.spec.grid import AnyParam, contains, grid_of, grid_size
 from service.spec.objective_checks import with_objectives_resolved
 from service.spec.problems import problems_from_validation_error
 from service.spec.pruner_options import (
+    MAX_STEP,
     MedianPrunerSpec,
     PatientPrunerSpec,
     PercentilePrunerSpec,
@@ -37,6 +38,9 @@ def check_study_spec(spec: StudySpec, catalog: TrainerCatalog) -> StudySpec:
     _check_modules_installed(spec)
     _check_cmaes_space(spec)
     _check_gp_space(spec)
+    _check_choices_distinct_to_the_sampler(spec)
+    _check_pruner_resources(spec)
+    _check_webhook_url(spec)
     _check_pruner_acts_within_epochs(spec)
     _check_enqueued(spec)
     spec = _with_pruner_resource(spec)
@@ -109,8 +113,10 @@ def _values_to_check(param: AnyParam) -> list[tuple[str, Any]]:
         # A continuous range draws fractions: an integer hyperparameter takes none of them.
         inside = (param.low + (param.high - param.low) * part for part in (1 / 3, 1 / 7, 0.3819))
         ends.append(("type", next((x for x in inside if not x.is_integer()), param.low)))
-    elif isinstance(param, FloatParam) and param.step is not None and param.high > param.low:
-        ends.append(("step", param.low + param.step))  # a fraction where the step is one
+    elif isinstance(param, FloatParam) and param.step is not None:
+        second = param.low + param.step  # a fraction where the step is one
+        if second <= distribution.high:  # a step past the range draws its low end only
+            ends.append(("step", second))
     return ends
 
 
@@ -200,6 +206,43 @@ def _check_cmaes_space(spec: StudySpec) -> None:
                 "use tpe, gp or qmc, or make it an int parameter",
                 field=f"space.{name}",
             )
+
+
+def _check_choices_distinct_to_the_sampler(spec: StudySpec) -> None:
+    """Optuna finds a choice by equality: true, 1 and 1.0 are one choice to it."""
+    for name, param in spec.space.items():
+        if isinstance(param, CategoricalParam) and len(set(param.choices)) != len(param.choices):
+            raise InvalidSpec(
+                "choices must be distinct to the sampler (true, 1 and 1.0 are equal to it)",
+                field=f"space.{name}.choices",
+            )
+
+
+def _check_pruner_resources(spec: StudySpec) -> None:
+    pruner = spec.pruner
+    if not isinstance(pruner, HyperbandPrunerSpec):
+        return
+    for name in ("min_resource", "max_resource"):
+        resource = getattr(pruner, name)
+        if resource is not None and resource > MAX_STEP:
+            raise InvalidSpec(
+                f"{name} must be at most {MAX_STEP}, the largest step a report takes",
+                field=f"pruner.{name}",
+            )
+
+
+def _check_webhook_url(spec: StudySpec) -> None:
+    """No credentials in the URL (they would be shown back and logged, and urllib takes
+    ``user:pw@host`` as the host; the signature is how a receiver knows the sender), and a port
+    a receiver can listen on."""
+    url = spec.webhook.url if spec.webhook else None
+    if url is None:
+        return
+    if url.username is not None or url.password is not None:
+        problem = "must not carry a user name or password: verify the signature instead"
+        raise InvalidSpec(problem, field="webhook.url")
+    if url.port == 0:
+        raise InvalidSpec("port 0 is no port a receiver listens on", field="webhook.url")
 
 
 # Optuna's GP sampler lists every value of an int or stepped float parameter on each ask (an

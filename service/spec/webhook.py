@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,23 +20,8 @@ WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("best_changed", "study_finished")
 # any other serialisation (every answer of the API) masks it.
 STORED_SPEC_CONTEXT = {"hpo_keep_secrets": True}
 MASKED_SECRET = "**********"
-
-
-def _deliverable(url: HttpUrl) -> HttpUrl:
-    """No credentials in the URL (they would be shown back and logged; the signature is how a
-    receiver knows the sender) and a port a server can listen on."""
-    if url.username is not None or url.password is not None:
-        raise ValueError("must not carry a user name or password: verify the signature instead")
-    if url.port == 0:
-        raise ValueError("port 0 is no port a receiver listens on")
-    return url
-
-
-WebhookUrl = Annotated[
-    HttpUrl,
-    UrlConstraints(max_length=2000, allowed_schemes=["http", "https"]),
-    AfterValidator(_deliverable),
-]
+# Credentials in it and port 0 are refused when a study is submitted (service.spec.validation).
+WebhookUrl = Annotated[HttpUrl, UrlConstraints(max_length=2000, allowed_schemes=["http", "https"])]
 
 
 class WebhookSpec(BaseModel):

@@ -44,7 +44,7 @@ class Database:
         if self.dialect == "sqlite":
             _make_parent_folder(self.engine.url.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        with self._schema_lock():
+        with schema_lock(self.engine):
             #: The service tables' revision before and after this start's upgrade.
             self.schema_revisions = _upgrade_service_tables(self.engine)
             rdb = CoreReadRDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
@@ -52,28 +52,6 @@ class Database:
         # (its reads by Core queries: service.storage.trial_reader).
         self.optuna: optuna.storages.BaseStorage = optuna.storages.get_storage(rdb)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @contextmanager
-    def _schema_lock(self) -> Iterator[None]:
-        """One process at a time creates or upgrades the tables: API processes starting together
-        on a new PostgreSQL database would otherwise race on CREATE TYPE / CREATE TABLE and one
-        would die. SQLite has no advisory lock: a lock file beside the database stands in."""
-        if self.dialect == "sqlite":
-            with _file_lock(self.engine.url.database):
-                yield
-            return
-        if self.dialect != "postgresql":
-            yield
-            return
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-            try:
-                yield
-            finally:
-                connection.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY}
-                )
-                connection.commit()
 
     def _engine_kwargs(self, pool_size: int) -> dict[str, Any]:
         if self.dialect == "sqlite":
@@ -128,6 +106,28 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, and in tests)."""
         self.engine.dispose()
+
+
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """One process at a time creates or upgrades the tables (``Database``, ``hpo db upgrade``):
+    API processes or init containers starting together on a new PostgreSQL database would
+    otherwise race on CREATE TYPE / CREATE TABLE and one would die. SQLite has no advisory lock:
+    a lock file beside the database stands in."""
+    if engine.dialect.name == "sqlite":
+        with _file_lock(engine.url.database):
+            yield
+        return
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            connection.commit()
 
 
 def _unreachable(error: DBAPIError) -> bool:

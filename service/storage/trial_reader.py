@@ -55,8 +55,9 @@ from service.storage.optuna_tables import (
 from service.storage.read_connections import connect_for_reads
 
 # More unfinished trials than this are read as "every trial from the oldest of them on", and
-# the others dropped here: an IN list that long would pass SQLite's limit on bound variables.
-MAX_LISTED_TRIALS = 500
+# the others dropped here: the child rows' union repeats the list in each of its five parts,
+# and five lists this long stay under SQLite's oldest limit on bound variables (999).
+MAX_LISTED_TRIALS = 150
 
 _Rows = list[tuple[Any, ...]]
 _Children = dict[int, _Rows]

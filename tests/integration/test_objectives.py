@@ -232,6 +232,15 @@ def test_warm_start_refuses_a_study_of_other_objectives(stack: LocalStack) -> No
     )
     assert response.status_code == 422
     assert response.json()["problems"][0]["field"] == "warm_start.study_id"
+    other_metric = {
+        "name": unique("warm-metric"),
+        "space": SPACE,
+        "metric": "accuracy",
+        "warm_start": {"study_id": single["study_id"]},
+    }
+    response = post(stack, "/studies", other_metric)
+    assert response.status_code == 422, response.text
+    assert "validation_loss" in response.json()["problems"][0]["problem"]
 
 
 def test_the_mlp_trainer_tunes_loss_against_size_through_celery(stack: LocalStack) -> None:

@@ -281,6 +281,20 @@ def test_a_paused_study_can_be_stopped_and_then_not_resumed(tuner: Tuner) -> Non
         tuner.ask(study.study_id)
 
 
+def test_a_repeated_completion_whose_value_is_the_metric_s_figure_is_answered_as_before(
+    tuner: Tuner,
+) -> None:
+    study = tuner.create_study(spec(metric="accuracy", direction="maximize"))
+    trial = tuner.ask(study.study_id)
+    figures = {"accuracy": 0.9, "loss": 0.3}
+    first = tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.3, None, figures=figures)
+    assert first.value == 0.9  # the study's metric, not the value sent beside it
+    again = tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.3, None, figures=figures)
+    assert again.value == 0.9 and again.state == "complete"
+    with pytest.raises(Conflict, match="already complete"):
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.3, None, figures={"accuracy": 0.5})
+
+
 def test_unknown_ids_and_duplicate_names(tuner: Tuner) -> None:
     with pytest.raises(NotFound):
         tuner.study(987654)

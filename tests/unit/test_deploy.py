@@ -22,7 +22,7 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-SERVICES = {"api", "worker", "redis", "postgres", "flower", "dashboard"}
+SERVICES = {"db-upgrade", "api", "worker", "redis", "postgres", "flower", "dashboard"}
 SETTING_VARS = {f"HPO_{name.upper()}" for name in Settings.model_fields}
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
@@ -196,7 +196,7 @@ def test_dockerfile_parser_reads_both_env_forms_and_exec_form() -> None:
     assert parsed.cmd == ["hpo", "serve"]
 
 
-def test_compose_has_the_six_services() -> None:
+def test_compose_has_its_services() -> None:
     assert set(raw_compose()["services"]) == SERVICES
 
 
@@ -232,8 +232,11 @@ def test_worker_reserves_gpus_and_runs_one_process_per_gpu() -> None:
     assert len(gpus) == 1, devices
     count = gpus[0].get("count", len(gpus[0].get("device_ids", [])))
     assert count == "all" or int(count) >= 1
+    # One process per GPU, each seeing its own: HPO_GPUS lists the reserved ones (without it
+    # every process would train on GPU 0).
+    listed = [gpu for gpu in environment("worker")["HPO_GPUS"].split(",") if gpu.strip()]
     if count != "all":
-        assert int(environment("worker").get("HPO_WORKER_CONCURRENCY", "1")) == int(count)
+        assert listed == [str(index) for index in range(int(count))]
 
 
 def test_redis_persists_with_append_only_file() -> None:
@@ -323,8 +326,26 @@ def test_env_example_matches_the_variables_compose_reads() -> None:
     required = {m.group(1) for m in INTERPOLATION.finditer(text) if m.group(2) == "?"}
     assert required <= set(dotenv()), f"missing from .env.example: {required - set(dotenv())}"
     assert set(dotenv()) <= used, f"not read by compose: {set(dotenv()) - used}"
-    # The example works as copied: the API accepts the token the worker sends.
-    assert environment("worker")["HPO_TOKEN"] in json.loads(environment("api")["HPO_API_TOKENS"])
+    # The example works as copied: the API takes the token the worker sends as a worker's, and
+    # not as a user's of the tenant `default` (which could reach that tenant's trials only).
+    sent = environment("worker")["HPO_TOKEN"]
+    assert sent in json.loads(environment("api")["HPO_WORKER_TOKENS"])
+    assert sent not in json.loads(environment("api")["HPO_API_TOKENS"])
+
+
+def test_the_schema_is_upgraded_before_the_api_starts() -> None:
+    assert command("db-upgrade")[-3:] == ["hpo", "db", "upgrade"]
+    upgrade = environment("db-upgrade")["HPO_DATABASE_URL"]
+    assert upgrade == environment("api")["HPO_DATABASE_URL"]
+    needs = service("api")["depends_on"]["db-upgrade"]
+    assert needs["condition"] == "service_completed_successfully"
+
+
+def test_a_worker_finishes_its_trial_before_compose_stops_it() -> None:
+    grace = service("worker")["stop_grace_period"]
+    hours, _, minutes = grace.removesuffix("m").partition("h")
+    limit = int(environment("worker")["HPO_TASK_TIME_LIMIT_S"])
+    assert int(hours) * 3600 + int(minutes or 0) * 60 > limit
 
 
 def test_flower_watches_the_brokers_redis_from_the_api_image() -> None:

@@ -7,6 +7,7 @@ custom resource, against a schema written from KEDA's documented fields. Runs no
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from functools import cache
@@ -426,7 +427,12 @@ def test_workers_reach_the_api_service_with_a_worker_token_and_no_database() -> 
     env = environment(worker)
     url = urlsplit(env["HPO_SERVICE_URL"])
     assert url.hostname == "hpo-api" and url.port == service_port("hpo-api")
-    assert env["HPO_TOKEN"] == string_data("Secret", "hpo-worker-token")["HPO_TOKEN"]
+    secret = string_data("Secret", "hpo-worker-token")
+    assert env["HPO_TOKEN"] == secret["HPO_TOKEN"]
+    # The API takes that token as a worker's (not as a user's of the tenant `default`).
+    api = environment(container("hpo-api", "api"))
+    assert env["HPO_TOKEN"] in json.loads(api["HPO_WORKER_TOKENS"])
+    assert env["HPO_TOKEN"] not in json.loads(api["HPO_API_TOKENS"])
     assert "HPO_DATABASE_URL" not in env
     assert "hpo-database" not in yaml.safe_dump(one("Deployment", "hpo-worker"))
     password = string_data("Secret", "hpo-database")["POSTGRES_PASSWORD"]

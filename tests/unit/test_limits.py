@@ -118,13 +118,13 @@ TOO_LARGE: list[tuple[str, dict[str, Any], str, str]] = [
         "a Hyperband resource past the largest step",
         study(pruner={"name": "hyperband", "max_resource": 10**400}),
         "pruner.max_resource",
-        "less than or equal",
+        "at most",
     ),
     (
         "a Hyperband minimum past the largest step",
         study(pruner={"name": "hyperband", "min_resource": 10**10}),
         "pruner.min_resource",
-        "less than or equal",
+        "at most",
     ),
     (
         "a grid past its points",
@@ -266,6 +266,23 @@ def test_a_lone_surrogate_gets_400_and_leaves_nothing_behind(
         "/studies", data='{"name": "surrogate", ' + paired + "}", content_type="application/json"
     )
     assert created.status_code == 201, created.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "raw", "space": {"x": {"type": "categorical", "choices": ["\xed\xa0\x80"]}}}',
+        '{"name": "wide", "space": {"x": {"type": "categorical", "choices": ["\\ud800"]}}}'.encode(
+            "utf-16"
+        ),
+    ],
+    ids=["utf-8 bytes of a surrogate", "utf-16 with an escaped one"],
+)
+def test_a_surrogate_in_any_encoding_gets_400(client: FlaskClient, body: bytes) -> None:
+    response = client.post("/studies", data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert problems_of(response)[0]["field"] == "body"
+    assert client.get("/studies").get_json()["studies"] == []
 
 
 @pytest.mark.parametrize(

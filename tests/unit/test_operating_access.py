@@ -65,3 +65,12 @@ def test_the_api_takes_its_token_whatever_the_scheme_s_case(tmp_path: Path, sche
         == 200
     )
     assert client.get("/studies", headers={"Authorization": f"{scheme} wrong"}).status_code == 401
+
+
+def test_a_worker_token_from_the_settings_acts_as_a_worker(tmp_path: Path) -> None:
+    client = api(tmp_path, worker_tokens=["a-worker-token-from-the-settings"])
+    worker = {"Authorization": "Bearer a-worker-token-from-the-settings"}
+    assert client.get("/studies", headers=worker).status_code == 403  # not a user's endpoint
+    claimed = client.post("/trials/1/claim", json={"holder": "h"}, headers=worker)
+    assert claimed.status_code == 404, claimed.get_data(as_text=True)  # let in: no such trial
+    assert client.post("/trials/1/claim", json={"holder": "h"}).status_code == 401

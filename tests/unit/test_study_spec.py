@@ -157,11 +157,20 @@ def test_a_space_that_can_draw_a_value_the_trainer_refuses_is_refused(
     assert words in raised.value.message
 
 
-def test_a_range_is_checked_at_the_last_value_its_steps_reach() -> None:
-    # 0 to 1 by 0.3 draws at most 0.9: within the dropout's bound (below 1).
-    stepped = {"type": "float", "low": 0.0, "high": 1.0, "step": 0.3}
-    spec = make(space={"dropout": stepped}, trainer={"name": "mlp"})
-    assert check_study_spec(spec, CATALOG).space["dropout"] == FloatParam.model_validate(stepped)
+@pytest.mark.parametrize(
+    ("name", "stepped"),
+    [
+        # 0 to 1 by 0.3 draws at most 0.9: within the dropout's bound (below 1).
+        ("dropout", {"type": "float", "low": 0.0, "high": 1.0, "step": 0.3}),
+        # A step past the range draws its low end only.
+        ("momentum", {"type": "float", "low": 0.9, "high": 0.99, "step": 0.1}),
+    ],
+)
+def test_a_range_is_checked_at_the_values_its_steps_reach(
+    name: str, stepped: dict[str, Any]
+) -> None:
+    spec = make(space={name: stepped}, trainer={"name": "mlp"})
+    assert check_study_spec(spec, CATALOG).space[name] == FloatParam.model_validate(stepped)
 
 
 @pytest.mark.parametrize(
@@ -173,7 +182,6 @@ def test_a_range_is_checked_at_the_last_value_its_steps_reach() -> None:
             "space": {"x": {"type": "float", "low": 0, "high": 1, "log": True, "step": 0.5}},
         },
         {"name": "s", "space": {"x": {"type": "categorical", "choices": [1, 1]}}},
-        {"name": "s", "space": {"x": {"type": "categorical", "choices": [True, 1, 0.0]}}},
         {"name": "s", "space": {"x": {"type": "float", "low": 0, "high": float("inf")}}},
         {
             "name": "s",
@@ -198,6 +206,15 @@ def test_field_paths_leave_out_union_tags_but_keep_a_parameter_named_like_one() 
         field_path(("space", "lr", "float", "low"), {"space": {"lr": {"type": "float"}}})
         == "space.lr.low"
     )
+
+
+def test_choices_equal_to_the_sampler_are_refused_on_submission_only() -> None:
+    same = {"c": {"type": "categorical", "choices": [True, 1, 0.0]}}
+    with pytest.raises(InvalidSpec) as refused:
+        check_study_spec(make(space=same), CATALOG)
+    assert refused.value.field == "space.c.choices"
+    # A study stored before this check still loads.
+    assert make(space=same).space["c"]
 
 
 def test_the_gp_sampler_refuses_a_parameter_with_more_values_than_it_can_list() -> None:
