@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from typing import TypeVar
 
-import yaml
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -45,8 +44,6 @@ def explained(error: BaseException) -> str | None:
         return f"error {error.status}:\n{_body_text(error.body)}"
     if isinstance(error, ServiceUnreachable):
         return f"error: {error} (is the API running at HPO_SERVICE_URL, and is it the API?)"
-    if isinstance(error, LocationValueError):
-        return f"error: HPO_SERVICE_URL is not an http(s) URL of the API: {error}"
     if isinstance(error, ValidationError) and error.title == "Settings":
         return f"error: the HPO_ settings are not valid:\n{_settings_problems(error)}"
     if isinstance(error, SettingsError):
@@ -88,12 +85,3 @@ def _setting_name(location: tuple[int | str, ...]) -> str:
 
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def study_file_problem(path: str, error: Exception) -> StudyFileError:
-    """A ``StudyFileError`` naming ``path`` for an error from reading or parsing it."""
-    if isinstance(error, yaml.YAMLError | json.JSONDecodeError | UnicodeDecodeError):
-        return StudyFileError(
-            f"{path} is not readable JSON or YAML: {' '.join(str(error).split())}"
-        )
-    return StudyFileError(f"{path}: {error}")

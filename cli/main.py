@@ -10,7 +10,6 @@ import typer
 
 from cli.dashboard import dashboard_command
 from cli.db import db_app
-from cli.errors import CLI_RETRIES, service_url_checked
 from cli.plot import plot_command
 from cli.tokens import tokens_app
 from cli.watch import watch_command
@@ -25,12 +24,10 @@ app.command(name="dashboard")(dashboard_command)
 
 
 def _client() -> Any:
-    from client import HPOJSONClient
+    """The plain JSON client of the API the settings name (the typed one's)."""
+    from cli.watch import settings_client
 
-    settings = Settings()
-    return service_url_checked(
-        lambda: HPOJSONClient(settings.service_url, settings.bearer_token(), retries=CLI_RETRIES)
-    )
+    return settings_client().raw
 
 
 def _print(data: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from cli.errors import StudyFileError, study_file_problem
+from cli.errors import StudyFileError
 
 
 def load_study_file(path: Path) -> dict[str, Any]:
@@ -16,13 +16,13 @@ def load_study_file(path: Path) -> dict[str, Any]:
     naming the file where it cannot be read as one."""
     try:
         text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise StudyFileError(f"{path}: {error}") from None
+    try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (
-        OSError,
-        ValueError,
-        yaml.YAMLError,
-    ) as error:  # JSON and Unicode errors are ValueErrors
-        raise study_file_problem(str(path), error) from None
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        problem = " ".join(str(error).split())  # the parser's lines and columns, on one line
+        raise StudyFileError(f"{path} is not readable JSON or YAML: {problem}") from None
     if not isinstance(data, dict):
         raise StudyFileError(f"{path} does not hold a study definition (a mapping)")
     return data

@@ -264,8 +264,11 @@ class TrialLifecycle:
         spec = self._store.spec(study_id)
         # Hyperband, or no pruner: one transaction for them all, decided from the in-memory
         # rung book (service.report_path). Otherwise Optuna's path, one report at a time.
-        stated = partial(self._merge_provenance, trial_id=trial_id, update=provenance)
-        first = stated if provenance is not None else None  # the report path as it was
+        first = (  # without provenance, the report path as it was
+            partial(self._merge_provenance, trial_id=trial_id, update=provenance)
+            if provenance is not None
+            else None
+        )
         decided = self.hyperband_reports.report(study_id, spec, trial_id, reports, lease, first)
         if decided is None:
             if provenance is not None:

@@ -97,14 +97,14 @@ def order_of(space: Mapping[str, AnyParam]) -> list[str]:
     return ordered
 
 
-def active_names(space: Mapping[str, AnyParam], params: Mapping[str, object]) -> set[str]:
-    """The parameters of ``space`` that exist for a trial of ``params``: those without a
-    condition, and those whose parent exists and took one of their values."""
-    active: set[str] = set()
+def active_names(space: Mapping[str, AnyParam], params: Mapping[str, object]) -> list[str]:
+    """The parameters of ``space`` that exist for a trial of ``params``, parents first: those
+    without a condition, and those whose parent exists and took one of their values."""
+    active: list[str] = []
     for name in order_of(space):
         condition = space[name].condition
         if condition is None or (condition.param in active and condition.holds(params)):
-            active.add(name)
+            active.append(name)
     return active
 
 

@@ -162,9 +162,9 @@ def test_an_enqueued_child_whose_parent_is_set_otherwise_is_refused() -> None:
 
 def test_active_names_follow_each_condition_down_the_tree() -> None:
     space = make(optimizer_space()).space
-    assert active_names(space, {"optimizer": "adam"}) == {"optimizer", "lr", "beta1"}
-    assert active_names(space, {"optimizer": "sgd"}) == {"optimizer", "lr"}
-    assert active_names(space, {}) == {"optimizer", "lr"}
+    assert set(active_names(space, {"optimizer": "adam"})) == {"optimizer", "lr", "beta1"}
+    assert set(active_names(space, {"optimizer": "sgd"})) == {"optimizer", "lr"}
+    assert set(active_names(space, {})) == {"optimizer", "lr"}
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "nesterov"])
