@@ -72,8 +72,18 @@ def get_best(path: StudyPath) -> Response:
     response = jsonify(tuner().best(path.study_id, current_tenant()).model_dump(mode="json"))
     response.add_etag()
     response.cache_control.no_cache = True  # a cache must ask again: the best moves
-    response.make_conditional(request)  # 304 and no body where the client's ETag matches
+    response.make_conditional(_conditional_environ())
     return response
+
+
+def _conditional_environ() -> dict[str, Any]:
+    """The request's environment for Werkzeug's conditional answer (304 where ``If-None-Match``
+    holds the ETag, 412 where ``If-Match`` does not), with ``If-Match: *`` taken out: ``*`` matches
+    any current answer (RFC 9110 13.1.1), which Werkzeug's strong comparison does not see."""
+    environ: dict[str, Any] = request.environ
+    if request.if_match.star_tag:
+        return {key: value for key, value in environ.items() if key != "HTTP_IF_MATCH"}
+    return environ
 
 
 @studies.get("/<int:study_id>/pareto", responses={200: ParetoView})

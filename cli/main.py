@@ -58,8 +58,12 @@ def submit(
     wait: Annotated[
         bool, typer.Option(help="Follow the study with a progress bar until it ends")
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="With --wait: give up waiting after this many seconds (exit 1)"),
+    ] = None,
 ) -> None:
-    """Submit a study definition; prints the new study."""
+    """Submit a study definition; prints the new study (with --wait, then its best)."""
     from cli.progress import follow_study
     from cli.study_files import load_study_file
 
@@ -67,7 +71,14 @@ def submit(
     study = client.create_study(load_study_file(path))
     _print({"study_id": study["study_id"], "name": study["name"], "urls": study["urls"]})
     if wait:
-        follow_study(client, study["study_id"])
+        followed = follow_study(client, study["study_id"], timeout_s=timeout)
+        if followed["state"] == "running":
+            typer.echo(
+                f"study {study['study_id']} is still running after {timeout:g} s; "
+                f"follow it with: hpo watch {study['study_id']}",
+                err=True,
+            )
+            raise typer.Exit(1)
         _print(client.best(study["study_id"]))
 
 

@@ -20,19 +20,28 @@ PLOT_KINDS = ("history", "intermediate", "importance", "parallel_coordinate")
 def save_plots(
     client: HPOClient, study_id: int, out: Path, kinds: tuple[str, ...] = PLOT_KINDS
 ) -> list[Path]:
-    """Write ``<out>/study-<id>-<kind>.png`` for each kind the study can be drawn in."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``<out>/study-<id>-<kind>.png`` for each kind the study can be drawn in. Every
+    figure is fetched first: an unknown study or a service out of reach leaves no folder behind."""
+    figures = _drawable_figures(client, study_id, kinds)
+    if figures:
+        out.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind in kinds:
-        try:
-            png = client.plot(study_id, kind)
-        except ConflictError as error:
-            typer.echo(f"skipped {kind}: {error}", err=True)
-            continue
+    for kind, png in figures.items():
         path = out / f"study-{study_id}-{kind}.png"
         path.write_bytes(png)
         written.append(path)
     return written
+
+
+def _drawable_figures(client: HPOClient, study_id: int, kinds: tuple[str, ...]) -> dict[str, bytes]:
+    """Each kind's PNG, skipping (with the API's reason) those the study has not the trials for."""
+    figures = {}
+    for kind in kinds:
+        try:
+            figures[kind] = client.plot(study_id, kind)
+        except ConflictError as error:
+            typer.echo(f"skipped {kind}: {error}", err=True)
+    return figures
 
 
 def plot_command(

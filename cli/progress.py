@@ -12,18 +12,26 @@ from client import HPOJSONClient
 FINISHED_STATES = ("complete", "pruned", "fail")
 
 
-def follow_study(client: HPOJSONClient, study_id: int, poll_s: float = 0.5) -> dict[str, Any]:
-    """Show finished trials out of the budget until the study is no longer running."""
+def follow_study(
+    client: HPOJSONClient, study_id: int, poll_s: float = 0.5, timeout_s: float | None = None
+) -> dict[str, Any]:
+    """Show finished trials out of the budget until the study is no longer running, or until
+    ``timeout_s`` seconds have passed (the study is then answered still running)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     study = client.study(study_id)
     with tqdm(total=study["n_trials"], unit="trial", desc=study["name"]) as bar:
         while True:
             finished = sum(study["counts"][state] for state in FINISHED_STATES)
             bar.update(finished - bar.n)
             bar.set_postfix(pruned=study["counts"]["pruned"], best=_best_value(study))
-            if study["state"] != "running":
+            if study["state"] != "running" or _past(deadline):
                 return study
             time.sleep(poll_s)
             study = client.study(study_id)
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _best_value(study: dict[str, Any]) -> str:

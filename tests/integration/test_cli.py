@@ -62,6 +62,21 @@ def test_submit_reports_a_bad_file_clearly(stack: LocalStack, tmp_path: Path) ->
     assert "space.x" in result.stdout + result.stderr
 
 
+def test_submit_wait_gives_up_after_its_timeout(stack: LocalStack, tmp_path: Path) -> None:
+    path = tmp_path / "external.json"  # no trainer: only another program would finish its trials
+    path.write_text(
+        json.dumps(
+            {"name": unique("cli-wait"), "space": {"x": {"type": "float", "low": 0, "high": 1}}}
+        )
+    )
+    result = hpo(stack, "submit", str(path), "--wait", "--timeout", "1")
+    assert result.returncode == 1, result.stderr
+    study_id = json.loads(result.stdout)["study_id"]
+    assert f"study {study_id} is still running after 1 s" in result.stderr
+    assert f"hpo watch {study_id}" in result.stderr
+    assert json.loads(hpo(stack, "status", str(study_id)).stdout)["state"] == "running"
+
+
 @pytest.mark.slow
 def test_the_demo_prints_the_best_hyperparameters_found(tmp_path: Path) -> None:
     result = subprocess.run(

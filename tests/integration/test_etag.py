@@ -19,8 +19,12 @@ def finish_trial(stack: LocalStack, study_id: int, value: float) -> int:
     return int(trial["trial_id"])
 
 
-def get_best(stack: LocalStack, study_id: int, etag: str | None = None) -> requests.Response:
+def get_best(
+    stack: LocalStack, study_id: int, etag: str | None = None, if_match: str | None = None
+) -> requests.Response:
     headers = {"If-None-Match": etag} if etag else {}
+    if if_match:
+        headers["If-Match"] = if_match
     return requests.get(f"{stack.url}/studies/{study_id}/best", headers=headers, timeout=10)
 
 
@@ -51,6 +55,20 @@ def test_best_answers_304_while_unchanged_and_a_new_etag_when_it_changes(
     assert changed.json()["value"] == 0.1
     assert changed.headers["ETag"] != etag
     assert get_best(stack, study_id, changed.headers["ETag"]).status_code == 304
+
+
+def test_if_match_star_matches_the_best_and_another_etag_does_not(stack: LocalStack) -> None:
+    spec = {"name": unique("etag"), "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    study_id = stack.client().create_study(spec)["study_id"]
+    finish_trial(stack, study_id, 0.5)
+    etag = get_best(stack, study_id).headers["ETag"]
+
+    star = get_best(stack, study_id, if_match="*")
+    assert star.status_code == 200
+    assert star.json()["value"] == 0.5
+    assert get_best(stack, study_id, if_match=etag).status_code == 200
+    assert get_best(stack, study_id, if_match='"another"').status_code == 412
+    assert get_best(stack, study_id, etag, if_match="*").status_code == 304
 
 
 def test_best_of_a_study_without_a_complete_trial_is_still_404(stack: LocalStack) -> None:

@@ -136,6 +136,24 @@ def test_hpo_plot_writes_every_figure(stack: LocalStack, finished_id: int, tmp_p
     copy_for_readme(out / f"study-{finished_id}-history.png")
 
 
+def test_hpo_plot_of_nothing_to_draw_writes_no_folder(
+    stack: LocalStack, hpo: HPOClient, tmp_path: Path
+) -> None:
+    empty = external_study(hpo, [])
+    for study_id, message in ((empty, "skipped history"), (999999, "999999")):
+        out = tmp_path / f"figures-{study_id}"
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "plot", str(study_id), "--out", str(out)],
+            env={**os.environ, **stack.env()},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1
+        assert message in done.stderr
+        assert not out.exists()
+
+
 def copy_for_readme(history: Path) -> None:
     """Keep the history figure where the README shows it, when asked (HPO_DOCS_IMAGES)."""
     folder = os.environ.get("HPO_DOCS_IMAGES")
