@@ -22,6 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from service.errors import NotFound, Unavailable
 from service.storage.migrations import upgrade_to_head
 from service.storage.read_connections import connect_for_reads
+from service.storage.sqlite_ids import keep_ids_unique
 from service.storage.sqlite_writer import connection_class
 from service.storage.tables import ServiceTable
 from service.storage.trial_reader import CoreReadRDBStorage
@@ -48,6 +49,8 @@ class Database:
             #: The service tables' revision before and after this start's upgrade.
             self.schema_revisions = _upgrade_service_tables(self.engine)
             rdb = CoreReadRDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
+            if self.dialect == "sqlite":
+                keep_ids_unique(self.engine)
         # Optuna's own cache over the RDB storage: finished trials are read from the database once
         # (its reads by Core queries: service.storage.trial_reader).
         self.optuna: optuna.storages.BaseStorage = optuna.storages.get_storage(rdb)

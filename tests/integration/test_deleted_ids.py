@@ -1,0 +1,103 @@
+"""A deleted study's ids are not handed out again (SQLite reused the highest ones), on both
+databases; an SQLite database made before this release is rebuilt in place, its rows kept."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from service.dispatch import NoDispatcher
+from service.errors import NotFound
+from service.spec.study_spec import StudySpec
+from service.storage.database import Database
+from service.storage.sqlite_ids import ID_TABLES
+from service.trainer_catalog import TrainerCatalog
+from service.tuner import Tuner
+
+pytestmark = pytest.mark.integration
+
+
+def external_spec() -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": f"ids-{uuid.uuid4().hex[:8]}",
+            "space": {"x": {"type": "float", "low": 0, "high": 1}},
+        }
+    )
+
+
+def test_a_late_completion_of_a_deleted_study_reaches_no_new_trial(database_url: str) -> None:
+    database = Database(database_url)
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    try:
+        deleted = tuner.create_study(external_spec())
+        old_trial = tuner.ask(deleted.study_id)
+        tuner.delete(deleted.study_id)
+
+        new = tuner.create_study(external_spec())
+        new_trial = tuner.ask(new.study_id)
+        assert new.study_id > deleted.study_id
+        assert new_trial.trial_id > old_trial.trial_id
+        with pytest.raises(NotFound):
+            tuner.complete(old_trial.trial_id, TrialState.COMPLETE, 0.5, None)
+        assert tuner.study(new.study_id).counts["running"] == 1
+    finally:
+        database.dispose()
+
+
+def test_an_older_sqlite_database_is_rebuilt_with_its_rows_and_indexes(
+    new_database_url: Callable[[str], str],
+) -> None:
+    url = new_database_url("sqlite")
+    older = optuna.create_study(study_name="older", storage=url)  # Optuna's tables, as before
+    for x in (0.1, 0.2, 0.3):
+        older.enqueue_trial({"x": x})
+        trial = older.ask()
+        older.tell(trial, trial.suggest_float("x", 0, 1))
+    path = Path(url.removeprefix("sqlite:///"))
+    indexes_before = _indexes(path)
+
+    database = Database(url)
+    try:
+        schema = dict(_tables(path))
+        for table in ID_TABLES:
+            assert "AUTOINCREMENT" in schema[table], table
+        assert indexes_before <= _indexes(path)
+        kept = optuna.load_study(study_name="older", storage=database.optuna)
+        assert [trial.value for trial in kept.trials] == [0.1, 0.2, 0.3]
+        assert [trial.params["x"] for trial in kept.trials] == [0.1, 0.2, 0.3]
+
+        tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+        newest = tuner.create_study(external_spec())
+        last_trial = tuner.ask(newest.study_id).trial_id
+        tuner.delete(newest.study_id)
+        after = tuner.create_study(external_spec())
+        assert after.study_id > newest.study_id
+        assert tuner.ask(after.study_id).trial_id > last_trial
+    finally:
+        database.dispose()
+    Database(url).dispose()  # a second start finds the tables rebuilt and leaves them
+    assert dict(_tables(path)) == schema
+
+
+def _tables(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        ).fetchall()
+
+
+def _indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as connection:
+        return {
+            sql
+            for (sql,) in connection.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+        }
