@@ -2,7 +2,9 @@
 
 Every endpoint but health and the API document needs a token when tokens are required; without
 that setting, a request with no token acts for the tenant 'default' (the embedded mode).
-Worker tokens may only claim, report and complete trials.
+Worker tokens may only claim, report and complete trials (with the lease of their claim), run a
+study's jobs, and read the data sets and checkpoints those need; claiming a trial and a job's
+start and outcome are a worker's alone.
 """
 
 from __future__ import annotations
@@ -10,13 +12,28 @@ from __future__ import annotations
 from flask import Flask, Response, g, request
 
 from api.errors import error_response
+from service.errors import InvalidSpec
 from service.tokens import ANONYMOUS, Principal, Role, TokenStore
 
 OPEN_ENDPOINTS = frozenset(
     {"health.health_check", "openapi.doc_url", "openapi.openapi", "openapi.static", "static"}
     | {"docs.swagger_ui", "swagger.swagger", "swagger.static", "metrics.metrics"}  # own checks
 )
-WORKER_BLUEPRINTS = frozenset({"trials", "jobs", "trial_records", "dataset_reads"})
+#: What only a worker does: claim the trial it was sent, start a job and give its outcome. A
+#: tenant's user may not (it would pass its own study's pre-flight checks, or forge its vault score).
+WORKER_ONLY_ENDPOINTS = frozenset({"trials.claim", "jobs.start_job", "jobs.finish_job"})
+#: Everything a worker token may call.
+WORKER_ENDPOINTS = WORKER_ONLY_ENDPOINTS | {
+    "trials.heartbeat",
+    "trials.report",
+    "trials.report_many",
+    "trials.complete",
+    "trial_records.record_provenance",
+    "trial_records.put_checkpoint",
+    "trial_records.get_checkpoint",
+    "dataset_reads.get_dataset",
+    "dataset_reads.dataset_content",
+}
 
 
 def register_token_check(app: Flask, tokens: TokenStore, required: bool) -> None:
@@ -29,11 +46,30 @@ def register_token_check(app: Flask, tokens: TokenStore, required: bool) -> None
         principal = _principal(tokens, required)
         if principal is None:
             return _unauthorized()
-        if principal.role is Role.WORKER and request.blueprint not in WORKER_BLUEPRINTS:
-            message = "a worker token may only claim, report and complete trials"
-            return error_response(403, message, [{"field": "Authorization", "problem": message}])
+        refusal = _refusal(principal, required)
+        if refusal is not None:
+            return error_response(403, refusal, [{"field": "Authorization", "problem": refusal}])
         g.principal = principal
         return None
+
+
+def _refusal(principal: Principal, required: bool) -> str | None:
+    """Why ``principal`` may not call this endpoint (``None``: it may). Without required tokens
+    the service trusts every caller (the embedded mode): its workers send no token."""
+    if principal.role is Role.WORKER and request.endpoint not in WORKER_ENDPOINTS:
+        return "a worker token may only claim, report and complete trials and run jobs"
+    if required and principal.role is Role.USER and request.endpoint in WORKER_ONLY_ENDPOINTS:
+        return "only a worker token may claim a trial or start and finish a job"
+    return None
+
+
+def lease_of_caller(lease: str | None) -> str | None:
+    """The lease a request that writes to a trial sends, which a worker must send: its token
+    reaches every tenant's trials, and the lease of its claim ties it to the one it runs."""
+    principal: Principal = g.principal
+    if lease is None and principal.role is Role.WORKER:
+        raise InvalidSpec("a worker must send the lease its claim returned", field="lease")
+    return lease
 
 
 def current_tenant() -> str | None:

@@ -15,7 +15,7 @@ from flask import Response, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import current_tenant
+from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
 from api.schemas import ERROR_RESPONSES, FILE_BODY
 from service.errors import InvalidSpec
@@ -69,7 +69,9 @@ class CheckpointKept(BaseModel):
 def record_provenance(path: TrialPath, body: ProvenanceReport) -> dict[str, Any]:
     """Record where the running trial's result comes from (fields left out are kept)."""
     update = TrialProvenance.model_validate(body.model_dump(exclude={"lease"}))
-    view = tuner().record_provenance(path.trial_id, update, body.lease, current_tenant())
+    view = tuner().record_provenance(
+        path.trial_id, update, lease_of_caller(body.lease), current_tenant()
+    )
     return view.model_dump(mode="json")
 
 
@@ -81,7 +83,9 @@ def put_checkpoint(path: TrialPath, query: LeaseQuery) -> dict[str, Any]:
     content = request.get_data(cache=False)
     if not content:
         raise InvalidSpec("the body must be the checkpoint file, and it is empty", field="body")
-    digest = tuner().put_checkpoint(path.trial_id, content, query.lease, current_tenant())
+    digest = tuner().put_checkpoint(
+        path.trial_id, content, lease_of_caller(query.lease), current_tenant()
+    )
     return CheckpointKept(trial_id=path.trial_id, sha256=digest).model_dump()
 
 

@@ -8,7 +8,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.auth import current_tenant
+from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
 from api.schemas import ERROR_RESPONSES
 from service.epoch_metrics import MAX_EPOCH_RECORDS, MAX_FIGURES_PER_EPOCH
@@ -176,7 +176,7 @@ def claim(path: TrialPath, body: Claim) -> dict[str, Any]:
 @trials.post("/<int:trial_id>/heartbeat", responses={200: Lease})
 def heartbeat(path: TrialPath, body: Heartbeat) -> dict[str, Any]:
     """Renew the lease while an epoch runs long; 409 if the lease was taken away."""
-    tuner().heartbeat(path.trial_id, body.lease, current_tenant())
+    tuner().heartbeat(path.trial_id, lease_of_caller(body.lease), current_tenant())
     return Lease(lease=body.lease or "", lease_ttl_s=tuner().lease_ttl_s).model_dump()
 
 
@@ -184,7 +184,7 @@ def heartbeat(path: TrialPath, body: Heartbeat) -> dict[str, Any]:
 def report(path: TrialPath, body: Report) -> dict[str, Any]:
     """Record the value after an epoch (renewing the lease); the answer says whether to prune."""
     answer = tuner().report_answer(
-        path.trial_id, body.step, body.value, body.lease, current_tenant()
+        path.trial_id, body.step, body.value, lease_of_caller(body.lease), current_tenant()
     )
     return Decision(prune=answer.prune, next_decision_step=answer.next_decision_step).model_dump()
 
@@ -196,7 +196,7 @@ def report_many(path: TrialPath, body: Reports) -> dict[str, Any]:
     answer = tuner().report_many(
         path.trial_id,
         [(report.step, report.value) for report in body.reports],
-        body.lease,
+        lease_of_caller(body.lease),
         current_tenant(),
         body.provenance,
     )
@@ -212,7 +212,7 @@ def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
         state,
         body.value,
         body.reason,
-        body.lease,
+        lease_of_caller(body.lease),
         current_tenant(),
         values=body.values,
         figures=body.metrics,

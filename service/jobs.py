@@ -253,7 +253,9 @@ class StudyJobs:
             self._dispatcher.dispatch_job(self._message(job, spec))
         except Exception as error:  # the broker is out of reach: say so on the job
             logger.warning("job %s could not be sent: %s", job.job_id, error)
-            self.finish(job.job_id, None, f"{JOB_NOT_SENT}: {error}")
+            # The tenant reads the reason: the broker's address stays in the operator's log.
+            reason = f"{JOB_NOT_SENT}: the queue's broker did not take it ({type(error).__name__})"
+            self.finish(job.job_id, None, reason)
 
     def _after_preflight(self, job: StoredJob) -> None:
         spec = PreflightSpec.model_validate(job.request["preflight"])

@@ -109,17 +109,18 @@ class DatasetStore:
 
     def _record(self, reference: str | int, tenant: str | None) -> DatasetRecord:
         text = str(reference)
-        column = DatasetRecord.dataset_id if text.isdigit() else DatasetRecord.name
-        value: str | int = int(text) if text.isdigit() else text
+        is_id = text.isascii() and text.isdigit()  # '²'.isdigit() too, which int() refuses
+        column = DatasetRecord.dataset_id if is_id else DatasetRecord.name
+        value: str | int = int(text) if is_id else text
         if isinstance(value, int) and value > 2**31 - 1:
-            raise NotFound(f"no data set {text!r}", field="dataset_id")
+            raise NotFound(f"no data set {text!r}", field="reference")
         query = select(DatasetRecord).where(column == value)
         if tenant is not None:
             query = query.where(DatasetRecord.tenant == tenant)
         with self._database.session() as session:
             record = session.scalars(query).first()
         if record is None:
-            raise NotFound(f"no data set {text!r}", field="dataset_id")
+            raise NotFound(f"no data set {text!r}", field="reference")
         return record
 
 

@@ -118,6 +118,16 @@ def test_a_malformed_file_is_refused_naming_the_problem(
     assert stack.client().datasets() == before
 
 
+# A superscript, a circled digit, a full-width one: str.isdigit() says yes to each.
+@pytest.mark.parametrize("reference", ["²", "①", "⁵/content", "\uff11"])
+def test_a_reference_of_digits_int_cannot_read_is_an_unknown_name(
+    stack: LocalStack, reference: str
+) -> None:
+    answer = requests.get(f"{stack.url}/datasets/{reference}", timeout=30)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["problems"][0]["field"] == "reference"
+
+
 def test_a_study_naming_an_unknown_dataset_is_refused_on_trainer_dataset(stack: LocalStack) -> None:
     spec = registered_study(unique("unknown-data"), "registered:no-such-set", 1, 1)
     with pytest.raises(HPOError) as refused:

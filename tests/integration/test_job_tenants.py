@@ -38,18 +38,31 @@ def test_another_tenant_cannot_see_or_finish_a_job(tenants: dict[str, Any]) -> N
     job = a_job(tenants)
     path = f"/jobs/{job['job_id']}"
     assert call(stack, tokens["b"], "GET", path).status_code == 404
-    assert call(stack, tokens["b"], "POST", f"{path}/start").status_code == 404
-    forged = {"reason": "forged by another tenant"}
-    assert call(stack, tokens["b"], "POST", f"{path}/result", forged).status_code == 404
     assert call(stack, tokens["b"], "GET", f"/studies/{job['study_id']}/jobs").status_code == 404
     mine = call(stack, tokens["a"], "GET", path).json()
-    assert mine["reason"] != forged["reason"]
+    assert mine["job_id"] == job["job_id"]
+
+
+def test_only_a_worker_starts_a_job_or_gives_its_outcome(tenants: dict[str, Any]) -> None:
+    """Not even the study's own tenant: it would pass its pre-flight checks or forge a score."""
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    job = a_job(tenants)
+    path = f"/jobs/{job['job_id']}"
+    forged = {"result": {"validation": {"loss": 0.0, "accuracy": 1.0, "samples": 1}}}
+    for token in (tokens["a"], tokens["b"]):
+        assert call(stack, token, "POST", f"{path}/start").status_code == 403
+        refused = call(stack, token, "POST", f"{path}/result", forged)
+        assert refused.status_code == 403
+        assert refused.json()["problems"][0]["field"] == "Authorization"
+    assert call(stack, tokens["a"], "GET", path).json()["result"] != forged["result"]
 
 
 def test_a_worker_token_runs_jobs_but_creates_none(tenants: dict[str, Any]) -> None:
     stack, tokens = tenants["stack"], tenants["tokens"]
     job = a_job(tenants)
     worker = tokens["worker"]
-    assert call(stack, worker, "GET", f"/jobs/{job['job_id']}").status_code == 200
+    assert (
+        call(stack, worker, "GET", f"/jobs/{job['job_id']}").status_code == 403
+    )  # not its to read
     refused = call(stack, worker, "POST", f"/studies/{job['study_id']}/ensemble", {"k": 2})
     assert refused.status_code == 403

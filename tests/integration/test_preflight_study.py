@@ -169,3 +169,22 @@ def test_checks_no_worker_finishes_time_out_and_the_trials_start(
     assert study["state"] == "running"
     # The study turns running, then its slots are filled: the trials are sent, not held for ever.
     assert wait_for_trials(client, created["study_id"])
+
+
+def test_a_job_the_broker_refuses_says_so_without_the_brokers_address(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    url = f"sqlite:///{tmp_path_factory.mktemp('brokerless') / 'hpo.db'}"
+    broker = "redis://:broker-secret@127.0.0.1:1/0"  # nothing listens on port 1
+    stack = LocalStack(url, workers=0, settings={"HPO_BROKER_URL": broker}).start()
+    try:
+        client = stack.client()
+        created = client.create_study(small_study("preflight-unsent"))
+        study = wait_for(client, created["study_id"], checks_finished, timeout_s=60)
+        reason = study["preflight"]["reason"]
+        assert reason.startswith("could not be sent to the workers: the queue's broker")
+        shown = str(client.jobs(created["study_id"]))
+        for secret in ("127.0.0.1", "broker-secret", ":1"):
+            assert secret not in reason and secret not in shown
+    finally:
+        stack.stop()

@@ -92,12 +92,43 @@ def test_another_tenant_gets_404_on_every_object_scoped_endpoint(tenants: dict[s
     for method, template in operations:
         path = template.format(**ids, kind="history")
         response = call(stack, tokens["b"], method, path, BODIES.get(path.rsplit("/", 1)[-1]))
-        assert response.status_code == 404, (method, path, response.status_code, response.text)
+        expected = 403 if path.endswith("/claim") else 404  # a worker's alone, whoever's trial
+        assert response.status_code == expected, (method, path, response.status_code, response.text)
     trials = call(stack, tokens["a"], "GET", f"/studies/{ids['study_id']}/trials").json()["trials"]
     assert trials[0]["state"] == "running" and trials[0]["intermediate_values"] == {}
     assert (
         call(stack, tokens["a"], "GET", f"/studies/{ids['study_id']}").json()["state"] == "running"
     )
+
+
+def test_only_a_worker_claims_a_trial(tenants: dict[str, Any]) -> None:
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    ids = a_objects(tenants)
+    refused = call(stack, tokens["a"], "POST", f"/trials/{ids['trial_id']}/claim", BODIES["claim"])
+    assert refused.status_code == 403
+    assert refused.json()["problems"][0]["field"] == "Authorization"
+    assert "only a worker token" in refused.json()["problems"][0]["problem"]
+
+
+def test_a_worker_writes_to_a_trial_only_with_its_lease(tenants: dict[str, Any]) -> None:
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    ids = a_objects(tenants)  # a trial tenant a asked for: no worker claimed it
+    trial = f"/trials/{ids['trial_id']}"
+    for path, body in (
+        (f"{trial}/report", BODIES["report"]),
+        (f"{trial}/reports", BODIES["reports"]),
+        (f"{trial}/heartbeat", {}),
+        (f"{trial}/provenance", {"seed": 1}),
+        (f"{trial}/complete", {"state": "failed", "reason": "not the lease holder"}),
+    ):
+        refused = call(stack, tokens["worker"], "POST", path, body)
+        assert refused.status_code == 422, (path, refused.text)
+        assert refused.json()["problems"][0]["field"] == "lease"
+    stolen = call(stack, tokens["worker"], "POST", f"{trial}/complete", {"lease": "0" * 32})
+    assert stolen.status_code == 409
+    trials = call(stack, tokens["a"], "GET", f"/studies/{ids['study_id']}/trials").json()["trials"]
+    assert trials[0]["state"] == "running" and trials[0]["intermediate_values"] == {}
+    assert trials[0]["provenance"] is None
 
 
 def test_a_tenant_lists_only_its_own_studies(tenants: dict[str, Any]) -> None:
