@@ -207,9 +207,14 @@ class StudyJobs:
 
     def expire(self, now: datetime | None = None) -> list[int]:
         """Fail the jobs no worker finished in time; a held study's trials start anyway."""
-        expired = self._jobs.expired(now or datetime.now(UTC))
-        for job_id in expired:
-            self.finish(job_id, None, f"{JOB_TIMED_OUT}: no worker finished the job in time")
+        expired = []
+        for job_id in self._jobs.expired(now or datetime.now(UTC)):
+            try:  # one job deleted meanwhile (its study was) leaves the others to expire
+                self.finish(job_id, None, f"{JOB_TIMED_OUT}: no worker finished the job in time")
+            except Exception:
+                logger.exception("job %s: its expiry left for the next tick", job_id)
+                continue
+            expired.append(job_id)
         return expired
 
     def delete_study(self, study_id: int) -> None:

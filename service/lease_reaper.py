@@ -36,14 +36,34 @@ class LeaseReaper:
             if not mine:
                 return []
             for study_id in self._store.running_ids():
-                if self._lifecycle.adopt_orphans(study_id):
-                    logger.warning("study %s: running trials without a lease adopted", study_id)
+                self._adopt_orphans(study_id)
             expired = [
-                lease for lease in self._lifecycle.leases.expired(now) if self._expire(lease, now)
+                lease
+                for lease in self._lifecycle.leases.expired(now)
+                if self._expire_alone(lease, now)
             ]
         for study_id in {lease.study_id for lease in expired}:
             self._lifecycle.fill_slots(study_id)
         return [lease.trial_id for lease in expired]
+
+    # One study or lease that cannot be handled (deleted meanwhile, a delete cut short, a
+    # database error) is logged and left for the next tick: the others' leases expire all the same.
+
+    def _adopt_orphans(self, study_id: int) -> None:
+        try:
+            if self._lifecycle.adopt_orphans(study_id):
+                logger.warning("study %s: running trials without a lease adopted", study_id)
+        except Exception:
+            logger.exception(
+                "study %s: its trials without a lease left for the next tick", study_id
+            )
+
+    def _expire_alone(self, lease: ExpiredLease, now: datetime) -> bool:
+        try:
+            return self._expire(lease, now)
+        except Exception:
+            logger.exception("trial %s: its expired lease left for the next tick", lease.trial_id)
+            return False
 
     def _expire(self, lease: ExpiredLease, now: datetime) -> bool:
         if not lease.sent:

@@ -184,14 +184,18 @@ class LeaseStore:
 
     def release_in(self, session: Session, trial_id: int, token: str | None) -> None:
         """Inside the caller's transaction: ``Conflict`` if ``token`` is given and is not the
-        lease's, else the lease goes (the trial ends in the same transaction)."""
+        lease's, or there is no lease (the study's deletion took it: the trial is going), else
+        the lease goes (the trial ends in the same transaction)."""
         release = _RELEASE if token is None else _RELEASE_HOLDERS
         found = {"lease_trial_id": trial_id, "lease_token": token}
         if session.connection().execute(release, found).rowcount == 0:
             lease = _held(session, trial_id)
-            if lease is not None:
-                _check_token(trial_id, lease.token, token)
-                raise _changed_meanwhile(trial_id)  # re-granted between the two statements
+            if lease is None:
+                if token is not None:
+                    raise _not_running(trial_id)
+                return
+            _check_token(trial_id, lease.token, token)
+            raise _changed_meanwhile(trial_id)  # re-granted between the two statements
 
     def release_expired_in(self, session: Session, trial_id: int, before: datetime) -> bool:
         """Inside the caller's transaction: the lease goes if it expired before ``before``;

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from datetime import datetime
 from typing import cast
@@ -43,6 +45,8 @@ from service.views import (
     trial_view,
 )
 from service.warm_start import WARM_START_ATTR, WarmStartView, check_source, copy_trials
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TIMES = LeaseTimes(ttl_s=120, dispatch_timeout_s=3600)
 
@@ -99,8 +103,14 @@ class Tuner:
         return self.study(study_id)
 
     def studies(self, tenant: str | None = None) -> list[StudyView]:
-        """Every study, newest first."""
-        return [self.study(record.study_id) for record in self._store.all(tenant)]
+        """Every study, newest first (one deleted while the list is made is left out)."""
+        views = []
+        for record in self._store.all(tenant):
+            try:
+                views.append(self.study(record.study_id))
+            except (NotFound, KeyError):
+                logger.warning("study %s left out of the list: deleted meanwhile", record.study_id)
+        return views
 
     def study(self, study_id: int, tenant: str | None = None) -> StudyView:
         """A study's state, counts and best so far."""
@@ -190,17 +200,34 @@ class Tuner:
         return self.study(study_id)
 
     def delete(self, study_id: int, tenant: str | None = None) -> None:
-        """Delete the study with its trials; a worker still running one is refused from then on."""
+        """Delete the study with its trials; a worker still running one is refused from then on.
+        A delete cut short (the process stopped, the database lost) can be made again."""
         self._store.get(study_id, tenant)
         with self.trials.locks.hold(study_id):
+            self._store.get(study_id, tenant)  # another delete held the lock first: 404
             self.trials.leases.release_study(study_id)
-            self._storage.delete_study(study_id)
+            self._delete_optuna_study(study_id)
             self._store.delete(study_id)
             self.trials.hyperband_reports.forget(study_id)
             self.trials.mirrors.forget(study_id)
             self.trials.tallies.forget(study_id)
             self.checkpoints.delete_study(study_id)
             self.jobs.delete_study(study_id)
+
+    def _delete_optuna_study(self, study_id: int) -> None:
+        """Optuna's rows of the study go. Optuna's delete swallows a failed one (a trial's row
+        written meanwhile breaks its foreign key on PostgreSQL): the study found still there is
+        a ``Conflict``, and the service's own record stays, so a second delete finishes it."""
+        with contextlib.suppress(KeyError):  # gone already: an earlier delete got this far
+            self._storage.delete_study(study_id)
+        try:
+            self._storage.get_study_name_from_id(study_id)
+        except KeyError:
+            return
+        raise Conflict(
+            f"study {study_id} was not deleted: one of its trials ended meanwhile; delete it again",
+            field="study_id",
+        )
 
     def ask(self, study_id: int, tenant: str | None = None) -> TrialAssignment:
         """Start a trial for a program that trains its own models."""

@@ -1,11 +1,16 @@
-"""A deleted study's ids are not handed out again (SQLite reused the highest ones), on both
-databases; an SQLite database made before this release is rebuilt in place, its rows kept."""
+"""Deleting a study: its ids are not handed out again (SQLite reused the highest ones), on both
+databases, and an SQLite database made before this release is rebuilt in place, its rows kept; a
+worker's completion after the delete began is refused; two deletes at once, or one cut short,
+leave a clean end (404, a delete that can be made again) and every other study's leases expiring."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -13,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from service.dispatch import NoDispatcher
-from service.errors import NotFound
+from service.errors import Conflict, NotFound
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.sqlite_ids import ID_TABLES
@@ -30,6 +35,69 @@ def external_spec() -> StudySpec:
             "space": {"x": {"type": "float", "low": 0, "high": 1}},
         }
     )
+
+
+@pytest.fixture
+def tuner(database_url: str) -> Iterator[Tuner]:
+    database = Database(database_url)
+    yield Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    database.dispose()
+
+
+def test_a_completion_after_the_delete_took_the_leases_is_refused(tuner: Tuner) -> None:
+    study = tuner.create_study(external_spec())
+    trial = tuner.ask(study.study_id)
+    tuner.trials.leases.release_study(study.study_id)  # the delete's first step, committed
+    for end in (
+        lambda: tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.5, None, trial.lease),
+        lambda: tuner.report(trial.trial_id, 1, 0.5, trial.lease),
+    ):
+        with pytest.raises(Conflict, match="holds no lease"):
+            end()
+    assert tuner.study(study.study_id).counts["running"] == 1  # nothing written: the delete goes on
+    tuner.delete(study.study_id)
+    with pytest.raises(NotFound):
+        tuner.study(study.study_id)
+
+
+def test_of_two_deletes_at_once_one_deletes_and_the_other_finds_nothing(tuner: Tuner) -> None:
+    study = tuner.create_study(external_spec())
+    tuner.ask(study.study_id)
+    answers: list[str] = []
+
+    def delete() -> None:
+        try:
+            tuner.delete(study.study_id)
+            answers.append("deleted")
+        except NotFound:
+            answers.append("not found")
+
+    with tuner.trials.locks.hold(study.study_id):  # both get past the first look, then wait
+        deletes = [threading.Thread(target=delete) for _ in range(2)]
+        for thread in deletes:
+            thread.start()
+        time.sleep(0.5)
+    for thread in deletes:
+        thread.join(timeout=30)
+    assert sorted(answers) == ["deleted", "not found"]
+
+
+def test_a_delete_cut_short_leaves_the_reaper_working_and_can_be_made_again(tuner: Tuner) -> None:
+    cut_short = tuner.create_study(external_spec())
+    tuner.ask(cut_short.study_id)
+    other = tuner.create_study(external_spec())
+    silent = tuner.ask(other.study_id)
+    tuner.trials.leases.release_study(cut_short.study_id)
+    tuner._storage.delete_study(cut_short.study_id)  # Optuna's part done, the process then lost
+
+    listed = [view.study_id for view in tuner.studies()]
+    assert other.study_id in listed and cut_short.study_id not in listed
+    later = datetime.now(UTC) + timedelta(seconds=tuner.lease_ttl_s + 5)
+    assert tuner.expire_leases(later) == [silent.trial_id]  # the broken study stops nothing
+
+    tuner.delete(cut_short.study_id)
+    with pytest.raises(NotFound):
+        tuner.delete(cut_short.study_id)
 
 
 def test_a_late_completion_of_a_deleted_study_reaches_no_new_trial(database_url: str) -> None:
