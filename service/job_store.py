@@ -11,10 +11,11 @@ import enum
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
 from service.storage.database import Database
@@ -39,6 +40,7 @@ class JobState(enum.StrEnum):
 
 
 LIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+JOBS = cast(Table, StudyJobRecord.__table__)
 
 
 @dataclass(frozen=True)
@@ -137,27 +139,29 @@ class JobStore:
 
     def start(self, job_id: int, lease_s: float) -> StoredJob:
         """A worker starts the job (again, after a redelivery); ``Conflict`` once it is done."""
+        started = {
+            "state": JobState.RUNNING.value,
+            "expires_at": utc_now() + timedelta(seconds=lease_s),
+        }
         with self._database.session() as session:
-            record = self._locked(session, job_id)
-            if record.state not in LIVE_STATES:
+            if not _update_if_live(session, job_id, started):
+                record = self._locked(session, job_id)
                 raise Conflict(f"job {job_id} is {record.state}", field="job_id")
-            record.state = JobState.RUNNING.value
-            record.expires_at = utc_now() + timedelta(seconds=lease_s)
-            return StoredJob.of(record)
+            return StoredJob.of(self._locked(session, job_id))
 
     def finish(
         self, job_id: int, result: dict[str, Any] | None, reason: str | None
     ) -> tuple[StoredJob, bool]:
         """Store the outcome once; ``False`` when the job had ended already (a repeat)."""
+        outcome = {
+            "state": (JobState.DONE if result is not None else JobState.FAILED).value,
+            "result_json": json.dumps(result) if result is not None else None,
+            "reason": reason,
+            "finished_at": utc_now(),
+        }
         with self._database.session() as session:
-            record = self._locked(session, job_id)
-            if record.state not in LIVE_STATES:
-                return StoredJob.of(record), False
-            record.state = (JobState.DONE if result is not None else JobState.FAILED).value
-            record.result_json = json.dumps(result) if result is not None else None
-            record.reason = reason
-            record.finished_at = utc_now()
-            return StoredJob.of(record), True
+            first = _update_if_live(session, job_id, outcome)
+            return StoredJob.of(self._locked(session, job_id)), first
 
     def requeue(self, job_id: int, wait_s: float) -> StoredJob:
         """Send a failed job again: queued, its old outcome cleared."""
@@ -192,6 +196,15 @@ class JobStore:
             raise NotFound(f"no job with id {job_id}", field="job_id")
         found: StudyJobRecord = record
         return found
+
+
+def _update_if_live(session: Session, job_id: int, values: dict[str, Any]) -> bool:
+    """Write ``values`` to the job if it is queued or running; whether it was. One conditional
+    UPDATE, so two outcomes at once (a worker's and the timeout's) cannot both count as the
+    first: SQLite ignores ``FOR UPDATE``, and its reads take no lock."""
+    live = JOBS.c.state.in_(LIVE_STATES)
+    statement = update(JOBS).where(JOBS.c.job_id == job_id, live).values(**values)
+    return bool(session.connection().execute(statement).rowcount)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -128,7 +128,7 @@ class StudyJobs:
         if wanted is None:
             return
         if wanted.refuse_on_failure:
-            self._store.set_state(study_id, StudyState.PAUSED)
+            self._store.set_state(study_id, StudyState.PAUSED, when=[StudyState.RUNNING])
         request = {"preflight": wanted.model_dump(mode="json")}
         job, _ = self._jobs.add(
             study_id, JobKind.PREFLIGHT, PREFLIGHT_KEY, request, self._times.dispatch_timeout_s
@@ -266,17 +266,14 @@ class StudyJobs:
         spec = PreflightSpec.model_validate(job.request["preflight"])
         if not spec.refuse_on_failure:
             return
-        record = self._store.get(job.study_id)
-        if record.state != StudyState.PAUSED:
-            return  # a user stopped, or resumed it meanwhile
         passed = job.result is not None and PreflightReport.model_validate(job.result).passed
         never_ran = job.reason is not None and job.reason.startswith(NEVER_RAN)
+        held = [StudyState.PAUSED]  # not if a user stopped, or resumed it meanwhile
         if passed or never_ran:
-            self._store.set_state(job.study_id, StudyState.RUNNING)
-            self._lifecycle.fill_slots(job.study_id)
-        else:
+            if self._store.set_state(job.study_id, StudyState.RUNNING, when=held):
+                self._lifecycle.fill_slots(job.study_id)
+        elif self._store.set_state(job.study_id, StudyState.STOPPED, when=held):
             logger.warning("study %s refused: its pre-flight checks failed", job.study_id)
-            self._store.set_state(job.study_id, StudyState.STOPPED)
 
     def _checked(self, kind: JobKind, result: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -23,9 +23,10 @@ from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict
+from service.errors import Conflict, Unavailable
 from service.hyperband_book import RUNG_PREFIX, Decision, HyperbandBook, window_for
 from service.leases import LeaseStore
 from service.policies import build_pruner
@@ -65,7 +66,14 @@ _REPLACE_VALUE = (
     )
     .values(intermediate_value=bindparam("new_value"), intermediate_value_type=FINITE)
 )
-_INSERT_RUNG = insert(SYSTEM_ATTRS)
+# A rung row the trial has already (the book had not read it: committed late on PostgreSQL, past
+# the book's window) is not written again: the unique (trial_id, key) would refuse the report.
+_INSERT_RUNG = {
+    name: dialect.insert(SYSTEM_ATTRS)
+    .on_conflict_do_nothing()
+    .returning(SYSTEM_ATTRS.c.trial_system_attribute_id)  # no row back: the row was there
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 @dataclass(frozen=True)
@@ -90,11 +98,16 @@ class HyperbandReports:
     """Records reports of Hyperband studies, deciding them from the rung book, and of studies
     without a pruner (nothing to decide), each in one transaction."""
 
-    def __init__(self, database: Database, leases: LeaseStore) -> None:
+    def __init__(
+        self, database: Database, leases: LeaseStore, late_commit_window: int | None = None
+    ) -> None:
+        """``late_commit_window``: the book's (``window_for`` the database's by default)."""
         self._database = database
         self._leases = leases
         self._trial_rows = OptunaTrialRows()
-        self._book = HyperbandBook(window_for(database.dialect))
+        window = window_for(database.dialect) if late_commit_window is None else late_commit_window
+        self._book = HyperbandBook(window)
+        self._insert_rung = _INSERT_RUNG[database.dialect]
         self._pruners: dict[int, SeededHyperbandPruner | NopPruner | None] = {}
 
     def report(
@@ -130,12 +143,32 @@ class HyperbandReports:
             for step, value in reports:
                 decision = decide(step, value)
                 _record_value(session, trial_id, step, value, replace=step == last_step)
-                _record_rungs(session, trial_id, decision.new_rungs)
+                self._record_rungs(session, study_id, trial_id, decision.new_rungs)
                 recorded += 1
                 if decision.prune:
                     self._end_pruned(session, trial_id, value, lease)
                     break
         return decision, recorded
+
+    def _record_rungs(
+        self, session: Session, study_id: int, trial_id: int, new_rungs: dict[int, float]
+    ) -> None:
+        """Write the rungs the report completes. One the trial has already means the book
+        missed a row (committed late, past its window): the decision may be wrong. The book is
+        read afresh from the database, and the report is refused with 503 (the worker sends it
+        again, and it is decided on every rung)."""
+        for rung, value in new_rungs.items():
+            row = {
+                "trial_id": trial_id,
+                "key": f"{RUNG_PREFIX}{rung}",
+                "value_json": json.dumps(value),
+            }
+            if session.connection().execute(self._insert_rung, row).first() is None:
+                self._book.forget(study_id)
+                raise Unavailable(
+                    f"trial {trial_id}: the pruning bookkeeping was behind; send the report again",
+                    field="trial_id",
+                )
 
     def _end_pruned(self, session: Session, trial_id: int, value: float, lease: str | None) -> None:
         """The trial ends pruned, its value the report's (as Optuna's ``tell`` records a pruned
@@ -209,16 +242,6 @@ def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | No
         state = "deleted" if row is None else row.state.name.lower()
         raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
     return int(row.number), row.last_step
-
-
-def _record_rungs(session: Session, trial_id: int, new_rungs: dict[int, float]) -> None:
-    if not new_rungs:
-        return
-    rows = [
-        {"trial_id": trial_id, "key": f"{RUNG_PREFIX}{rung}", "value_json": json.dumps(value)}
-        for rung, value in new_rungs.items()
-    ]
-    session.connection().execute(_INSERT_RUNG, rows)
 
 
 def _record_value(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Collection
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select, update
 
 from service import webhooks
 from service.errors import NotFound
@@ -24,6 +26,7 @@ class StudyState(enum.StrEnum):
     COMPLETE = "complete"
 
 
+STUDIES = cast(Table, StudyRecord.__table__)
 _STUDY_ROW = select(StudyRecord.__table__).where(
     StudyRecord.__table__.c.study_id == bindparam("study_id")
 )  # built once: read on every ask and every refill
@@ -122,14 +125,32 @@ class StudyStore:
             self._specs.pop(study_id, None)
             self._tenants.pop(study_id, None)
 
-    def set_state(self, study_id: int, state: StudyState) -> None:
-        """Move the study to ``state``; a finished one gets its finish time."""
+    def set_state(self, study_id: int, state: StudyState, *, when: Collection[StudyState]) -> bool:
+        """Move the study to ``state`` if it is in one of ``when``; whether it moved. One
+        conditional UPDATE, not a read and a write: a change another request made meanwhile (a
+        stop, a refill's completion) is not overwritten. A study that finishes gets its finish
+        time, and its ``study_finished`` webhook once, after the commit."""
+        table = STUDIES.c
+        this_study = table.study_id == study_id
         with self._database.session() as session:
-            record = session.get(StudyRecord, study_id)
-            if record is None:
-                raise NotFound(f"no study with id {study_id}", field="study_id")
-            record.state = state.value
-            finished = state in (StudyState.STOPPED, StudyState.COMPLETE)
-            if finished and record.finished_at is None:
-                record.finished_at = utc_now()
-                webhooks.study_finished(self.spec(study_id), study_id, state, self._database.optuna)
+            moved = session.connection().execute(
+                update(STUDIES)
+                .where(this_study, table.state.in_([each.value for each in when]))
+                .values(state=state.value)
+            )
+            if not moved.rowcount:
+                if session.get(StudyRecord, study_id) is None:
+                    raise NotFound(f"no study with id {study_id}", field="study_id")
+                return False
+            first_finish = state in (StudyState.STOPPED, StudyState.COMPLETE) and bool(
+                session.connection()
+                .execute(
+                    update(STUDIES)
+                    .where(this_study, table.finished_at.is_(None))
+                    .values(finished_at=utc_now())
+                )
+                .rowcount
+            )
+        if first_finish:
+            webhooks.study_finished(self.spec(study_id), study_id, state, self._database.optuna)
+        return True

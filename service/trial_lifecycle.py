@@ -182,7 +182,7 @@ class TrialLifecycle:
             logger.error("could not tell whether study %s is done: %s", study_id, error)
 
     def _complete_study(self, study_id: int) -> None:
-        self._store.set_state(study_id, StudyState.COMPLETE)
+        self._store.set_state(study_id, StudyState.COMPLETE, when=[StudyState.RUNNING])
         self.mirrors.forget(study_id)
 
     def _target_reached(self, study_id: int, spec: StudySpec) -> bool:

@@ -47,6 +47,7 @@ from service.views import (
 from service.warm_start import WARM_START_ATTR, WarmStartView, check_source, copy_trials
 
 logger = logging.getLogger(__name__)
+LIVE_STATES = (StudyState.RUNNING, StudyState.PAUSED)  # a study that may still start trials
 
 DEFAULT_LEASE_TIMES = LeaseTimes(ttl_s=120, dispatch_timeout_s=3600)
 
@@ -164,26 +165,28 @@ class Tuner:
 
     def stop(self, study_id: int, tenant: str | None = None) -> StudyView:
         """Start no new trial; running trials finish and are kept."""
-        record = self._store.get(study_id, tenant)
-        if record.state in (StudyState.RUNNING, StudyState.PAUSED):
-            self._store.set_state(study_id, StudyState.STOPPED)
+        self._store.get(study_id, tenant)
+        with self.trials.locks.hold(study_id):  # after a refill in progress: none starts after
+            self._store.set_state(study_id, StudyState.STOPPED, when=LIVE_STATES)
         self.trials.mirrors.forget(study_id)
         return self.study(study_id)
 
     def pause(self, study_id: int, tenant: str | None = None) -> StudyView:
         """Start no new trial until resumed; running trials finish."""
-        record = self._store.get(study_id, tenant)
-        if record.state not in (StudyState.RUNNING, StudyState.PAUSED):
-            raise Conflict(f"a {record.state} study cannot be paused", field="study_id")
-        self._store.set_state(study_id, StudyState.PAUSED)
+        self._store.get(study_id, tenant)
+        with self.trials.locks.hold(study_id):
+            if not self._store.set_state(study_id, StudyState.PAUSED, when=LIVE_STATES):
+                state = self._store.get(study_id).state
+                raise Conflict(f"a {state} study cannot be paused", field="study_id")
         return self.study(study_id)
 
     def resume(self, study_id: int, tenant: str | None = None) -> StudyView:
         """Start trials again where the budget allows."""
-        record = self._store.get(study_id, tenant)
-        if record.state not in (StudyState.RUNNING, StudyState.PAUSED):
-            raise Conflict(f"a {record.state} study cannot be resumed", field="study_id")
-        self._store.set_state(study_id, StudyState.RUNNING)
+        self._store.get(study_id, tenant)
+        with self.trials.locks.hold(study_id):
+            if not self._store.set_state(study_id, StudyState.RUNNING, when=LIVE_STATES):
+                state = self._store.get(study_id).state
+                raise Conflict(f"a {state} study cannot be resumed", field="study_id")
         self.trials.fill_slots(study_id)
         return self.study(study_id)
 

@@ -10,6 +10,7 @@ concurrent workers would, and every decision must match.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ import optuna
 import pytest
 from sqlalchemy import Connection, text
 
+from service.errors import Unavailable
 from service.hyperband_book import _NEW_RUNG_ROWS, HyperbandBook, window_for
 from service.leases import LeaseStore, LeaseTimes
 from service.policies import build_pruner
@@ -192,3 +194,38 @@ def _write_rung(connection: Connection, trial_id: int, value: float) -> None:
         ),
         {"trial_id": trial_id, "value": str(value)},
     )
+
+
+def test_a_rung_the_book_missed_refuses_the_report_once_and_is_then_counted(
+    new_database_url: Callable[[str], str],
+) -> None:
+    """PostgreSQL, a book whose window is too narrow for a late commit: trial X's first rung
+    commits after the book read past its id. X's next report would write that rung again: it is
+    refused with 503 (not the unique key's 500), and sent again it is decided with every rung."""
+    database = Database(new_database_url("postgresql"))
+    spec = _spec("minimize", 3)
+    leases = LeaseStore(database, LeaseTimes(ttl_s=60, dispatch_timeout_s=60))
+    reports = HyperbandReports(database, leases, late_commit_window=0)
+    study = optuna.create_study(study_name=spec.name, storage=database.optuna)
+    late, other = study.ask()._trial_id, study.ask()._trial_id
+    for trial_id in (late, other):
+        leases.grant(trial_id, study._study_id, attempt=0, claim="test")
+    with database.engine.connect() as pending, database.engine.connect() as committed:
+        transaction = pending.begin()
+        _write_rung(pending, late, 0.5)  # its id is taken now, its commit comes last
+        with committed.begin():
+            _write_rung(committed, other, 0.4)
+        reports.report(study._study_id, spec, other, [(1, 0.4)], None)  # the book reads past it
+        transaction.commit()
+
+    last_step = [(27, 0.45)]  # completes every rung of its bracket: the first one again
+    with pytest.raises(Unavailable, match="send the report again"):
+        reports.report(study._study_id, spec, late, last_step, None)
+    assert reports.report(study._study_id, spec, late, last_step, None) is not None
+    with database.engine.connect() as reader:
+        keys = reader.execute(
+            text("SELECT key FROM trial_system_attributes WHERE trial_id = :t"), {"t": late}
+        ).scalars()
+        rungs = [key for key in keys if key.startswith("completed_rung_")]
+    assert rungs.count("completed_rung_0") == 1 and len(rungs) >= 1
+    database.dispose()
