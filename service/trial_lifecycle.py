@@ -465,9 +465,7 @@ class TrialLifecycle:
         in the transaction that fails it: Optuna's cached storage reads a finished trial once)."""
         spec = self._store.spec(study_id)
         total = self.counts(study_id).total
-        return self.create_trial(
-            study_id, spec, total, params=failed.params, attempt=attempt, seed=seed
-        )
+        return self.create_trial(study_id, spec, total, retry_of=failed, attempt=attempt, seed=seed)
 
     def counts(self, study_id: int) -> TrialCounts:
         """The study's trials counted by state."""
@@ -495,21 +493,25 @@ class TrialLifecycle:
         spec: StudySpec,
         n_trials_so_far: int,
         *,
-        params: dict[str, Any] | None = None,
+        retry_of: FrozenTrial | None = None,
         attempt: int = 0,
         claim: str | None = None,
         seed: int | None = None,
         history: list[FrozenTrial] | None = None,
     ) -> TrialAssignment:
-        """Ask the sampler (or take ``params``) for a new trial and lease it. Call under the study
-        lock. ``history``: the study's trials as just read, where the caller has them."""
+        """Ask the sampler (or take ``retry_of``'s parameters) for a new trial and lease it. Call
+        under the study lock. ``history``: the study's trials as just read, where the caller has
+        them."""
         created = None
-        if params is None and seed is None and mirrors(spec):
+        if retry_of is None and seed is None and mirrors(spec):
             sampler = build_sampler(spec, n_trials_so_far)
             created = self._create_from_mirror(study_id, spec, sampler, history, (attempt, claim))
         if created is None:  # a sampler of its own: the mirror's may have drawn already
-            sampler = build_sampler(spec, n_trials_so_far)
-            created = self._create_through_optuna(study_id, spec, sampler, params, seed)
+            if retry_of is not None:
+                created = self._create_retry(study_id, spec, retry_of, seed)
+            else:
+                sampler = build_sampler(spec, n_trials_so_far)
+                created = self._create_through_optuna(study_id, spec, sampler, seed)
             token = self.leases.grant(created[0], study_id, attempt, claim=claim)
             created = (*created[:4], token)
         trial_id, number, chosen, seed, token = created
@@ -569,13 +571,10 @@ class TrialLifecycle:
         study_id: int,
         spec: StudySpec,
         sampler: optuna.samplers.BaseSampler,
-        params: dict[str, Any] | None,
         seed: int | None,
     ) -> _Created:
         """Optuna's own ask on the database: any sampler, enqueued parameters."""
         study = self._optuna_study(spec, sampler)
-        if params is not None:
-            study.enqueue_trial(params, skip_if_exists=False)
         try:
             trial = suggest(study, spec.space)  # define-by-run where the space is conditional
         except Exception:
@@ -586,6 +585,21 @@ class TrialLifecycle:
         seed = trial_seed(spec, trial.number) if seed is None else seed
         self._storage.set_trial_system_attr(trial_id, SEED_ATTR, seed)
         return trial_id, trial.number, trial.params, seed, None
+
+    def _create_retry(
+        self, study_id: int, spec: StudySpec, failed: FrozenTrial, seed: int | None
+    ) -> _Created:
+        """A running trial of ``failed``'s parameters, written as it is: not through Optuna's
+        queue of enqueued trials, whose ask takes the oldest waiting one (a user's enqueued
+        parameters would run under the retry's seed and attempt, and the retry's wait)."""
+        template = optuna.trial.create_trial(
+            state=TrialState.RUNNING, params=failed.params, distributions=failed.distributions
+        )
+        trial_id = self._storage.create_new_trial(study_id, template_trial=template)
+        number = self._storage.get_trial_number_from_id(trial_id)
+        seed = trial_seed(spec, number) if seed is None else seed
+        self._storage.set_trial_system_attr(trial_id, SEED_ATTR, seed)
+        return trial_id, number, dict(failed.params), seed, None
 
     def send(self, assignment: TrialAssignment) -> bool:
         """Dispatch; a trial the broker refuses stays leased as unsent and is sent again later."""

@@ -33,6 +33,7 @@ from service.storage.database import Database
 from service.storage.tables import TrialLeaseRecord
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
+from tests.support.dispatchers import DoNothingDispatcher
 from tests.support.transactions import writing_transactions
 
 pytestmark = pytest.mark.integration
@@ -696,3 +697,28 @@ def lease_expiry(tuner: Tuner, trial_id: int) -> object:
         return session.scalar(
             select(TrialLeaseRecord.expires_at).where(TrialLeaseRecord.trial_id == trial_id)
         )
+
+
+def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(database_url: str) -> None:
+    database = Database(database_url)
+    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
+    short_leases = Tuner(database, DoNothingDispatcher(), TrainerCatalog.installed(), times)
+    study = short_leases.create_study(
+        spec(
+            n_trials=4,
+            concurrent=1,
+            space={"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+            enqueue=[{"lr": 1e-3}, {"lr": 2e-3}],
+            trainer={"name": "mlp", "dataset": "wine", "epochs": 1},
+            preflight={"enabled": False},
+        )
+    )
+    [lost] = [t for t in short_leases.study_trials(study.study_id) if t.state == "running"]
+    assert lost.params == {"lr": 1e-3}  # sent, never claimed; the other enqueued one waits
+    assert short_leases.expire_leases(later(LEASE_TTL_S + 1)) == [lost.trial_id]
+    trials = {trial.trial_id: trial for trial in short_leases.study_trials(study.study_id)}
+    retry = trials[trials[lost.trial_id].retried_by]
+    assert (retry.params, retry.seed, retry.state) == (lost.params, lost.seed, "running")
+    [waiting] = database.optuna.get_all_trials(study.study_id, states=(TrialState.WAITING,))
+    assert waiting.system_attrs["fixed_params"] == {"lr": 2e-3}  # Optuna's enqueued parameters
+    database.dispose()
