@@ -14,6 +14,7 @@ from service.jobs import JobMessage
 from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, TRIALS_QUEUE, celery_config
 from service.settings import Settings
 
+SEND_SOCKET_TIMEOUT_S = 2.0
 SEND_RETRY_POLICY = {
     "max_retries": 3,
     "interval_start": 0.2,
@@ -27,7 +28,15 @@ class CeleryDispatcher:
 
     def __init__(self, settings: Settings) -> None:
         self._celery = Celery("hpo-api")
-        self._celery.conf.update(celery_config(settings))
+        config = celery_config(settings)
+        # A broker that takes the connection and never answers would hold the request for ever
+        # (Redis's client waits without a limit): each read and connect gives up after this.
+        config["broker_transport_options"] = {
+            **config["broker_transport_options"],
+            "socket_timeout": SEND_SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": SEND_SOCKET_TIMEOUT_S,
+        }
+        self._celery.conf.update(config)
 
     def dispatch(self, assignment: TrialAssignment) -> None:
         """Queue one trial; the task id is the trial id, so a trial is one message."""

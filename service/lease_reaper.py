@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from optuna.trial import TrialState
 
+from service.dispatch import TrialAssignment
 from service.leases import ExpiredLease
 from service.study_store import StudyState, StudyStore
 from service.trial_counts import RETRIED_BY_ATTR, UNNEEDED_RETRY_OF_ATTR
@@ -69,13 +70,23 @@ class LeaseReaper:
         if not lease.sent:
             self._resend(lease)
             return False
+        failed, retry = self._fail_expired(lease, now)
+        if retry is not None:  # sent after the study's lock: the broker holds up no one
+            self._lifecycle.send(retry)
+        return failed
+
+    def _fail_expired(
+        self, lease: ExpiredLease, now: datetime
+    ) -> tuple[bool, TrialAssignment | None]:
+        """Under the study's lock: fail the trial if its lease is still expired, with a retry
+        where one is due; whether it failed, and the retry to send."""
         with self._lifecycle.locks.hold(lease.study_id):
             trial = self._lifecycle.storage.get_trial(lease.trial_id)
             if trial.state != TrialState.RUNNING:
                 self._lifecycle.leases.release(lease.trial_id)
-                return False
+                return False, None
             if not self._lifecycle.leases.is_expired(lease.trial_id, now):
-                return False
+                return False, None
             retry = None
             if self._may_retry(lease):
                 seed = trial.system_attrs.get(SEED_ATTR)
@@ -87,9 +98,7 @@ class LeaseReaper:
             failed = self._lifecycle.fail(lease.trial_id, reason, marked, expired_before=now)
             if failed:
                 logger.warning("trial %s failed: %s", trial.number, reason)
-                if retry is not None:
-                    self._lifecycle.send(retry)
-                return True
+                return True, retry
             logger.warning("trial %s completed or was renewed as its lease expired", trial.number)
             if retry is not None:  # not needed: failed unrun, outside the budget
                 self._lifecycle.fail(
@@ -97,7 +106,7 @@ class LeaseReaper:
                     f"not needed: trial {trial.number} completed or was renewed meanwhile",
                     {UNNEEDED_RETRY_OF_ATTR: lease.trial_id},
                 )
-            return False
+            return False, None
 
     def _resend(self, lease: ExpiredLease) -> None:
         """A message the broker refused earlier goes out again (the trial is not failed for it)."""

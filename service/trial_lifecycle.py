@@ -118,11 +118,24 @@ class TrialLifecycle:
                 raise
 
     def fill_slots(self, study_id: int) -> list[TrialAssignment]:
-        """Start and dispatch trials while the budget allows; mark the study complete when done.
-        A study without a trainer that is short of its trials has nothing to start and is not
-        done: known without its lock (``_short_of_its_trials``)."""
+        """Start trials while the budget allows, then dispatch them; mark the study complete when
+        done. A study without a trainer that is short of its trials has nothing to start and is
+        not done: known without its lock (``_short_of_its_trials``). The trials are sent after
+        the study's lock is given back: a broker slow to answer or out of reach holds up no
+        other request of the study, nor the reaper. A trial the broker refuses stays leased as
+        unsent (as the ones after it) and the reaper sends it again."""
         if self._short_of_its_trials(study_id):
             return []
+        started = self._start_trials(study_id)
+        for index, assignment in enumerate(started):
+            if not self.send(assignment):
+                for unsent in started[index + 1 :]:  # the broker is out of reach: not now
+                    self.leases.mark_unsent(unsent.trial_id, RESEND_AFTER_S)
+                return started[:index]
+        return started
+
+    def _start_trials(self, study_id: int) -> list[TrialAssignment]:
+        """Under the study's lock: create and lease the trials the budget allows."""
         with self.locks.hold(study_id):
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
@@ -139,10 +152,7 @@ class TrialLifecycle:
             while spec.trainer is not None and not why_no_trial_may_start(
                 spec, counts, record.created_at
             ):
-                assignment = self.create_trial(study_id, spec, counts.total, history=history)
-                if not self.send(assignment):
-                    break
-                started.append(assignment)
+                started.append(self.create_trial(study_id, spec, counts.total, history=history))
                 history = None  # out of date now: a further trial reads the study afresh
                 if counts.by_state.get("waiting", 0):  # an enqueued trial is popped, not added
                     trials = self._storage.get_all_trials(study_id, deepcopy=False)

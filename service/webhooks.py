@@ -13,7 +13,8 @@ an old timestamp (replay).
 
 The URL names a host the client chose: addresses on loopback, private, link-local and other
 reserved ranges are refused at delivery (server-side request forgery), unless
-``HPO_WEBHOOK_ALLOW_PRIVATE`` (one machine, tests). Redirects are not followed.
+``HPO_WEBHOOK_ALLOW_PRIVATE`` (one machine, tests), and the POST goes to the address checked
+(``service.webhook_transport``: no second DNS lookup to rebind). Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from optuna.trial import TrialState
 
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import WebhookEvent
+from service.webhook_transport import opener
 
 logger = logging.getLogger(__name__)
 TIMEOUT_S = 5.0
@@ -125,7 +127,7 @@ class WebhookSender:
         logger.error("webhook %s to %s given up", delivery.event, delivery.url)
 
     def _post(self, delivery: Delivery, body: bytes) -> int:
-        check_address(delivery.url, self.allow_private)
+        address = check_address(delivery.url, self.allow_private)
         timestamp = str(int(time.time()))
         request = urllib.request.Request(
             delivery.url,
@@ -141,26 +143,17 @@ class WebhookSender:
             },
         )
         try:
-            with _OPENER.open(request, timeout=TIMEOUT_S) as response:
+            with opener(address).open(request, timeout=TIMEOUT_S) as response:
                 return int(response.status)
         except urllib.error.HTTPError as error:  # an answer all the same (4xx, 5xx, a redirect)
             return int(error.code)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect could lead to an address the check refused: it counts as a failed delivery."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-def check_address(url: str, allow_private: bool) -> None:
-    """``RefusedAddress`` unless every address of the URL's host is a public one."""
+def check_address(url: str, allow_private: bool) -> str | None:
+    """``RefusedAddress`` unless every address of the URL's host is a public one; the address
+    to connect to (``None`` where private ones are allowed: the host's own resolution then)."""
     if allow_private:
-        return
+        return None
     host = urlsplit(url).hostname or ""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
@@ -172,6 +165,7 @@ def check_address(url: str, allow_private: bool) -> None:
             raise RefusedAddress(
                 f"{host} resolves to {address}, not a public address (HPO_WEBHOOK_ALLOW_PRIVATE)"
             )
+    return str(infos[0][4][0])  # the POST goes here: no second lookup (webhook_transport)
 
 
 @cache

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.request import Request
 
 import pytest
 
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import MASKED_SECRET, STORED_SPEC_CONTEXT
+from service.webhook_transport import opener
 from service.webhooks import RefusedAddress, check_address, sign
 
 SECRET = "0123456789abcdef-secret"
@@ -55,3 +59,30 @@ def test_the_secret_is_masked_except_in_the_services_own_record() -> None:
     stored = spec.model_dump_json(context=STORED_SPEC_CONTEXT)
     assert StudySpec.model_validate_json(stored).webhook == spec.webhook
     assert spec.webhook is not None and spec.webhook.events == ["best_changed", "study_finished"]
+
+
+def test_the_post_goes_to_the_address_checked_with_the_urls_host() -> None:
+    """``.invalid`` never resolves: only a connection to the pinned address can reach the server."""
+    hosts: list[str] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hosts.append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    url = f"http://hooks.invalid:{server.server_port}/hook"
+    with opener("127.0.0.1").open(Request(url, data=b"{}", method="POST"), timeout=5) as answer:
+        assert answer.status == 204
+    server.server_close()
+    assert hosts == [f"hooks.invalid:{server.server_port}"]
+
+
+def test_the_address_to_connect_to_is_the_one_checked() -> None:
+    assert check_address("https://93.184.215.14/hook", allow_private=False) == "93.184.215.14"
+    assert check_address("http://127.0.0.1/hook", allow_private=True) is None
