@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from service.dispatch import TrialAssignment
 from service.leases import ExpiredLease
 from service.study_store import StudyState, StudyStore
-from service.trial_counts import RETRIED_BY_ATTR, UNNEEDED_RETRY_OF_ATTR
+from service.trial_counts import REPLACED_ATTR, RETRIED_BY_ATTR, UNNEEDED_RETRY_OF_ATTR
 from service.trial_lifecycle import SEED_ATTR, TrialLifecycle
 
 logger = logging.getLogger(__name__)
@@ -87,13 +87,17 @@ class LeaseReaper:
                 return False, None
             if not self._lifecycle.leases.is_expired(lease.trial_id, now):
                 return False, None
-            retry = None
+            retry: TrialAssignment | None = None
+            marked: dict[str, object] | None = None
             if self._may_retry(lease):
-                seed = trial.system_attrs.get(SEED_ATTR)
-                retry = self._lifecycle.retry(lease.study_id, trial, lease.attempt + 1, seed)
+                if self._store.get(lease.study_id).state == StudyState.RUNNING:
+                    seed = trial.system_attrs.get(SEED_ATTR)
+                    retry = self._lifecycle.retry(lease.study_id, trial, lease.attempt + 1, seed)
+                    marked = {RETRIED_BY_ATTR: retry.trial_id}
+                else:  # paused: nothing starts now; a fresh trial takes its place on resume
+                    marked = {REPLACED_ATTR: "lost while the study was paused"}
             # The failing, with the retry's mark, only while the lease is still expired: a
             # heartbeat or report since then keeps the trial its worker's.
-            marked = None if retry is None else {RETRIED_BY_ATTR: retry.trial_id}
             reason = self._reason(lease)
             failed = self._lifecycle.fail(lease.trial_id, reason, marked, expired_before=now)
             if failed:
@@ -117,9 +121,10 @@ class LeaseReaper:
             logger.info("trial %s sent again: its first sending did not finish", trial.number)
 
     def _may_retry(self, lease: ExpiredLease) -> bool:
+        """A trial of a study that may still start trials, run by workers, with runs left."""
         spec = self._store.spec(lease.study_id)
-        running = self._store.get(lease.study_id).state == StudyState.RUNNING
-        return running and spec.trainer is not None and lease.attempt < spec.budget.max_retries
+        live = self._store.get(lease.study_id).state in (StudyState.RUNNING, StudyState.PAUSED)
+        return live and spec.trainer is not None and lease.attempt < spec.budget.max_retries
 
     def _reason(self, lease: ExpiredLease) -> str:
         times = self._lifecycle.leases.times

@@ -722,3 +722,27 @@ def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(database_ur
     [waiting] = database.optuna.get_all_trials(study.study_id, states=(TrialState.WAITING,))
     assert waiting.system_attrs["fixed_params"] == {"lr": 2e-3}  # Optuna's enqueued parameters
     database.dispose()
+
+
+def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(database_url: str) -> None:
+    database = Database(database_url)
+    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
+    tuner = Tuner(database, DoNothingDispatcher(), TrainerCatalog.installed(), times)
+    study = tuner.create_study(
+        spec(
+            n_trials=1,
+            concurrent=1,
+            space={"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+            trainer={"name": "mlp", "dataset": "wine", "epochs": 1},
+            preflight={"enabled": False},
+        )
+    )
+    [lost] = tuner.study_trials(study.study_id)
+    tuner.pause(study.study_id)
+    assert tuner.expire_leases(later(LEASE_TTL_S + 1)) == [lost.trial_id]
+    assert [trial.state for trial in tuner.study_trials(study.study_id)] == ["fail"]  # no retry
+    resumed = tuner.resume(study.study_id)  # the lost trial does not count against the budget
+    assert resumed.state == "running"
+    trials = tuner.study_trials(study.study_id)
+    assert [trial.state for trial in trials] == ["fail", "running"]
+    database.dispose()
