@@ -13,9 +13,11 @@ from functools import partial
 from typing import Any
 
 import pytest
+import torch
 
-from client import HPOError
+from client import HPOError, ServiceUnreachable
 from workers import trial_runner
+from workers.checkpoints import keep_best
 from workers.report_pipeline import ReportPipeline
 from workers.trainers.base import TrainingFailed, TrainResult, TrialRun
 from workers.trial_runner import TrialRunner
@@ -346,3 +348,97 @@ def test_the_oldest_service_gets_the_reports_and_the_provenance_before_the_compl
     assert stated_once(service) == "alone"
     assert [call for call, _ in service.calls][-1] == "complete"
     assert service.calls[-1][1]["value"] == pytest.approx(1 / 3)
+
+
+class CheckpointKeepingTrainer(ScriptedTrainer):
+    """Keeps a best checkpoint, as the built-in trainer does, then returns."""
+
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        keep_best(torch.nn.Linear(2, 2), 0.5)
+        return super().train(run, report)
+
+
+class FailingUploadService(RecordingService):
+    """The checkpoint upload fails with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def put_checkpoint(self, trial_id: int, content: bytes, lease: str) -> None:
+        self._note("checkpoint", None)
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        HPOError(503, {"error": "the database is unavailable"}),  # past the client's retries
+        HPOError(400, {"error": "not a safetensors file"}),
+        ValueError("Expecting value: line 1 column 1 (char 0)"),  # a 2xx that is not JSON
+    ],
+)
+def test_a_checkpoint_that_does_not_upload_leaves_the_trial_to_complete(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    service = FailingUploadService(error)
+    assert run_trial(monkeypatch, service, CheckpointKeepingTrainer(epochs=2)) == "complete"
+    assert [call for call, _ in service.calls] == ["report", "checkpoint", "complete"]
+    assert service.calls[-1][1]["value"] == pytest.approx(0.5)
+
+
+class BrokenCompletionService(RecordingService):
+    """The complete trial's completion fails in the worker with ``error`` (not a refusal)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        if fields.get("state", "complete") == "complete":
+            self._note("broken completion", None)
+            raise self.error
+        return super().complete(trial_id, **fields)
+
+
+def test_an_error_in_the_worker_at_the_trials_end_fails_the_trial_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = BrokenCompletionService(RuntimeError("the encoder broke"))
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=2)) == "failed"
+    completion = service.calls[-1][1]
+    assert completion["state"] == "failed"
+    assert completion["reason"].startswith(
+        "the worker could not complete the trial: RuntimeError: the encoder broke"
+    )
+
+
+def test_a_completion_the_service_cannot_record_for_an_outage_is_left_to_the_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = BrokenCompletionService(HPOError(503, {"error": "the database is unavailable"}))
+    with pytest.raises(ServiceUnreachable):
+        run_trial(monkeypatch, service, ScriptedTrainer(epochs=2))
+    # Not failed for good: the lease expires and the trial runs again.
+    assert [call for call, _ in service.calls] == ["report", "broken completion"]
+
+
+class RefusingEveryEndService(RecordingService):
+    """Refuses every completion (a token that lost its rights, say)."""
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        self._note("refused", fields.get("state", "complete"))
+        raise HPOError(403, {"error": "this token may not complete trials"})
+
+
+def test_a_failure_the_service_refuses_raises_nothing_and_leaves_the_trial_to_its_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RefusingEveryEndService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=2)) == "unrecorded"
+    # The result, its failure with the records, the failure alone: then the lease decides.
+    assert [detail for call, detail in service.calls if call == "refused"] == [
+        "complete",
+        "failed",
+        "failed",
+    ]
