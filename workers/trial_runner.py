@@ -2,6 +2,8 @@
 
 The work of the Celery task, testable without a broker. Idempotent: a duplicate delivery of a
 trial that another worker holds, or that already ended, is refused at the claim (409) and dropped.
+A claim that did not happen otherwise (``ClaimNotMade``: the service out of reach, or this
+worker's token refused) sends the message back to the queue (``workers/trial_claim.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from workers.report_pipeline import UNKNOWN, ReportPipeline
 from workers.result_figures import completion_fields
 from workers.trainer_loader import load_trainer
 from workers.trainers.base import TrainingFailed, TrialRun
+from workers.trial_claim import claim_trial
 from workers.trial_ending import Statement, TrialEnding, quietly
 from workers.trial_records import open_records, upload_checkpoint
 
@@ -49,8 +52,10 @@ class TrialRunner:
             seed=assignment.seed,
         )
         holder = f"{socket.gethostname()}:{os.getpid()}:{delivery}"
+        claimed = claim_trial(self._client, run.trial_id, holder)  # ClaimNotMade: not started
+        if claimed is None:
+            return "gone"
         try:
-            claimed = self._client.claim(run.trial_id, holder)
             with self._heartbeats(run.trial_id, claimed["lease"], float(claimed["lease_ttl_s"])):
                 return self._train_and_complete(run, str(assignment.trainer["name"]), claimed)
         except TrialGone as gone:

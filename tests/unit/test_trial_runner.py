@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import torch
 
-from client import HPOError, ServiceUnreachable
+from client import HPOError, ServiceUnreachable, TrialGone
 from workers import trial_runner
 from workers.checkpoints import keep_best
 from workers.report_pipeline import ReportPipeline
 from workers.trainers.base import TrainingFailed, TrainResult, TrialRun
+from workers.trial_claim import ClaimNotMade, claim_retry_delay_s
 from workers.trial_runner import TrialRunner
 
 MESSAGE = {
@@ -442,3 +443,44 @@ def test_a_failure_the_service_refuses_raises_nothing_and_leaves_the_trial_to_it
         "failed",
         "failed",
     ]
+
+
+class UnclaimableService(RecordingService):
+    """The claim fails with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
+        self._note("claim", None)
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "token_refused"),
+    [
+        (ServiceUnreachable(ConnectionRefusedError("refused")), False),  # past the retries
+        (HPOError(503, {"error": "the database is unavailable"}), False),
+        (HPOError(401, {"error": "a valid bearer token is needed"}), True),
+        (HPOError(403, {"error": "only a worker token may claim a trial"}), True),
+    ],
+)
+def test_a_claim_that_did_not_happen_leaves_the_trial_unstarted_for_its_message_to_return(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, token_refused: bool
+) -> None:
+    service = UnclaimableService(error)
+    with pytest.raises(ClaimNotMade) as not_made:
+        run_trial(monkeypatch, service, ScriptedTrainer(epochs=2))
+    assert not_made.value.token_refused is token_refused
+    assert [call for call, _ in service.calls] == ["claim"]  # nothing trained or completed
+
+
+def test_a_claim_refused_as_gone_drops_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = UnclaimableService(TrialGone(409, {"error": "trial 7 is already held"}))
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=2)) == "gone"
+
+
+def test_a_message_sent_back_waits_longer_each_time_up_to_five_minutes() -> None:
+    assert [claim_retry_delay_s(n) for n in range(7)] == [15, 30, 60, 120, 240, 300, 300]
+    assert claim_retry_delay_s(10**6) == 300
