@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 
 from client import HPOJSONClient
 from service.long_lived import freeze_startup_objects
-from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config
+from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config, soft_time_limit_s
 from service.settings import Settings
 from workers.jobs import JobRunner
 from workers.metrics import MeteredClient
@@ -38,7 +38,7 @@ def create_celery(settings: Settings) -> Celery:
         return clients[pid]
 
     def runner() -> TrialRunner:
-        return TrialRunner(client())
+        return TrialRunner(client(), soft_time_limit_s(settings.task_time_limit_s))
 
     # No limit on the times a message goes back: the trial's lease ends its wait (a message of
     # a trial the service retried meanwhile is refused as gone at its next claim).

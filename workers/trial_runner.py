@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from client import HPOError, HPOJSONClient, ServiceUnreachable, TrialGone
 from service.dispatch import TrialAssignment
 from workers.provenance import TrialContext, trial_context
@@ -35,8 +37,10 @@ HEARTBEATS_PER_LEASE = 4
 class TrialRunner:
     """Trains trials handed over by the queue and reports them over HTTP."""
 
-    def __init__(self, client: HPOJSONClient) -> None:
+    def __init__(self, client: HPOJSONClient, time_limit_s: float | None = None) -> None:
+        """``time_limit_s``: the task's soft time limit, which a trial's failure names."""
         self._client = client
+        self._time_limit_s = time_limit_s
 
     def run(self, message: dict[str, Any], delivery: str = "") -> str:
         """Run the trial in ``message``; returns how it ended (for the worker's log)."""
@@ -89,7 +93,7 @@ class TrialRunner:
             return ending.fail(failed.reason, reports.take_statement(), failed.epoch_metrics)
         except Exception as error:
             _settle(reports)
-            reason = _reason_of(error)
+            reason = self._reason_of(error)
             if reports.failure is not None:  # what the trainer did next with a NaN it reported
                 reason = f"{reports.failure}; then {reason}"
             return ending.fail(reason, reports.take_statement())
@@ -101,7 +105,7 @@ class TrialRunner:
             # Whatever goes wrong in the worker at the end, the trial ends failed with the
             # reason, not in the worker's log alone with the trial left to its lease.
             logger.exception("trial %s: the worker could not complete it", run.trial_id)
-            reason = f"the worker could not complete the trial: {_reason_of(error)}"
+            reason = f"the worker could not complete the trial: {self._reason_of(error)}"
             return ending.fail(reason, reports.take_statement())
 
     def _train(
@@ -146,6 +150,15 @@ class TrialRunner:
             return ending.fail(reason, trained.stated, trained.fields["epoch_metrics"])
         return "complete"
 
+    def _reason_of(self, error: BaseException) -> str:
+        if isinstance(error, SoftTimeLimitExceeded):  # Celery's soft limit: not retried
+            after = "" if self._time_limit_s is None else f" after {self._time_limit_s:g} s"
+            return (
+                f"the trial ran past the time limit: stopped{after} (HPO_TASK_TIME_LIMIT_S, "
+                "less the time to report it)"
+            )
+        return f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
+
     @contextmanager
     def _heartbeats(self, trial_id: int, lease: str, ttl_s: float) -> Iterator[None]:
         """Renew the lease in the background, so an epoch longer than the lease does not lose it."""
@@ -175,10 +188,6 @@ class Trained(NamedTuple):
     fields: dict[str, Any] | None
     last_reports: list[tuple[int, float]]
     stated: Statement
-
-
-def _reason_of(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
 
 
 def _settle(reports: ReportPipeline) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from celery.exceptions import SoftTimeLimitExceeded
 
 from client import HPOError, ServiceUnreachable, TrialGone
 from workers import trial_runner
@@ -484,3 +485,24 @@ def test_a_claim_refused_as_gone_drops_the_message(monkeypatch: pytest.MonkeyPat
 def test_a_message_sent_back_waits_longer_each_time_up_to_five_minutes() -> None:
     assert [claim_retry_delay_s(n) for n in range(7)] == [15, 30, 60, 120, 240, 300, 300]
     assert claim_retry_delay_s(10**6) == 300
+
+
+class OverlongTrainer(ScriptedTrainer):
+    """Celery's soft time limit stops it after its epochs (a hung trainer, say)."""
+
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        super().train(run, report)
+        raise SoftTimeLimitExceeded()
+
+
+def test_a_trial_past_the_soft_time_limit_fails_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = RecordingService()
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: OverlongTrainer(epochs=2))
+    monkeypatch.setattr(trial_runner, "ReportPipeline", partial(ReportPipeline, min_interval_s=60))
+    assert TrialRunner(service, time_limit_s=21300).run(MESSAGE) == "failed"  # type: ignore[arg-type]
+    assert reported_steps(service) == [1, 2]  # its epochs are recorded first
+    completion = service.calls[-1][1]
+    assert completion["state"] == "failed"
+    assert completion["reason"].startswith(
+        "the trial ran past the time limit: stopped after 21300 s"
+    )
