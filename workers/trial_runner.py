@@ -32,6 +32,14 @@ from workers.trial_records import open_records, upload_checkpoint
 
 logger = logging.getLogger(__name__)
 HEARTBEATS_PER_LEASE = 4
+# Celery's pool processes are daemonic, and a daemonic process may start no other: what Python's
+# multiprocessing says when a trainer's DataLoader starts its worker processes in one.
+DAEMONIC_PROCESS = "daemonic processes are not allowed to have children"
+CHILD_PROCESS_HELP = (
+    "the trainer started a process (a DataLoader with num_workers > 0, or multiprocessing), "
+    "which a worker's pool process may not: load the data in the trial's own process "
+    "(DataLoader num_workers=0; see docs/trainers.md)"
+)
 
 
 class TrialRunner:
@@ -157,7 +165,10 @@ class TrialRunner:
                 f"the trial ran past the time limit: stopped{after} (HPO_TASK_TIME_LIMIT_S, "
                 "less the time to report it)"
             )
-        return f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
+        stated = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
+        if isinstance(error, AssertionError) and DAEMONIC_PROCESS in str(error):
+            return f"{CHILD_PROCESS_HELP}\n{stated}"
+        return stated
 
     @contextmanager
     def _heartbeats(self, trial_id: int, lease: str, ttl_s: float) -> Iterator[None]:

@@ -2,9 +2,10 @@
 hands back and whatever the service refuses at its end: never in the worker's log alone, with the
 trial left running until its lease expires and then run again.
 
-The worker's trial runner runs in the test's process, with the real client (its JSON encoding
-refuses NaN and what is not a float) against a real API, which claims, refuses and records as
-in production; the trainer is scripted. No Celery worker runs, so the test claims its trials.
+The worker's trial runner runs in the test's process (or in a daemonic pool process, as in
+Celery's prefork pool), with the real client (its JSON encoding refuses NaN and what is not a
+float) against a real API, which claims, refuses and records as in production; the trainer is
+scripted. No Celery worker runs, so the test claims its trials.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from billiard.pool import Pool
+from torch.utils.data import DataLoader, TensorDataset
 
 from cli.local_stack import LocalStack
 from client import HPOJSONClient
@@ -226,3 +229,30 @@ def test_a_reason_that_is_not_unicode_text_is_recorded_escaped(
     assert outcome == "failed"
     assert trial["fail_reason"] == "could not read /data/caf\\udce9.npz"
     assert trial["epoch_metrics"][0]["train_loss"] == 0.7
+
+
+def with_data_loader_workers(report: EpochReporter) -> TrainResult:
+    loader = DataLoader(TensorDataset(torch.arange(8.0)), batch_size=4, num_workers=2)
+    report(1, float(sum(len(batch) for (batch,) in loader)))
+    return TrainResult(0.5, 1)
+
+
+def run_in_pool_process(url: str, message: dict[str, Any]) -> str:
+    return TrialRunner(HPOJSONClient(url)).run(message, delivery="pool")
+
+
+def test_a_data_loader_with_worker_processes_fails_the_trial_saying_how_to_load_data(
+    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        trial_runner, "load_trainer", lambda name: Scripted(with_data_loader_workers)
+    )
+    client = workerless_stack.client()
+    message = sent_message(client)
+    with Pool(1) as pool:  # billiard's daemonic processes, as Celery's prefork pool has them
+        outcome = pool.apply(run_in_pool_process, (workerless_stack.url, message))
+    [trial] = client.trials(message["study_id"])
+    assert outcome == "failed"
+    assert trial["fail_reason"].startswith("the trainer started a process (a DataLoader with")
+    assert "num_workers=0" in trial["fail_reason"]
+    assert "daemonic processes are not allowed to have children" in trial["fail_reason"]
