@@ -13,6 +13,9 @@ RUN_TRIAL_TASK = "hpo.run_trial"
 # Study jobs (service/jobs.py): one task per job kind, on the same queue as the trials.
 JOB_TASKS = {"preflight": "hpo.preflight", "evaluate": "hpo.evaluate", "ensemble": "hpo.ensemble"}
 TRIALS_QUEUE = "hpo.trials"
+# The soft time limit comes this long before the hard one (a tenth of it, from 5 s to 5 min): time
+# for the trial to send its failure before the hard limit kills the process.
+SOFT_LIMIT_MARGIN_S = (5, 300)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -32,7 +35,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A trial runs for minutes: one message per process, so no trial waits behind another.
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit_s,
+        # A hung or overlong trial is stopped before it: SoftTimeLimitExceeded in the trial fails
+        # it with the reason, for good. Killed by the hard limit, its message is acknowledged and
+        # its lease expires: failed as "worker lost" and run again, as long, up to max_retries.
+        "task_soft_time_limit": soft_time_limit_s(settings.task_time_limit_s),
         # Redis re-delivers an unacknowledged message after this; it must outlast any task.
         "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
     }
+
+
+def soft_time_limit_s(time_limit_s: int) -> int | None:
+    """The soft time limit before the hard ``time_limit_s`` (``None``: too short for one)."""
+    low, high = SOFT_LIMIT_MARGIN_S
+    soft = time_limit_s - min(high, max(low, time_limit_s // 10))
+    return soft if soft >= 1 else None

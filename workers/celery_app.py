@@ -12,10 +12,11 @@ from celery.signals import worker_process_init
 
 from client import HPOJSONClient
 from service.long_lived import freeze_startup_objects
-from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config
+from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config, soft_time_limit_s
 from service.settings import Settings
 from workers.jobs import JobRunner
 from workers.metrics import MeteredClient
+from workers.trial_claim import ClaimNotMade, claim_retry_delay_s
 from workers.trial_runner import TrialRunner
 from workers.worker_logs import connect_log_signals
 
@@ -37,11 +38,19 @@ def create_celery(settings: Settings) -> Celery:
         return clients[pid]
 
     def runner() -> TrialRunner:
-        return TrialRunner(client())
+        return TrialRunner(client(), soft_time_limit_s(settings.task_time_limit_s))
 
-    @app.task(name=RUN_TRIAL_TASK, bind=True)
+    # No limit on the times a message goes back: the trial's lease ends its wait (a message of
+    # a trial the service retried meanwhile is refused as gone at its next claim).
+    @app.task(name=RUN_TRIAL_TASK, bind=True, max_retries=None)
     def run_trial(task: Any, assignment: dict[str, Any]) -> str:
-        return runner().run(assignment, delivery=str(task.request.id))
+        try:
+            return runner().run(assignment, delivery=str(task.request.id))
+        except ClaimNotMade as not_made:
+            # The trial has not started: its message goes back to the queue, for later, instead
+            # of being acknowledged with the error (acks_late acknowledges a failed task).
+            delay_s = claim_retry_delay_s(int(task.request.retries or 0))
+            raise task.retry(exc=not_made, countdown=delay_s) from not_made
 
     for task_name in JOB_TASKS.values():  # pre-flight, evaluate, ensemble: one runner
         _register_job_task(app, task_name, client)

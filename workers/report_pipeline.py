@@ -19,6 +19,11 @@ step, or a background send; or with the completion. It costs no request of its o
 its trials/s), and is recorded with the trial's first epoch. Fields a refused request carried
 are kept, unsent: ``take_statement`` hands them to a failed trial's completion.
 
+Every report is a plain ``int`` step and ``float`` value before it is held (a trainer's NumPy or
+PyTorch scalars too: the client's JSON takes neither). A value that is not finite is never sent
+(the API refuses it, and the client's JSON before it): the report answers "stop" and ``failure``
+says why, and the trial runner fails the trial with that reason.
+
 ``flush`` sends what is held, waits for what is being sent and raises the first error a
 background call met (``TrialGone``: the trial was taken away). At a trial's end ``hand_over``
 waits the same way but hands back what is held, unsent: the completion brings those reports
@@ -34,6 +39,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
+
+from workers.result_figures import as_float, as_step, not_finite_reason
 
 # Sends reports (step, value), steps rising, with what the worker states about the trial (its
 # provenance fields; None: nothing new); the service's answer to the last: ``prune``,
@@ -82,11 +89,20 @@ class ReportPipeline:
         self._last_request = time.monotonic()
         self._pruned = False
         self._refused = False
+        # Why the trial cannot go on: a report's value that is not a finite number.
+        self.failure: str | None = None
 
     def report(self, step: int, value: float) -> bool:
-        """Send the epoch's value; ``True``: the trial is pruned, stop training it."""
+        """Send the epoch's value; ``True``: the trial is pruned, stop training it. A value that
+        is not a finite number is not sent: it answers ``True`` too, and ``failure`` says why
+        (the trial ends failed)."""
+        step, value = as_step(step), as_float(value, "a report's value")
         self._collect_finished()
-        if self._pruned:
+        if self.failure is None:
+            self.failure = not_finite_reason(
+                value, f"the validation value reported at epoch {step}"
+            )
+        if self._pruned or self.failure is not None:
             return True
         if self._can_wait(step):
             if self._hold(step, value) > MAX_HELD:

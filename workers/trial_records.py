@@ -6,7 +6,7 @@ follow as soon as the trainer loads them. Both go through ``send``: the runner h
 trial's report pipeline, which sends them with the next report or the completion
 (``workers/report_pipeline.py``).
 ``upload_checkpoint`` sends the best epoch's weights before the trial is completed (while its
-lease still holds).
+lease still holds), best-effort: a trial whose checkpoint did not upload completes without it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from client import HPOError, HPOJSONClient
+from client import HPOJSONClient, ServiceUnreachable, TrialGone
 from workers.checkpoints import checkpoint_bytes
 from workers.dataset_cache import DatasetCache
 from workers.provenance import DataProvenance, TrialContext, trainer_distribution
@@ -51,14 +51,21 @@ def open_records(
 
 
 def upload_checkpoint(client: HPOJSONClient, context: TrialContext, lease: str) -> None:
-    """Send the trial's best weights, if the trainer kept any. A file the service refuses (too
-    large, say) is logged, and the trial completes without it."""
-    content = checkpoint_bytes(context)
-    if content is None:
-        return
+    """Send the trial's best weights, if the trainer kept any. The checkpoint is optional: a
+    file the service refuses (too large, say), an answer that is not the service's, or a
+    service error past the client's retries is logged, and the trial completes without it. A
+    trial taken away, or a service out of reach, ends here (the completion could not go
+    either)."""
     try:
-        client.put_checkpoint(context.trial_id, content, lease)
-    except HPOError as refused:
-        if refused.status not in (413, 422):
-            raise
-        logger.warning("trial %s: checkpoint refused: %s", context.trial_id, refused)
+        content = checkpoint_bytes(context)
+        if content is not None:
+            client.put_checkpoint(context.trial_id, content, lease)
+    except (TrialGone, ServiceUnreachable):
+        raise
+    except Exception as error:
+        logger.warning(
+            "trial %s: completed without its checkpoint, which did not upload: %s: %s",
+            context.trial_id,
+            type(error).__name__,
+            error,
+        )

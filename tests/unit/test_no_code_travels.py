@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.queue_contract import celery_config
+from service.queue_contract import celery_config, soft_time_limit_s
 from service.settings import Settings
 from workers.trainer_loader import UnknownTrainer, load_trainer
 from workers.trainers.mlp import MLPTrainer
@@ -32,3 +32,9 @@ def test_settings_refuse_a_visibility_timeout_within_the_time_limit() -> None:
     with pytest.raises(ValueError, match="must exceed"):
         Settings(task_time_limit_s=3600, broker_visibility_timeout_s=3000)
     assert Settings(task_time_limit_s=7200).broker_visibility_timeout_s > 7200
+
+
+def test_a_trial_is_stopped_by_the_soft_time_limit_before_the_hard_one_kills_it() -> None:
+    config = celery_config(Settings(task_time_limit_s=6 * 3600))
+    assert config["task_soft_time_limit"] == 6 * 3600 - 300  # five minutes to report it
+    assert [soft_time_limit_s(limit) for limit in (600, 20, 6, 5)] == [540, 15, 1, None]

@@ -13,11 +13,15 @@ from functools import partial
 from typing import Any
 
 import pytest
+import torch
+from celery.exceptions import SoftTimeLimitExceeded
 
-from client import HPOError
+from client import HPOError, ServiceUnreachable, TrialGone
 from workers import trial_runner
+from workers.checkpoints import keep_best
 from workers.report_pipeline import ReportPipeline
 from workers.trainers.base import TrainingFailed, TrainResult, TrialRun
+from workers.trial_claim import ClaimNotMade, claim_retry_delay_s
 from workers.trial_runner import TrialRunner
 
 MESSAGE = {
@@ -346,3 +350,159 @@ def test_the_oldest_service_gets_the_reports_and_the_provenance_before_the_compl
     assert stated_once(service) == "alone"
     assert [call for call, _ in service.calls][-1] == "complete"
     assert service.calls[-1][1]["value"] == pytest.approx(1 / 3)
+
+
+class CheckpointKeepingTrainer(ScriptedTrainer):
+    """Keeps a best checkpoint, as the built-in trainer does, then returns."""
+
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        keep_best(torch.nn.Linear(2, 2), 0.5)
+        return super().train(run, report)
+
+
+class FailingUploadService(RecordingService):
+    """The checkpoint upload fails with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def put_checkpoint(self, trial_id: int, content: bytes, lease: str) -> None:
+        self._note("checkpoint", None)
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        HPOError(503, {"error": "the database is unavailable"}),  # past the client's retries
+        HPOError(400, {"error": "not a safetensors file"}),
+        ValueError("Expecting value: line 1 column 1 (char 0)"),  # a 2xx that is not JSON
+    ],
+)
+def test_a_checkpoint_that_does_not_upload_leaves_the_trial_to_complete(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    service = FailingUploadService(error)
+    assert run_trial(monkeypatch, service, CheckpointKeepingTrainer(epochs=2)) == "complete"
+    assert [call for call, _ in service.calls] == ["report", "checkpoint", "complete"]
+    assert service.calls[-1][1]["value"] == pytest.approx(0.5)
+
+
+class BrokenCompletionService(RecordingService):
+    """The complete trial's completion fails in the worker with ``error`` (not a refusal)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        if fields.get("state", "complete") == "complete":
+            self._note("broken completion", None)
+            raise self.error
+        return super().complete(trial_id, **fields)
+
+
+def test_an_error_in_the_worker_at_the_trials_end_fails_the_trial_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = BrokenCompletionService(RuntimeError("the encoder broke"))
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=2)) == "failed"
+    completion = service.calls[-1][1]
+    assert completion["state"] == "failed"
+    assert completion["reason"].startswith(
+        "the worker could not complete the trial: RuntimeError: the encoder broke"
+    )
+
+
+def test_a_completion_the_service_cannot_record_for_an_outage_is_left_to_the_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = BrokenCompletionService(HPOError(503, {"error": "the database is unavailable"}))
+    with pytest.raises(ServiceUnreachable):
+        run_trial(monkeypatch, service, ScriptedTrainer(epochs=2))
+    # Not failed for good: the lease expires and the trial runs again.
+    assert [call for call, _ in service.calls] == ["report", "broken completion"]
+
+
+class RefusingEveryEndService(RecordingService):
+    """Refuses every completion (a token that lost its rights, say)."""
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        self._note("refused", fields.get("state", "complete"))
+        raise HPOError(403, {"error": "this token may not complete trials"})
+
+
+def test_a_failure_the_service_refuses_raises_nothing_and_leaves_the_trial_to_its_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RefusingEveryEndService()
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=2)) == "unrecorded"
+    # The result, its failure with the records, the failure alone: then the lease decides.
+    assert [detail for call, detail in service.calls if call == "refused"] == [
+        "complete",
+        "failed",
+        "failed",
+    ]
+
+
+class UnclaimableService(RecordingService):
+    """The claim fails with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
+        self._note("claim", None)
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "token_refused"),
+    [
+        (ServiceUnreachable(ConnectionRefusedError("refused")), False),  # past the retries
+        (HPOError(503, {"error": "the database is unavailable"}), False),
+        (HPOError(401, {"error": "a valid bearer token is needed"}), True),
+        (HPOError(403, {"error": "only a worker token may claim a trial"}), True),
+    ],
+)
+def test_a_claim_that_did_not_happen_leaves_the_trial_unstarted_for_its_message_to_return(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, token_refused: bool
+) -> None:
+    service = UnclaimableService(error)
+    with pytest.raises(ClaimNotMade) as not_made:
+        run_trial(monkeypatch, service, ScriptedTrainer(epochs=2))
+    assert not_made.value.token_refused is token_refused
+    assert [call for call, _ in service.calls] == ["claim"]  # nothing trained or completed
+
+
+def test_a_claim_refused_as_gone_drops_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = UnclaimableService(TrialGone(409, {"error": "trial 7 is already held"}))
+    assert run_trial(monkeypatch, service, ScriptedTrainer(epochs=2)) == "gone"
+
+
+def test_a_message_sent_back_waits_longer_each_time_up_to_five_minutes() -> None:
+    assert [claim_retry_delay_s(n) for n in range(7)] == [15, 30, 60, 120, 240, 300, 300]
+    assert claim_retry_delay_s(10**6) == 300
+
+
+class OverlongTrainer(ScriptedTrainer):
+    """Celery's soft time limit stops it after its epochs (a hung trainer, say)."""
+
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        super().train(run, report)
+        raise SoftTimeLimitExceeded()
+
+
+def test_a_trial_past_the_soft_time_limit_fails_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = RecordingService()
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: OverlongTrainer(epochs=2))
+    monkeypatch.setattr(trial_runner, "ReportPipeline", partial(ReportPipeline, min_interval_s=60))
+    assert TrialRunner(service, time_limit_s=21300).run(MESSAGE) == "failed"  # type: ignore[arg-type]
+    assert reported_steps(service) == [1, 2]  # its epochs are recorded first
+    completion = service.calls[-1][1]
+    assert completion["state"] == "failed"
+    assert completion["reason"].startswith(
+        "the trial ran past the time limit: stopped after 21300 s"
+    )
