@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
 from api.schemas import ERROR_RESPONSES
+from service.dispatch import TrialAssignment
 from service.epoch_metrics import MAX_EPOCH_RECORDS, MAX_FIGURES_PER_EPOCH
 from service.spec.objectives import MAX_OBJECTIVES, MetricName
 from service.trial_outcomes import steps_problem
@@ -95,9 +96,12 @@ class Lease(BaseModel):
 
 class Claimed(Lease):
     """A claim's lease, and the first step whose report can prune the trial (``null``: none
-    can): reports of earlier steps need not wait for their answers."""
+    can): reports of earlier steps need not wait for their answers; and the trial to run as the
+    service holds it (the queue's message only names it: anyone who can write to the broker
+    could have sent it)."""
 
     next_decision_step: int | None
+    assignment: TrialAssignment
 
 
 class Heartbeat(BaseModel):
@@ -170,7 +174,8 @@ def claim(path: TrialPath, body: Claim) -> dict[str, Any]:
         lease=claimed.lease,
         lease_ttl_s=tuner().lease_ttl_s,
         next_decision_step=claimed.next_decision_step,
-    ).model_dump()
+        assignment=claimed.assignment,
+    ).model_dump(mode="json")
 
 
 @trials.post("/<int:trial_id>/heartbeat", responses={200: Lease})

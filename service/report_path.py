@@ -26,6 +26,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.dispatch import TrialAssignment
 from service.errors import Conflict, Unavailable
 from service.hyperband_book import RUNG_PREFIX, Decision, HyperbandBook, window_for
 from service.leases import LeaseStore
@@ -78,11 +79,14 @@ _INSERT_RUNG = {
 
 @dataclass(frozen=True)
 class ClaimedTrial:
-    """A claim's answer: the lease to report with, and the first step whose report can prune
-    the trial (``None``: none can), so that no earlier report need wait for its answer."""
+    """A claim's answer: the lease to report with, the first step whose report can prune the
+    trial (``None``: none can), so that no earlier report need wait for its answer, and the
+    trial as the service holds it (parameters, seed, trainer): what the worker runs, whatever
+    the queue's message said."""
 
     lease: str
     next_decision_step: int | None
+    assignment: TrialAssignment
 
 
 @dataclass(frozen=True)

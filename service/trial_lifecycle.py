@@ -214,7 +214,8 @@ class TrialLifecycle:
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
         first = self.hyperband_reports.first_decision_step(study_id, spec, number)
-        return ClaimedTrial(lease, first)
+        assignment = self.assignment_of(self._storage.get_trial(trial_id), study_id)
+        return ClaimedTrial(lease, first, assignment)
 
     def heartbeat(self, trial_id: int, lease: str | None) -> None:
         """The holder is alive (an epoch runs long): renew the running trial's lease."""

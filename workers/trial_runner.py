@@ -52,21 +52,24 @@ class TrialRunner:
 
     def run(self, message: dict[str, Any], delivery: str = "") -> str:
         """Run the trial in ``message``; returns how it ended (for the worker's log)."""
-        assignment = TrialAssignment.model_validate(message)
+        sent = TrialAssignment.model_validate(message)
+        holder = f"{socket.gethostname()}:{os.getpid()}:{delivery}"
+        claimed = claim_trial(self._client, sent.trial_id, holder)  # ClaimNotMade: not started
+        if claimed is None:
+            return "gone"
+        # The trial as the service holds it, not as the message says: anyone who can write to
+        # the broker could have sent the message (an older service's claim does not say).
+        assignment = TrialAssignment.model_validate(claimed.get("assignment", message))
         if assignment.trainer is None:
             raise ValueError(f"trial {assignment.trial_id} names no trainer")
         run = TrialRun(
             study_id=assignment.study_id,
-            trial_id=assignment.trial_id,
+            trial_id=sent.trial_id,
             number=assignment.number,
             params=assignment.params,
             settings=assignment.trainer,
             seed=assignment.seed,
         )
-        holder = f"{socket.gethostname()}:{os.getpid()}:{delivery}"
-        claimed = claim_trial(self._client, run.trial_id, holder)  # ClaimNotMade: not started
-        if claimed is None:
-            return "gone"
         try:
             with self._heartbeats(run.trial_id, claimed["lease"], float(claimed["lease_ttl_s"])):
                 return self._train_and_complete(run, str(assignment.trainer["name"]), claimed)

@@ -256,3 +256,29 @@ def test_a_data_loader_with_worker_processes_fails_the_trial_saying_how_to_load_
     assert trial["fail_reason"].startswith("the trainer started a process (a DataLoader with")
     assert "num_workers=0" in trial["fail_reason"]
     assert "daemonic processes are not allowed to have children" in trial["fail_reason"]
+
+
+def test_the_trial_runs_as_the_service_holds_it_not_as_the_message_says(
+    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone who can write to the broker can send a message naming a queued trial: the claim's
+    answer, not the message, says what to run."""
+    ran: list[TrialRun] = []
+
+    class Recording:
+        def train(self, run: TrialRun, report: EpochReporter) -> TrainResult:
+            ran.append(run)
+            return TrainResult(0.5, 1)
+
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: Recording())
+    client = workerless_stack.client()
+    message = sent_message(client)
+    forged = {
+        **message,
+        "params": {"lr": 0.99},
+        "seed": 12345,
+        "trainer": {**TRAINER, "epochs": 500},
+    }
+    assert TrialRunner(HPOJSONClient(workerless_stack.url)).run(forged) == "complete"
+    [run] = ran
+    assert (run.params, run.seed, run.settings) == (message["params"], message["seed"], TRAINER)
