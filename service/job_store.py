@@ -138,7 +138,8 @@ class JobStore:
             return int(session.scalar(query) or 0)
 
     def start(self, job_id: int, lease_s: float) -> StoredJob:
-        """A worker starts the job (again, after a redelivery); ``Conflict`` once it is done."""
+        """A worker starts the job (again: after a redelivery, or to renew its time while it
+        runs); ``Conflict`` once it is done."""
         started = {
             "state": JobState.RUNNING.value,
             "expires_at": utc_now() + timedelta(seconds=lease_s),

@@ -73,6 +73,9 @@ class JobMessage(BaseModel):
     trainer: dict[str, Any] | None
     trials: list[JobTrial] = []
     preflight: PreflightSpec | None = None
+    # Set in the start's answer: the job times out this long after its (re)start, so a worker
+    # starts it again (a renewal) more often than that while it runs.
+    lease_ttl_s: float | None = None
 
 
 class JobView(BaseModel):
@@ -184,10 +187,13 @@ class StudyJobs:
         return [self._view(job) for job in self._jobs.of_study(study_id)]
 
     def start(self, job_id: int, tenant: str | None = None) -> JobMessage:
-        """A worker starts a job (``Conflict`` once it ended): what it needs to run it."""
+        """A worker starts a job (``Conflict`` once it ended): what it needs to run it. Started
+        again while it runs, its time is renewed: a job past ``lease_ttl_s`` without a
+        (re)start is its worker's lost, and times out."""
         self._visible(job_id, tenant)
         job = self._jobs.start(job_id, self._times.ttl_s)
-        return self._message(job, self._store.spec(job.study_id))
+        message = self._message(job, self._store.spec(job.study_id))
+        return message.model_copy(update={"lease_ttl_s": self._times.ttl_s})
 
     def finish(
         self,

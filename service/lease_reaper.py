@@ -17,7 +17,7 @@ from service.dispatch import TrialAssignment
 from service.leases import ExpiredLease
 from service.study_store import StudyState, StudyStore
 from service.trial_counts import REPLACED_ATTR, RETRIED_BY_ATTR, UNNEEDED_RETRY_OF_ATTR
-from service.trial_lifecycle import SEED_ATTR, TrialLifecycle
+from service.trial_lifecycle import RESEND_AFTER_S, SEED_ATTR, TrialLifecycle
 
 logger = logging.getLogger(__name__)
 REAPER_LOCK_KEY = 0  # study ids start at 1: key 0 of the namespace is the reaper's own
@@ -38,13 +38,9 @@ class LeaseReaper:
                 return []
             for study_id in self._store.running_ids():
                 self._adopt_orphans(study_id)
-            expired = [
-                lease
-                for lease in self._lifecycle.leases.expired(now)
-                if self._expire_alone(lease, now)
-            ]
+            expired = self._expire_all(self._lifecycle.leases.expired(now), now)
         for study_id in {lease.study_id for lease in expired}:
-            self._lifecycle.fill_slots(study_id)
+            self._refill(study_id)
         return [lease.trial_id for lease in expired]
 
     # One study or lease that cannot be handled (deleted meanwhile, a delete cut short, a
@@ -59,21 +55,35 @@ class LeaseReaper:
                 "study %s: its trials without a lease left for the next tick", study_id
             )
 
-    def _expire_alone(self, lease: ExpiredLease, now: datetime) -> bool:
-        try:
-            return self._expire(lease, now)
-        except Exception:
-            logger.exception("trial %s: its expired lease left for the next tick", lease.trial_id)
-            return False
+    def _expire_all(self, leases: list[ExpiredLease], now: datetime) -> list[ExpiredLease]:
+        """Send again what the broker refused, fail the lost trials and send their retries; the
+        leases whose trials failed. Once the broker refuses a message, no other is sent this
+        tick (each refusal costs seconds, under the reaper's lock): they wait, leased as unsent."""
+        failed_leases, sending = [], True
+        for lease in leases:
+            try:
+                if not lease.sent:
+                    sending = sending and self._resend(lease)
+                    continue
+                failed, retry = self._fail_expired(lease, now)
+                if retry is not None and sending:  # after the study's lock: it holds up no one
+                    sending = self._lifecycle.send(retry)
+                elif retry is not None:
+                    self._lifecycle.leases.mark_unsent(retry.trial_id, RESEND_AFTER_S)
+            except Exception:
+                logger.exception(
+                    "trial %s: its expired lease left for the next tick", lease.trial_id
+                )
+                continue
+            if failed:
+                failed_leases.append(lease)
+        return failed_leases
 
-    def _expire(self, lease: ExpiredLease, now: datetime) -> bool:
-        if not lease.sent:
-            self._resend(lease)
-            return False
-        failed, retry = self._fail_expired(lease, now)
-        if retry is not None:  # sent after the study's lock: the broker holds up no one
-            self._lifecycle.send(retry)
-        return failed
+    def _refill(self, study_id: int) -> None:
+        try:
+            self._lifecycle.fill_slots(study_id)
+        except Exception:
+            logger.exception("study %s: its refill left for its next trial's end", study_id)
 
     def _fail_expired(
         self, lease: ExpiredLease, now: datetime
@@ -112,13 +122,17 @@ class LeaseReaper:
                 )
             return False, None
 
-    def _resend(self, lease: ExpiredLease) -> None:
-        """A message the broker refused earlier goes out again (the trial is not failed for it)."""
+    def _resend(self, lease: ExpiredLease) -> bool:
+        """A message the broker refused earlier goes out again (the trial is not failed for it);
+        ``False`` where the broker refuses it again."""
         trial = self._lifecycle.storage.get_trial(lease.trial_id)
         if trial.state != TrialState.RUNNING:
             self._lifecycle.leases.release(lease.trial_id)
-        elif self._lifecycle.send(self._lifecycle.assignment_of(trial, lease.study_id)):
-            logger.info("trial %s sent again: its first sending did not finish", trial.number)
+            return True
+        if not self._lifecycle.send(self._lifecycle.assignment_of(trial, lease.study_id)):
+            return False
+        logger.info("trial %s sent again: its first sending did not finish", trial.number)
+        return True
 
     def _may_retry(self, lease: ExpiredLease) -> bool:
         """A trial of a study that may still start trials, run by workers, with runs left."""

@@ -125,11 +125,19 @@ class StudyStore:
             self._specs.pop(study_id, None)
             self._tenants.pop(study_id, None)
 
-    def set_state(self, study_id: int, state: StudyState, *, when: Collection[StudyState]) -> bool:
+    def set_state(
+        self,
+        study_id: int,
+        state: StudyState,
+        *,
+        when: Collection[StudyState],
+        quietly: bool = False,
+    ) -> bool:
         """Move the study to ``state`` if it is in one of ``when``; whether it moved. One
         conditional UPDATE, not a read and a write: a change another request made meanwhile (a
         stop, a refill's completion) is not overwritten. A study that finishes gets its finish
-        time, and its ``study_finished`` webhook once, after the commit."""
+        time, and its ``study_finished`` webhook once, after the commit (none ``quietly``: a
+        study being deleted)."""
         table = STUDIES.c
         this_study = table.study_id == study_id
         with self._database.session() as session:
@@ -151,6 +159,6 @@ class StudyStore:
                 )
                 .rowcount
             )
-        if first_finish:
+        if first_finish and not quietly:
             webhooks.study_finished(self.spec(study_id), study_id, state, self._database.optuna)
         return True

@@ -204,18 +204,22 @@ class Tuner:
 
     def delete(self, study_id: int, tenant: str | None = None) -> None:
         """Delete the study with its trials; a worker still running one is refused from then on.
-        A delete cut short (the process stopped, the database lost) can be made again."""
+        The study stops first (quietly: no webhook), so a delete that does not finish leaves it
+        stopped, not running without its leases (the reaper would run its trials again). A
+        delete cut short (the process stopped, the database lost) can be made again: the
+        service's record, by which the study is found, goes last."""
         self._store.get(study_id, tenant)
         with self.trials.locks.hold(study_id):
             self._store.get(study_id, tenant)  # another delete held the lock first: 404
+            self._store.set_state(study_id, StudyState.STOPPED, when=LIVE_STATES, quietly=True)
             self.trials.leases.release_study(study_id)
             self._delete_optuna_study(study_id)
+            self.checkpoints.delete_study(study_id)
+            self.jobs.delete_study(study_id)
             self._store.delete(study_id)
             self.trials.hyperband_reports.forget(study_id)
             self.trials.mirrors.forget(study_id)
             self.trials.tallies.forget(study_id)
-            self.checkpoints.delete_study(study_id)
-            self.jobs.delete_study(study_id)
 
     def _delete_optuna_study(self, study_id: int) -> None:
         """Optuna's rows of the study go. Optuna's delete swallows a failed one (a trial's row
@@ -228,7 +232,8 @@ class Tuner:
         except KeyError:
             return
         raise Conflict(
-            f"study {study_id} was not deleted: one of its trials ended meanwhile; delete it again",
+            f"study {study_id} was not deleted (stopped): one of its trials was written meanwhile; "
+            "delete it again",
             field="study_id",
         )
 

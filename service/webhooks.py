@@ -127,31 +127,50 @@ class WebhookSender:
         logger.error("webhook %s to %s given up", delivery.event, delivery.url)
 
     def _post(self, delivery: Delivery, body: bytes) -> int:
-        address = check_address(delivery.url, self.allow_private)
-        timestamp = str(int(time.time()))
-        request = urllib.request.Request(
-            delivery.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                "X-HPO-Event": delivery.event,
-                "X-HPO-Delivery": delivery.delivery_id,
-                "X-HPO-Timestamp": timestamp,
-                "X-HPO-Signature": sign(delivery.secret, timestamp, body),
-            },
-        )
+        addresses = check_address(delivery.url, self.allow_private)
+        targets: list[str | None] = [None] if addresses is None else list(addresses)
+        return post_to_first_answering(targets, _signed_request(delivery, body))
+
+
+def post_to_first_answering(targets: list[str | None], request: urllib.request.Request) -> int:
+    """POST ``request`` to each address in turn (``None``: the host's own resolution) until
+    one answers, as urllib tries a host's addresses; the answer's status. ``OSError`` (or
+    ``URLError``) from the last when none answers."""
+    unreachable: OSError | None = None
+    for address in targets:
         try:
             with opener(address).open(request, timeout=TIMEOUT_S) as response:
                 return int(response.status)
-        except urllib.error.HTTPError as error:  # an answer all the same (4xx, 5xx, a redirect)
+        except urllib.error.HTTPError as error:  # an answer all the same (4xx, 5xx, redirect)
             return int(error.code)
+        except OSError as error:  # URLError too: this address did not answer, try the next
+            unreachable = error
+    if unreachable is None:
+        raise RefusedAddress(f"{request.full_url}: no address to post to")
+    raise unreachable
 
 
-def check_address(url: str, allow_private: bool) -> str | None:
-    """``RefusedAddress`` unless every address of the URL's host is a public one; the address
-    to connect to (``None`` where private ones are allowed: the host's own resolution then)."""
+def _signed_request(delivery: Delivery, body: bytes) -> urllib.request.Request:
+    timestamp = str(int(time.time()))
+    return urllib.request.Request(
+        delivery.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-HPO-Event": delivery.event,
+            "X-HPO-Delivery": delivery.delivery_id,
+            "X-HPO-Timestamp": timestamp,
+            "X-HPO-Signature": sign(delivery.secret, timestamp, body),
+        },
+    )
+
+
+def check_address(url: str, allow_private: bool) -> list[str] | None:
+    """``RefusedAddress`` unless every address of the URL's host is a public one; the addresses
+    to connect to, in DNS order (``None`` where private ones are allowed: the host's own
+    resolution then)."""
     if allow_private:
         return None
     host = urlsplit(url).hostname or ""
@@ -165,7 +184,8 @@ def check_address(url: str, allow_private: bool) -> str | None:
             raise RefusedAddress(
                 f"{host} resolves to {address}, not a public address (HPO_WEBHOOK_ALLOW_PRIVATE)"
             )
-    return str(infos[0][4][0])  # the POST goes here: no second lookup (webhook_transport)
+    # The POST goes to these: no second lookup (webhook_transport).
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 @cache

@@ -8,7 +8,10 @@ only the first outcome the service receives counts.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,6 +29,7 @@ from workers.vault import part_tensors, score_test_split, trial_models
 
 logger = logging.getLogger(__name__)
 MAX_REASON_CHARS = 1500
+RENEWALS_PER_LEASE = 4
 
 
 class JobRunner:
@@ -45,7 +49,10 @@ class JobRunner:
             logger.info("job %s is not to run (%s): dropped", job_id, refused)
             return "gone"
         try:
-            with registered_datasets(DatasetCache(self._client).fetch):
+            with (
+                self._renewals(job_id, job.lease_ttl_s),
+                registered_datasets(DatasetCache(self._client).fetch),
+            ):
                 result = self._work(job)
         except ServiceUnreachable:
             raise  # the service is out of reach: the message is redelivered, or the job times out
@@ -53,6 +60,30 @@ class JobRunner:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
             return self._finish(job_id, None, reason[:MAX_REASON_CHARS]) or "failed"
         return self._finish(job_id, result.model_dump(mode="json"), None) or "done"
+
+    @contextmanager
+    def _renewals(self, job_id: int, lease_ttl_s: float | None) -> Iterator[None]:
+        """Start the job again in the background while it runs, so a job longer than its time
+        (``lease_ttl_s``; an older service does not say) is not timed out under its worker."""
+        if lease_ttl_s is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(lease_ttl_s / RENEWALS_PER_LEASE):
+                try:
+                    self._client.start_job(job_id)
+                except Exception as error:  # the outcome's request says what became of it
+                    logger.warning("job %s: its time was not renewed: %s", job_id, error)
+
+        renewing = threading.Thread(target=renew, name=f"job-{job_id}-renewals", daemon=True)
+        renewing.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewing.join(timeout=30)
 
     def _finish(self, job_id: int, result: dict[str, Any] | None, reason: str | None) -> str:
         """Send the outcome; ``"gone"`` when the study was deleted meanwhile, else ``""``."""

@@ -16,12 +16,14 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy import text
 
 from service.dispatch import NoDispatcher
 from service.errors import Conflict, NotFound
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.sqlite_ids import ID_TABLES
+from service.storage.tables import TrialLeaseRecord
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 
@@ -169,3 +171,49 @@ def _indexes(path: Path) -> set[str]:
                 "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
             )
         }
+
+
+def test_a_delete_a_trials_new_row_breaks_leaves_the_study_stopped(
+    new_database_url: Callable[[str], str],
+) -> None:
+    """PostgreSQL: a row written for one of the study's trials while Optuna deletes it (Optuna's
+    delete swallows the foreign key's refusal). The delete answers 409 and the study is stopped:
+    not running without its leases, where the reaper would run its trials again."""
+    database = Database(new_database_url("postgresql"))
+    tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+    study = tuner.create_study(external_spec())
+    trial = tuner.ask(study.study_id)
+    outcome: list[BaseException | None] = []
+
+    def delete() -> None:
+        try:
+            tuner.delete(study.study_id)
+            outcome.append(None)
+        except Conflict as refused:
+            outcome.append(refused)
+
+    with database.engine.connect() as writer:
+        with writer.begin():  # a value written meanwhile: the trial's row is held for its key
+            writer.execute(
+                text(
+                    "INSERT INTO trial_values (trial_id, objective, value, value_type) "
+                    "VALUES (:trial_id, 0, 0.5, 'FINITE')"
+                ),
+                {"trial_id": trial.trial_id},
+            )
+            deleting = threading.Thread(target=delete)
+            deleting.start()
+            deleting.join(timeout=1.0)
+            assert deleting.is_alive()  # Optuna's delete of the trial waits for the value's row
+        deleting.join(timeout=30)
+    [refused] = outcome
+    assert refused is not None and "delete it again" in str(refused)
+    assert tuner.study(study.study_id).state == "stopped"
+    later = datetime.now(UTC) + timedelta(seconds=tuner.lease_ttl_s + 5)
+    tuner.expire_leases(later)  # a stopped study's trials are not taken up again
+    with database.session() as session:
+        assert session.get(TrialLeaseRecord, trial.trial_id) is None
+    tuner.delete(study.study_id)
+    with pytest.raises(NotFound):
+        tuner.study(study.study_id)
+    database.dispose()

@@ -13,7 +13,7 @@ import pytest
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import MASKED_SECRET, STORED_SPEC_CONTEXT
 from service.webhook_transport import opener
-from service.webhooks import RefusedAddress, check_address, sign
+from service.webhooks import RefusedAddress, check_address, post_to_first_answering, sign
 
 SECRET = "0123456789abcdef-secret"
 
@@ -61,9 +61,8 @@ def test_the_secret_is_masked_except_in_the_services_own_record() -> None:
     assert spec.webhook is not None and spec.webhook.events == ["best_changed", "study_finished"]
 
 
-def test_the_post_goes_to_the_address_checked_with_the_urls_host() -> None:
-    """``.invalid`` never resolves: only a connection to the pinned address can reach the server."""
-    hosts: list[str] = []
+def receiving_server(hosts: list[str]) -> HTTPServer:
+    """A server on 127.0.0.1 that answers one POST with 204, noting its Host header."""
 
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -76,6 +75,13 @@ def test_the_post_goes_to_the_address_checked_with_the_urls_host() -> None:
 
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.handle_request, daemon=True).start()
+    return server
+
+
+def test_the_post_goes_to_the_address_checked_with_the_urls_host() -> None:
+    """``.invalid`` never resolves: only a connection to the pinned address can reach the server."""
+    hosts: list[str] = []
+    server = receiving_server(hosts)
     url = f"http://hooks.invalid:{server.server_port}/hook"
     with opener("127.0.0.1").open(Request(url, data=b"{}", method="POST"), timeout=5) as answer:
         assert answer.status == 204
@@ -83,6 +89,18 @@ def test_the_post_goes_to_the_address_checked_with_the_urls_host() -> None:
     assert hosts == [f"hooks.invalid:{server.server_port}"]
 
 
+def test_each_address_checked_is_tried_until_one_answers() -> None:
+    hosts: list[str] = []
+    server = receiving_server(hosts)  # on 127.0.0.1 only: 127.0.0.2 refuses the connection
+    url = f"http://hooks.invalid:{server.server_port}/hook"
+    request = Request(url, data=b"{}", method="POST")
+    assert post_to_first_answering(["127.0.0.2", "127.0.0.1"], request) == 204
+    server.server_close()
+    assert hosts == [f"hooks.invalid:{server.server_port}"]
+    with pytest.raises(OSError):
+        post_to_first_answering(["127.0.0.2"], request)
+
+
 def test_the_address_to_connect_to_is_the_one_checked() -> None:
-    assert check_address("https://93.184.215.14/hook", allow_private=False) == "93.184.215.14"
+    assert check_address("https://93.184.215.14/hook", allow_private=False) == ["93.184.215.14"]
     assert check_address("http://127.0.0.1/hook", allow_private=True) is None
