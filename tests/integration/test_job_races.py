@@ -5,7 +5,6 @@ outcomes at once (a worker's result and the timeout) exactly one is stored, whol
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from service import job_store
 from service.errors import NotFound
 from service.job_store import JobKind, JobState, JobStore
 from service.storage.database import Database
+from tests.support.threads import at_once
 
 pytestmark = pytest.mark.integration
 STUDY_ID = 11  # jobs alone: no study row is needed
@@ -73,13 +73,3 @@ def test_of_a_result_and_a_timeout_at_once_one_is_stored_whole(database: Databas
                 None,
                 "timed out",
             )
-
-
-def at_once(*calls: Callable[[], object]) -> None:
-    """Run ``calls`` in threads released together."""
-    meet = threading.Barrier(len(calls))
-    threads = [threading.Thread(target=lambda c=call: (meet.wait(), c())) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)

@@ -699,44 +699,49 @@ def lease_expiry(tuner: Tuner, trial_id: int) -> object:
         )
 
 
-def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(database_url: str) -> None:
+@pytest.fixture
+def sent_short_leases(database_url: str) -> Iterator[Tuner]:
+    """Leases of 30 s, and a dispatcher that takes every trial (no worker claims it)."""
     database = Database(database_url)
     times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
-    short_leases = Tuner(database, DoNothingDispatcher(), TrainerCatalog.installed(), times)
-    study = short_leases.create_study(
-        spec(
-            n_trials=4,
-            concurrent=1,
-            space={"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
-            enqueue=[{"lr": 1e-3}, {"lr": 2e-3}],
-            trainer={"name": "mlp", "dataset": "wine", "epochs": 1},
-            preflight={"enabled": False},
-        )
+    yield Tuner(database, DoNothingDispatcher(), TrainerCatalog.installed(), times)
+    database.dispose()
+
+
+def trainer_spec(n_trials: int, **extra: object) -> StudySpec:
+    """A study of the built-in trainer, one trial at a time, without pre-flight checks."""
+    return spec(
+        n_trials=n_trials,
+        concurrent=1,
+        space={"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        trainer={"name": "mlp", "dataset": "wine", "epochs": 1},
+        preflight={"enabled": False},
+        **extra,
     )
+
+
+def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(
+    sent_short_leases: Tuner,
+) -> None:
+    short_leases = sent_short_leases
+    study = short_leases.create_study(trainer_spec(4, enqueue=[{"lr": 1e-3}, {"lr": 2e-3}]))
     [lost] = [t for t in short_leases.study_trials(study.study_id) if t.state == "running"]
     assert lost.params == {"lr": 1e-3}  # sent, never claimed; the other enqueued one waits
     assert short_leases.expire_leases(later(LEASE_TTL_S + 1)) == [lost.trial_id]
     trials = {trial.trial_id: trial for trial in short_leases.study_trials(study.study_id)}
     retry = trials[trials[lost.trial_id].retried_by]
     assert (retry.params, retry.seed, retry.state) == (lost.params, lost.seed, "running")
-    [waiting] = database.optuna.get_all_trials(study.study_id, states=(TrialState.WAITING,))
-    assert waiting.system_attrs["fixed_params"] == {"lr": 2e-3}  # Optuna's enqueued parameters
-    database.dispose()
-
-
-def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(database_url: str) -> None:
-    database = Database(database_url)
-    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
-    tuner = Tuner(database, DoNothingDispatcher(), TrainerCatalog.installed(), times)
-    study = tuner.create_study(
-        spec(
-            n_trials=1,
-            concurrent=1,
-            space={"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
-            trainer={"name": "mlp", "dataset": "wine", "epochs": 1},
-            preflight={"enabled": False},
-        )
+    waiting_trials = short_leases.trials.storage.get_all_trials(
+        study.study_id, states=(TrialState.WAITING,)
     )
+    assert [t.system_attrs["fixed_params"] for t in waiting_trials] == [{"lr": 2e-3}]
+
+
+def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(
+    sent_short_leases: Tuner,
+) -> None:
+    tuner = sent_short_leases
+    study = tuner.create_study(trainer_spec(1))
     [lost] = tuner.study_trials(study.study_id)
     tuner.pause(study.study_id)
     assert tuner.expire_leases(later(LEASE_TTL_S + 1)) == [lost.trial_id]
@@ -745,4 +750,3 @@ def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(database_u
     assert resumed.state == "running"
     trials = tuner.study_trials(study.study_id)
     assert [trial.state for trial in trials] == ["fail", "running"]
-    database.dispose()

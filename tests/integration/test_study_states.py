@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,6 +21,7 @@ from service.study_store import StudyState
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 from tests.integration.test_webhooks import SECRET, Receiver, receiver
+from tests.support.threads import at_once
 
 pytestmark = pytest.mark.integration
 __all__ = ["receiver"]  # the webhook tests' receiver, shared as a fixture
@@ -89,13 +90,3 @@ def test_study_finished_is_sent_once_when_a_stop_and_the_studys_end_meet(
     for study_id in studies:
         [post] = state.events(study_id)
         assert post["body"]["state"] == tuner.study(study_id).state  # the end that won
-
-
-def at_once(*calls: Callable[[], object]) -> None:
-    """Run ``calls`` in threads released together."""
-    meet = threading.Barrier(len(calls))
-    threads = [threading.Thread(target=lambda c=call: (meet.wait(), c())) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
