@@ -29,6 +29,10 @@ class LocalStack:
         log_level: str = "INFO",
         settings: dict[str, str] | None = None,
     ) -> None:
+        """``tokens``: the users' tokens the API takes (tokens required where there are any);
+        every process sends the first. Such a stack's workers need a worker token of their own
+        (claims are a worker token's alone): ``HPO_WORKER_TOKENS`` and ``HPO_TOKEN`` in
+        ``settings``, which override the stack's own."""
         self.directory = directory or Path(tempfile.mkdtemp(prefix="hpo-stack-"))
         self.log_level = log_level
         self.extra_settings = settings or {}
