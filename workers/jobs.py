@@ -8,10 +8,9 @@ only the first outcome the service receives counts.
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -25,11 +24,11 @@ from workers.ensemble import score_ensemble
 from workers.job_models import REGULARISERS_OFF, model_builder, seeded_factory, trainer_data
 from workers.preflight import run_checks
 from workers.provenance import registered_datasets
+from workers.renewals import renewed
 from workers.vault import part_tensors, score_test_split, trial_models
 
 logger = logging.getLogger(__name__)
 MAX_REASON_CHARS = 1500
-RENEWALS_PER_LEASE = 4
 
 
 class JobRunner:
@@ -50,7 +49,7 @@ class JobRunner:
             return "gone"
         try:
             with (
-                self._renewals(job_id, job.lease_ttl_s),
+                _renewals(self._client, job_id, job.lease_ttl_s),
                 registered_datasets(DatasetCache(self._client).fetch),
             ):
                 result = self._work(job)
@@ -60,30 +59,6 @@ class JobRunner:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
             return self._finish(job_id, None, reason[:MAX_REASON_CHARS]) or "failed"
         return self._finish(job_id, result.model_dump(mode="json"), None) or "done"
-
-    @contextmanager
-    def _renewals(self, job_id: int, lease_ttl_s: float | None) -> Iterator[None]:
-        """Start the job again in the background while it runs, so a job longer than its time
-        (``lease_ttl_s``; an older service does not say) is not timed out under its worker."""
-        if lease_ttl_s is None:
-            yield
-            return
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(lease_ttl_s / RENEWALS_PER_LEASE):
-                try:
-                    self._client.start_job(job_id)
-                except Exception as error:  # the outcome's request says what became of it
-                    logger.warning("job %s: its time was not renewed: %s", job_id, error)
-
-        renewing = threading.Thread(target=renew, name=f"job-{job_id}-renewals", daemon=True)
-        renewing.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            renewing.join(timeout=30)
 
     def _finish(self, job_id: int, result: dict[str, Any] | None, reason: str | None) -> str:
         """Send the outcome; ``"gone"`` when the study was deleted meanwhile, else ``""``."""
@@ -115,3 +90,13 @@ class JobRunner:
         factory = seeded_factory(build, job.trainer, params, data.num_features, data.num_classes)
         features, labels = part_tensors(data.train)
         return run_checks(factory, features, labels, data.num_classes, spec)
+
+
+def _renewals(
+    client: HPOJSONClient, job_id: int, lease_ttl_s: float | None
+) -> AbstractContextManager[None]:
+    """The job started again in the background while it runs, which renews its time, so a job
+    longer than ``lease_ttl_s`` is not timed out under its worker (an older service: none)."""
+    if lease_ttl_s is None:
+        return nullcontext()
+    return renewed(f"job {job_id}", partial(client.start_job, job_id), lease_ttl_s)

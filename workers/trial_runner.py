@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import partial
 from typing import Any, NamedTuple
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -22,6 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from client import HPOError, HPOJSONClient, ServiceUnreachable, TrialGone
 from service.dispatch import TrialAssignment
 from workers.provenance import TrialContext, trial_context
+from workers.renewals import renewed
 from workers.report_pipeline import UNKNOWN, ReportPipeline
 from workers.result_figures import completion_fields
 from workers.trainer_loader import load_trainer
@@ -31,7 +30,6 @@ from workers.trial_ending import Statement, TrialEnding, quietly
 from workers.trial_records import open_records, upload_checkpoint
 
 logger = logging.getLogger(__name__)
-HEARTBEATS_PER_LEASE = 4
 # Celery's pool processes are daemonic, and a daemonic process may start no other: what Python's
 # multiprocessing says when a trainer's DataLoader starts its worker processes in one.
 DAEMONIC_PROCESS = "daemonic processes are not allowed to have children"
@@ -71,7 +69,8 @@ class TrialRunner:
             seed=assignment.seed,
         )
         try:
-            with self._heartbeats(run.trial_id, claimed["lease"], float(claimed["lease_ttl_s"])):
+            heartbeat = partial(self._client.heartbeat, run.trial_id, claimed["lease"])
+            with renewed(f"trial {run.trial_id}", heartbeat, float(claimed["lease_ttl_s"])):
                 return self._train_and_complete(run, str(assignment.trainer["name"]), claimed)
         except TrialGone as gone:
             logger.info("trial %s is not this worker's to run (%s): dropped", run.trial_id, gone)
@@ -172,26 +171,6 @@ class TrialRunner:
         if isinstance(error, AssertionError) and DAEMONIC_PROCESS in str(error):
             return f"{CHILD_PROCESS_HELP}\n{stated}"
         return stated
-
-    @contextmanager
-    def _heartbeats(self, trial_id: int, lease: str, ttl_s: float) -> Iterator[None]:
-        """Renew the lease in the background, so an epoch longer than the lease does not lose it."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(ttl_s / HEARTBEATS_PER_LEASE):
-                try:
-                    self._client.heartbeat(trial_id, lease)
-                except Exception as error:  # the next report says whether the trial is still ours
-                    logger.warning("heartbeat for trial %s failed: %s", trial_id, error)
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(timeout=5)
 
 
 class Trained(NamedTuple):

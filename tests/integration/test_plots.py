@@ -121,13 +121,7 @@ def test_an_unknown_study_is_404(stack: LocalStack) -> None:
 @pytest.mark.slow
 def test_hpo_plot_writes_every_figure(stack: LocalStack, finished_id: int, tmp_path: Path) -> None:
     out = tmp_path / "figures"
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", "plot", str(finished_id), "--out", str(out)],
-        env={**os.environ, **stack.env()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = hpo_plot(stack, finished_id, out)
     assert done.returncode == 0, done.stderr
     written = sorted(path.name for path in out.iterdir())
     assert written == sorted(f"study-{finished_id}-{kind}.png" for kind in KINDS)
@@ -142,16 +136,21 @@ def test_hpo_plot_of_nothing_to_draw_writes_no_folder(
     empty = external_study(hpo, [])
     for study_id, message in ((empty, "skipped history"), (999999, "999999")):
         out = tmp_path / f"figures-{study_id}"
-        done = subprocess.run(
-            [sys.executable, "-m", "cli", "plot", str(study_id), "--out", str(out)],
-            env={**os.environ, **stack.env()},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = hpo_plot(stack, study_id, out)
         assert done.returncode == 1
         assert message in done.stderr
         assert not out.exists()
+
+
+def hpo_plot(stack: LocalStack, study_id: int, out: Path) -> subprocess.CompletedProcess[str]:
+    """``hpo plot STUDY --out OUT`` against the stack, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "plot", str(study_id), "--out", str(out)],
+        env={**os.environ, **stack.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def copy_for_readme(history: Path) -> None:

@@ -354,10 +354,11 @@ LEASE_TTL_S = 30.0
 
 @pytest.fixture
 def short_leases(database_url: str) -> Iterator[Tuner]:
-    """Leases of 30 s; the tests ask the reaper about later moments instead of waiting."""
+    """Leases of 30 s; the tests ask the reaper about later moments instead of waiting. A
+    trainer's trials are taken by the dispatcher and never claimed (no worker runs)."""
     database = Database(database_url)
     times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
-    yield Tuner(database, NoDispatcher(), TrainerCatalog.installed(), times)
+    yield Tuner(database, DoNothingDispatcher(), TrainerCatalog.installed(), times)
     database.dispose()
 
 
@@ -699,15 +700,6 @@ def lease_expiry(tuner: Tuner, trial_id: int) -> object:
         )
 
 
-@pytest.fixture
-def sent_short_leases(database_url: str) -> Iterator[Tuner]:
-    """Leases of 30 s, and a dispatcher that takes every trial (no worker claims it)."""
-    database = Database(database_url)
-    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
-    yield Tuner(database, DoNothingDispatcher(), TrainerCatalog.installed(), times)
-    database.dispose()
-
-
 def trainer_spec(n_trials: int, **extra: object) -> StudySpec:
     """A study of the built-in trainer, one trial at a time, without pre-flight checks."""
     return spec(
@@ -720,10 +712,7 @@ def trainer_spec(n_trials: int, **extra: object) -> StudySpec:
     )
 
 
-def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(
-    sent_short_leases: Tuner,
-) -> None:
-    short_leases = sent_short_leases
+def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(short_leases: Tuner) -> None:
     study = short_leases.create_study(trainer_spec(4, enqueue=[{"lr": 1e-3}, {"lr": 2e-3}]))
     [lost] = [t for t in short_leases.study_trials(study.study_id) if t.state == "running"]
     assert lost.params == {"lr": 1e-3}  # sent, never claimed; the other enqueued one waits
@@ -737,10 +726,8 @@ def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(
     assert [t.system_attrs["fixed_params"] for t in waiting_trials] == [{"lr": 2e-3}]
 
 
-def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(
-    sent_short_leases: Tuner,
-) -> None:
-    tuner = sent_short_leases
+def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(short_leases: Tuner) -> None:
+    tuner = short_leases
     study = tuner.create_study(trainer_spec(1))
     [lost] = tuner.study_trials(study.study_id)
     tuner.pause(study.study_id)
