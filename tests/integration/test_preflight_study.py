@@ -184,7 +184,7 @@ def test_a_job_the_broker_refuses_says_so_without_the_brokers_address(
         reason = study["preflight"]["reason"]
         assert reason.startswith("could not be sent to the workers: the queue's broker")
         shown = str(client.jobs(created["study_id"]))
-        for secret in ("127.0.0.1", "broker-secret", ":1"):
+        for secret in ("127.0.0.1", "broker-secret", "redis:"):  # ":1" is in any timestamp
             assert secret not in reason and secret not in shown
     finally:
         stack.stop()
