@@ -4,6 +4,8 @@ The API runs :meth:`LeaseReaper.expire` on a timer in every process (``api/reape
 expire even when no worker is alive. It cannot act twice on one trial: each expiry re-reads the
 trial and its lease under the study's lock (an advisory lock on PostgreSQL) and does nothing to a
 trial that finished or was renewed meanwhile; and on PostgreSQL only one process reaps at a time.
+Each tick also refills the studies whose trials it failed, and the running studies of a trainer
+that hold no lease at all (a refill that failed once is made again, so no study stalls).
 """
 
 from __future__ import annotations
@@ -36,12 +38,31 @@ class LeaseReaper:
         with self._lifecycle.locks.try_hold(REAPER_LOCK_KEY) as mine:
             if not mine:
                 return []
-            for study_id in self._store.running_ids():
+            running = self._store.running_ids()
+            for study_id in running:
                 self._adopt_orphans(study_id)
             expired = self._expire_all(self._lifecycle.leases.expired(now), now)
-        for study_id in {lease.study_id for lease in expired}:
+            idle = self._idle_trainer_studies(running)
+        for study_id in sorted({lease.study_id for lease in expired} | idle):
             self._refill(study_id)
         return [lease.trial_id for lease in expired]
+
+    def _idle_trainer_studies(self, running: list[int]) -> set[int]:
+        """Running studies of a trainer with no trial leased: their refill is due. One whose
+        refill failed after a trial's end (a database error after the end's commit, a refill of
+        this reaper's) would otherwise wait for ever: no trial of it is left to end. A study held
+        for its pre-flight checks is one too; its refill starts nothing until they pass."""
+        leased = self._lifecycle.leases.studies_holding_leases()
+        return {
+            study_id for study_id in running if study_id not in leased and self._trains(study_id)
+        }
+
+    def _trains(self, study_id: int) -> bool:
+        try:
+            return self._store.spec(study_id).trainer is not None
+        except Exception:  # deleted meanwhile, or unreadable: not this tick's to refill
+            logger.exception("study %s: its refill left for the next tick", study_id)
+            return False
 
     # One study or lease that cannot be handled (deleted meanwhile, a delete cut short, a
     # database error) is logged and left for the next tick: the others' leases expire all the same.
@@ -83,7 +104,7 @@ class LeaseReaper:
         try:
             self._lifecycle.fill_slots(study_id)
         except Exception:
-            logger.exception("study %s: its refill left for its next trial's end", study_id)
+            logger.exception("study %s: its refill left for the next tick", study_id)
 
     def _fail_expired(
         self, lease: ExpiredLease, now: datetime

@@ -236,6 +236,12 @@ class LeaseStore:
         with self._database.session() as session:
             return set(session.scalars(query))
 
+    def studies_holding_leases(self) -> set[int]:
+        """The ids of the studies that have a trial holding a lease (one query for all)."""
+        query = select(TrialLeaseRecord.study_id).distinct()
+        with self._database.session() as session:
+            return set(session.scalars(query))
+
     def is_expired(self, trial_id: int, now: datetime) -> bool:
         """Whether the trial's lease is (still) past its time."""
         with self._database.session() as session:
