@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import current_tenant
 from api.context import tuner
@@ -131,7 +131,29 @@ def delete_study(path: StudyPath) -> tuple[str, int]:
     return "", 204
 
 
+class AskHeaders(BaseModel):
+    """An ask's ``Idempotency-Key``: a repeat of the ask with the same key, while the trial it
+    started holds its lease, is answered with that trial (its parameters and lease) instead of
+    starting another; once the trial has ended, the key starts a new one."""
+
+    idempotency_key: str | None = Field(
+        default=None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="1 to 200 visible ASCII characters, e.g. a UUID the program makes per ask",
+    )
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _visible_ascii(cls, key: str | None) -> str | None:
+        if key is not None and not all("!" <= character <= "~" for character in key):
+            raise ValueError("must be visible ASCII characters only (no spaces)")
+        return key
+
+
 @studies.post("/<int:study_id>/trials", responses={201: TrialAssignment})
-def ask_trial(path: StudyPath) -> tuple[dict[str, Any], int]:
+def ask_trial(path: StudyPath, header: AskHeaders) -> tuple[dict[str, Any], int]:
     """Start a trial and get its parameters (ask), for a program that trains its own model."""
-    return tuner().ask(path.study_id, current_tenant()).model_dump(mode="json"), 201
+    asked = tuner().ask(path.study_id, current_tenant(), header.idempotency_key)
+    return asked.model_dump(mode="json"), 201

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from urllib3.util.retry import Retry
@@ -103,8 +104,12 @@ class HPOJSONClient:
     def delete(self, study_id: int) -> None:
         self._call("DELETE", f"/studies/{study_id}")
 
-    def ask(self, study_id: int) -> dict[str, Any]:
-        return self._call("POST", f"/studies/{study_id}/trials")
+    def ask(self, study_id: int, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Start a trial of the study for this program: its parameters and lease. The ask goes
+        with an ``Idempotency-Key`` (a new UUID unless given), so an answer lost on the way is
+        asked for again: the repeat gets the same trial, not a second one."""
+        key = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        return self._call("POST", f"/studies/{study_id}/trials", headers=key, idempotent=True)
 
     def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
         """Start a trial this worker was sent: ``{"lease", "lease_ttl_s", "next_decision_step"}``
@@ -274,10 +279,22 @@ class HPOJSONClient:
         ``parallel_coordinate``."""
         return self._raw("GET", f"/studies/{study_id}/plots/{kind}.png").content
 
-    def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        idempotent = method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
+    def _call(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = False,
+    ) -> dict[str, Any]:
+        """One JSON call; ``idempotent``: a repeat gives the same result (GETs and the trials'
+        own calls are), so a broken or timed-out answer is asked for again."""
+        idempotent = (
+            idempotent or method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
+        )
         retries = self._idempotent_retries if idempotent else self._retries
-        answer = self._transport.call(method, path, retries, json=json)
+        answer = self._transport.call(method, path, retries, json=json, headers=headers)
         _raise_for_status(answer, path)
         if answer.status == 204:
             return {}

@@ -87,9 +87,11 @@ class Transport:
         json: Any = None,
         data: bytes | None = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
-        """One call (``json`` or ``data`` as its body); ``ServiceUnreachable`` if no answer came."""
-        headers = self.headers
+        """One call (``json`` or ``data`` as its body, with ``headers`` besides the client's own);
+        ``ServiceUnreachable`` if no answer came."""
+        headers = {**self.headers, **headers} if headers else self.headers
         body = data
         if json is not None:
             body = json_module.dumps(json, allow_nan=False).encode()

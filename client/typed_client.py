@@ -69,10 +69,11 @@ class HPOClient:
         """Delete the study and its trials."""
         self._checked(self.raw.delete, study_id)
 
-    def ask(self, study_id: int) -> Assignment:
+    def ask(self, study_id: int, idempotency_key: str | None = None) -> Assignment:
         """Start a trial of the study for this program to train; ``ConflictError`` when the
-        budget or every slot is taken."""
-        return Assignment.model_validate(self._checked(self.raw.ask, study_id))
+        budget or every slot is taken. Asked again with the same ``idempotency_key`` (one is
+        made per call unless given) while the trial runs, the answer is the same trial."""
+        return Assignment.model_validate(self._checked(self.raw.ask, study_id, idempotency_key))
 
     def report(self, trial: Assignment, step: int, value: float) -> bool:
         """Report an epoch's value; ``True``: the trial is pruned, stop training it."""

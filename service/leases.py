@@ -105,14 +105,28 @@ class LeaseStore:
         self.times = times
 
     def grant(
-        self, trial_id: int, study_id: int, attempt: int, *, claim: str | None = None
+        self,
+        trial_id: int,
+        study_id: int,
+        attempt: int,
+        *,
+        claim: str | None = None,
+        ask_key: str | None = None,
     ) -> str | None:
-        """A new trial's lease: waiting for a worker, or held at once by ``claim`` (an external program)."""
+        """A new trial's lease: waiting for a worker, or held at once by ``claim`` (an external
+        program, whose ask's ``Idempotency-Key`` is ``ask_key``)."""
         with self._database.session() as session:
-            return self.grant_in(session, trial_id, study_id, attempt, claim=claim)
+            return self.grant_in(session, trial_id, study_id, attempt, claim=claim, ask_key=ask_key)
 
     def grant_in(
-        self, session: Session, trial_id: int, study_id: int, attempt: int, *, claim: str | None
+        self,
+        session: Session,
+        trial_id: int,
+        study_id: int,
+        attempt: int,
+        *,
+        claim: str | None,
+        ask_key: str | None = None,
     ) -> str | None:
         """:meth:`grant` inside the caller's transaction (the one that creates the trial)."""
         token = secrets.token_hex(16) if claim else None
@@ -127,6 +141,7 @@ class LeaseStore:
             "expires_at": _now() + timedelta(seconds=wait),
             "attempt": attempt,
             "sent": claim is not None,
+            "ask_key": ask_key,
         }
         session.connection().execute(_GRANT, lease)
         return token
@@ -235,6 +250,16 @@ class LeaseStore:
         query = select(TrialLeaseRecord.trial_id).where(TrialLeaseRecord.study_id == study_id)
         with self._database.session() as session:
             return set(session.scalars(query))
+
+    def asked_with(self, study_id: int, ask_key: str) -> tuple[int, str | None] | None:
+        """The trial an ask of the study with this ``Idempotency-Key`` started, and its lease
+        token, while it holds its lease; ``None`` where there is none."""
+        query = select(TrialLeaseRecord.trial_id, TrialLeaseRecord.token).where(
+            TrialLeaseRecord.study_id == study_id, TrialLeaseRecord.ask_key == ask_key
+        )
+        with self._database.session() as session:
+            found = session.execute(query).first()
+        return None if found is None else (found.trial_id, found.token)
 
     def studies_holding_leases(self) -> set[int]:
         """The ids of the studies that have a trial holding a lease (one query for all)."""

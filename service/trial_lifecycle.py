@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -70,6 +70,15 @@ OutcomeOf = Callable[[Session], TrialOutcome]  # read in the end's own transacti
 _Created = tuple[int, int, dict[str, Any], int, str | None]
 
 
+class LeaseTerms(NamedTuple):
+    """A new trial's lease: its run of the parameters, its holder (an external program's; none:
+    it waits for a worker) and the ask's ``Idempotency-Key``."""
+
+    attempt: int
+    claim: str | None
+    ask_key: str | None
+
+
 class _LeaseNotExpired(Exception):
     """The lease was renewed (or ended) after it was found expired: the end is rolled back."""
 
@@ -93,9 +102,14 @@ class TrialLifecycle:
         self._trial_rows = OptunaTrialRows()
         self._study_of_trial: dict[int, int] = {}
 
-    def ask(self, study_id: int) -> TrialAssignment:
-        """Start one trial for an external program, leased to it; ``BudgetExhausted`` if none may start."""
+    def ask(self, study_id: int, ask_key: str | None = None) -> TrialAssignment:
+        """Start one trial for an external program, leased to it; ``BudgetExhausted`` if none may
+        start. An ask with the ``Idempotency-Key`` ``ask_key`` of one whose trial still holds its
+        lease is answered with that trial (an ask sent again after its answer was lost), not a
+        second one."""
         with self.locks.hold(study_id):
+            if ask_key is not None and (asked := self.leases.asked_with(study_id, ask_key)):
+                return self._asked_before(study_id, *asked)
             record = self._store.get(study_id)
             if record.state != StudyState.RUNNING:
                 self.mirrors.forget(study_id)
@@ -108,7 +122,12 @@ class TrialLifecycle:
                 raise BudgetExhausted(f"no trial may start: {reason}", field="study_id")
             try:
                 return self.create_trial(
-                    study_id, spec, counts.total, claim=EXTERNAL_HOLDER, history=trials
+                    study_id,
+                    spec,
+                    counts.total,
+                    claim=EXTERNAL_HOLDER,
+                    history=trials,
+                    ask_key=ask_key,
                 )
             except Exception:
                 # Optuna's path writes the trial before sampling: one whose sampling failed is
@@ -116,6 +135,11 @@ class TrialLifecycle:
                 # refilled without the lock: the study short of its trials then).
                 self._complete_if_done(study_id, spec, record.created_at)
                 raise
+
+    def _asked_before(self, study_id: int, trial_id: int, token: str | None) -> TrialAssignment:
+        """The answer an earlier ask gave: the trial it started, with its lease."""
+        trial = self._storage.get_trial(trial_id)
+        return self.assignment_of(trial, study_id).model_copy(update={"lease": token})
 
     def fill_slots(self, study_id: int) -> list[TrialAssignment]:
         """Start trials while the budget allows, then dispatch them; mark the study complete when
@@ -509,21 +533,23 @@ class TrialLifecycle:
         claim: str | None = None,
         seed: int | None = None,
         history: list[FrozenTrial] | None = None,
+        ask_key: str | None = None,
     ) -> TrialAssignment:
         """Ask the sampler (or take ``retry_of``'s parameters) for a new trial and lease it. Call
         under the study lock. ``history``: the study's trials as just read, where the caller has
-        them."""
+        them; ``ask_key``: the ask's ``Idempotency-Key``, kept on the lease."""
         created = None
         if retry_of is None and seed is None and mirrors(spec):
             sampler = build_sampler(spec, n_trials_so_far)
-            created = self._create_from_mirror(study_id, spec, sampler, history, (attempt, claim))
+            terms = LeaseTerms(attempt, claim, ask_key)
+            created = self._create_from_mirror(study_id, spec, sampler, history, terms)
         if created is None:  # a sampler of its own: the mirror's may have drawn already
             if retry_of is not None:
                 created = self._create_retry(study_id, spec, retry_of, seed)
             else:
                 sampler = build_sampler(spec, n_trials_so_far)
                 created = self._create_through_optuna(study_id, spec, sampler, seed)
-            token = self.leases.grant(created[0], study_id, attempt, claim=claim)
+            token = self.leases.grant(created[0], study_id, attempt, claim=claim, ask_key=ask_key)
             created = (*created[:4], token)
         trial_id, number, chosen, seed, token = created
         self._study_of_trial[trial_id] = study_id
@@ -544,10 +570,10 @@ class TrialLifecycle:
         spec: StudySpec,
         sampler: optuna.samplers.BaseSampler,
         history: list[FrozenTrial] | None,
-        lease: tuple[int, str | None],
+        lease: LeaseTerms,
     ) -> _Created | None:
         """Sample against the study's in-memory mirror, then write the trial and its lease (its
-        attempt and holder: ``lease``) in one transaction (service.study_mirror). ``None`` where
+        attempt, holder and ask's key: ``lease``) in one transaction (service.study_mirror). ``None`` where
         a trial waits with fixed parameters, or another writer added a trial the mirror missed."""
         if history is None:
             history = self._storage.get_all_trials(study_id, deepcopy=False)
@@ -567,7 +593,10 @@ class TrialLifecycle:
                 trial_id, number = self._trial_rows.insert_running(session, study_id, sampled)
                 if number != sampled.number:  # created outside the study lock: sample again
                     raise MirrorOutOfStep(f"trial number {number}, mirror {sampled.number}")
-                token = self.leases.grant_in(session, trial_id, study_id, lease[0], claim=lease[1])
+                token = self.leases.grant_in(
+                    session, trial_id, study_id, lease.attempt, claim=lease.claim,
+                    ask_key=lease.ask_key,
+                )  # fmt: skip
         except MirrorOutOfStep:
             logger.warning("study %s: its mirror was out of step; asking Optuna", study_id)
             self.mirrors.forget(study_id)

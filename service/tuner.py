@@ -237,11 +237,14 @@ class Tuner:
             field="study_id",
         )
 
-    def ask(self, study_id: int, tenant: str | None = None) -> TrialAssignment:
-        """Start a trial for a program that trains its own models."""
+    def ask(
+        self, study_id: int, tenant: str | None = None, ask_key: str | None = None
+    ) -> TrialAssignment:
+        """Start a trial for a program that trains its own models; an ask with the
+        ``Idempotency-Key`` (``ask_key``) of one whose trial still runs gets that trial again."""
         if tenant is not None and self._store.tenant_of(study_id) != tenant:
             raise NotFound(f"no study with id {study_id}", field="study_id")
-        return self.trials.ask(study_id)  # reads the study's record, NotFound where there is none
+        return self.trials.ask(study_id, ask_key)  # NotFound where the study has no record
 
     def claim(self, trial_id: int, holder: str, tenant: str | None = None) -> ClaimedTrial:
         """A worker starts a trial it was sent; the lease token it reports with, and the first

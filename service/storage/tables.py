@@ -50,10 +50,13 @@ class TrialLeaseRecord(ServiceTable):
     Granted when the trial is created (unclaimed: it waits in the queue), claimed by the worker
     that runs it, renewed by every report and heartbeat, removed when the trial ends.
     ``attempt`` counts the runs of the same parameters (0 for the first); ``sent`` is false while
-    the broker could not take the trial's message (it is sent again, not failed).
+    the broker could not take the trial's message (it is sent again, not failed). ``ask_key``: the
+    ``Idempotency-Key`` of the ask that started the trial, unique in its study while it runs (an
+    ask repeated with it is answered with the same trial).
     """
 
     __tablename__ = "hpo_trial_leases"
+    __table_args__ = (UniqueConstraint("study_id", "ask_key"),)
 
     trial_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     study_id: Mapped[int] = mapped_column(index=True)
@@ -62,6 +65,7 @@ class TrialLeaseRecord(ServiceTable):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     attempt: Mapped[int] = mapped_column(default=0)
     sent: Mapped[bool] = mapped_column(default=True)
+    ask_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class TokenRecord(ServiceTable):

@@ -8,7 +8,9 @@ import pytest
 import requests
 
 from cli.local_stack import LocalStack
+from client import HPOJSONClient
 from tests.integration.conftest import unique
+from tests.support.answer_dropper import dropping_answers
 
 pytestmark = pytest.mark.integration
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -185,6 +187,37 @@ def test_an_external_program_asks_reports_and_completes(stack: LocalStack) -> No
     final = client.study(study["study_id"])
     assert final["state"] == "complete" and final["counts"]["complete"] == 2
     assert client.best(study["study_id"])["value"] == 0.2
+
+
+def test_an_ask_whose_answer_is_lost_is_asked_again_and_gets_the_same_trial(
+    stack: LocalStack,
+) -> None:
+    client = stack.client()
+    study = client.create_study(
+        good_study(budget={"n_trials": 3, "max_concurrent_trials": 3}, pruner={"name": "none"})
+    )
+    with dropping_answers(stack.url, drops=1) as proxy:
+        trial = HPOJSONClient(proxy.url).ask(study["study_id"])
+    assert proxy.dropped == 1  # the ask was made, and its first answer lost
+    [started] = client.trials(study["study_id"])
+    assert started["trial_id"] == trial["trial_id"]
+    client.complete(trial["trial_id"], value=0.5, lease=trial["lease"])  # its lease works
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [("two words", "visible ASCII"), ("k" * 201, "at most 200"), ("", "at least 1")],
+)
+def test_an_ask_with_a_bad_idempotency_key_is_refused_naming_it(
+    stack: LocalStack, key: str, problem: str
+) -> None:
+    study = stack.client().create_study(good_study())
+    url = f"{stack.url}/studies/{study['study_id']}/trials"
+    response = requests.post(url, headers={"Idempotency-Key": key}, timeout=30)
+    assert response.status_code == 422
+    [named] = response.json()["problems"]
+    assert named["field"] == "Idempotency-Key" and problem in named["problem"]
+    assert stack.client().trials(study["study_id"]) == []
 
 
 @pytest.mark.parametrize(

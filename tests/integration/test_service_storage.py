@@ -737,3 +737,26 @@ def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(short_leas
     assert resumed.state == "running"
     trials = tuner.study_trials(study.study_id)
     assert [trial.state for trial in trials] == ["fail", "running"]
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [{"name": "random", "seed": 3}, {"name": "cmaes", "seed": 3}],
+    ids=["sampled-on-the-mirror", "sampled-through-optuna"],
+)
+def test_an_ask_repeated_with_its_idempotency_key_gets_its_running_trial_again(
+    tuner: Tuner, sampler: dict[str, object]
+) -> None:
+    study = tuner.create_study(spec(n_trials=6, concurrent=3, sampler=sampler))
+    first = tuner.ask(study.study_id, ask_key="ask-1")
+    assert tuner.ask(study.study_id, ask_key="ask-1") == first  # parameters, seed and lease
+    other = tuner.ask(study.study_id, ask_key="ask-2")
+    unkeyed = tuner.ask(study.study_id)
+    assert len({first.trial_id, other.trial_id, unkeyed.trial_id}) == 3
+    assert tuner.ask(study.study_id, ask_key="ask-2") == other  # every slot taken: no matter
+    tuner.complete(first.trial_id, TrialState.COMPLETE, 0.5, None, first.lease)
+    again = tuner.ask(study.study_id, ask_key="ask-1")  # its trial ended: the key starts anew
+    assert again.trial_id not in (first.trial_id, other.trial_id, unkeyed.trial_id)
+    elsewhere = tuner.create_study(spec(n_trials=2, concurrent=1))
+    assert tuner.ask(elsewhere.study_id, ask_key="ask-2").study_id == elsewhere.study_id
+    assert [trial.state for trial in tuner.study_trials(study.study_id)].count("running") == 3

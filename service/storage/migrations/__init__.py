@@ -60,6 +60,12 @@ def _columns(inspector: Inspector, table: str) -> set[str]:
 # Newest first: what each revision left in the database that the revisions before it did not.
 SCHEMA_MARKS: list[tuple[str, Callable[[Inspector, set[str]], bool]]] = [
     (
+        "0007_ask_keys",
+        lambda inspector, tables: (
+            "hpo_trial_leases" in tables and "ask_key" in _columns(inspector, "hpo_trial_leases")
+        ),
+    ),
+    (
         "0006_jobs_datasets_artifacts",
         lambda _, tables: {"hpo_study_jobs", "hpo_datasets", "hpo_artifacts"} <= tables,
     ),
