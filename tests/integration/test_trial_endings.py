@@ -23,8 +23,9 @@ from billiard.pool import Pool
 from torch.utils.data import DataLoader, TensorDataset
 
 from cli.local_stack import LocalStack
-from client import HPOJSONClient
+from client import HPOJSONClient, ServiceUnreachable
 from tests.integration.conftest import unique
+from tests.support.outage_front import OutageFront
 from workers import trial_runner
 from workers.trainers.base import EpochReporter, TrainingFailed, TrainResult, TrialRun
 from workers.trial_runner import TrialRunner
@@ -282,3 +283,51 @@ def test_the_trial_runs_as_the_service_holds_it_not_as_the_message_says(
     assert TrialRunner(HPOJSONClient(workerless_stack.url)).run(forged) == "complete"
     [run] = ran
     assert (run.params, run.seed, run.settings) == (message["params"], message["seed"], TRAINER)
+
+
+def reporting_epochs(report: EpochReporter) -> TrainResult:
+    """Reports an epoch every 50 ms for up to 5 s: a background send's answer reaches it."""
+    for epoch in range(1, 101):
+        report(epoch, 0.5)
+        time.sleep(0.05)
+    return TrainResult(0.5, 100)
+
+
+def run_with_reports_answered(
+    stack: LocalStack, message: dict[str, Any], status: int
+) -> tuple[str, list[str]]:
+    """Run the trial of ``message`` with its reports answered ``status`` after the client's
+    retries (none), its other requests reaching the API: how the runner says it ended, and the
+    paths answered ``status``."""
+    with OutageFront(stack.url, status, failing_suffix="/reports") as front:
+        outcome = TrialRunner(HPOJSONClient(front.url, retries=0)).run(message, delivery="test")
+    return outcome, front.failed
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_report_the_service_cannot_record_for_an_outage_leaves_the_trial_to_its_lease(
+    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """Not the trainer's failure: the runner raises, as for a service out of reach, and the trial
+    stays running until its lease expires and it runs again with the same parameters."""
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: Scripted(reporting_epochs))
+    client = workerless_stack.client()
+    message = sent_message(client)
+    with pytest.raises(ServiceUnreachable, match=f"{status}: the service is unavailable"):
+        run_with_reports_answered(workerless_stack, message, status)
+    [trial] = client.trials(message["study_id"])
+    assert trial["state"] == "running" and not trial["fail_reason"]
+
+
+def test_a_report_the_service_answers_500_fails_the_trial_with_it(
+    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 500 is the service's bug, not an outage that waiting outlasts: the trial fails, saying so."""
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: Scripted(reporting_epochs))
+    client = workerless_stack.client()
+    message = sent_message(client)
+    outcome, failed = run_with_reports_answered(workerless_stack, message, 500)
+    assert outcome == "failed" and failed
+    [trial] = client.trials(message["study_id"])
+    assert trial["state"] == "fail"
+    assert "HPOError: 500: the service is unavailable" in trial["fail_reason"]
