@@ -26,7 +26,7 @@ from cli.local_stack import LocalStack
 from client import HPOJSONClient, ServiceUnreachable
 from tests.integration.conftest import unique
 from tests.support.outage_front import OutageFront
-from workers import trial_runner
+from workers import renewals, trial_runner
 from workers.trainers.base import EpochReporter, TrainingFailed, TrainResult, TrialRun
 from workers.trial_runner import TrialRunner
 
@@ -331,3 +331,33 @@ def test_a_report_the_service_answers_500_fails_the_trial_with_it(
     [trial] = client.trials(message["study_id"])
     assert trial["state"] == "fail"
     assert "HPOError: 500: the service is unavailable" in trial["fail_reason"]
+
+
+def test_a_trial_whose_heartbeat_finds_it_taken_away_stops_at_its_next_report(
+    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its lease was taken away (its study deleted here; expired, elsewhere): the trainer's next
+    report raises ``TrialGone`` instead of being held for a send that the service would refuse,
+    so the trainer trains no further epoch."""
+    monkeypatch.setattr(renewals, "RENEWALS_PER_LEASE", 2400)  # a heartbeat every 50 ms
+    client = workerless_stack.client()
+    message = sent_message(client)
+    epochs_after_the_loss: list[int] = []
+
+    def script(report: EpochReporter) -> TrainResult:
+        report(1, 0.5)
+        deadline = time.monotonic() + 10
+        while not client.trials(message["study_id"])[0]["intermediate_values"]:
+            assert time.monotonic() < deadline, "the first report was not recorded"
+            time.sleep(0.05)
+        client.delete(message["study_id"])
+        time.sleep(1)  # the heartbeats find the trial gone; no report is out
+        for epoch in (2, 3):
+            report(epoch, 0.5)
+            epochs_after_the_loss.append(epoch)
+        return TrainResult(0.5, 3)
+
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: Scripted(script))
+    runner = TrialRunner(HPOJSONClient(workerless_stack.url))
+    assert runner.run(message, delivery="test") == "gone"
+    assert epochs_after_the_loss == []
