@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from api.schemas import FILE_ENDPOINTS
 from service.errors import (
+    RETRY_AFTER_S,
     Conflict,
     InvalidSpec,
     NotFound,
@@ -25,7 +26,6 @@ from service.errors import (
 from service.spec.problems import Problem, problems_from_validation_error
 
 logger = logging.getLogger(__name__)
-RETRY_AFTER_S = 5
 _STATUS_OF: list[tuple[type[ServiceError], int]] = [
     (InvalidSpec, 422),
     (NotFound, 404),

@@ -23,7 +23,28 @@ IDEMPOTENT_TRIAL_CALLS = frozenset(
         "checkpoint",
     }
 )
-DEFAULT_RETRIES = 12  # with backoff capped at 8 s: about a minute of API or database outage
+BACKOFF_FACTOR_S = 0.25
+BACKOFF_MAX_S = 8.0
+DEFAULT_RETRIES = 12  # 63.5 s of backoff (retries_lasting(60)): about a minute of outage
+
+
+def retries_lasting(outage_s: float, longest_wait_s: float = BACKOFF_MAX_S) -> int:
+    """The fewest retries whose waits add up to at least ``outage_s``, so that a call outlasts an
+    outage that long: urllib3's backoff waits none before the first retry, then 0.5 s doubling
+    up to ``BACKOFF_MAX_S``. A 503's ``Retry-After`` takes the place of a wait: where the service
+    names a shorter one than ``BACKOFF_MAX_S``, pass it as ``longest_wait_s``."""
+    if longest_wait_s <= 0:
+        raise ValueError(f"longest_wait_s must be positive, not {longest_wait_s}")
+    retries, waited_s = 0, 0.0
+    while waited_s < outage_s:
+        retries += 1
+        waited_s += min(backoff_wait_s(retries), longest_wait_s)
+    return retries
+
+
+def backoff_wait_s(retry: int) -> float:
+    """urllib3's backoff before a call's ``retry``-th retry (counted from 1)."""
+    return 0.0 if retry <= 1 else min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2 ** (retry - 1))
 
 
 def _retry_policy(retries: int, *, idempotent: bool) -> Retry:
@@ -39,8 +60,8 @@ def _retry_policy(retries: int, *, idempotent: bool) -> Retry:
         other=0,
         status_forcelist=(502, 503, 504),
         allowed_methods=None,
-        backoff_factor=0.25,
-        backoff_max=8,
+        backoff_factor=BACKOFF_FACTOR_S,
+        backoff_max=BACKOFF_MAX_S,
         respect_retry_after_header=True,
         raise_on_status=False,
     )
@@ -70,8 +91,10 @@ class HPOJSONClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
+        """``retries``: how many times a call is retried at most (see :func:`retries_lasting`)."""
         self._transport = Transport(url, token, timeout_s)
         self.url = self._transport.url
+        self.retries = retries
         self._retries = _retry_policy(retries, idempotent=False)
         self._idempotent_retries = _retry_policy(retries, idempotent=True)
 

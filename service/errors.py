@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# How long a 503 tells the caller to wait (its Retry-After): the workers count their retries by it.
+RETRY_AFTER_S = 5
+
 
 class ServiceError(Exception):
     """Base of every error the service raises on purpose."""

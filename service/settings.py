@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(
         default=120,
         gt=0,
-        description="A running trial's lease lasts this long past its last report or heartbeat.",
+        description="A running trial's lease lasts this long past its last report or heartbeat. "
+        "Workers read it too (their calls retry for longer): give them the API's value.",
     )
     dispatch_timeout_s: float = Field(
         default=3600,

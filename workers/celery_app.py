@@ -11,6 +11,8 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from client import HPOJSONClient
+from client.http_client import retries_lasting
+from service.errors import RETRY_AFTER_S
 from service.long_lived import freeze_startup_objects
 from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config, soft_time_limit_s
 from service.settings import Settings
@@ -21,6 +23,9 @@ from workers.trial_runner import TrialRunner
 from workers.worker_logs import connect_log_signals
 
 logger = logging.getLogger(__name__)
+# How long past a lease the worker's calls retry: an expired lease is failed within the API's
+# reaper interval (HPO_REAPER_INTERVAL_S, 5 s by default), once the API is back.
+LEASE_MARGIN_S = 30.0
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -34,7 +39,7 @@ def create_celery(settings: Settings) -> Celery:
         # One HTTP session per worker process, made after the fork.
         pid = os.getpid()
         if pid not in clients:
-            clients[pid] = MeteredClient(settings.service_url, settings.bearer_token())
+            clients[pid] = worker_client(settings)
         return clients[pid]
 
     def runner() -> TrialRunner:
@@ -55,6 +60,17 @@ def create_celery(settings: Settings) -> Celery:
     for task_name in JOB_TASKS.values():  # pre-flight, evaluate, ensemble: one runner
         _register_job_task(app, task_name, client)
     return app
+
+
+def worker_client(settings: Settings) -> HPOJSONClient:
+    """The worker's HTTP client (one per worker process). Its calls retry for longer than a
+    trial's lease, ``HPO_LEASE_TTL_S``, which the worker and the API must therefore be given
+    alike: an API restarting, or its database, for less than the lease leaves the running
+    trials running; for longer, the lease has expired and the next answer says the trial is
+    gone (the client's default retries last about a minute)."""
+    outage_s = settings.lease_ttl_s + LEASE_MARGIN_S
+    retries = retries_lasting(outage_s, longest_wait_s=RETRY_AFTER_S)
+    return MeteredClient(settings.service_url, settings.bearer_token(), retries=retries)
 
 
 def _register_job_task(app: Celery, task_name: str, client: Callable[[], HPOJSONClient]) -> None:

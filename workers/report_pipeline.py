@@ -24,6 +24,9 @@ PyTorch scalars too: the client's JSON takes neither). A value that is not finit
 (the API refuses it, and the client's JSON before it): the report answers "stop" and ``failure``
 says why, and the trial runner fails the trial with that reason.
 
+A heartbeat that finds the trial taken away says so (``taken_away``): the next report raises
+its ``TrialGone`` without sending anything.
+
 ``flush`` sends what is held, waits for what is being sent and raises the first error a
 background call met (``TrialGone``: the trial was taken away). At a trial's end ``hand_over``
 waits the same way but hands back what is held, unsent: the completion brings those reports
@@ -89,13 +92,17 @@ class ReportPipeline:
         self._last_request = time.monotonic()
         self._pruned = False
         self._refused = False
+        self._gone: Exception | None = None  # why the trial is no longer the worker's
         # Why the trial cannot go on: a report's value that is not a finite number.
         self.failure: str | None = None
 
     def report(self, step: int, value: float) -> bool:
         """Send the epoch's value; ``True``: the trial is pruned, stop training it. A value that
         is not a finite number is not sent: it answers ``True`` too, and ``failure`` says why
-        (the trial ends failed)."""
+        (the trial ends failed). Once the trial was taken away (:meth:`taken_away`), it raises
+        that, sending nothing."""
+        if self._gone is not None:
+            raise self._gone
         step, value = as_step(step), as_float(value, "a report's value")
         self._collect_finished()
         if self.failure is None:
@@ -110,6 +117,12 @@ class ReportPipeline:
             return self._pruned
         held, stated = self._take_held()
         return self._take(self._send_in_order([*held, (step, value)], stated))
+
+    def taken_away(self, gone: Exception) -> None:
+        """The trial is no longer the worker's (``gone``: the ``TrialGone`` its heartbeat met,
+        from another thread): the next report raises it, so that the trainer stops there
+        rather than at the refusal of a report sent later."""
+        self._gone = gone
 
     def state(self, fields: dict[str, Any]) -> None:
         """State provenance ``fields`` of the trial (merged with those not sent yet): they go

@@ -6,7 +6,8 @@ acknowledged by Celery, and the trial stays running until its lease expires, the
 with the same parameters and seed. So a failure the service refuses is sent again with less (the
 reason alone, shortened), and nothing raises out of :meth:`TrialEnding.fail` but ``TrialGone``
 (the trial is no longer this worker's) and ``ServiceUnreachable`` (the service cannot record
-anything now: the lease decides, as it does for a worker lost).
+anything now: the lease decides, as it does for a worker lost). A 502, 503 or 504 that the
+client's retries did not outlast is ``ServiceUnreachable`` wherever it comes, a report too.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ class TrialEnding:
         self.lease = lease
 
     def report(self, batch: list[tuple[int, float]], stated: Statement) -> dict[str, Any]:
-        """Send reports (step, value) with the provenance ``stated``; the last one's answer."""
-        return self.stating(
-            stated,
-            lambda given: self._client.report_many(self.trial_id, batch, self.lease, given),
+        """Send reports (step, value) with the provenance ``stated``; the last one's answer. A
+        502, 503 or 504 is ``ServiceUnreachable``: not the trainer's failure (the report
+        pipeline hands it to the trainer's next report, and the runner lets the lease decide)."""
+        return outage_unreachable(
+            lambda: self.stating(
+                stated,
+                lambda given: self._client.report_many(self.trial_id, batch, self.lease, given),
+            )
         )
 
     def report_quietly(self, reports: list[tuple[int, float]]) -> None:
@@ -47,12 +52,15 @@ class TrialEnding:
             quietly(lambda: self.report(reports, None), "the failing trial's last reports")
 
     def pruned(self, stated: Statement) -> None:
-        """Confirm the prune (the service pruned it already, with the last reported value)."""
-        self.stating(
-            stated,
-            lambda given: self._client.complete(
-                self.trial_id, state="pruned", lease=self.lease, provenance=given
-            ),
+        """Confirm the prune (the service pruned it already, with the last reported value); a
+        502, 503 or 504 is ``ServiceUnreachable``."""
+        outage_unreachable(
+            lambda: self.stating(
+                stated,
+                lambda given: self._client.complete(
+                    self.trial_id, state="pruned", lease=self.lease, provenance=given
+                ),
+            )
         )
 
     def complete(
@@ -63,12 +71,9 @@ class TrialEnding:
         ``ServiceUnreachable``; a service that does not know the reports' field (one from
         before completions brought reports, during a rolling upgrade) gets them as reports
         first; ``last_reports`` is emptied once they are recorded so."""
-        try:
-            self.stating(stated, lambda given: self._complete(fields, last_reports, given))
-        except HPOError as refused:
-            if not isinstance(refused, TrialGone):
-                raise_if_outage(refused)
-            raise
+        outage_unreachable(
+            lambda: self.stating(stated, lambda given: self._complete(fields, last_reports, given))
+        )
 
     def fail(
         self, reason: str, stated: Statement, epoch_metrics: list[dict[str, Any]] | None = None
@@ -149,6 +154,15 @@ class TrialEnding:
             )
             return "unrecorded"
         return "failed"
+
+
+def outage_unreachable(call: Callable[[], Answer]) -> Answer:
+    """``call``'s answer; a 502, 503 or 504 it met is raised as ``ServiceUnreachable``."""
+    try:
+        return call()
+    except HPOError as refused:
+        raise_if_outage(refused)
+        raise
 
 
 def raise_if_outage(refused: HPOError) -> None:

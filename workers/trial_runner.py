@@ -69,9 +69,7 @@ class TrialRunner:
             seed=assignment.seed,
         )
         try:
-            heartbeat = partial(self._client.heartbeat, run.trial_id, claimed["lease"])
-            with renewed(f"trial {run.trial_id}", heartbeat, float(claimed["lease_ttl_s"])):
-                return self._train_and_complete(run, str(assignment.trainer["name"]), claimed)
+            return self._train_and_complete(run, str(assignment.trainer["name"]), claimed)
         except TrialGone as gone:
             logger.info("trial %s is not this worker's to run (%s): dropped", run.trial_id, gone)
             return "gone"
@@ -83,8 +81,10 @@ class TrialRunner:
             # An older service's claim names no step: the first report waits for its answer.
             first_decision_step=claimed.get("next_decision_step", UNKNOWN),
         )
+        heartbeat = partial(_heartbeat, self._client, ending, reports)
         try:
-            return self._train_and_finish(run, trainer_name, ending, reports)
+            with renewed(f"trial {run.trial_id}", heartbeat, float(claimed["lease_ttl_s"])):
+                return self._train_and_finish(run, trainer_name, ending, reports)
         finally:
             reports.close()
 
@@ -181,6 +181,16 @@ class Trained(NamedTuple):
     fields: dict[str, Any] | None
     last_reports: list[tuple[int, float]]
     stated: Statement
+
+
+def _heartbeat(client: HPOJSONClient, ending: TrialEnding, reports: ReportPipeline) -> None:
+    """Renew the trial's lease. One taken away (``TrialGone``) stops the trial at its next
+    report, which raises it, rather than at the refusal of a report sent later."""
+    try:
+        client.heartbeat(ending.trial_id, ending.lease)
+    except TrialGone as gone:
+        reports.taken_away(gone)
+        raise
 
 
 def _settle(reports: ReportPipeline) -> None:

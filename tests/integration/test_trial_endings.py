@@ -23,9 +23,10 @@ from billiard.pool import Pool
 from torch.utils.data import DataLoader, TensorDataset
 
 from cli.local_stack import LocalStack
-from client import HPOJSONClient
+from client import HPOJSONClient, ServiceUnreachable
 from tests.integration.conftest import unique
-from workers import trial_runner
+from tests.support.outage_front import OutageFront
+from workers import renewals, trial_runner
 from workers.trainers.base import EpochReporter, TrainingFailed, TrainResult, TrialRun
 from workers.trial_runner import TrialRunner
 
@@ -282,3 +283,81 @@ def test_the_trial_runs_as_the_service_holds_it_not_as_the_message_says(
     assert TrialRunner(HPOJSONClient(workerless_stack.url)).run(forged) == "complete"
     [run] = ran
     assert (run.params, run.seed, run.settings) == (message["params"], message["seed"], TRAINER)
+
+
+def reporting_epochs(report: EpochReporter) -> TrainResult:
+    """Reports an epoch every 50 ms for up to 5 s: a background send's answer reaches it."""
+    for epoch in range(1, 101):
+        report(epoch, 0.5)
+        time.sleep(0.05)
+    return TrainResult(0.5, 100)
+
+
+def run_with_reports_answered(
+    stack: LocalStack, message: dict[str, Any], status: int
+) -> tuple[str, list[str]]:
+    """Run the trial of ``message`` with its reports answered ``status`` after the client's
+    retries (none), its other requests reaching the API: how the runner says it ended, and the
+    paths answered ``status``."""
+    with OutageFront(stack.url, status, failing_suffix="/reports") as front:
+        outcome = TrialRunner(HPOJSONClient(front.url, retries=0)).run(message, delivery="test")
+    return outcome, front.failed
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_report_the_service_cannot_record_for_an_outage_leaves_the_trial_to_its_lease(
+    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """Not the trainer's failure: the runner raises, as for a service out of reach, and the trial
+    stays running until its lease expires and it runs again with the same parameters."""
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: Scripted(reporting_epochs))
+    client = workerless_stack.client()
+    message = sent_message(client)
+    with pytest.raises(ServiceUnreachable, match=f"{status}: the service is unavailable"):
+        run_with_reports_answered(workerless_stack, message, status)
+    [trial] = client.trials(message["study_id"])
+    assert trial["state"] == "running" and not trial["fail_reason"]
+
+
+def test_a_report_the_service_answers_500_fails_the_trial_with_it(
+    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 500 is the service's bug, not an outage that waiting outlasts: the trial fails, saying so."""
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: Scripted(reporting_epochs))
+    client = workerless_stack.client()
+    message = sent_message(client)
+    outcome, failed = run_with_reports_answered(workerless_stack, message, 500)
+    assert outcome == "failed" and failed
+    [trial] = client.trials(message["study_id"])
+    assert trial["state"] == "fail"
+    assert "HPOError: 500: the service is unavailable" in trial["fail_reason"]
+
+
+def test_a_trial_whose_heartbeat_finds_it_taken_away_stops_at_its_next_report(
+    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its lease was taken away (its study deleted here; expired, elsewhere): the trainer's next
+    report raises ``TrialGone`` instead of being held for a send that the service would refuse,
+    so the trainer trains no further epoch."""
+    monkeypatch.setattr(renewals, "RENEWALS_PER_LEASE", 2400)  # a heartbeat every 50 ms
+    client = workerless_stack.client()
+    message = sent_message(client)
+    epochs_after_the_loss: list[int] = []
+
+    def script(report: EpochReporter) -> TrainResult:
+        report(1, 0.5)
+        deadline = time.monotonic() + 10
+        while not client.trials(message["study_id"])[0]["intermediate_values"]:
+            assert time.monotonic() < deadline, "the first report was not recorded"
+            time.sleep(0.05)
+        client.delete(message["study_id"])
+        time.sleep(1)  # the heartbeats find the trial gone; no report is out
+        for epoch in (2, 3):
+            report(epoch, 0.5)
+            epochs_after_the_loss.append(epoch)
+        return TrainResult(0.5, 3)
+
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: Scripted(script))
+    runner = TrialRunner(HPOJSONClient(workerless_stack.url))
+    assert runner.run(message, delivery="test") == "gone"
+    assert epochs_after_the_loss == []

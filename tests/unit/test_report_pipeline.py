@@ -401,3 +401,17 @@ def test_hand_over_raises_an_error_a_background_report_met() -> None:
             pipeline.report(step, 0.5)
         pipeline.hand_over()
     pipeline.close()
+
+
+def test_a_trial_taken_away_raises_at_its_next_report_sending_nothing() -> None:
+    service = Service(every=None)
+    pipeline = ReportPipeline(service.send, min_interval_s=0, first_decision_step=None)
+    assert pipeline.report(1, 0.9) is False
+    pipeline.flush()
+    # What the trial's heartbeat met, in its own thread.
+    pipeline.taken_away(TrialGone(409, {"error": "trial 1 is failed, not running"}))
+    for step in (2, 3):
+        with pytest.raises(TrialGone):
+            pipeline.report(step, 0.5)
+    pipeline.close()
+    assert service.requests == [[1]]
