@@ -89,7 +89,7 @@ def _principal(tokens: TokenStore, required: bool) -> Principal | None:
 
 
 def _unauthorized() -> Response:
-    problem = "missing or unknown bearer token"
+    problem = "missing, unknown, revoked or expired bearer token"
     response = error_response(
         401, "a valid bearer token is needed", [{"field": "Authorization", "problem": problem}]
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
 from service.storage.database import Database
-from service.storage.tables import StudyJobRecord, utc_now
+from service.storage.tables import StudyJobRecord, as_utc, utc_now
 
 
 class JobKind(enum.StrEnum):
@@ -69,8 +69,8 @@ class StoredJob:
             request=json.loads(record.request_json),
             result=json.loads(record.result_json) if record.result_json else None,
             reason=record.reason,
-            created_at=_aware(record.created_at),
-            finished_at=_aware(record.finished_at) if record.finished_at else None,
+            created_at=as_utc(record.created_at),
+            finished_at=as_utc(record.finished_at) if record.finished_at else None,
         )
 
 
@@ -206,8 +206,3 @@ def _update_if_live(session: Session, job_id: int, values: dict[str, Any]) -> bo
     live = JOBS.c.state.in_(LIVE_STATES)
     statement = update(JOBS).where(JOBS.c.job_id == job_id, live).values(**values)
     return bool(session.connection().execute(statement).rowcount)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back naive; they are UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

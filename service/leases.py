@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import Conflict
 from service.storage.database import Database
-from service.storage.tables import TrialLeaseRecord
+from service.storage.tables import TrialLeaseRecord, as_utc
 
 UNSENT_GRACE_S = 10.0
 LEASES = cast(Table, TrialLeaseRecord.__table__)
@@ -159,7 +159,7 @@ class LeaseStore:
             if (
                 lease.token is not None
                 and lease.holder != holder
-                and _aware(lease.expires_at) > now
+                and as_utc(lease.expires_at) > now
             ):
                 raise Conflict(
                     f"trial {trial_id} is already held by {lease.holder}", field="trial_id"
@@ -271,7 +271,7 @@ class LeaseStore:
         """Whether the trial's lease is (still) past its time."""
         with self._database.session() as session:
             lease = session.get(TrialLeaseRecord, trial_id)
-            return lease is not None and _aware(lease.expires_at) < now
+            return lease is not None and as_utc(lease.expires_at) < now
 
     def expired(self, now: datetime | None = None) -> list[ExpiredLease]:
         """Every lease past its time."""
@@ -312,8 +312,3 @@ def _check_token(trial_id: int, held_token: str | None, token: str | None) -> No
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone-aware columns; they were stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -8,12 +8,13 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from service.errors import InvalidSpec, NotFound
 from service.storage.database import Database
-from service.storage.tables import TokenRecord
+from service.storage.tables import TokenRecord, as_utc, utc_now
 
 DEFAULT_TENANT = "default"
 # A tenant's name: shown in listings and logs, one line, no spaces.
@@ -57,8 +58,19 @@ class TokenStore:
         self._static = {token_hash(token) for token in static_tokens}
         self._static_workers = {token_hash(token) for token in static_worker_tokens}
 
-    def create(self, role: Role, tenant: str | None, name: str = "") -> tuple[int, str]:
-        """A new token: its id and the token itself, which is not stored and not shown again."""
+    def create(
+        self,
+        role: Role,
+        tenant: str | None,
+        name: str = "",
+        valid_for: timedelta | None = None,
+    ) -> tuple[int, str]:
+        """A new token: its id and the token itself, which is not stored and not shown again.
+        ``valid_for``: how long it works (``None``: until revoked)."""
+        if valid_for is not None and valid_for <= timedelta(0):
+            raise InvalidSpec(
+                f"a token's lifetime must be positive, not {valid_for}", field="valid_for"
+            )
         if role is Role.USER and (tenant is None or not TENANT_NAME.fullmatch(tenant)):
             raise InvalidSpec(
                 f"a user token needs a tenant: a name of {TENANT_NAME.pattern}, not {tenant!r}",
@@ -70,6 +82,7 @@ class TokenStore:
             tenant=tenant if role is Role.USER else None,
             role=role.value,
             name=name,
+            expires_at=None if valid_for is None else utc_now() + valid_for,
         )
         with self._database.session() as session:
             session.add(record)
@@ -77,7 +90,7 @@ class TokenStore:
             return record.token_id, token
 
     def authenticate(self, token: str) -> Principal | None:
-        """The principal a token acts for; ``None`` for an unknown or revoked token."""
+        """The principal a token acts for; ``None`` for an unknown, revoked or expired token."""
         digest = token_hash(token)
         if any(hmac.compare_digest(digest, known) for known in self._static):
             return ANONYMOUS
@@ -86,7 +99,7 @@ class TokenStore:
         with self._database.session() as session:
             query = select(TokenRecord).where(TokenRecord.token_hash == digest)
             record = session.scalars(query).first()
-        if record is None or record.revoked:
+        if record is None or record.revoked or has_expired(record):
             return None
         return Principal(record.tenant, Role(record.role))
 
@@ -102,3 +115,8 @@ class TokenStore:
             if record is None:
                 raise NotFound(f"no token with id {token_id}", field="token_id")
             record.revoked = True
+
+
+def has_expired(record: TokenRecord) -> bool:
+    """Whether the token's lifetime is over (one without an end never expires)."""
+    return record.expires_at is not None and as_utc(record.expires_at) <= utc_now()

@@ -13,6 +13,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp read back from the tables, timezone-aware: SQLite hands them back naive even
+    for timezone-aware columns, and they were stored in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 class ServiceTable(DeclarativeBase):
     """Base of the service's tables; a metadata of their own, apart from Optuna's."""
 
@@ -73,6 +79,7 @@ class TokenRecord(ServiceTable):
 
     A user token belongs to a tenant and sees that tenant's studies only; a worker token has no
     tenant (workers serve every tenant's queue) and may only claim, report and complete trials.
+    ``expires_at``: when it stops working (``None``: when revoked).
     """
 
     __tablename__ = "hpo_tokens"
@@ -84,6 +91,7 @@ class TokenRecord(ServiceTable):
     name: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     revoked: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class StudyJobRecord(ServiceTable):

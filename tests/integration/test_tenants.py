@@ -191,3 +191,30 @@ def test_a_revoked_token_stops_working(tenants: dict[str, Any]) -> None:
     token_id = next(line.split("\t")[0] for line in listed if "short-lived" in line)
     hpo_token(url, "revoke", token_id)
     assert call(tenants["stack"], token, "GET", "/studies").status_code == 401
+
+
+def test_a_token_stops_working_once_its_lifetime_is_over(tenants: dict[str, Any]) -> None:
+    url, stack = tenants["url"], tenants["stack"]
+    brief = hpo_token(url, "create", "--tenant", "brief", "--expires-in", "1s")
+    lasting = hpo_token(url, "create", "--tenant", "lasting", "--expires-in", "90d")
+    time.sleep(1.1)
+    refused = call(stack, brief, "GET", "/studies")
+    assert refused.status_code == 401
+    assert "expired" in refused.json()["problems"][0]["problem"]
+    assert call(stack, lasting, "GET", "/studies").status_code == 200
+    listed = hpo_token(url, "list").splitlines()
+    assert " expired " in next(line for line in listed if "\tbrief" in line)
+    assert " expires " in next(line for line in listed if "\tlasting" in line)
+
+
+@pytest.mark.parametrize("lifetime", ["0d", "10", "1w", "-5m", "soon"])
+def test_a_lifetime_that_is_not_one_is_refused_and_makes_no_token(
+    tenants: dict[str, Any], lifetime: str
+) -> None:
+    env = {**os.environ, "HPO_DATABASE_URL": tenants["url"]}
+    command = [sys.executable, "-m", "cli", "token", "create", "--tenant", "x"]
+    done = subprocess.run(
+        [*command, "--expires-in", lifetime], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "not a lifetime" in done.stderr
+    assert not any("\tx\t" in line for line in hpo_token(tenants["url"], "list").splitlines())

@@ -60,6 +60,12 @@ def _columns(inspector: Inspector, table: str) -> set[str]:
 # Newest first: what each revision left in the database that the revisions before it did not.
 SCHEMA_MARKS: list[tuple[str, Callable[[Inspector, set[str]], bool]]] = [
     (
+        "0008_token_expiry",
+        lambda inspector, tables: (
+            "hpo_tokens" in tables and "expires_at" in _columns(inspector, "hpo_tokens")
+        ),
+    ),
+    (
         "0007_ask_keys",
         lambda inspector, tables: (
             "hpo_trial_leases" in tables and "ask_key" in _columns(inspector, "hpo_trial_leases")
