@@ -95,13 +95,32 @@ class Tuner:
         except BaseException:  # no Optuna study left without its record, holding the name
             self._storage.delete_study(study_id)
             raise
+        try:
+            self._prepare_study(study_id, spec, source)
+            self.trials.fill_slots(study_id)
+        except BaseException:
+            self._take_back(study_id)
+            raise
+        return self.study(study_id)
+
+    def _prepare_study(self, study_id: int, spec: StudySpec, source: StudySpec | None) -> None:
+        """A recorded study's pre-flight checks, warm start and enqueued trials."""
         self.jobs.start_preflight(study_id, spec)
         if source is not None:
             self._warm_start(study_id, spec, source)
         for params in spec.enqueue:
             self._storage_study(spec).enqueue_trial(params, skip_if_exists=False)
-        self.trials.fill_slots(study_id)
-        return self.study(study_id)
+
+    def _take_back(self, study_id: int) -> None:
+        """A creation that failed part way (a database error in its warm start's copy, its
+        enqueued trials or its first trials) is deleted, so that the error the client gets means
+        that no study was made: a retry makes it anew instead of finding its name taken, and no
+        study is left with part of its warm start. Where the delete fails too (the database is
+        out of reach), the study stays as far as it got, and the log says so."""
+        try:
+            self.delete(study_id)
+        except Exception:
+            logger.exception("study %s: its creation failed and could not be taken back", study_id)
 
     def studies(self, tenant: str | None = None) -> list[StudyView]:
         """Every study, newest first (one deleted while the list is made is left out)."""

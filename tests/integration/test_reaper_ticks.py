@@ -1,10 +1,11 @@
 """What one tick of the lease reaper does when part of its work fails, on SQLite and PostgreSQL.
 
 A study whose refill the database refuses (a trigger on Optuna's ``trials`` table stands for the
-failure) holds up no other study's refill, and is refilled at a later tick once the database
-takes it: a running study of a trainer is never left with no trial running and budget left. A
-broker that refuses a message (a closed port: Celery's real refusal) is tried once a tick, not
-once per waiting trial; the trials wait, leased as unsent, and go out when it takes them.
+failure: ``tests/support/refusals.py``) holds up no other study's refill, and is refilled at a
+later tick once the database takes it: a running study of a trainer is never left with no trial
+running and budget left. A broker that refuses a message (a closed port: Celery's real refusal)
+is tried once a tick, not once per waiting trial; the trials wait, leased as unsent, and go out
+when it takes them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from optuna.trial import TrialState
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from api.dispatch import CeleryDispatcher
 from service.leases import LeaseTimes
@@ -28,6 +29,7 @@ from service.storage.tables import TrialLeaseRecord
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 from tests.support.dispatchers import CountingDispatcher, DoNothingDispatcher
+from tests.support.refusals import inserts_refused
 
 pytestmark = pytest.mark.integration
 LEASE_TTL_S = 30.0
@@ -79,39 +81,9 @@ def states(tuner: Tuner, study_id: int) -> list[str]:
     return [trial.state for trial in tuner.study_trials(study_id)]
 
 
-@contextmanager
-def new_trials_refused(database: Database, study_id: int) -> Iterator[None]:
+def new_trials_refused(database: Database, study_id: int) -> AbstractContextManager[None]:
     """While the block runs, the database refuses every new trial of the study."""
-    name = f"refuse_trials_of_{study_id}"
-    postgres = database.engine.dialect.name == "postgresql"
-    with database.engine.begin() as connection:
-        if postgres:
-            connection.execute(
-                text(
-                    "CREATE OR REPLACE FUNCTION refuse_new_trial() RETURNS trigger AS "
-                    "$$ BEGIN RAISE EXCEPTION 'new trials refused by the test'; END $$ "
-                    "LANGUAGE plpgsql"
-                )
-            )
-            connection.execute(
-                text(
-                    f"CREATE TRIGGER {name} BEFORE INSERT ON trials FOR EACH ROW "
-                    f"WHEN (NEW.study_id = {study_id}) EXECUTE FUNCTION refuse_new_trial()"
-                )
-            )
-        else:
-            connection.execute(
-                text(
-                    f"CREATE TRIGGER {name} BEFORE INSERT ON trials "
-                    f"WHEN NEW.study_id = {study_id} "
-                    "BEGIN SELECT RAISE(ABORT, 'new trials refused by the test'); END"
-                )
-            )
-    try:
-        yield
-    finally:
-        with database.engine.begin() as connection:
-            connection.execute(text(f"DROP TRIGGER {name}" + (" ON trials" if postgres else "")))
+    return inserts_refused(database, "trials", f"NEW.study_id = {study_id}")
 
 
 def test_a_refill_the_database_refuses_holds_up_no_other_study_and_is_made_at_a_later_tick(
