@@ -1,10 +1,14 @@
 """Webhooks: a signed POST to the study's ``webhook.url`` when its best changes and when it ends.
 
-The trial and study code only enqueue (:func:`trial_finished`, :func:`study_finished`); one
-background thread per process reads what the event needs, signs and delivers it, with a timeout
-and a few retries. A failed delivery is logged, never raised: a report or a completion is never
-slowed down or refused because of a receiver. Delivery is best effort: events are kept in memory,
-not in the database, so an API process that stops drops the ones still queued.
+The trial and study code only enqueue (:func:`trial_finished`, :func:`study_finished`); in the
+background, each receiver (the URL's scheme, host and port) has a lane of its own
+(``service.webhook_lanes``) that reads what the event needs, signs and delivers it, with a timeout
+and a few retries. A receiver that is slow or out of reach delays only the events sent to it,
+never another receiver's; one study's events keep their order (one URL, one lane). A failed
+delivery is logged, never raised: a report or a completion is never slowed down or refused because
+of a receiver. Delivery is best effort: events are kept in memory (bounded: lanes and events per
+lane), not in the database, so an API process that stops drops the ones still queued, and an event
+past a bound is dropped with a warning.
 
 Each POST carries ``X-HPO-Event``, ``X-HPO-Delivery`` (one id per event, the same on retries),
 ``X-HPO-Timestamp`` (Unix seconds) and ``X-HPO-Signature: sha256=<hex HMAC-SHA256 of
@@ -24,9 +28,7 @@ import hmac
 import ipaddress
 import json
 import logging
-import queue
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,12 +45,12 @@ from optuna.trial import TrialState
 
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import WebhookEvent
+from service.webhook_lanes import DeliveryLanes, LaneFull
 from service.webhook_transport import opener
 
 logger = logging.getLogger(__name__)
 TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (0.5, 2.0, 8.0)
-MAX_QUEUED = 10_000
 USER_AGENT = "hpo-service-webhook/1"
 
 
@@ -61,7 +63,7 @@ class Delivery:
     """One event to deliver: the payload is built in the background, by ``payload()``."""
 
     url: str
-    secret: str
+    secret: str = field(repr=False)  # never in a log line
     event: WebhookEvent
     payload: Callable[[], dict[str, Any] | None]
     delivery_id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -73,36 +75,36 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
+def receiver_of(url: str) -> str:
+    """The receiver a URL names, as deliveries are queued by: ``scheme://host:port``. A study's
+    URL never changes, so all its events share one receiver, hence one lane and one order."""
+    parts = urlsplit(url)
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{parts.hostname or ''}:{parts.port or default_port}"
+
+
 class WebhookSender:
-    """The process's delivery thread and its queue (started on the first event)."""
+    """The process's delivery lanes, one per receiver (each started on its receiver's first
+    event)."""
 
     def __init__(self) -> None:
         self.allow_private = False
-        self._queue: queue.Queue[Delivery] = queue.Queue(MAX_QUEUED)
-        self._started = False
-        self._guard = threading.Lock()
+        self.lanes: DeliveryLanes[Delivery] = DeliveryLanes(self._deliver_logged)
 
     def enqueue(self, delivery: Delivery) -> None:
-        """Queue ``delivery``; never blocks (a full queue drops it, with a warning)."""
-        self._start()
+        """Queue ``delivery`` on its receiver's lane; never blocks (an event past a bound is
+        dropped, with a warning)."""
         try:
-            self._queue.put_nowait(delivery)
-        except queue.Full:
-            logger.warning("webhook queue full: %s event dropped", delivery.event)
+            self.lanes.put(receiver_of(delivery.url), delivery)
+        except LaneFull as full:
+            logger.warning("webhook %s to %s dropped: %s", delivery.event, delivery.url, full)
 
-    def _start(self) -> None:
-        with self._guard:
-            if not self._started:
-                threading.Thread(target=self._run, name="hpo-webhooks", daemon=True).start()
-                self._started = True
-
-    def _run(self) -> None:
-        while True:
-            delivery = self._queue.get()
-            try:
-                self._deliver(delivery)
-            except Exception:  # the thread outlives any one event
-                logger.exception("webhook %s to %s failed", delivery.event, delivery.url)
+    def _deliver_logged(self, delivery: Delivery) -> None:
+        """Deliver in the lane's thread; whatever goes wrong is logged, so the lane goes on."""
+        try:
+            self._deliver(delivery)
+        except Exception:
+            logger.exception("webhook %s to %s failed", delivery.event, delivery.url)
 
     def _deliver(self, delivery: Delivery) -> None:
         payload = delivery.payload()
@@ -190,7 +192,7 @@ def check_address(url: str, allow_private: bool) -> list[str] | None:
 
 @cache
 def sender() -> WebhookSender:
-    """This process's sender (one delivery thread per process, like its logging)."""
+    """This process's sender (its lanes are the process's, like its logging)."""
     return WebhookSender()
 
 

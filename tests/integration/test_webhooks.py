@@ -1,6 +1,6 @@
 """Webhooks on the real stack: a local receiver gets signed ``best_changed`` and
-``study_finished`` events, failed deliveries are retried, and nothing a receiver does breaks the
-study."""
+``study_finished`` events, failed deliveries are retried, nothing a receiver does breaks the
+study, and a receiver that never answers holds up no other receiver's events."""
 
 from __future__ import annotations
 
@@ -71,6 +71,30 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield state, f"http://127.0.0.1:{server.server_address[1]}/hooks/hpo"
     server.shutdown()
+
+
+@pytest.fixture
+def silent_receiver() -> Iterator[tuple[list[float], str]]:
+    """A receiver on 127.0.0.1 that takes each POST and never answers (until the test ends):
+    the delivery waits out its timeout, then its retries. The list holds each POST's arrival."""
+    arrivals: list[float] = []
+    test_over = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            arrivals.append(time.monotonic())
+            test_over.wait(120)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield arrivals, f"http://127.0.0.1:{server.server_address[1]}/hooks/silent"
+    test_over.set()
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -205,6 +229,43 @@ def test_an_unreachable_receiver_changes_nothing_for_the_study(hook_stack: Local
     study = hook_stack.client().study(study_id)
     assert study["state"] == "complete"
     assert study["best"]["trial_id"] == best
+
+
+def test_a_receiver_that_never_answers_holds_up_no_other_receiver(
+    hook_stack: LocalStack,
+    receiver: tuple[Receiver, str],
+    silent_receiver: tuple[list[float], str],
+) -> None:
+    """One API process delivers both: the silent receiver's delivery waits about 30 s in all
+    (a 5 s timeout, then three retries), and the other receiver's events must not wait behind it."""
+    state, url = receiver
+    silent_arrivals, silent_url = silent_receiver
+    client = hook_stack.client()
+    silent_spec = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "webhook": {"url": silent_url, "secret": SECRET},
+    }
+    finish_trial(hook_stack, client.create_study(silent_spec)["study_id"], 0.5)
+    wait_until(lambda: bool(silent_arrivals), 30, "the silent receiver's first POST")
+
+    spec = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "budget": {"n_trials": 1},
+        "webhook": {"url": url, "secret": SECRET},
+    }
+    study_id = client.create_study(spec)["study_id"]
+    trial_id = finish_trial(hook_stack, study_id, 0.3)
+    wait_until(lambda: len(state.events(study_id)) >= 2, 5, "the other receiver's two events")
+    # Still waiting on the silent receiver: its retries are not over.
+    assert len(silent_arrivals) < 4
+    events = state.events(study_id)
+    assert [post["body"]["event"] for post in events] == ["best_changed", "study_finished"]
+    assert events[0]["body"]["trial_id"] == trial_id
+    assert events[1]["body"]["best"]["trial_id"] == trial_id
+    for post in events:
+        verify(post)
 
 
 def failed_deliveries(stack: LocalStack) -> int:
