@@ -18,6 +18,7 @@ from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, celery_config, sof
 from service.settings import Settings
 from workers.jobs import JobRunner
 from workers.metrics import MeteredClient
+from workers.process_retirement import retire_after_this_task
 from workers.trial_claim import ClaimNotMade, claim_retry_delay_s
 from workers.trial_runner import TrialRunner
 from workers.worker_logs import connect_log_signals
@@ -43,7 +44,10 @@ def create_celery(settings: Settings) -> Celery:
         return clients[pid]
 
     def runner() -> TrialRunner:
-        return TrialRunner(client(), soft_time_limit_s(settings.task_time_limit_s))
+        # A trial that leaves the GPU unusable (a sticky CUDA error) is failed with its reason,
+        # then this process exits and the pool starts a fresh one in its place.
+        time_limit_s = soft_time_limit_s(settings.task_time_limit_s)
+        return TrialRunner(client(), time_limit_s, on_device_unusable=retire_after_this_task)
 
     # No limit on the times a message goes back: the trial's lease ends its wait (a message of
     # a trial the service retried meanwhile is refused as gone at its next claim).

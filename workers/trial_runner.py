@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import traceback
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from client import HPOError, HPOJSONClient, ServiceUnreachable, TrialGone
 from service.dispatch import TrialAssignment
+from workers.device_errors import is_sticky_device_error
 from workers.provenance import TrialContext, trial_context
 from workers.renewals import renewed
 from workers.report_pipeline import UNKNOWN, ReportPipeline
@@ -43,10 +45,19 @@ CHILD_PROCESS_HELP = (
 class TrialRunner:
     """Trains trials handed over by the queue and reports them over HTTP."""
 
-    def __init__(self, client: HPOJSONClient, time_limit_s: float | None = None) -> None:
-        """``time_limit_s``: the task's soft time limit, which a trial's failure names."""
+    def __init__(
+        self,
+        client: HPOJSONClient,
+        time_limit_s: float | None = None,
+        on_device_unusable: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``time_limit_s``: the task's soft time limit, which a trial's failure names.
+        ``on_device_unusable``: called when a trial fails with an error that leaves the
+        process's GPU unusable (a sticky CUDA error), before the failure is sent: the Celery
+        task has the process replaced after the task (``workers/process_retirement.py``)."""
         self._client = client
         self._time_limit_s = time_limit_s
+        self._on_device_unusable = on_device_unusable
 
     def run(self, message: dict[str, Any], delivery: str = "") -> str:
         """Run the trial in ``message``; returns how it ended (for the worker's log)."""
@@ -99,9 +110,11 @@ class TrialRunner:
             raise
         except TrainingFailed as failed:
             # A failure the trainer names (a NaN or exploding loss): its reason, and its epochs.
+            self._check_device(run, failed)
             _settle(reports)
             return ending.fail(failed.reason, reports.take_statement(), failed.epoch_metrics)
         except Exception as error:
+            self._check_device(run, error)
             _settle(reports)
             reason = self._reason_of(error)
             if reports.failure is not None:  # what the trainer did next with a NaN it reported
@@ -115,6 +128,7 @@ class TrialRunner:
             # Whatever goes wrong in the worker at the end, the trial ends failed with the
             # reason, not in the worker's log alone with the trial left to its lease.
             logger.exception("trial %s: the worker could not complete it", run.trial_id)
+            self._check_device(run, error)
             reason = f"the worker could not complete the trial: {self._reason_of(error)}"
             return ending.fail(reason, reports.take_statement())
 
@@ -159,6 +173,17 @@ class TrialRunner:
             reason = f"the service refused the trial's result: {refused}"
             return ending.fail(reason, trained.stated, trained.fields["epoch_metrics"])
         return "complete"
+
+    def _check_device(self, run: TrialRun, error: BaseException) -> None:
+        """Where ``error`` leaves this process's GPU unusable, say so: every later trial in this
+        process would fail with it (the trial itself fails with its reason, as any other)."""
+        if is_sticky_device_error(error):
+            logger.error(
+                "trial %s failed with an error that leaves the GPU unusable in this process: %s",
+                run.trial_id,
+                error,
+            )
+            self._on_device_unusable()
 
     def _reason_of(self, error: BaseException) -> str:
         if isinstance(error, SoftTimeLimitExceeded):  # Celery's soft limit: not retried

@@ -506,3 +506,56 @@ def test_a_trial_past_the_soft_time_limit_fails_saying_so(monkeypatch: pytest.Mo
     assert completion["reason"].startswith(
         "the trial ran past the time limit: stopped after 21300 s"
     )
+
+
+class StickyCudaErrorTrainer(ScriptedTrainer):
+    """Fails after its epochs with a CUDA error that leaves the process's GPU unusable."""
+
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        super().train(run, report)
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def run_trial_noting_device(
+    monkeypatch: pytest.MonkeyPatch, service: RecordingService, trainer: ScriptedTrainer
+) -> tuple[str, list[str]]:
+    """How the trial ended, and the calls made in order: the service's and the runner's
+    ``on_device_unusable`` (noted as "device unusable")."""
+    monkeypatch.setattr(trial_runner, "load_trainer", lambda name: trainer)
+    monkeypatch.setattr(trial_runner, "ReportPipeline", partial(ReportPipeline, min_interval_s=60))
+    noted = partial(service._note, "device unusable", None)
+    outcome = TrialRunner(service, on_device_unusable=noted).run(MESSAGE)  # type: ignore[arg-type]
+    return outcome, [call for call, _ in service.calls]
+
+
+def test_a_sticky_cuda_error_fails_the_trial_and_says_the_device_is_unusable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = RecordingService()
+    outcome, calls = run_trial_noting_device(monkeypatch, service, StickyCudaErrorTrainer(2))
+    assert outcome == "failed"
+    # Said once, before the failure is sent (a service out of reach would not change it).
+    assert calls.count("device unusable") == 1
+    assert calls.index("device unusable") < calls.index("complete") == len(calls) - 1
+    completion = service.calls[-1][1]
+    assert completion["state"] == "failed"
+    assert completion["reason"].startswith(
+        "RuntimeError: CUDA error: an illegal memory access was encountered"
+    )
+
+
+def test_a_sticky_cuda_error_at_the_trials_end_says_the_device_is_unusable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = BrokenCompletionService(torch.AcceleratorError("CUDA error: unspecified failure"))
+    outcome, calls = run_trial_noting_device(monkeypatch, service, ScriptedTrainer(epochs=2))
+    assert outcome == "failed"
+    assert calls == ["report", "broken completion", "device unusable", "complete"]
+
+
+def test_an_ordinary_failure_leaves_the_process_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = RecordingService()
+    outcome, calls = run_trial_noting_device(
+        monkeypatch, service, ScriptedTrainer(epochs=2, failure="the loss is nan")
+    )
+    assert outcome == "failed" and "device unusable" not in calls
