@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
@@ -36,14 +35,7 @@ LEASE_TTL_S = 30.0
 
 
 @pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    opened = Database(database_url)
-    yield opened
-    opened.dispose()
-
-
-@pytest.fixture
-def sending(database: Database) -> CountingDispatcher:
+def sending() -> CountingDispatcher:
     """Sends to no worker (none runs) until a test points it at a broker that refuses."""
     return CountingDispatcher(DoNothingDispatcher())
 

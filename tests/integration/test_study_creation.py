@@ -6,7 +6,6 @@ name, nor part of a warm start), and the same request made again creates it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -21,13 +20,6 @@ from tests.support.dispatchers import DoNothingDispatcher
 from tests.support.refusals import REFUSAL, inserts_refused
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    opened = Database(database_url)
-    yield opened
-    opened.dispose()
 
 
 @pytest.fixture
