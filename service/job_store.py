@@ -151,9 +151,15 @@ class JobStore:
             return StoredJob.of(self._locked(session, job_id))
 
     def finish(
-        self, job_id: int, result: dict[str, Any] | None, reason: str | None
+        self,
+        job_id: int,
+        result: dict[str, Any] | None,
+        reason: str | None,
+        expired_before: datetime | None = None,
     ) -> tuple[StoredJob, bool]:
-        """Store the outcome once; ``False`` when the job had ended already (a repeat)."""
+        """Store the outcome once; ``False`` when the job had ended already (a repeat), or, with
+        ``expired_before`` (a timeout's outcome), when its time runs past that moment: a worker
+        renewed it since it was found expired."""
         outcome = {
             "state": (JobState.DONE if result is not None else JobState.FAILED).value,
             "result_json": json.dumps(result) if result is not None else None,
@@ -161,7 +167,7 @@ class JobStore:
             "finished_at": utc_now(),
         }
         with self._database.session() as session:
-            first = _update_if_live(session, job_id, outcome)
+            first = _update_if_live(session, job_id, outcome, expired_before)
             return StoredJob.of(self._locked(session, job_id)), first
 
     def requeue(self, job_id: int, wait_s: float) -> StoredJob:
@@ -199,10 +205,18 @@ class JobStore:
         return found
 
 
-def _update_if_live(session: Session, job_id: int, values: dict[str, Any]) -> bool:
-    """Write ``values`` to the job if it is queued or running; whether it was. One conditional
-    UPDATE, so two outcomes at once (a worker's and the timeout's) cannot both count as the
-    first: SQLite ignores ``FOR UPDATE``, and its reads take no lock."""
-    live = JOBS.c.state.in_(LIVE_STATES)
-    statement = update(JOBS).where(JOBS.c.job_id == job_id, live).values(**values)
+def _update_if_live(
+    session: Session,
+    job_id: int,
+    values: dict[str, Any],
+    expired_before: datetime | None = None,
+) -> bool:
+    """Write ``values`` to the job if it is queued or running (and, with ``expired_before``, its
+    time ran out before that moment); whether it was. One conditional UPDATE, so two outcomes at
+    once (a worker's and the timeout's) cannot both count as the first, nor a timeout overtake a
+    renewal: SQLite ignores ``FOR UPDATE``, and its reads take no lock."""
+    found = [JOBS.c.job_id == job_id, JOBS.c.state.in_(LIVE_STATES)]
+    if expired_before is not None:
+        found.append(JOBS.c.expires_at < expired_before)
+    statement = update(JOBS).where(*found).values(**values)
     return bool(session.connection().execute(statement).rowcount)

@@ -213,15 +213,24 @@ class StudyJobs:
 
     def expire(self, now: datetime | None = None) -> list[int]:
         """Fail the jobs no worker finished in time; a held study's trials start anyway."""
+        now = now or datetime.now(UTC)
         expired = []
-        for job_id in self._jobs.expired(now or datetime.now(UTC)):
+        for job_id in self._jobs.expired(now):
             try:  # one job deleted meanwhile (its study was) leaves the others to expire
-                self.finish(job_id, None, f"{JOB_TIMED_OUT}: no worker finished the job in time")
+                if self._time_out(job_id, now):
+                    expired.append(job_id)
             except Exception:
                 logger.exception("job %s: its expiry left for the next tick", job_id)
-                continue
-            expired.append(job_id)
         return expired
+
+    def _time_out(self, job_id: int, now: datetime) -> bool:
+        """Fail the job as timed out if its time still ran out before ``now`` (its worker may
+        have renewed it since it was found expired: then it runs on); whether it was failed."""
+        reason = f"{JOB_TIMED_OUT}: no worker finished the job in time"
+        job, first = self._jobs.finish(job_id, None, reason, expired_before=now)
+        if first and job.kind is JobKind.PREFLIGHT:
+            self._after_preflight(job)
+        return first
 
     def delete_study(self, study_id: int) -> None:
         """Forget a deleted study's jobs."""
