@@ -95,7 +95,7 @@ class HyperbandBook:
         self._window = late_commit_window
 
     def refresh(
-        self, connection: Connection, study_id: int, study_name: str, pruner: SeededHyperbandPruner
+        self, connection: Connection, study_id: int, pruner: SeededHyperbandPruner
     ) -> StudyRungs:
         """Read the rung attributes written since the last look; the study's rungs."""
         with self._guard:
@@ -107,7 +107,7 @@ class HyperbandBook:
                 if attribute_id in rungs.seen_ids:  # the window re-reads rows already counted
                     continue
                 rung = int(key[len(RUNG_PREFIX) :])
-                bracket = pruner.bracket_of(study_name, number)
+                bracket = pruner.bracket_of(number)
                 rungs.add(attribute_id, trial_id, bracket, rung, float(json.loads(value_json)))
         return rungs
 

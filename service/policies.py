@@ -110,11 +110,12 @@ class SpaceQMCSampler(optuna.samplers.QMCSampler):
 
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     """The study's pruner; Hyperband's resource is the trainer's epoch, its brackets follow the
-    sampler's seed (so that one definition, seeded, prunes alike under any study name)."""
+    sampler's seed (so that one definition, seeded, prunes alike under any study name), else the
+    study's name as its tenant gave it (as Optuna's do for a study of that name)."""
     if isinstance(spec.pruner, HyperbandPrunerSpec):
         seed = spec.sampler.seed
         return SeededHyperbandPruner(
-            bracket_key=None if seed is None else f"seed-{seed}",
+            bracket_key=spec.name if seed is None else f"seed-{seed}",
             min_resource=spec.pruner.min_resource,
             max_resource=spec.pruner.max_resource
             if spec.pruner.max_resource is not None

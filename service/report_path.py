@@ -191,7 +191,7 @@ class HyperbandReports:
         if isinstance(pruner, NopPruner):
             return None
         if isinstance(pruner, SeededHyperbandPruner):
-            return pruner.rung_step(pruner.bracket_of(spec.name, number), 0)
+            return pruner.rung_step(pruner.bracket_of(number), 0)
         return FIRST_STEP
 
     def forget(self, study_id: int) -> None:
@@ -212,8 +212,8 @@ class HyperbandReports:
         report starts from the rungs the earlier ones of the same batch completed."""
         if not isinstance(pruner, SeededHyperbandPruner):
             return lambda step, value: NO_DECISION
-        rungs = self._book.refresh(session.connection(), study_id, spec.name, pruner)
-        bracket = pruner.bracket_of(spec.name, number)
+        rungs = self._book.refresh(session.connection(), study_id, pruner)
+        bracket = pruner.bracket_of(number)
         direction = StudyDirection[spec.direction.upper()]
         completed_here = 0
 

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Collection
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy.exc import IntegrityError
 
 from service import webhooks
 from service.errors import NotFound
@@ -15,6 +16,7 @@ from service.spec.study_spec import StudySpec
 from service.spec.webhook import STORED_SPEC_CONTEXT
 from service.storage.database import Database
 from service.storage.tables import StudyRecord, utc_now
+from service.study_names import name_taken
 
 
 class StudyState(enum.StrEnum):
@@ -33,26 +35,40 @@ _STUDY_ROW = select(StudyRecord.__table__).where(
 
 
 class StudyStore:
-    """Reads and writes ``hpo_studies``; keeps each (immutable) spec in memory once read."""
+    """Reads and writes ``hpo_studies``; keeps each (immutable) spec, tenant and Optuna name in
+    memory once read."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
         self._specs: dict[int, StudySpec] = {}
         self._tenants: dict[int, str] = {}
+        self._optuna_names: dict[int, str] = {}
         self._specs_guard = threading.Lock()
 
-    def add(self, study_id: int, spec: StudySpec, tenant: str) -> None:
-        """Record a new study of ``tenant``, running."""
+    def add(self, study_id: int, spec: StudySpec, tenant: str, optuna_name: str) -> None:
+        """Record a new study of ``tenant``, running, named ``optuna_name`` in Optuna's tables;
+        ``Conflict`` where the tenant has a study of its name already (one made meanwhile, or
+        one from before names were per tenant, whose Optuna name is not this one)."""
         record = StudyRecord(
             study_id=study_id,
             study_name=spec.name,
+            optuna_name=optuna_name,
             tenant=tenant,
             n_trials=spec.budget.n_trials,
             spec_json=spec.model_dump_json(context=STORED_SPEC_CONTEXT),  # keeps secrets
             state=StudyState.RUNNING.value,
         )
-        with self._database.session() as session:
-            session.add(record)
+        try:
+            with self._database.session() as session:
+                session.add(record)
+        except IntegrityError:
+            raise name_taken(spec.name) from None
+
+    def has_study_named(self, tenant: str, name: str) -> bool:
+        """Whether ``tenant`` has a study named ``name``."""
+        query = select(exists().where(StudyRecord.tenant == tenant, StudyRecord.study_name == name))
+        with self._database.reading() as connection:
+            return bool(connection.execute(query).scalar())
 
     def get(self, study_id: int, tenant: str | None = None) -> StudyRecord:
         """The study's record (read as a row, no ORM session: a third of the cost); ``NotFound``
@@ -64,6 +80,7 @@ class StudyStore:
         record = StudyRecord(**row._mapping)
         with self._specs_guard:
             self._tenants[study_id] = record.tenant
+            self._optuna_names[study_id] = record.optuna_name
         return record
 
     def tenant_of(self, study_id: int) -> str:
@@ -71,6 +88,13 @@ class StudyStore:
         with self._specs_guard:
             known = self._tenants.get(study_id)
         return known if known is not None else self.get(study_id).tenant
+
+    def optuna_name(self, study_id: int) -> str:
+        """The study's name in Optuna's tables, by which Optuna loads it (``service.study_names``;
+        a fixed fact, kept in memory once read)."""
+        with self._specs_guard:
+            known = self._optuna_names.get(study_id)
+        return known if known is not None else self.get(study_id).optuna_name
 
     def spec(self, study_id: int) -> StudySpec:
         """The study's resolved spec (read once, then from memory: a spec never changes)."""
@@ -124,6 +148,7 @@ class StudyStore:
         with self._specs_guard:
             self._specs.pop(study_id, None)
             self._tenants.pop(study_id, None)
+            self._optuna_names.pop(study_id, None)
 
     def set_state(
         self,

@@ -224,7 +224,7 @@ class TrialLifecycle:
         if target is None:
             return False
         try:
-            best = self._optuna_study(spec, PRUNING_ONLY_SAMPLER).best_trial.value
+            best = self._optuna_study(study_id, spec, PRUNING_ONLY_SAMPLER).best_trial.value
         except ValueError:  # no complete (feasible) trial yet
             return False
         assert best is not None
@@ -344,7 +344,7 @@ class TrialLifecycle:
         self.heartbeat(trial_id, lease)
         with finished_is_conflict(trial_id):
             self._storage.set_trial_intermediate_value(trial_id, step, value)
-        study = self._optuna_study(spec, sampler=PRUNING_ONLY_SAMPLER)
+        study = self._optuna_study(self.study_of(trial_id), spec, sampler=PRUNING_ONLY_SAMPLER)
         prune = bool(study.pruner.prune(study, self._storage.get_trial(trial_id)))
         never = isinstance(study.pruner, optuna.pruners.NopPruner)
         return ReportAnswer(prune, None if never else step + 1)
@@ -614,7 +614,7 @@ class TrialLifecycle:
         seed: int | None,
     ) -> _Created:
         """Optuna's own ask on the database: any sampler, enqueued parameters."""
-        study = self._optuna_study(spec, sampler)
+        study = self._optuna_study(study_id, spec, sampler)
         try:
             trial = suggest(study, spec.space)  # define-by-run where the space is conditional
         except Exception:
@@ -692,11 +692,15 @@ class TrialLifecycle:
         for trial in self._unleased_running(study_id):
             self.fail(trial._trial_id, reason)
 
-    def _optuna_study(self, spec: StudySpec, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    def _optuna_study(
+        self, study_id: int, spec: StudySpec, sampler: optuna.samplers.BaseSampler
+    ) -> optuna.Study:
+        """The study as Optuna loads it, by its name in Optuna's tables (not always its
+        name: ``service.study_names``), with ``sampler`` and the spec's pruner."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.Study(
-                study_name=spec.name,
+                study_name=self._store.optuna_name(study_id),
                 storage=self._storage,
                 sampler=sampler,
                 pruner=build_pruner(spec),

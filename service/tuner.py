@@ -30,6 +30,7 @@ from service.report_path import ClaimedTrial, ReportAnswer
 from service.spec.study_spec import StudySpec
 from service.spec.validation import check_budget_extension, check_study_spec
 from service.storage.database import Database
+from service.study_names import fallback_optuna_name, name_taken, optuna_study_name
 from service.study_store import StudyState, StudyStore
 from service.tokens import DEFAULT_TENANT
 from service.trainer_catalog import TrainerCatalog
@@ -89,9 +90,9 @@ class Tuner:
         dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
         self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
         self.jobs.check_spec(spec)
-        study_id = self._create_optuna_study(spec)
+        study_id, optuna_name = self._create_optuna_study(spec, tenant)
         try:
-            self._store.add(study_id, spec, tenant)
+            self._store.add(study_id, spec, tenant, optuna_name)
         except BaseException:  # no Optuna study left without its record, holding the name
             self._storage.delete_study(study_id)
             raise
@@ -109,7 +110,7 @@ class Tuner:
         if source is not None:
             self._warm_start(study_id, spec, source)
         for params in spec.enqueue:
-            self._storage_study(spec).enqueue_trial(params, skip_if_exists=False)
+            self._storage_study(study_id).enqueue_trial(params, skip_if_exists=False)
 
     def _take_back(self, study_id: int) -> None:
         """A creation that failed part way (a database error in its warm start's copy, its
@@ -174,7 +175,7 @@ class Tuner:
         """The Pareto front: the feasible complete trials no other beats on every objective (for
         one objective, the best trial or trials)."""
         spec = self._store.spec_of(self._store.get(study_id, tenant))
-        front = self._storage_study(spec).best_trials
+        front = self._storage_study(study_id).best_trials
         front.sort(key=lambda trial: trial.number)
         return ParetoView(
             study_id=study_id,
@@ -389,18 +390,38 @@ class Tuner:
         if tenant is not None and self._store.tenant_of(self.trials.study_of(trial_id)) != tenant:
             raise NotFound(f"no trial with id {trial_id}", field="trial_id")
 
-    def _create_optuna_study(self, spec: StudySpec) -> int:
+    def _create_optuna_study(self, spec: StudySpec, tenant: str) -> tuple[int, str]:
+        """A new Optuna study for ``tenant``'s ``spec``: its id and its Optuna name
+        (``service.study_names``). ``Conflict`` where the tenant has a study of the name."""
         directions = [StudyDirection[direction.upper()] for direction in spec.directions()]
-        try:
-            study_id = self._storage.create_new_study(directions, spec.name)
-        except DuplicatedStudyError:
-            raise Conflict(f"a study named '{spec.name}' already exists", field="name") from None
+        optuna_name = optuna_study_name(tenant, spec.name)
+        study_id = self._new_optuna_study(directions, optuna_name)
+        if study_id is None:  # the tenant's own study of the name, or an older one holds it
+            optuna_name = self._fallback_optuna_name(spec.name, tenant)
+            study_id = self._new_optuna_study(directions, optuna_name)
+        if study_id is None:
+            raise name_taken(spec.name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.load_study(study_name=spec.name, storage=self._storage).set_metric_names(
+            optuna.load_study(study_name=optuna_name, storage=self._storage).set_metric_names(
                 [objective.metric for objective in spec.objective_list()]
             )
-        return study_id
+        return study_id, optuna_name
+
+    def _new_optuna_study(self, directions: list[StudyDirection], optuna_name: str) -> int | None:
+        """The id of a new Optuna study named ``optuna_name``; ``None`` where the name is held."""
+        try:
+            return self._storage.create_new_study(directions, optuna_name)
+        except DuplicatedStudyError:
+            return None
+
+    def _fallback_optuna_name(self, name: str, tenant: str) -> str:
+        """The Optuna name to try once the first is held: by a study from before names were per
+        tenant, not the tenant's own (``Conflict`` then, as where there is no other to try)."""
+        fallback = fallback_optuna_name(tenant, name)
+        if fallback is None or self._store.has_study_named(tenant, name):
+            raise name_taken(name)
+        return fallback
 
     def _warm_start_source(self, spec: StudySpec, tenant: str) -> StudySpec | None:
         """The earlier study a warm start copies from (of the same tenant), checked against ``spec``."""
@@ -420,15 +441,19 @@ class Tuner:
         assert spec.warm_start is not None
         source_id = spec.warm_start.study_id
         source_trials = self._storage.get_all_trials(source_id, deepcopy=False)
-        report = copy_trials(spec, source_trials, source_id, self._storage_study(spec))
+        report = copy_trials(spec, source_trials, source_id, self._storage_study(study_id))
         self._storage.set_study_system_attr(study_id, WARM_START_ATTR, report.model_dump())
 
     def optuna_study(self, study_id: int, tenant: str | None = None) -> optuna.Study:
         """The study as Optuna loads it (read it only: for plots and importances)."""
-        return self._storage_study(self._store.spec_of(self._store.get(study_id, tenant)))
+        self._store.get(study_id, tenant)
+        return self._storage_study(study_id)
 
-    def _storage_study(self, spec: StudySpec) -> optuna.Study:
-        return optuna.load_study(study_name=spec.name, storage=self._storage)
+    def _storage_study(self, study_id: int) -> optuna.Study:
+        """The study as Optuna loads it, by the name it has in Optuna's tables."""
+        return optuna.load_study(
+            study_name=self._store.optuna_name(study_id), storage=self._storage
+        )
 
     def _best_or_none(self, study_id: int, spec: StudySpec) -> BestView | None:
         """The best complete trial, feasible where the study has constraints; none for several
@@ -437,7 +462,7 @@ class Tuner:
             return None
         try:
             if spec.constraints:
-                trial = self._storage_study(spec).best_trial
+                trial = self._storage_study(study_id).best_trial
             else:
                 trial = self._storage.get_best_trial(study_id)
         except ValueError:

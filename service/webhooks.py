@@ -244,7 +244,8 @@ def _best_trial(
 ) -> optuna.trial.FrozenTrial | None:
     try:
         if spec.constraints:  # feasible trials only: Optuna's study applies the constraints
-            return optuna.load_study(study_name=spec.name, storage=storage).best_trial
+            optuna_name = storage.get_study_name_from_id(study_id)  # not always spec.name
+            return optuna.load_study(study_name=optuna_name, storage=storage).best_trial
         return storage.get_best_trial(study_id)
     except ValueError:  # no complete (feasible) trial
         return None

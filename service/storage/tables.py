@@ -35,13 +35,18 @@ class StudyRecord(ServiceTable):
     """One submitted study: its spec as submitted (resolved), its lifecycle state, and its budget
     of trials (the spec's, or larger once extended).
 
-    ``study_id`` is Optuna's study id for the same study.
+    ``study_id`` is Optuna's study id for the same study. ``study_name`` is the name its tenant
+    gave it, unique per tenant; ``optuna_name`` is the study's name in Optuna's tables, unique
+    across tenants as Optuna's own column is (``service.study_names``).
     """
 
     __tablename__ = "hpo_studies"
+    __table_args__ = (UniqueConstraint("tenant", "study_name"),)
 
     study_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    study_name: Mapped[str] = mapped_column(String(128), unique=True)
+    study_name: Mapped[str] = mapped_column(String(128))
+    # tenant (64) + "/" + study name (128): service.study_names
+    optuna_name: Mapped[str] = mapped_column(String(200), unique=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True, default="default")
     n_trials: Mapped[int | None] = mapped_column(nullable=True)
     spec_json: Mapped[str] = mapped_column(Text)
@@ -122,7 +127,8 @@ class StudyJobRecord(ServiceTable):
 class DatasetRecord(ServiceTable):
     """A data set a user registered: the file's bytes as uploaded, their SHA-256, and what the
     check on registration read from them (shape, class names). Names are unique across tenants
-    (a study refers to ``registered:<name>``), like study names."""
+    (a study refers to ``registered:<name>``, and workers, which serve every tenant, fetch it by
+    that name), unlike study names, which are unique per tenant."""
 
     __tablename__ = "hpo_datasets"
 

@@ -169,7 +169,7 @@ def test_a_rung_committed_after_the_book_read_past_it_is_counted(database_url: s
 
     def rungs_counted() -> int:
         with database.engine.connect() as reader:
-            rungs = book.refresh(reader, study_id, spec.name, pruner)
+            rungs = book.refresh(reader, study_id, pruner)
         return sum(len(done) for done in rungs.completed.values())
 
     with database.engine.connect() as early, database.engine.connect() as late:

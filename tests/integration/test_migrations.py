@@ -10,21 +10,31 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import optuna
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from optuna.trial import TrialState
 from sqlalchemy import Engine
 
+from service.dispatch import NoDispatcher
+from service.errors import Conflict
+from service.spec.study_spec import StudySpec
+from service.spec.webhook import STORED_SPEC_CONTEXT
 from service.storage.database import Database
 from service.storage.migrations import (
     VERSION_TABLE,
+    alembic_config,
     current_revision,
     head_revision,
     is_service_table,
     upgrade_to_head,
 )
 from service.storage.tables import ServiceTable, StudyRecord
+from service.trainer_catalog import TrainerCatalog
+from service.tuner import Tuner
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +175,7 @@ def test_a_database_of_an_earlier_release_is_upgraded_with_its_rows_kept(
     with engine.connect() as connection:
         studies = connection.execute(
             sa.text(
-                "SELECT study_id, study_name, spec_json, state, tenant, n_trials"
+                "SELECT study_id, study_name, spec_json, state, tenant, n_trials, optuna_name"
                 " FROM hpo_studies ORDER BY study_id"
             )
         ).all()
@@ -173,8 +183,8 @@ def test_a_database_of_an_earlier_release_is_upgraded_with_its_rows_kept(
             sa.text("SELECT trial_id, study_id, holder, attempt, sent FROM hpo_trial_leases")
         ).all()
     assert [tuple(row) for row in studies] == [
-        (1, "old-a", '{"a": 1}', "running", "default", None),
-        (2, "old-b", '{"b": 2}', "complete", "default", None),
+        (1, "old-a", '{"a": 1}', "running", "default", None, "old-a"),
+        (2, "old-b", '{"b": 2}', "complete", "default", None, "old-b"),
     ]
     expected_leases = [(7, 1, "w1", 2, True)] if "hpo_trial_leases" in metadata.tables else []
     assert [tuple(row) for row in leases] == expected_leases
@@ -190,6 +200,7 @@ def test_todays_tables_without_a_version_row_are_stamped_not_recreated(
             {
                 "study_id": 3,
                 "study_name": "today",
+                "optuna_name": "t1/today",
                 "tenant": "t1",
                 "spec_json": "{}",
                 "state": "running",
@@ -236,3 +247,76 @@ def test_hpo_db_upgrade_upgrades_both_schemas_and_is_idempotent(
     current = hpo_db(database_url, "current")
     assert current.returncode == 0, current.stderr
     assert f"service tables: {head_revision()}" in current.stdout
+
+
+LEGACY_NAME = "legacy-sweep"
+
+
+def legacy_spec() -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": LEGACY_NAME,
+            "space": {"x": {"type": "float", "low": 0, "high": 1}},
+            "pruner": {"name": "none"},
+        }
+    )
+
+
+def make_previous_schema_with_a_study(engine: Engine, database_url: str) -> int:
+    """A database as the release before per-tenant names left it (service tables at
+    0008_token_expiry, Optuna's schema), with tenant ``a``'s study under its plain name; its id."""
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0008_token_expiry")
+    rdb = optuna.storages.RDBStorage(database_url)
+    study_id = optuna.create_study(study_name=LEGACY_NAME, storage=rdb)._study_id
+    rdb.engine.dispose()
+    record = {
+        "study_id": study_id,
+        "study_name": LEGACY_NAME,
+        "tenant": "a",
+        "n_trials": 100,
+        "spec_json": legacy_spec().model_dump_json(context=STORED_SPEC_CONTEXT),
+        "state": "running",
+        "created_at": CREATED,
+    }
+    with engine.begin() as connection:
+        connection.execute(sa.table("hpo_studies", *map(sa.column, record)).insert(), record)
+    return study_id
+
+
+def optuna_names(engine: Engine) -> dict[int, str]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT study_id, study_name FROM studies")).all()
+    return {int(study_id): str(name) for study_id, name in rows}
+
+
+def test_a_study_of_the_release_before_per_tenant_names_still_loads_and_runs(
+    engine: Engine, database_url: str
+) -> None:
+    legacy_id = make_previous_schema_with_a_study(engine, database_url)
+    assert stored_revision(engine) == "0008_token_expiry"
+
+    database = Database(database_url)  # the service starting on it upgrades it
+    try:
+        tuner = Tuner(database, NoDispatcher(), TrainerCatalog.installed())
+        assert database.schema_revisions == ("0008_token_expiry", head_revision())
+        assert tuner.study(legacy_id, "a").name == LEGACY_NAME
+        trial = tuner.ask(legacy_id, "a")
+        tuner.report(trial.trial_id, 1, 0.4, trial.lease, "a")
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.3, None, trial.lease, "a")
+        assert tuner.best(legacy_id, "a").trial_id == trial.trial_id
+        assert tuner.optuna_study(legacy_id, "a").best_value == 0.3
+
+        with pytest.raises(Conflict, match="already exists"):  # the tenant's own name still
+            tuner.create_study(legacy_spec(), "a")
+        theirs = tuner.create_study(legacy_spec(), "b").study_id
+        ours = tuner.create_study(legacy_spec(), "default").study_id  # plain name held
+        assert tuner.study(ours, "default").name == tuner.study(theirs, "b").name == LEGACY_NAME
+    finally:
+        database.dispose()
+    assert optuna_names(engine) == {
+        legacy_id: LEGACY_NAME,  # as it was
+        theirs: f"b/{LEGACY_NAME}",
+        ours: f"default/{LEGACY_NAME}",  # the one the default tenant's study takes instead
+    }
+    assert schema_differences(engine) == []

@@ -307,6 +307,41 @@ def test_unknown_ids_and_duplicate_names(tuner: Tuner) -> None:
         tuner.create_study(first)
 
 
+def run_asked_trial(tuner: Tuner, study_id: int, tenant: str, value: float) -> int:
+    """Ask, report and complete one trial as ``tenant``; its id."""
+    trial = tuner.ask(study_id, tenant)
+    tuner.report(trial.trial_id, 1, value + 1, trial.lease, tenant)
+    tuner.complete(trial.trial_id, TrialState.COMPLETE, value, None, trial.lease, tenant)
+    return trial.trial_id
+
+
+def test_two_tenants_each_run_their_own_study_of_one_name(tuner: Tuner, database_url: str) -> None:
+    both = spec(n_trials=3, concurrent=1, pruner={"name": "hyperband", "max_resource": 9})
+    ids = {tenant: tuner.create_study(both, tenant).study_id for tenant in ("a", "default")}
+    trials = {"a": run_asked_trial(tuner, ids["a"], "a", 0.2)}
+    trials["default"] = run_asked_trial(tuner, ids["default"], "default", 0.7)
+    for tenant, study_id in ids.items():
+        assert tuner.study(study_id, tenant).name == both.name
+        assert [view.study_id for view in tuner.studies(tenant)] == [study_id]
+        assert tuner.best(study_id, tenant).trial_id == trials[tenant]
+        assert [t.trial_id for t in tuner.study_trials(study_id, tenant)] == [trials[tenant]]
+        assert [t.trial_id for t in tuner.pareto(study_id, tenant).trials] == [trials[tenant]]
+    with pytest.raises(Conflict, match="already exists"):
+        tuner.create_study(both, "a")
+    assert optuna.load_study(study_name=both.name, storage=database_url).best_value == 0.7
+    assert optuna.load_study(study_name=f"a/{both.name}", storage=database_url).best_value == 0.2
+
+    tuner.delete(ids["a"], "a")
+    with pytest.raises(NotFound):
+        tuner.study(ids["a"], "a")
+    assert tuner.best(ids["default"]).value == 0.7
+    assert run_asked_trial(tuner, ids["default"], "default", 0.1) in {
+        t.trial_id for t in tuner.study_trials(ids["default"])
+    }
+    again = tuner.create_study(both, "a")  # its name is free again
+    assert tuner.study(again.study_id, "a").counts["complete"] == 0
+
+
 def test_best_waits_for_a_complete_trial(tuner: Tuner) -> None:
     study = tuner.create_study(spec())
     tuner.ask(study.study_id)

@@ -218,3 +218,80 @@ def test_a_lifetime_that_is_not_one_is_refused_and_makes_no_token(
     )
     assert done.returncode == 2 and "not a lifetime" in done.stderr
     assert not any("\tx\t" in line for line in hpo_token(tenants["url"], "list").splitlines())
+
+
+def optuna_name_of(t: dict[str, Any], study_id: int) -> str:
+    """The name Optuna's own table gives the study (what optuna-dashboard and load_study see)."""
+    row = sqlite3.connect(t["db"]).execute(
+        "SELECT study_name FROM studies WHERE study_id = ?", (study_id,)
+    )
+    return str(row.fetchone()[0])
+
+
+def run_one_trial(stack: LocalStack, token: str, study_id: int, value: float) -> int:
+    """Ask, report and complete one trial of the study through the API; the trial's id."""
+    asked = call(stack, token, "POST", f"/studies/{study_id}/trials")
+    assert asked.status_code == 201, asked.text
+    trial_id, lease = asked.json()["trial_id"], asked.json()["lease"]
+    report = {"step": 1, "value": value + 1, "lease": lease}
+    assert call(stack, token, "POST", f"/trials/{trial_id}/report", report).status_code == 200
+    done = call(
+        stack, token, "POST", f"/trials/{trial_id}/complete", {"value": value, "lease": lease}
+    )
+    assert done.status_code == 200, done.text
+    return int(trial_id)
+
+
+def test_two_tenants_each_have_and_run_their_own_study_of_one_name(tenants: dict[str, Any]) -> None:
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    name = f"mnist-sweep-{time.time_ns()}"
+    spec = {"name": name, "space": {"x": {"type": "float", "low": 0, "high": 1}}}
+    created = {tenant: call(stack, tokens[tenant], "POST", "/studies", spec) for tenant in "ab"}
+    assert {tenant: r.status_code for tenant, r in created.items()} == {"a": 201, "b": 201}
+    ids = {tenant: int(r.json()["study_id"]) for tenant, r in created.items()}
+    assert ids["a"] != ids["b"]
+    trials = {"a": run_one_trial(stack, tokens["a"], ids["a"], 0.25)}
+    trials["b"] = run_one_trial(stack, tokens["b"], ids["b"], 0.75)
+    for tenant in "ab":
+        token, study_id = tokens[tenant], ids[tenant]
+        assert call(stack, token, "GET", f"/studies/{study_id}").json()["name"] == name
+        listed = call(stack, token, "GET", "/studies").json()["studies"]
+        assert [s["study_id"] for s in listed if s["name"] == name] == [study_id]
+        best = call(stack, token, "GET", f"/studies/{study_id}/best").json()
+        assert best["trial_id"] == trials[tenant]
+        own = call(stack, token, "GET", f"/studies/{study_id}/trials").json()["trials"]
+        assert [trial["trial_id"] for trial in own] == [trials[tenant]]
+    assert optuna_name_of(tenants, ids["a"]) == f"a/{name}"
+    assert optuna_name_of(tenants, ids["b"]) == f"b/{name}"
+
+    assert call(stack, tokens["a"], "DELETE", f"/studies/{ids['a']}").status_code == 204
+    assert call(stack, tokens["a"], "GET", f"/studies/{ids['a']}").status_code == 404
+    kept = call(stack, tokens["b"], "GET", f"/studies/{ids['b']}")
+    assert kept.status_code == 200 and kept.json()["counts"]["complete"] == 1
+    assert call(stack, tokens["b"], "GET", f"/studies/{ids['b']}/best").json()["value"] == 0.75
+
+
+def test_a_tenant_s_second_study_of_a_name_is_a_conflict(tenants: dict[str, Any]) -> None:
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    spec = {
+        "name": f"twice-{time.time_ns()}",
+        "space": {"x": {"type": "float", "low": 0, "high": 1}},
+    }
+    assert call(stack, tokens["a"], "POST", "/studies", spec).status_code == 201
+    again = call(stack, tokens["a"], "POST", "/studies", spec)
+    assert again.status_code == 409
+    assert again.json()["problems"][0]["field"] == "name"
+    assert "already exists" in again.json()["problems"][0]["problem"]
+    assert call(stack, tokens["b"], "POST", "/studies", spec).status_code == 201
+
+
+def test_the_default_tenant_s_study_keeps_its_name_in_optuna(tenants: dict[str, Any]) -> None:
+    stack, url = tenants["stack"], tenants["url"]
+    default_token = hpo_token(url, "create", "--tenant", "default")
+    name = f"plain-{time.time_ns()}"
+    spec = {"name": name, "space": {"x": {"type": "float", "low": 0, "high": 1}}}
+    ours = call(stack, default_token, "POST", "/studies", spec)
+    theirs = call(stack, tenants["tokens"]["a"], "POST", "/studies", spec)
+    assert (ours.status_code, theirs.status_code) == (201, 201)
+    assert optuna_name_of(tenants, ours.json()["study_id"]) == name
+    assert optuna_name_of(tenants, theirs.json()["study_id"]) == f"a/{name}"

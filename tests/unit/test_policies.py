@@ -11,8 +11,10 @@ import pytest
 
 from service.dispatch import NoDispatcher
 from service.policies import build_pruner, build_sampler, trial_seed
+from service.seeded_hyperband import SeededHyperbandPruner
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
+from service.study_names import optuna_study_name
 from service.trainer_catalog import TrainerCatalog
 from service.trial_counts import TrialCounts, is_done, why_no_trial_may_start
 from service.tuner import Tuner
@@ -53,6 +55,24 @@ def test_each_pruner_name_builds_its_optuna_pruner() -> None:
     assert isinstance(build_pruner(threshold), optuna.pruners.ThresholdPruner)
     patient = spec(pruner={"name": "patient", "patience": 0})
     assert isinstance(build_pruner(patient), optuna.pruners.PatientPruner)
+
+
+def test_unseeded_hyperband_brackets_follow_the_name_its_tenant_gave_not_its_optuna_name() -> None:
+    """Another tenant's study is ``tenant/name`` in Optuna's tables: its trials fall in the
+    brackets Optuna's own Hyperband gives a study of the plain name, as the default tenant's do."""
+    unseeded = spec(pruner={"name": "hyperband", "max_resource": 27})
+    ours = build_pruner(unseeded)
+    assert isinstance(ours, SeededHyperbandPruner) and ours.ready()
+    optunas = optuna.pruners.HyperbandPruner(max_resource=27)
+    optunas._try_initialization(None)  # type: ignore[arg-type]  # unused with a fixed max
+    plain = optuna.create_study(study_name=unseeded.name)
+    tenants = optuna.create_study(study_name=optuna_study_name("acme", unseeded.name))
+    for number in range(40):
+        trial = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING)
+        trial.number = number
+        expected = optunas._get_bracket_id(plain, trial)
+        assert ours._get_bracket_id(tenants, trial) == ours.bracket_of(number) == expected
+    assert len({ours.bracket_of(number) for number in range(40)}) > 1
 
 
 def test_the_sampler_seed_moves_with_the_history_so_draws_do_not_repeat() -> None:

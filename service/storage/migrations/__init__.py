@@ -60,6 +60,12 @@ def _columns(inspector: Inspector, table: str) -> set[str]:
 # Newest first: what each revision left in the database that the revisions before it did not.
 SCHEMA_MARKS: list[tuple[str, Callable[[Inspector, set[str]], bool]]] = [
     (
+        "0009_tenant_study_names",
+        lambda inspector, tables: (
+            "hpo_studies" in tables and "optuna_name" in _columns(inspector, "hpo_studies")
+        ),
+    ),
+    (
         "0008_token_expiry",
         lambda inspector, tables: (
             "hpo_tokens" in tables and "expires_at" in _columns(inspector, "hpo_tokens")
