@@ -125,8 +125,14 @@ class StudyJobs:
         """``InvalidSpec`` for pre-flight settings that cannot run."""
         check_preflight(spec, self._catalog)
 
+    def holds_trials(self, spec: StudySpec) -> bool:
+        """Whether the study's pre-flight checks hold its trials back until they pass."""
+        wanted = checked_preflight(spec, self._catalog)
+        return wanted is not None and wanted.refuse_on_failure
+
     def start_preflight(self, study_id: int, spec: StudySpec) -> None:
-        """Send a new study's checks; hold its trials back while they run, where asked to."""
+        """Send a new study's checks; hold its trials back while they run, where asked to (a
+        study made paused stays so: the checks' end sets it running)."""
         wanted = checked_preflight(spec, self._catalog)
         if wanted is None:
             return

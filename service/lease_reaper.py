@@ -50,8 +50,9 @@ class LeaseReaper:
     def _idle_trainer_studies(self, running: list[int]) -> set[int]:
         """Running studies of a trainer with no trial leased: their refill is due. One whose
         refill failed after a trial's end (a database error after the end's commit, a refill of
-        this reaper's) would otherwise wait for ever: no trial of it is left to end. A study held
-        for its pre-flight checks is one too; its refill starts nothing until they pass."""
+        this reaper's) would otherwise wait for ever: no trial of it is left to end. A study
+        being made, or held for its pre-flight checks, is paused, not running: none of its
+        trials starts here."""
         leased = self._lifecycle.leases.studies_holding_leases()
         return {
             study_id for study_id in running if study_id not in leased and self._trains(study_id)

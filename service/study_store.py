@@ -45,10 +45,17 @@ class StudyStore:
         self._optuna_names: dict[int, str] = {}
         self._specs_guard = threading.Lock()
 
-    def add(self, study_id: int, spec: StudySpec, tenant: str, optuna_name: str) -> None:
-        """Record a new study of ``tenant``, running, named ``optuna_name`` in Optuna's tables;
-        ``Conflict`` where the tenant has a study of its name already (one made meanwhile, or
-        one from before names were per tenant, whose Optuna name is not this one)."""
+    def add(
+        self,
+        study_id: int,
+        spec: StudySpec,
+        tenant: str,
+        optuna_name: str,
+        state: StudyState = StudyState.RUNNING,
+    ) -> None:
+        """Record a new study of ``tenant`` in ``state``, named ``optuna_name`` in Optuna's
+        tables; ``Conflict`` where the tenant has a study of its name already (one made
+        meanwhile, or one from before names were per tenant, whose Optuna name is not this one)."""
         record = StudyRecord(
             study_id=study_id,
             study_name=spec.name,
@@ -56,7 +63,7 @@ class StudyStore:
             tenant=tenant,
             n_trials=spec.budget.n_trials,
             spec_json=spec.model_dump_json(context=STORED_SPEC_CONTEXT),  # keeps secrets
-            state=StudyState.RUNNING.value,
+            state=state.value,
         )
         try:
             with self._database.session() as session:

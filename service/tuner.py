@@ -84,7 +84,10 @@ class Tuner:
         )
 
     def create_study(self, spec: StudySpec, tenant: str = DEFAULT_TENANT) -> StudyView:
-        """Check, record and start a study of ``tenant``: its first trials are dispatched at once."""
+        """Check, record and start a study of ``tenant``: its first trials are dispatched at once.
+        It is recorded paused, and runs once its warm start and enqueued trials are written: the
+        reaper, which refills running studies that hold no lease, starts none of its trials
+        before them (nor before its pre-flight checks, where they must pass first)."""
         spec = check_study_spec(spec, self._catalog)
         source = self._warm_start_source(spec, tenant)
         dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
@@ -92,7 +95,7 @@ class Tuner:
         self.jobs.check_spec(spec)
         study_id, optuna_name = self._create_optuna_study(spec, tenant)
         try:
-            self._store.add(study_id, spec, tenant, optuna_name)
+            self._store.add(study_id, spec, tenant, optuna_name, state=StudyState.PAUSED)
         except BaseException:  # no Optuna study left without its record, holding the name
             self._storage.delete_study(study_id)
             raise
@@ -105,12 +108,17 @@ class Tuner:
         return self.study(study_id)
 
     def _prepare_study(self, study_id: int, spec: StudySpec, source: StudySpec | None) -> None:
-        """A recorded study's pre-flight checks, warm start and enqueued trials."""
-        self.jobs.start_preflight(study_id, spec)
+        """A recorded study's warm start, enqueued trials and pre-flight checks; then it runs,
+        unless its checks hold it until they pass. The checks go last: their job's end may set
+        the study running (``StudyJobs``), which it must not before the rest is written."""
         if source is not None:
             self._warm_start(study_id, spec, source)
         for params in spec.enqueue:
             self._storage_study(study_id).enqueue_trial(params, skip_if_exists=False)
+        self.jobs.start_preflight(study_id, spec)
+        if not self.jobs.holds_trials(spec):
+            held = [StudyState.PAUSED]  # not where a user stopped or resumed it meanwhile
+            self._store.set_state(study_id, StudyState.RUNNING, when=held, quietly=True)
 
     def _take_back(self, study_id: int) -> None:
         """A creation that failed part way (a database error in its warm start's copy, its

@@ -1,19 +1,23 @@
 """A study's creation is all or nothing for its client, on SQLite and PostgreSQL: where a write
 fails part way (a trigger refuses it, standing for an outage: ``tests/support/refusals.py``), the
 error comes back, no part of the study stays (neither its record, nor Optuna's study holding the
-name, nor part of a warm start), and the same request made again creates it."""
+name, nor part of a warm start), and the same request made again creates it. While it is made,
+it is held: a reaper tick starts none of its trials before its enqueued ones are written."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy import event, select
 
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
+from service.storage.tables import StudyRecord
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 from tests.support.dispatchers import DoNothingDispatcher
@@ -87,3 +91,47 @@ def test_a_warm_start_copied_part_way_leaves_nothing_and_can_be_made_again(
         assert_no_study_named(tuner, database, name)
     warm = tuner.create_study(asked)
     assert [trial.state for trial in tuner.study_trials(warm.study_id)] == ["complete"] * 3
+
+
+def test_a_reaper_tick_while_a_study_is_made_starts_none_of_its_trials(
+    tuner: Tuner, database: Database
+) -> None:
+    asked = spec(
+        f"made-{uuid.uuid4().hex[:8]}",
+        space={"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        trainer={"name": "mlp", "dataset": "wine", "epochs": 1},
+        preflight={"enabled": False},
+        enqueue=[{"lr": 0.01}],
+    )
+    ticks: list[tuple[str | None, list[int]]] = []
+
+    def tick_before_the_enqueued_trial(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not ticks and statement.lstrip().startswith("INSERT INTO trials"):
+            ticks.append(reaper_tick(tuner, database, asked.name))
+
+    optuna_engine = database.optuna._backend.engine  # type: ignore[attr-defined]  # Optuna's own
+    event.listen(optuna_engine, "before_cursor_execute", tick_before_the_enqueued_trial)
+    try:
+        created = tuner.create_study(asked)
+    finally:
+        event.remove(optuna_engine, "before_cursor_execute", tick_before_the_enqueued_trial)
+    assert ticks == [("paused", [])]  # the study was held: the tick started nothing
+    trials = tuner.study_trials(created.study_id)
+    assert trials[0].params == {"lr": 0.01}  # the enqueued trial runs first, as asked
+    assert [trial.state for trial in trials] == ["running", "running"]
+
+
+def reaper_tick(tuner: Tuner, database: Database, name: str) -> tuple[str | None, list[int]]:
+    """A reaper tick from another thread, as another API process's would run: the state the
+    study named ``name`` had (read from the service's table: Optuna's, mid-write, are not read
+    here), and the trials the tick failed (a tick that does not end within 10 s waits on the
+    creation's transaction: it was writing to the study)."""
+    query = select(StudyRecord.state).where(StudyRecord.study_name == name)
+    with database.engine.connect() as connection:
+        state = connection.execute(query).scalar()
+    failed: list[list[int]] = []
+    ticking = threading.Thread(target=lambda: failed.append(tuner.expire_leases()), daemon=True)
+    ticking.start()
+    ticking.join(timeout=10)
+    assert not ticking.is_alive(), "the tick waited on the study being made"
+    return state, failed[0]
