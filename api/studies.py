@@ -131,6 +131,9 @@ def delete_study(path: StudyPath) -> tuple[str, int]:
     return "", 204
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
 class AskHeaders(BaseModel):
     """An ask's ``Idempotency-Key``: a repeat of the ask with the same key, while the trial it
     started holds its lease, is answered with that trial (its parameters and lease) instead of
@@ -138,7 +141,7 @@ class AskHeaders(BaseModel):
 
     idempotency_key: str | None = Field(
         default=None,
-        alias="Idempotency-Key",
+        alias=IDEMPOTENCY_KEY,
         min_length=1,
         max_length=200,
         description="1 to 200 visible ASCII characters, e.g. a UUID the program makes per ask",
@@ -153,7 +156,9 @@ class AskHeaders(BaseModel):
 
 
 @studies.post("/<int:study_id>/trials", responses={201: TrialAssignment})
-def ask_trial(path: StudyPath, header: AskHeaders) -> tuple[dict[str, Any], int]:
-    """Start a trial and get its parameters (ask), for a program that trains its own model."""
-    asked = tuner().ask(path.study_id, current_tenant(), header.idempotency_key)
-    return asked.model_dump(mode="json"), 201
+def ask_trial(path: StudyPath, header: AskHeaders) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Start a trial and get its parameters (ask), for a program that trains its own model. The
+    answer names the ``Idempotency-Key`` it kept (a client learns that this API keeps them)."""
+    key = header.idempotency_key
+    asked = tuner().ask(path.study_id, current_tenant(), key)
+    return asked.model_dump(mode="json"), 201, ({IDEMPOTENCY_KEY: key} if key else {})

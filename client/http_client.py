@@ -10,6 +10,7 @@ from urllib3.util.retry import Retry
 from client.transport import Answer, ServiceUnreachable, Transport
 
 DEFAULT_TIMEOUT_S = 30.0
+IDEMPOTENCY_KEY = "Idempotency-Key"
 IDEMPOTENT_TRIAL_CALLS = frozenset(
     {
         "report",
@@ -97,6 +98,7 @@ class HPOJSONClient:
         self.retries = retries
         self._retries = _retry_policy(retries, idempotent=False)
         self._idempotent_retries = _retry_policy(retries, idempotent=True)
+        self._asks_keep_keys = False  # until an ask's answer names its Idempotency-Key
 
     def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/studies", json=spec)
@@ -129,10 +131,17 @@ class HPOJSONClient:
 
     def ask(self, study_id: int, idempotency_key: str | None = None) -> dict[str, Any]:
         """Start a trial of the study for this program: its parameters and lease. The ask goes
-        with an ``Idempotency-Key`` (a new UUID unless given), so an answer lost on the way is
-        asked for again: the repeat gets the same trial, not a second one."""
-        key = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return self._call("POST", f"/studies/{study_id}/trials", headers=key, idempotent=True)
+        with an ``Idempotency-Key`` (a new UUID unless given). Once the API has shown that it
+        keeps them (its answer names the key: an older API ignores it), an ask whose answer was
+        lost on the way is asked for again with it, and the repeat gets the same trial, not a
+        second one; until then it is not, as any call that is not idempotent."""
+        key = idempotency_key or uuid.uuid4().hex
+        path = f"/studies/{study_id}/trials"
+        kept = self._asks_keep_keys
+        answer = self._answer("POST", path, headers={IDEMPOTENCY_KEY: key}, idempotent=kept)
+        if answer.headers.get(IDEMPOTENCY_KEY) == key:
+            self._asks_keep_keys = True
+        return _json_of(answer)
 
     def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
         """Start a trial this worker was sent: ``{"lease", "lease_ttl_s", "next_decision_step"}``
@@ -302,7 +311,11 @@ class HPOJSONClient:
         ``parallel_coordinate``."""
         return self._raw("GET", f"/studies/{study_id}/plots/{kind}.png").content
 
-    def _call(
+    def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        """One JSON call, its answer's body."""
+        return _json_of(self._answer(method, path, json))
+
+    def _answer(
         self,
         method: str,
         path: str,
@@ -310,22 +323,28 @@ class HPOJSONClient:
         *,
         headers: dict[str, str] | None = None,
         idempotent: bool = False,
-    ) -> dict[str, Any]:
-        """One JSON call; ``idempotent``: a repeat gives the same result (GETs and the trials'
-        own calls are), so a broken or timed-out answer is asked for again."""
+    ) -> Answer:
+        """One call's answer (an error status raised); ``idempotent``: a repeat gives the same
+        result (GETs and the trials' own calls are), so a broken or timed-out answer is asked
+        for again."""
         idempotent = (
             idempotent or method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
         )
         retries = self._idempotent_retries if idempotent else self._retries
         answer = self._transport.call(method, path, retries, json=json, headers=headers)
         _raise_for_status(answer, path)
-        if answer.status == 204:
-            return {}
-        try:
-            found: dict[str, Any] = answer.json()
-        except ValueError as garbled:  # not the API's answer (a proxy's page, a cut body)
-            raise ServiceUnreachable(garbled) from garbled
-        return found
+        return answer
+
+
+def _json_of(answer: Answer) -> dict[str, Any]:
+    """An answer's JSON body (none for a 204); ``ServiceUnreachable`` where it is not JSON."""
+    if answer.status == 204:
+        return {}
+    try:
+        found: dict[str, Any] = answer.json()
+    except ValueError as garbled:  # not the API's answer (a proxy's page, a cut body)
+        raise ServiceUnreachable(garbled) from garbled
+    return found
 
 
 def _raise_for_status(answer: Answer, path: str) -> None:

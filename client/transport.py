@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json as json_module
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -50,6 +51,7 @@ class Answer:
 
     status: int
     content: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json_module.loads(self.content)
@@ -108,7 +110,7 @@ class Transport:
             )  # fmt: skip
         except urllib3.exceptions.HTTPError as error:
             raise ServiceUnreachable(error) from error
-        return Answer(response.status, response.data)
+        return Answer(response.status, response.data, response.headers)
 
 
 def _pool_manager(

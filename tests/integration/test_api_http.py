@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from cli.local_stack import LocalStack
-from client import HPOJSONClient
+from client import HPOJSONClient, ServiceUnreachable
 from tests.integration.conftest import unique
 from tests.support.answer_dropper import dropping_answers
 
@@ -196,12 +196,35 @@ def test_an_ask_whose_answer_is_lost_is_asked_again_and_gets_the_same_trial(
     study = client.create_study(
         good_study(budget={"n_trials": 3, "max_concurrent_trials": 3}, pruner={"name": "none"})
     )
-    with dropping_answers(stack.url, drops=1) as proxy:
-        trial = HPOJSONClient(proxy.url).ask(study["study_id"])
-    assert proxy.dropped == 1  # the ask was made, and its first answer lost
-    [started] = client.trials(study["study_id"])
-    assert started["trial_id"] == trial["trial_id"]
+    with dropping_answers(stack.url, drops=0) as proxy:
+        asking = HPOJSONClient(proxy.url)
+        asking.ask(study["study_id"])  # its answer names its key: this API keeps them
+        proxy.drop_next(1)
+        trial = asking.ask(study["study_id"])
+    assert proxy.dropped == 1  # the second ask was made, and its first answer lost
+    started = client.trials(study["study_id"])
+    assert len(started) == 2 and started[1]["trial_id"] == trial["trial_id"]
     client.complete(trial["trial_id"], value=0.5, lease=trial["lease"])  # its lease works
+
+
+def test_a_client_that_has_not_seen_the_api_keep_ask_keys_does_not_ask_again(
+    stack: LocalStack,
+) -> None:
+    """An API from before ask keys ignores them, so a repeat would start a second trial: until an
+    answer names its key, a lost answer is the caller's to see."""
+    client = stack.client()
+    study = client.create_study(good_study(pruner={"name": "none"}))
+    with dropping_answers(stack.url, drops=1) as proxy, pytest.raises(ServiceUnreachable):
+        HPOJSONClient(proxy.url).ask(study["study_id"])
+    assert len(client.trials(study["study_id"])) == 1  # asked once
+
+
+def test_an_ask_with_a_key_is_answered_with_it(stack: LocalStack) -> None:
+    study = stack.client().create_study(good_study())
+    url = f"{stack.url}/studies/{study['study_id']}/trials"
+    response = requests.post(url, headers={"Idempotency-Key": "k-1"}, timeout=30)
+    assert response.status_code == 201 and response.headers["Idempotency-Key"] == "k-1"
+    assert "Idempotency-Key" not in requests.post(url, timeout=30).headers
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,11 @@ class AnswerDropper:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
 
+    def drop_next(self, drops: int) -> None:
+        """Throw the next ``drops`` answers away."""
+        with self._guard:
+            self._drops_left = drops
+
     def serve(self) -> None:
         while True:
             try:
@@ -35,16 +40,19 @@ class AnswerDropper:
         self._server.close()
 
     def _connect(self, client: socket.socket) -> None:
+        """Pipe one connection; an answer to drop closes it instead of going back."""
         upstream = socket.create_connection(self._upstream)
         threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
-        first = upstream.recv(CHUNK)
-        if first and self._take_a_drop():
-            client.close()  # the answer was made, and is lost on the way
-            upstream.close()
-            return
-        if first:
-            client.sendall(first)
-            _pump(upstream, client)
+        try:
+            while chunk := upstream.recv(CHUNK):
+                if self._take_a_drop():
+                    break  # the answer was made, and is lost on the way
+                client.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (client, upstream):
+                end.close()
 
     def _take_a_drop(self) -> bool:
         with self._guard:
