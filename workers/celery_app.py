@@ -69,9 +69,10 @@ def create_celery(settings: Settings) -> Celery:
 def worker_client(settings: Settings) -> HPOJSONClient:
     """The worker's HTTP client (one per worker process). Its calls retry for longer than a
     trial's lease, ``HPO_LEASE_TTL_S``, which the worker and the API must therefore be given
-    alike: an API restarting, or its database, for less than the lease leaves the running
-    trials running; for longer, the lease has expired and the next answer says the trial is
-    gone (the client's default retries last about a minute)."""
+    alike: an API restarting, or its database, for less than three quarters of the lease (a
+    heartbeat renews it every quarter) leaves the running trials running; for longer, the lease
+    may have expired, and the next answer says the trial is gone (the client's default retries
+    last about a minute)."""
     outage_s = settings.lease_ttl_s + LEASE_MARGIN_S
     retries = retries_lasting(outage_s, longest_wait_s=RETRY_AFTER_S)
     return MeteredClient(settings.service_url, settings.bearer_token(), retries=retries)

@@ -198,9 +198,7 @@ def test_a_token_stops_working_once_its_lifetime_is_over(tenants: dict[str, Any]
     brief = hpo_token(url, "create", "--tenant", "brief", "--expires-in", "1s")
     lasting = hpo_token(url, "create", "--tenant", "lasting", "--expires-in", "90d")
     time.sleep(1.1)
-    refused = call(stack, brief, "GET", "/studies")
-    assert refused.status_code == 401
-    assert "expired" in refused.json()["problems"][0]["problem"]
+    assert call(stack, brief, "GET", "/studies").status_code == 401
     assert call(stack, lasting, "GET", "/studies").status_code == 200
     listed = hpo_token(url, "list").splitlines()
     assert " expired " in next(line for line in listed if "\tbrief" in line)

@@ -79,6 +79,30 @@ def test_an_event_past_the_bounds_is_refused_not_waited_for() -> None:
     wait_until(lambda: deliveries.of("a") == [1, 2], 5, "the queued events")
 
 
+def test_at_the_bound_an_idle_lane_makes_room_and_a_busy_one_does_not() -> None:
+    deliveries = HeldDeliveries(held="busy")
+    lanes: DeliveryLanes[tuple[str, int]] = DeliveryLanes(deliveries, max_lanes=2, idle_s=60)
+    lanes.put("busy", ("busy", 1))
+    lanes.put("idle", ("idle", 1))
+    wait_until(lambda: deliveries.of("idle") == [1], 5, "the idle receiver's event")
+    assert lanes.receivers() == ["busy", "idle"]  # both lanes open: the idle one for 60 s more
+    lanes.put("new", ("new", 1))  # the idle lane ends to make room
+    wait_until(lambda: deliveries.of("new") == [1], 5, "the new receiver's event")
+    assert lanes.receivers() == ["busy", "new"]
+    wait_until(
+        lambda: not any(t.name == "hpo-webhooks idle" for t in threading.enumerate()),
+        5,
+        "the ended lane's thread to stop",
+    )
+    deliveries.held = "new"  # "new" is idle again, and would make room: hold it delivering
+    lanes.put("new", ("new", 2))
+    wait_until(lambda: ("new", 2) in deliveries.started, 5, "the new receiver's held event")
+    with pytest.raises(LaneFull, match="2 other receivers"):
+        lanes.put("third", ("third", 1))  # both lanes are delivering: no room
+    deliveries.release.set()
+    wait_until(lambda: deliveries.of("busy") == [1], 5, "the held events")
+
+
 def test_a_receiver_is_the_urls_scheme_host_and_port() -> None:
     assert receiver_of("https://Hooks.Example.org/a?x=1") == "https://hooks.example.org:443"
     assert receiver_of("https://hooks.example.org:443/b") == "https://hooks.example.org:443"
