@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant
 from api.context import tuner
-from api.schemas import ERROR_RESPONSES, FILE_BODY
+from api.schemas import ERROR_RESPONSES, FILE_BODY, SchemaMadeOnce
 from service.datasets import DatasetView
 from service.errors import InvalidSpec
 from service.tokens import DEFAULT_TENANT
@@ -32,7 +32,7 @@ datasets = APIBlueprint("datasets", __name__, **_BLUEPRINT_OPTIONS)
 dataset_reads = APIBlueprint("dataset_reads", __name__, **_BLUEPRINT_OPTIONS)
 
 
-class Registration(BaseModel):
+class Registration(SchemaMadeOnce):
     """How to read the uploaded file."""
 
     model_config = ConfigDict(extra="forbid")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
-from api.schemas import ERROR_RESPONSES, FILE_BODY
+from api.schemas import ERROR_RESPONSES, FILE_BODY, SchemaMadeOnce
 from service.errors import InvalidSpec
 from service.trial_provenance import TrialProvenance
 from service.views import TrialView
@@ -49,7 +49,7 @@ class StudyPath(BaseModel):
     study_id: int
 
 
-class LeaseQuery(BaseModel):
+class LeaseQuery(SchemaMadeOnce):
     model_config = ConfigDict(extra="forbid")
     lease: str | None = Field(default=None, max_length=64)
 

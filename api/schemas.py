@@ -7,6 +7,22 @@ from typing import Any
 from flask_openapi3.models import SecurityScheme
 from pydantic import BaseModel
 
+_SCHEMAS: dict[type[BaseModel], dict[str, Any]] = {}
+
+
+class SchemaMadeOnce(BaseModel):
+    """A request's header (or query) model whose JSON schema is made once: flask-openapi3 makes
+    it on every request only to read its fields' names (about 0.9 ms, on the ask's path)."""
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Pydantic's schema; called without arguments (the per-request call), made once."""
+        if args or kwargs:
+            return super().model_json_schema(*args, **kwargs)
+        if cls not in _SCHEMAS:
+            _SCHEMAS[cls] = super().model_json_schema()
+        return _SCHEMAS[cls]
+
 
 class ProblemBody(BaseModel):
     """One thing wrong with a request: where (a dotted path into it, or a header) and what."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import current_tenant
 from api.context import tuner
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, SchemaMadeOnce
 from service.dispatch import TrialAssignment
 from service.spec.study_spec import StudySpec
 from service.tokens import DEFAULT_TENANT
@@ -134,7 +134,7 @@ def delete_study(path: StudyPath) -> tuple[str, int]:
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
-class AskHeaders(BaseModel):
+class AskHeaders(SchemaMadeOnce):
     """An ask's ``Idempotency-Key``: a repeat of the ask with the same key, while the trial it
     started holds its lease, is answered with that trial (its parameters and lease) instead of
     starting another; once the trial has ended, the key starts a new one."""
