@@ -139,8 +139,8 @@ class HPOJSONClient:
         path = f"/studies/{study_id}/trials"
         kept = self._asks_keep_keys
         answer = self._answer("POST", path, headers={IDEMPOTENCY_KEY: key}, idempotent=kept)
-        if answer.headers.get(IDEMPOTENCY_KEY) == key:
-            self._asks_keep_keys = True
+        # Follows the last answer: behind a load balancer, replicas of two releases may answer.
+        self._asks_keep_keys = answer.headers.get(IDEMPOTENCY_KEY) == key
         return _json_of(answer)
 
     def claim(self, trial_id: int, holder: str) -> dict[str, Any]:

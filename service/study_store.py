@@ -71,9 +71,12 @@ class StudyStore:
         except IntegrityError:
             raise name_taken(spec.name) from None
 
-    def has_study_named(self, tenant: str, name: str) -> bool:
-        """Whether ``tenant`` has a study named ``name``."""
-        query = select(exists().where(StudyRecord.tenant == tenant, StudyRecord.study_name == name))
+    def optuna_name_held_by_another(self, optuna_name: str, tenant: str) -> bool:
+        """Whether a recorded study of a tenant other than ``tenant`` has ``optuna_name`` as its
+        name in Optuna's tables (one from before names were per tenant)."""
+        query = select(
+            exists().where(StudyRecord.optuna_name == optuna_name, StudyRecord.tenant != tenant)
+        )
         with self._database.reading() as connection:
             return bool(connection.execute(query).scalar())
 

@@ -409,11 +409,15 @@ class Tuner:
             study_id = self._new_optuna_study(directions, optuna_name)
         if study_id is None:
             raise name_taken(spec.name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.load_study(study_name=optuna_name, storage=self._storage).set_metric_names(
-                [objective.metric for objective in spec.objective_list()]
-            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.load_study(study_name=optuna_name, storage=self._storage).set_metric_names(
+                    [objective.metric for objective in spec.objective_list()]
+                )
+        except BaseException:  # no Optuna study left without its record, holding the name
+            self._storage.delete_study(study_id)
+            raise
         return study_id, optuna_name
 
     def _new_optuna_study(self, directions: list[StudyDirection], optuna_name: str) -> int | None:
@@ -424,10 +428,14 @@ class Tuner:
             return None
 
     def _fallback_optuna_name(self, name: str, tenant: str) -> str:
-        """The Optuna name to try once the first is held: by a study from before names were per
-        tenant, not the tenant's own (``Conflict`` then, as where there is no other to try)."""
+        """The Optuna name to try once the first is held: only where another tenant's recorded
+        study from before names were per tenant holds it (``Conflict`` otherwise: the tenant's own
+        study of the name, one being made at this moment, or no other name to try)."""
         fallback = fallback_optuna_name(tenant, name)
-        if fallback is None or self._store.has_study_named(tenant, name):
+        held_by_another = self._store.optuna_name_held_by_another(
+            optuna_study_name(tenant, name), tenant
+        )
+        if fallback is None or not held_by_another:
             raise name_taken(name)
         return fallback
 

@@ -70,9 +70,9 @@ class DeliveryLanes(Generic[Event]):
         if len(self._lanes) >= self.max_lanes and not self._end_an_idle_lane():
             raise LaneFull(f"{self.max_lanes} other receivers have deliveries under way")
         lane: queue.Queue[Event | None] = queue.Queue(self.max_queued)
-        self._lanes[receiver] = lane
         name = f"hpo-webhooks {receiver}"
         threading.Thread(target=self._run, args=(receiver, lane), name=name, daemon=True).start()
+        self._lanes[receiver] = lane  # once its thread runs: a lane never waits without one
         return lane
 
     def _end_an_idle_lane(self) -> bool:

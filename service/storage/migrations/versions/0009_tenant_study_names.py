@@ -31,7 +31,19 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Drop ``hpo_studies.optuna_name`` and make ``study_name`` unique across tenants again
-    (which fails where two tenants hold a study of one name: delete one of them first)."""
+    (which fails where two tenants hold a study of one name: delete one of them first). Refused
+    where a study's Optuna name is not its name (a tenant's ``tenant/name``): the release before
+    loads Optuna studies by their name, and would not find it."""
+    renamed = (
+        op.get_bind()
+        .execute(sa.text("SELECT study_name FROM hpo_studies WHERE optuna_name <> study_name"))
+        .first()
+    )
+    if renamed is not None:
+        raise RuntimeError(
+            f"study {renamed[0]!r} has another name in Optuna's tables, which the release "
+            "before cannot load: delete the tenants' studies made since the upgrade first"
+        )
     with op.batch_alter_table("hpo_studies") as batch:
         batch.drop_constraint("uq_hpo_studies_optuna_name", type_="unique")
         batch.drop_constraint("uq_hpo_studies_tenant", type_="unique")
