@@ -131,13 +131,11 @@ class StudyJobs:
         return wanted is not None and wanted.refuse_on_failure
 
     def start_preflight(self, study_id: int, spec: StudySpec) -> None:
-        """Send a new study's checks; hold its trials back while they run, where asked to (a
-        study made paused stays so: the checks' end sets it running)."""
+        """Send a new study's checks. Where they hold its trials back (:meth:`holds_trials`), the
+        study was made paused and stays so: the checks' end sets it running."""
         wanted = checked_preflight(spec, self._catalog)
         if wanted is None:
             return
-        if wanted.refuse_on_failure:
-            self._store.set_state(study_id, StudyState.PAUSED, when=[StudyState.RUNNING])
         request = {"preflight": wanted.model_dump(mode="json")}
         job, _ = self._jobs.add(
             study_id, JobKind.PREFLIGHT, PREFLIGHT_KEY, request, self._times.dispatch_timeout_s

@@ -257,15 +257,15 @@ class LeaseStore:
         query = select(TrialLeaseRecord.trial_id, TrialLeaseRecord.token).where(
             TrialLeaseRecord.study_id == study_id, TrialLeaseRecord.ask_key == ask_key
         )
-        with self._database.session() as session:
-            found = session.execute(query).first()
+        with self._database.reading() as connection:  # on the ask's path: no ORM session
+            found = connection.execute(query).first()
         return None if found is None else (found.trial_id, found.token)
 
     def studies_holding_leases(self) -> set[int]:
         """The ids of the studies that have a trial holding a lease (one query for all)."""
         query = select(TrialLeaseRecord.study_id).distinct()
-        with self._database.session() as session:
-            return set(session.scalars(query))
+        with self._database.reading() as connection:
+            return set(connection.scalars(query))
 
     def is_expired(self, trial_id: int, now: datetime) -> bool:
         """Whether the trial's lease is (still) past its time."""
