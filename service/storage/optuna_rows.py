@@ -46,6 +46,11 @@ _HOLD_STUDY = (
 )
 _TRIALS_OF_STUDY = select(func.count()).where(TRIALS.c.study_id == bindparam("counted_study_id"))
 _INSERT_RUNNING = insert(TRIALS).returning(TRIALS.c.trial_id)
+_MARK_ENDED = (  # every trial's end: built once, run on the session's connection (half the cost)
+    update(TRIALS)
+    .where(TRIALS.c.trial_id == bindparam("ended_id"), TRIALS.c.state.in_(_NOT_ENDED))
+    .values(state=bindparam("ended_state"), datetime_complete=bindparam("ended_at"))
+)
 
 
 class OptunaTrialRows:
@@ -85,12 +90,11 @@ class OptunaTrialRows:
         statement this write takes SQLite's lock too, so nothing ends the trial between this
         check and the commit (a pruning report has taken that lock already, with its lease's
         renewal)."""
-        done = session.execute(
-            update(TRIALS)
-            .where(TRIALS.c.trial_id == trial_id, TRIALS.c.state.in_(_NOT_ENDED))
-            .values(state=state, datetime_complete=_naive_utc(datetime.now()))
+        ended_at = _naive_utc(datetime.now())
+        done = session.connection().execute(
+            _MARK_ENDED, {"ended_id": trial_id, "ended_state": state, "ended_at": ended_at}
         )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        return done.rowcount == 1
 
     def running_number(self, connection: Session | Connection, trial_id: int, *, hold: bool) -> int:
         """The running trial's number; ``NotFound`` without the trial (its study was deleted),

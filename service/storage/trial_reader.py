@@ -14,11 +14,12 @@ compares the two trial by trial on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections import defaultdict
 from collections.abc import Container, Iterable
-from functools import lru_cache
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, NamedTuple
 
 import optuna
 from optuna import distributions
@@ -30,10 +31,12 @@ from sqlalchemy import (
     Connection,
     Float,
     Integer,
+    Select,
     String,
     Table,
     Text,
     and_,
+    bindparam,
     cast,
     literal,
     null,
@@ -76,24 +79,21 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
         """The study's trials whose id is above ``trial_id_greater_than`` or among
         ``included_trial_ids``, in ``states`` where given, by id (as Optuna's)."""
         included = sorted(i for i in included_trial_ids if i <= trial_id_greater_than)
-        chosen: ColumnElement[bool] = TRIALS.c.trial_id > trial_id_greater_than
-        wanted: set[int] | None = None
+        values: dict[str, Any] = {"study_id": study_id, "after": trial_id_greater_than}
+        chosen = _Chosen.AFTER
         if len(included) > MAX_LISTED_TRIALS:
-            chosen = TRIALS.c.trial_id >= included[0]
-            wanted = set(included)
+            chosen, values["first"] = _Chosen.FROM, included[0]
         elif included:
-            chosen = or_(TRIALS.c.trial_id.in_(included), chosen)
-        chosen = and_(TRIALS.c.study_id == study_id, chosen)
-        in_states = chosen
+            chosen, values["included"] = _Chosen.LISTED, included
         if states is not None:
             assert isinstance(states, Iterable)
-            in_states = and_(chosen, TRIALS.c.state.in_(list(states)))
+            values["states"] = list(states)
         with connect_for_reads(self.engine) as connection:
-            # Child rows by the trials' ids alone, not their states, which may change meanwhile.
-            trials = _read_trials(connection, in_states, children_of=chosen)
+            trials = _read_trials(connection, _statements(chosen, states is not None), values)
             if not trials:
                 _require_study(connection, study_id)
-        if wanted is not None:
+        if chosen is _Chosen.FROM:
+            wanted = set(included)
             trials = [
                 t for t in trials if t._trial_id in wanted or t._trial_id > trial_id_greater_than
             ]
@@ -102,29 +102,69 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """The trial with this id; ``KeyError`` where there is none (as Optuna's)."""
         with connect_for_reads(self.engine) as connection:
-            trials = _read_trials(connection, TRIALS.c.trial_id == trial_id)
+            trials = _read_trials(
+                connection, _statements(_Chosen.ONE, False), {"trial_id": trial_id}
+            )
         if not trials:
             raise KeyError(models.NOT_FOUND_MSG)
         return trials[0]
 
 
 def _require_study(connection: Connection, study_id: int) -> None:
-    found = connection.scalar(select(STUDIES.c.study_id).where(STUDIES.c.study_id == study_id))
+    found = connection.scalar(_STUDY_EXISTS, {"study_id": study_id})
     if found is None:
         raise KeyError(models.NOT_FOUND_MSG)
 
 
-def _read_trials(
-    connection: Connection,
-    where: ColumnElement[bool],
-    children_of: ColumnElement[bool] | None = None,
-) -> list[FrozenTrial]:
-    """The trials matching ``where`` with all their rows, by trial id: parameters in the order
-    they were set (as Optuna sorts them), attributes by key and intermediate values by step (the
-    order Optuna's unordered reads return on SQLite, through the (trial, key) and (trial, step)
-    indexes). Child rows are read for the trials matching ``children_of`` (default ``where``): a
-    condition that holds for every trial ``where`` matches, and may hold for more."""
-    rows = connection.execute(
+class _Chosen(enum.Enum):
+    """Which trials a read takes, its bound values named as in ``_condition``."""
+
+    AFTER = "after"  # the study's trials after one id
+    LISTED = "listed"  # those, and the trials listed
+    FROM = "from"  # the study's trials from one id on
+    ONE = "one"  # one trial, by id
+
+
+class _Statements(NamedTuple):
+    """A read's two queries: its trials, and their child rows."""
+
+    trials: Select[Any]
+    children: CompoundSelect[Any]
+
+
+_STUDY_EXISTS = select(STUDIES.c.study_id).where(STUDIES.c.study_id == bindparam("study_id"))
+
+
+@cache
+def _statements(chosen: _Chosen, in_states: bool) -> _Statements:
+    """The queries of a read, built once for each kind (building them took about half a
+    millisecond a read, a good part of an ask's; SQLAlchemy caches their compiled form).
+    Child rows are read by the trials' ids alone, not their states, which may change meanwhile."""
+    where = _condition(chosen)
+    trials_where = where
+    if in_states:
+        states = bindparam("states", expanding=True, type_=TRIALS.c.state.type)
+        trials_where = and_(where, TRIALS.c.state.in_(states))
+    return _Statements(_trials_query(trials_where), _children_query(where))
+
+
+def _condition(chosen: _Chosen) -> ColumnElement[bool]:
+    trial_id = TRIALS.c.trial_id
+    if chosen is _Chosen.ONE:
+        one: ColumnElement[bool] = trial_id == bindparam("trial_id")
+        return one
+    of_study: ColumnElement[bool]
+    if chosen is _Chosen.FROM:
+        of_study = trial_id >= bindparam("first")
+    else:
+        of_study = trial_id > bindparam("after")
+        if chosen is _Chosen.LISTED:
+            of_study = or_(trial_id.in_(bindparam("included", expanding=True)), of_study)
+    return and_(TRIALS.c.study_id == bindparam("study_id"), of_study)
+
+
+def _trials_query(where: ColumnElement[bool]) -> Select[Any]:
+    return (
         select(
             TRIALS.c.trial_id,
             TRIALS.c.number,
@@ -134,11 +174,22 @@ def _read_trials(
         )
         .where(where)
         .order_by(TRIALS.c.trial_id)
-    ).all()
+    )
+
+
+def _read_trials(
+    connection: Connection, statements: _Statements, values: dict[str, Any]
+) -> list[FrozenTrial]:
+    """The trials ``statements`` read with the bound ``values``, with all their rows, by trial
+    id: parameters in the order they were set (as Optuna sorts them), attributes by key and
+    intermediate values by step (the order Optuna's unordered reads return on SQLite, through
+    the (trial, key) and (trial, step) indexes). Child rows are read for every trial the
+    condition takes, whatever its state."""
+    rows = connection.execute(statements.trials, values).all()
     if not rows:
         return []
 
-    found = _child_rows(connection, where if children_of is None else children_of)
+    found = _child_rows(connection, statements.children, values)
     return [
         _frozen(
             row,
@@ -197,14 +248,14 @@ _STEP_KINDS = {
 }
 
 
-def _child_rows(connection: Connection, of_trials: ColumnElement[bool]) -> list[_Children]:
-    """Every child row of the trials matching ``of_trials``, read in one query (one round trip,
-    not five), by kind and trial id: parameters in the order they were set, values by
-    objective, attributes by key, intermediate values by step; each row as ``_frozen`` takes it."""
+def _child_rows(
+    connection: Connection, query: CompoundSelect[Any], values: dict[str, Any]
+) -> list[_Children]:
+    """Every child row ``query`` reads with ``values``, in one query (one round trip, not five),
+    by kind and trial id: parameters in the order they were set, values by objective,
+    attributes by key, intermediate values by step; each row as ``_frozen`` takes it."""
     found: list[_Children] = [defaultdict(list) for _ in _CHILD_TABLES]
-    for kind, trial_id, ordinal, key, number, text, kind_name in connection.execute(
-        _children_query(of_trials)
-    ):
+    for kind, trial_id, ordinal, key, number, text, kind_name in connection.execute(query, values):
         if kind == _PARAMS:
             found[kind][trial_id].append((key, number, text))
         elif kind == _VALUES:
