@@ -1,7 +1,7 @@
 """Study jobs: work a worker does for a study beside its trials, sent as Celery tasks by name.
 
 - ``preflight``: the sanity checks, once, before the first trial. With ``refuse_on_failure``
-  the study is held (``paused``) until they finish: passed, it runs; failed (or unable to run),
+  the study is held (``preparing``) until they finish: passed, it runs; failed (or unable to run),
   it is stopped before its first trial, the reason in ``GET /studies/{id}``. Without it, the
   trials start at once and the checks run beside them. A job no worker finishes in time (its
   worker died, say) is failed with ``timed out`` by the lease reaper, and a held study runs.
@@ -132,7 +132,7 @@ class StudyJobs:
 
     def start_preflight(self, study_id: int, spec: StudySpec) -> None:
         """Send a new study's checks. Where they hold its trials back (:meth:`holds_trials`), the
-        study was made paused and stays so: the checks' end sets it running."""
+        study was made preparing and stays so: the checks' end sets it running."""
         wanted = checked_preflight(spec, self._catalog)
         if wanted is None:
             return
@@ -141,6 +141,20 @@ class StudyJobs:
             study_id, JobKind.PREFLIGHT, PREFLIGHT_KEY, request, self._times.dispatch_timeout_s
         )
         self._send(job, spec)
+
+    def waits_on_preflight(self, study_id: int, spec: StudySpec) -> bool:
+        """Whether a preparing study waits on its pre-flight checks: they hold its trials and
+        their job was made, so their end moves it, not its creation. Checks that ended without
+        moving it (an error after their end was written) are acted on here."""
+        if not self.holds_trials(spec):
+            return False
+        try:
+            job = self._jobs.find(study_id, JobKind.PREFLIGHT, PREFLIGHT_KEY)
+        except NotFound:
+            return False
+        if job.state not in (JobState.QUEUED, JobState.RUNNING):
+            self._after_preflight(job)
+        return True
 
     def preflight(self, study_id: int) -> PreflightView | None:
         """The study's pre-flight checks, where it has them (the study view shows them)."""
@@ -287,7 +301,9 @@ class StudyJobs:
             return
         passed = job.result is not None and PreflightReport.model_validate(job.result).passed
         never_ran = job.reason is not None and job.reason.startswith(NEVER_RAN)
-        held = [StudyState.PAUSED]  # not if a user stopped, or resumed it meanwhile
+        # Not if a user stopped it meanwhile. Paused: a study the release before made paused
+        # while its checks ran (this one makes it preparing, which a pause leaves alone).
+        held = [StudyState.PREPARING, StudyState.PAUSED]
         if passed or never_ran:
             if self._store.set_state(job.study_id, StudyState.RUNNING, when=held):
                 self._lifecycle.fill_slots(job.study_id)

@@ -51,7 +51,7 @@ class LeaseReaper:
         """Running studies of a trainer with no trial leased: their refill is due. One whose
         refill failed after a trial's end (a database error after the end's commit, a refill of
         this reaper's) would otherwise wait for ever: no trial of it is left to end. A study
-        being made, or held for its pre-flight checks, is paused, not running: none of its
+        being made, or held for its pre-flight checks, is preparing, not running: none of its
         trials starts here."""
         leased = self._lifecycle.leases.studies_holding_leases()
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Collection
+from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, bindparam, exists, select, update
@@ -20,8 +21,11 @@ from service.study_names import name_taken
 
 
 class StudyState(enum.StrEnum):
-    """Where a study is in its life."""
+    """Where a study is in its life. ``preparing``: being made (its warm start and enqueued
+    trials written), or held until its pre-flight checks pass; none of its trials starts, and
+    only a stop or a delete changes it from outside."""
 
+    PREPARING = "preparing"
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
@@ -140,6 +144,14 @@ class StudyStore:
         query = select(StudyRecord.study_id).where(StudyRecord.state == StudyState.RUNNING.value)
         with self._database.session() as session:
             return list(session.scalars(query))
+
+    def preparing_before(self, cutoff: datetime) -> list[int]:
+        """The ids of the studies made before ``cutoff`` and preparing still."""
+        query = select(StudyRecord.study_id).where(
+            StudyRecord.state == StudyState.PREPARING.value, StudyRecord.created_at < cutoff
+        )
+        with self._database.reading() as connection:
+            return list(connection.scalars(query))
 
     def all(self, tenant: str | None = None) -> list[StudyRecord]:
         """Every study (of ``tenant``, when given), newest first."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import optuna
@@ -48,9 +48,16 @@ from service.views import (
 from service.warm_start import WARM_START_ATTR, WarmStartView, check_source, copy_trials
 
 logger = logging.getLogger(__name__)
-LIVE_STATES = (StudyState.RUNNING, StudyState.PAUSED)  # a study that may still start trials
+# A study that may still start trials; of those, the ones a pause or a resume may change (a
+# preparing study's state is its creation's, then its pre-flight checks', to change).
+LIVE_STATES = (StudyState.PREPARING, StudyState.RUNNING, StudyState.PAUSED)
+USER_STATES = (StudyState.RUNNING, StudyState.PAUSED)
 
 DEFAULT_LEASE_TIMES = LeaseTimes(ttl_s=120, dispatch_timeout_s=3600)
+# A study preparing this long after it was made, not waiting on its pre-flight checks, is one
+# whose creation stopped part way (its API process was killed): far beyond a creation's time,
+# a warm start's copy of thousands of trials included.
+STALLED_CREATION = timedelta(minutes=10)
 
 
 class Tuner:
@@ -85,8 +92,8 @@ class Tuner:
 
     def create_study(self, spec: StudySpec, tenant: str = DEFAULT_TENANT) -> StudyView:
         """Check, record and start a study of ``tenant``: its first trials are dispatched at once.
-        It is recorded paused, and runs once its warm start and enqueued trials are written: the
-        reaper, which refills running studies that hold no lease, starts none of its trials
+        It is recorded preparing, and runs once its warm start and enqueued trials are written:
+        the reaper, which refills running studies that hold no lease, starts none of its trials
         before them (nor before its pre-flight checks, where they must pass first)."""
         spec = check_study_spec(spec, self._catalog)
         source = self._warm_start_source(spec, tenant)
@@ -95,7 +102,7 @@ class Tuner:
         self.jobs.check_spec(spec)
         study_id, optuna_name = self._create_optuna_study(spec, tenant)
         try:
-            self._store.add(study_id, spec, tenant, optuna_name, state=StudyState.PAUSED)
+            self._store.add(study_id, spec, tenant, optuna_name, state=StudyState.PREPARING)
         except BaseException:  # no Optuna study left without its record, holding the name
             self._storage.delete_study(study_id)
             raise
@@ -117,7 +124,7 @@ class Tuner:
             self._storage_study(study_id).enqueue_trial(params, skip_if_exists=False)
         self.jobs.start_preflight(study_id, spec)
         if not self.jobs.holds_trials(spec):
-            held = [StudyState.PAUSED]  # not where a user stopped or resumed it meanwhile
+            held = [StudyState.PREPARING]  # not where a user stopped it meanwhile
             self._store.set_state(study_id, StudyState.RUNNING, when=held, quietly=True)
 
     def _take_back(self, study_id: int) -> None:
@@ -203,20 +210,30 @@ class Tuner:
         """Start no new trial until resumed; running trials finish."""
         self._store.get(study_id, tenant)
         with self.trials.locks.hold(study_id):
-            if not self._store.set_state(study_id, StudyState.PAUSED, when=LIVE_STATES):
-                state = self._store.get(study_id).state
-                raise Conflict(f"a {state} study cannot be paused", field="study_id")
+            if not self._store.set_state(study_id, StudyState.PAUSED, when=USER_STATES):
+                raise self._unchanged(study_id, "paused")
         return self.study(study_id)
 
     def resume(self, study_id: int, tenant: str | None = None) -> StudyView:
         """Start trials again where the budget allows."""
         self._store.get(study_id, tenant)
         with self.trials.locks.hold(study_id):
-            if not self._store.set_state(study_id, StudyState.RUNNING, when=LIVE_STATES):
-                state = self._store.get(study_id).state
-                raise Conflict(f"a {state} study cannot be resumed", field="study_id")
+            if not self._store.set_state(study_id, StudyState.RUNNING, when=USER_STATES):
+                raise self._unchanged(study_id, "resumed")
         self.trials.fill_slots(study_id)
         return self.study(study_id)
+
+    def _unchanged(self, study_id: int, change: str) -> Conflict:
+        """Why a pause or a resume left the study as it was."""
+        state = self._store.get(study_id).state
+        if state == StudyState.PREPARING:
+            return Conflict(
+                f"study {study_id} is preparing: its trials start once it is made and its "
+                f"pre-flight checks (where they must pass first) have passed; it cannot be {change} "
+                "before then, but it can be stopped",
+                field="study_id",
+            )
+        return Conflict(f"a {state} study cannot be {change}", field="study_id")
 
     def extend(self, study_id: int, n_trials: int, tenant: str | None = None) -> StudyView:
         """Raise the budget to ``n_trials`` in all; new trials start at once where slots allow."""
@@ -357,9 +374,26 @@ class Tuner:
 
     def expire_leases(self, now: datetime | None = None) -> list[int]:
         """Fail (and retry) the trials whose lease ran out by ``now`` (default: now); their ids.
-        Study jobs past their time fail too (a held study's trials start)."""
+        Study jobs past their time fail too (a held study's trials start), and creations that
+        stopped part way are taken back."""
+        now = now or datetime.now(UTC)
         self.jobs.expire(now)
+        self._take_back_stalled_creations(now)
         return self._reaper.expire(now)
+
+    def _take_back_stalled_creations(self, now: datetime) -> None:
+        """Delete the studies whose creation stopped part way (``STALLED_CREATION``), as a
+        creation that fails is: their client got no answer, and a retry of the request finds the
+        name free again instead of a study that never runs."""
+        for study_id in self._store.preparing_before(now - STALLED_CREATION):
+            try:
+                if not self.jobs.waits_on_preflight(study_id, self._store.spec(study_id)):
+                    logger.warning("study %s: its creation stopped part way; deleted", study_id)
+                    self.delete(study_id)
+            except NotFound:
+                pass  # deleted meanwhile (by another API process's tick)
+            except Exception:
+                logger.exception("study %s: its stalled creation left for the next tick", study_id)
 
     def record_provenance(
         self, trial_id: int, update: TrialProvenance, lease: str | None, tenant: str | None = None

@@ -46,8 +46,8 @@ def checks_finished(study: dict[str, Any]) -> bool:
 
 
 def checks_acted_on(study: dict[str, Any]) -> bool:
-    """The checks ended and a held study left ``paused`` (the job's end is written first)."""
-    return checks_finished(study) and study["state"] != "paused"
+    """The checks ended and a held study left ``preparing`` (the job's end is written first)."""
+    return checks_finished(study) and study["state"] != "preparing"
 
 
 def wait_for_trials(client: HPOJSONClient, study_id: int, timeout_s: float = 30) -> list[Any]:
@@ -81,7 +81,7 @@ def test_a_failed_check_with_refuse_on_failure_starts_no_trial(stack: LocalStack
     # One hidden unit for ten classes: the model cannot overfit ten samples, for real.
     preflight = {"refuse_on_failure": True, "params": {"hidden": 1}}
     created = client.create_study(small_study("preflight-refused", preflight=preflight))
-    assert created["state"] == "paused"  # held while the checks run
+    assert created["state"] == "preparing"  # held while the checks run
     study = wait_for(client, created["study_id"], checks_acted_on)
     assert study["state"] == "stopped"
     assert study["preflight"]["state"] == "failed"
@@ -96,7 +96,7 @@ def test_passing_checks_with_refuse_on_failure_let_the_trials_start(stack: Local
     client = stack.client()
     spec = small_study("preflight-held", preflight={"refuse_on_failure": True})
     created = client.create_study(spec)
-    assert created["state"] == "paused"
+    assert created["state"] == "preparing"
     assert client.trials(created["study_id"]) == []
     finished = wait_for(client, created["study_id"], lambda s: s["state"] == "complete")
     assert finished["preflight"]["state"] == "passed"

@@ -6,8 +6,11 @@ it is held: a reaper tick starts none of its trials before its enqueued ones are
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import optuna
@@ -15,12 +18,14 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy import event, select
 
+from service.errors import Conflict
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.tables import StudyRecord
 from service.trainer_catalog import TrainerCatalog
-from service.tuner import Tuner
+from service.tuner import STALLED_CREATION, Tuner
 from tests.support.dispatchers import DoNothingDispatcher
+from tests.support.killed_creation import KILLED
 from tests.support.refusals import REFUSAL, inserts_refused
 
 pytestmark = pytest.mark.integration
@@ -115,7 +120,7 @@ def test_a_reaper_tick_while_a_study_is_made_starts_none_of_its_trials(
         created = tuner.create_study(asked)
     finally:
         event.remove(optuna_engine, "before_cursor_execute", tick_before_the_enqueued_trial)
-    assert ticks == [("paused", [])]  # the study was held: the tick started nothing
+    assert ticks == [("preparing", [])]  # the study was held: the tick started nothing
     trials = tuner.study_trials(created.study_id)
     assert trials[0].params == {"lr": 0.01}  # the enqueued trial runs first, as asked
     assert [trial.state for trial in trials] == ["running", "running"]
@@ -135,3 +140,69 @@ def reaper_tick(tuner: Tuner, database: Database, name: str) -> tuple[str | None
     ticking.join(timeout=10)
     assert not ticking.is_alive(), "the tick waited on the study being made"
     return state, failed[0]
+
+
+def held_spec(name: str) -> StudySpec:
+    """A study of a built-in trainer whose pre-flight checks must pass before its trials start
+    (no worker runs them here: their job waits until it times out)."""
+    return spec(
+        name,
+        space={"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        trainer={"name": "mlp", "dataset": "wine", "epochs": 1},
+        preflight={"refuse_on_failure": True},
+    )
+
+
+def test_a_study_held_for_its_checks_is_preparing_and_only_a_stop_changes_it(
+    tuner: Tuner,
+) -> None:
+    held = tuner.create_study(held_spec(f"held-{uuid.uuid4().hex[:8]}"))
+    stopped = tuner.create_study(held_spec(f"held-{uuid.uuid4().hex[:8]}"))
+    assert held.state == stopped.state == "preparing"
+    for change in (tuner.pause, tuner.resume):
+        with pytest.raises(Conflict) as refused:
+            change(held.study_id)
+        assert f"study {held.study_id} is preparing" in str(refused.value)
+        assert "can be stopped" in str(refused.value)
+    assert tuner.study(held.study_id).state == "preparing"
+    assert tuner.study_trials(held.study_id) == []
+    assert tuner.stop(stopped.study_id).state == "stopped"
+    # The checks' job times out (no worker ran it): a held study's trials start anyway (the
+    # same tick, two hours on, finds them unclaimed too), but not a stopped one's.
+    tuner.expire_leases(datetime.now(UTC) + timedelta(hours=2))
+    assert tuner.study(held.study_id).state == "running"
+    assert tuner.study_trials(held.study_id) != []
+    assert tuner.study(stopped.study_id).state == "stopped"
+    assert tuner.study_trials(stopped.study_id) == []
+
+
+def test_a_creation_killed_part_way_is_taken_back_by_the_reaper(
+    tuner: Tuner, database: Database, database_url: str
+) -> None:
+    name = f"killed-{uuid.uuid4().hex[:8]}"
+    asked = spec(name, enqueue=[{"x": 0.25}])
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.killed_creation",
+            database_url,
+            asked.model_dump_json(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == KILLED, run.stderr
+    (killed,) = [view for view in tuner.studies() if view.name == name]
+    assert killed.state == "preparing"
+    waiting = tuner.create_study(held_spec(f"waiting-{uuid.uuid4().hex[:8]}"))
+    tuner.expire_leases(datetime.now(UTC) + timedelta(minutes=5))  # it may still be being made
+    assert tuner.study(killed.study_id).state == "preparing"
+    tuner.expire_leases(datetime.now(UTC) + STALLED_CREATION + timedelta(minutes=1))
+    assert_no_study_named(tuner, database, name)
+    # A study that waits on its pre-flight checks is not a stalled creation.
+    assert tuner.study(waiting.study_id).state == "preparing"
+    made = tuner.create_study(asked)  # the request made again finds the name free
+    assert made.state == "running"
+    assert tuner.ask(made.study_id).params == {"x": 0.25}  # its enqueued trial first
