@@ -51,6 +51,14 @@ _MARK_ENDED = (  # every trial's end: built once, run on the session's connectio
     .where(TRIALS.c.trial_id == bindparam("ended_id"), TRIALS.c.state.in_(_NOT_ENDED))
     .values(state=bindparam("ended_state"), datetime_complete=bindparam("ended_at"))
 )
+# A completion's values and system attributes, likewise.
+_DELETE_VALUES = delete(VALUES).where(VALUES.c.trial_id == bindparam("valued_id"))
+_INSERT_VALUES = insert(VALUES)
+_DELETE_SYSTEM_ATTRS = delete(SYSTEM_ATTRS).where(
+    SYSTEM_ATTRS.c.trial_id == bindparam("attributed_id"),
+    SYSTEM_ATTRS.c.key.in_(bindparam("attr_keys", expanding=True)),
+)
+_INSERT_SYSTEM_ATTRS = insert(SYSTEM_ATTRS)
 
 
 class OptunaTrialRows:
@@ -135,9 +143,10 @@ class OptunaTrialRows:
             {"trial_id": trial_id, "objective": i, "value": v, "value_type": finite}
             for i, v in enumerate(values)
         ]
-        session.execute(delete(VALUES).where(VALUES.c.trial_id == trial_id))
+        connection = session.connection()
+        connection.execute(_DELETE_VALUES, {"valued_id": trial_id})
         if rows:  # none for a failed trial, or one pruned before its first report
-            session.execute(insert(VALUES), rows)
+            connection.execute(_INSERT_VALUES, rows)
         self.set_system_attrs(session, trial_id, attrs)
 
     def last_intermediate_value(self, session: Session, trial_id: int) -> float | None:
@@ -195,10 +204,8 @@ class OptunaTrialRows:
 
     def delete_system_attrs(self, session: Session, trial_id: int, keys: list[str]) -> None:
         """Remove the trial's system attributes named ``keys`` (those it has)."""
-        session.execute(
-            delete(SYSTEM_ATTRS).where(
-                SYSTEM_ATTRS.c.trial_id == trial_id, SYSTEM_ATTRS.c.key.in_(keys)
-            )
+        session.connection().execute(
+            _DELETE_SYSTEM_ATTRS, {"attributed_id": trial_id, "attr_keys": keys}
         )
 
     def _insert_params(self, session: Session, trial_id: int, trial: FrozenTrial) -> None:
@@ -220,7 +227,7 @@ class OptunaTrialRows:
             for key, value in attrs.items()
         ]
         if rows:
-            session.execute(insert(SYSTEM_ATTRS), rows)
+            session.connection().execute(_INSERT_SYSTEM_ATTRS, rows)
 
 
 def _naive_utc(moment: datetime) -> datetime:
