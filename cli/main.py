@@ -64,7 +64,7 @@ def submit(
     ] = None,
 ) -> None:
     """Submit a study definition; prints the new study (with --wait, then its best)."""
-    from cli.progress import follow_study
+    from cli.progress import UNDER_WAY, follow_study
     from cli.study_files import load_study_file
 
     client = _client()
@@ -72,9 +72,9 @@ def submit(
     _print({"study_id": study["study_id"], "name": study["name"], "urls": study["urls"]})
     if wait:
         followed = follow_study(client, study["study_id"], timeout_s=timeout)
-        if followed["state"] == "running":
+        if followed["state"] in UNDER_WAY:
             typer.echo(
-                f"study {study['study_id']} is still running after {timeout:g} s; "
+                f"study {study['study_id']} is still {followed['state']} after {timeout:g} s; "
                 f"follow it with: hpo watch {study['study_id']}",
                 err=True,
             )

@@ -12,11 +12,15 @@ from client import HPOJSONClient
 FINISHED_STATES = ("complete", "pruned", "fail")
 
 
+UNDER_WAY = ("preparing", "running")  # a study whose trials are to come
+
+
 def follow_study(
     client: HPOJSONClient, study_id: int, poll_s: float = 0.5, timeout_s: float | None = None
 ) -> dict[str, Any]:
-    """Show finished trials out of the budget until the study is no longer running, or until
-    ``timeout_s`` seconds have passed (the study is then answered still running)."""
+    """Show finished trials out of the budget until the study is no longer preparing (held for
+    its pre-flight checks) or running, or until ``timeout_s`` seconds have passed (the study is
+    then answered as it is)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     study = client.study(study_id)
     with tqdm(total=study["n_trials"], unit="trial", desc=study["name"]) as bar:
@@ -24,7 +28,7 @@ def follow_study(
             finished = sum(study["counts"][state] for state in FINISHED_STATES)
             bar.update(finished - bar.n)
             bar.set_postfix(pruned=study["counts"]["pruned"], best=_best_value(study))
-            if study["state"] != "running" or _past(deadline):
+            if study["state"] not in UNDER_WAY or _past(deadline):
                 return study
             time.sleep(poll_s)
             study = client.study(study_id)

@@ -47,6 +47,9 @@ from service.vault import (
 )
 
 logger = logging.getLogger(__name__)
+# The states of a study its pre-flight checks hold: preparing, or paused (as the release before
+# made a held study; this one makes it preparing, which a user's pause leaves alone).
+HELD = (StudyState.PREPARING, StudyState.PAUSED)
 PREFLIGHT_KEY = "study"
 _RESULT_MODELS: dict[JobKind, type[BaseModel]] = {
     JobKind.PREFLIGHT: PreflightReport,
@@ -142,18 +145,19 @@ class StudyJobs:
         )
         self._send(job, spec)
 
-    def waits_on_preflight(self, study_id: int, spec: StudySpec) -> bool:
-        """Whether a preparing study waits on its pre-flight checks: they hold its trials and
-        their job was made, so their end moves it, not its creation. Checks that ended without
-        moving it (an error after their end was written) are acted on here."""
-        if not self.holds_trials(spec):
-            return False
+    def waits_on_preflight(self, study_id: int) -> bool:
+        """Whether a preparing study waits on pre-flight checks that hold its trials (as their
+        job, stored, says: not as this process's trainers would): their end moves it, not its
+        creation. Checks that ended without moving it (an error after their end was written) are
+        acted on here, on a study still preparing only (not one a user paused since)."""
         try:
             job = self._jobs.find(study_id, JobKind.PREFLIGHT, PREFLIGHT_KEY)
         except NotFound:
             return False
+        if not PreflightSpec.model_validate(job.request["preflight"]).refuse_on_failure:
+            return False
         if job.state not in (JobState.QUEUED, JobState.RUNNING):
-            self._after_preflight(job)
+            self._after_preflight(job, held=(StudyState.PREPARING,))
         return True
 
     def preflight(self, study_id: int) -> PreflightView | None:
@@ -295,15 +299,14 @@ class StudyJobs:
             reason = f"{JOB_NOT_SENT}: the queue's broker did not take it ({type(error).__name__})"
             self.finish(job.job_id, None, reason)
 
-    def _after_preflight(self, job: StoredJob) -> None:
+    def _after_preflight(self, job: StoredJob, held: tuple[StudyState, ...] = HELD) -> None:
+        """A held study runs once its checks passed (or could not run), stops where they failed;
+        one in none of the ``held`` states (a user stopped it meanwhile) is left as it is."""
         spec = PreflightSpec.model_validate(job.request["preflight"])
         if not spec.refuse_on_failure:
             return
         passed = job.result is not None and PreflightReport.model_validate(job.result).passed
         never_ran = job.reason is not None and job.reason.startswith(NEVER_RAN)
-        # Not if a user stopped it meanwhile. Paused: a study the release before made paused
-        # while its checks ran (this one makes it preparing, which a pause leaves alone).
-        held = [StudyState.PREPARING, StudyState.PAUSED]
         if passed or never_ran:
             if self._store.set_state(job.study_id, StudyState.RUNNING, when=held):
                 self._lifecycle.fill_slots(job.study_id)

@@ -24,7 +24,7 @@ from service.dispatch import TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord
 from service.errors import Conflict, InvalidSpec, NotFound
 from service.jobs import JobDispatcher, StudyJobs
-from service.lease_reaper import LeaseReaper
+from service.lease_reaper import REAPER_LOCK_KEY, LeaseReaper
 from service.leases import LeaseStore, LeaseTimes
 from service.report_path import ClaimedTrial, ReportAnswer
 from service.spec.study_spec import StudySpec
@@ -123,9 +123,15 @@ class Tuner:
         for params in spec.enqueue:
             self._storage_study(study_id).enqueue_trial(params, skip_if_exists=False)
         self.jobs.start_preflight(study_id, spec)
-        if not self.jobs.holds_trials(spec):
-            held = [StudyState.PREPARING]  # not where a user stopped it meanwhile
-            self._store.set_state(study_id, StudyState.RUNNING, when=held, quietly=True)
+        if self.jobs.holds_trials(spec):
+            return
+        held = [StudyState.PREPARING]  # not where it was stopped meanwhile
+        if not self._store.set_state(study_id, StudyState.RUNNING, when=held, quietly=True):
+            raise Conflict(
+                f"study {study_id} was stopped while it was made (by a user, or by the lease "
+                f"reaper: its creation took longer than {STALLED_CREATION}); make it again",
+                field="name",
+            )
 
     def _take_back(self, study_id: int) -> None:
         """A creation that failed part way (a database error in its warm start's copy, its
@@ -385,15 +391,28 @@ class Tuner:
         """Delete the studies whose creation stopped part way (``STALLED_CREATION``), as a
         creation that fails is: their client got no answer, and a retry of the request finds the
         name free again instead of a study that never runs."""
-        for study_id in self._store.preparing_before(now - STALLED_CREATION):
-            try:
-                if not self.jobs.waits_on_preflight(study_id, self._store.spec(study_id)):
-                    logger.warning("study %s: its creation stopped part way; deleted", study_id)
-                    self.delete(study_id)
-            except NotFound:
-                pass  # deleted meanwhile (by another API process's tick)
-            except Exception:
-                logger.exception("study %s: its stalled creation left for the next tick", study_id)
+        with self.trials.locks.try_hold(REAPER_LOCK_KEY) as mine:
+            if not mine:
+                return  # another API process's reaper ticks
+            for study_id in self._store.preparing_before(now - STALLED_CREATION):
+                try:
+                    self._take_back_stalled(study_id)
+                except Exception:
+                    logger.exception(
+                        "study %s: its stalled creation left for the next tick", study_id
+                    )
+
+    def _take_back_stalled(self, study_id: int) -> None:
+        """Delete the study unless its checks hold it, or it left ``preparing`` since it was
+        listed (a slow creation set it running): it is stopped first, from preparing only."""
+        if self.jobs.waits_on_preflight(study_id):
+            return
+        with self.trials.locks.hold(study_id):
+            held = [StudyState.PREPARING]
+            stopped = self._store.set_state(study_id, StudyState.STOPPED, when=held, quietly=True)
+        if stopped:
+            logger.warning("study %s: its creation stopped part way; deleted", study_id)
+            self.delete(study_id)
 
     def record_provenance(
         self, trial_id: int, update: TrialProvenance, lease: str | None, tenant: str | None = None

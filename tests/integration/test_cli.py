@@ -35,6 +35,8 @@ def test_submit_a_yaml_study_and_read_status_and_best(stack: LocalStack, tmp_pat
         "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}},
         "budget": {"n_trials": 3, "max_concurrent_trials": 2},
         "trainer": {"name": "mlp", "dataset": "wine", "epochs": 3},
+        # Held (preparing) until its checks pass: --wait follows it through to its end.
+        "preflight": {"refuse_on_failure": True},
     }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))

@@ -206,3 +206,40 @@ def test_a_creation_killed_part_way_is_taken_back_by_the_reaper(
     made = tuner.create_study(asked)  # the request made again finds the name free
     assert made.state == "running"
     assert tuner.ask(made.study_id).params == {"x": 0.25}  # its enqueued trial first
+
+
+def test_a_study_stopped_while_it_is_made_is_taken_back_and_its_creation_refused(
+    tuner: Tuner, database: Database
+) -> None:
+    """A stop that comes before the creation sets the study running (a user's, or the reaper's
+    of a creation slower than ``STALLED_CREATION``): the creation does not answer a study that
+    will never run; it is refused, and the study taken back."""
+    name = f"stopped-{uuid.uuid4().hex[:8]}"
+    asked = spec(name, enqueue=[{"x": 0.25}])
+    stops: list[str] = []
+
+    def stop(study_id: int) -> None:
+        stops.append(tuner.stop(study_id).state)
+
+    def stop_before_the_enqueued_trial(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not stops and statement.lstrip().startswith("INSERT INTO trials"):
+            query = select(StudyRecord.study_id).where(StudyRecord.study_name == name)
+            with database.engine.connect() as connection:
+                study_id = connection.execute(query).scalar_one()
+            # From another thread, as another request would (Optuna's sessions are per thread).
+            stopping = threading.Thread(target=stop, args=(study_id,), daemon=True)
+            stopping.start()
+            stopping.join(timeout=10)
+            assert not stopping.is_alive(), "the stop waited on the study being made"
+
+    optuna_engine = database.optuna._backend.engine  # type: ignore[attr-defined]  # Optuna's own
+    event.listen(optuna_engine, "before_cursor_execute", stop_before_the_enqueued_trial)
+    try:
+        with pytest.raises(Conflict) as refused:
+            tuner.create_study(asked)
+    finally:
+        event.remove(optuna_engine, "before_cursor_execute", stop_before_the_enqueued_trial)
+    assert stops == ["stopped"]
+    assert "was stopped while it was made" in str(refused.value)
+    assert_no_study_named(tuner, database, name)
+    assert tuner.create_study(asked).state == "running"
