@@ -128,22 +128,18 @@ class StudyJobs:
         """``InvalidSpec`` for pre-flight settings that cannot run."""
         check_preflight(spec, self._catalog)
 
-    def holds_trials(self, spec: StudySpec) -> bool:
-        """Whether the study's pre-flight checks hold its trials back until they pass."""
-        wanted = checked_preflight(spec, self._catalog)
-        return wanted is not None and wanted.refuse_on_failure
-
-    def start_preflight(self, study_id: int, spec: StudySpec) -> None:
-        """Send a new study's checks. Where they hold its trials back (:meth:`holds_trials`), the
-        study was made preparing and stays so: the checks' end sets it running."""
+    def start_preflight(self, study_id: int, spec: StudySpec) -> bool:
+        """Send a new study's checks; whether they hold its trials back until they pass (the
+        study, made preparing, then stays so: the checks' end sets it running)."""
         wanted = checked_preflight(spec, self._catalog)
         if wanted is None:
-            return
+            return False
         request = {"preflight": wanted.model_dump(mode="json")}
         job, _ = self._jobs.add(
             study_id, JobKind.PREFLIGHT, PREFLIGHT_KEY, request, self._times.dispatch_timeout_s
         )
         self._send(job, spec)
+        return wanted.refuse_on_failure
 
     def waits_on_preflight(self, study_id: int) -> bool:
         """Whether a preparing study waits on pre-flight checks that hold its trials (as their

@@ -5,13 +5,16 @@ expire even when no worker is alive. It cannot act twice on one trial: each expi
 trial and its lease under the study's lock (an advisory lock on PostgreSQL) and does nothing to a
 trial that finished or was renewed meanwhile; and on PostgreSQL only one process reaps at a time.
 Each tick also refills the studies whose trials it failed, and the running studies of a trainer
-that hold no lease at all (a refill that failed once is made again, so no study stalls).
+that hold no lease at all (a refill that failed once is made again, so no study stalls), and
+hands on the studies still preparing ``STALLED_CREATION`` after they were made (a creation whose
+API process was killed) to be taken back.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from optuna.trial import TrialState
 
@@ -23,14 +26,24 @@ from service.trial_lifecycle import RESEND_AFTER_S, SEED_ATTR, TrialLifecycle
 
 logger = logging.getLogger(__name__)
 REAPER_LOCK_KEY = 0  # study ids start at 1: key 0 of the namespace is the reaper's own
+# A study preparing this long after it was made, not waiting on its pre-flight checks, is one
+# whose creation stopped part way (its API process was killed): far beyond a creation's time,
+# a warm start's copy of thousands of trials included.
+STALLED_CREATION = timedelta(minutes=10)
 
 
 class LeaseReaper:
     """Fails the trials whose lease expired and retries them up to the study's ``max_retries``."""
 
-    def __init__(self, lifecycle: TrialLifecycle, store: StudyStore) -> None:
+    def __init__(
+        self,
+        lifecycle: TrialLifecycle,
+        store: StudyStore,
+        take_back_stalled: Callable[[int], None] = lambda study_id: None,
+    ) -> None:
         self._lifecycle = lifecycle
         self._store = store
+        self._take_back_stalled = take_back_stalled
 
     def expire(self, now: datetime | None = None) -> list[int]:
         """Expire every lease past its time; the ids of the trials failed."""
@@ -38,6 +51,7 @@ class LeaseReaper:
         with self._lifecycle.locks.try_hold(REAPER_LOCK_KEY) as mine:
             if not mine:
                 return []
+            self._stalled_creations(now)
             running = self._store.running_ids()
             for study_id in running:
                 self._adopt_orphans(study_id)
@@ -46,6 +60,13 @@ class LeaseReaper:
         for study_id in sorted({lease.study_id for lease in expired} | idle):
             self._refill(study_id)
         return [lease.trial_id for lease in expired]
+
+    def _stalled_creations(self, now: datetime) -> None:
+        for study_id in self._store.preparing_before(now - STALLED_CREATION):
+            try:
+                self._take_back_stalled(study_id)
+            except Exception:
+                logger.exception("study %s: its stalled creation left for the next tick", study_id)
 
     def _idle_trainer_studies(self, running: list[int]) -> set[int]:
         """Running studies of a trainer with no trial leased: their refill is due. One whose

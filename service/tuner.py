@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import cast
 
 import optuna
@@ -24,7 +24,7 @@ from service.dispatch import TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord
 from service.errors import Conflict, InvalidSpec, NotFound
 from service.jobs import JobDispatcher, StudyJobs
-from service.lease_reaper import REAPER_LOCK_KEY, LeaseReaper
+from service.lease_reaper import STALLED_CREATION, LeaseReaper
 from service.leases import LeaseStore, LeaseTimes
 from service.report_path import ClaimedTrial, ReportAnswer
 from service.spec.study_spec import StudySpec
@@ -54,10 +54,6 @@ LIVE_STATES = (StudyState.PREPARING, StudyState.RUNNING, StudyState.PAUSED)
 USER_STATES = (StudyState.RUNNING, StudyState.PAUSED)
 
 DEFAULT_LEASE_TIMES = LeaseTimes(ttl_s=120, dispatch_timeout_s=3600)
-# A study preparing this long after it was made, not waiting on its pre-flight checks, is one
-# whose creation stopped part way (its API process was killed): far beyond a creation's time,
-# a warm start's copy of thousands of trials included.
-STALLED_CREATION = timedelta(minutes=10)
 
 
 class Tuner:
@@ -77,7 +73,7 @@ class Tuner:
         self.lease_ttl_s = lease_times.ttl_s
         leases = LeaseStore(database, lease_times)
         self.trials = TrialLifecycle(database, self._store, dispatcher, leases)
-        self._reaper = LeaseReaper(self.trials, self._store)
+        self._reaper = LeaseReaper(self.trials, self._store, self._take_back_stalled)
         self.datasets = DatasetStore(database)
         self.checkpoints = CheckpointStore(database)
         job_dispatcher = dispatcher if hasattr(dispatcher, "dispatch_job") else None
@@ -122,9 +118,8 @@ class Tuner:
             self._warm_start(study_id, spec, source)
         for params in spec.enqueue:
             self._storage_study(study_id).enqueue_trial(params, skip_if_exists=False)
-        self.jobs.start_preflight(study_id, spec)
-        if self.jobs.holds_trials(spec):
-            return
+        if self.jobs.start_preflight(study_id, spec):
+            return  # held until its checks pass
         held = [StudyState.PREPARING]  # not where it was stopped meanwhile
         if not self._store.set_state(study_id, StudyState.RUNNING, when=held, quietly=True):
             raise Conflict(
@@ -381,30 +376,15 @@ class Tuner:
     def expire_leases(self, now: datetime | None = None) -> list[int]:
         """Fail (and retry) the trials whose lease ran out by ``now`` (default: now); their ids.
         Study jobs past their time fail too (a held study's trials start), and creations that
-        stopped part way are taken back."""
-        now = now or datetime.now(UTC)
+        stopped part way are taken back (``LeaseReaper``)."""
         self.jobs.expire(now)
-        self._take_back_stalled_creations(now)
         return self._reaper.expire(now)
 
-    def _take_back_stalled_creations(self, now: datetime) -> None:
-        """Delete the studies whose creation stopped part way (``STALLED_CREATION``), as a
-        creation that fails is: their client got no answer, and a retry of the request finds the
-        name free again instead of a study that never runs."""
-        with self.trials.locks.try_hold(REAPER_LOCK_KEY) as mine:
-            if not mine:
-                return  # another API process's reaper ticks
-            for study_id in self._store.preparing_before(now - STALLED_CREATION):
-                try:
-                    self._take_back_stalled(study_id)
-                except Exception:
-                    logger.exception(
-                        "study %s: its stalled creation left for the next tick", study_id
-                    )
-
     def _take_back_stalled(self, study_id: int) -> None:
-        """Delete the study unless its checks hold it, or it left ``preparing`` since it was
-        listed (a slow creation set it running): it is stopped first, from preparing only."""
+        """Delete a study whose creation stopped part way, as a creation that fails is (its
+        client got no answer, and a retry of the request finds the name free again), unless its
+        checks hold it, or it left ``preparing`` since the reaper listed it (a slow creation set
+        it running): it is stopped first, from preparing only."""
         if self.jobs.waits_on_preflight(study_id):
             return
         with self.trials.locks.hold(study_id):

@@ -19,11 +19,14 @@ from optuna.trial import TrialState
 from sqlalchemy import event, select
 
 from service.errors import Conflict
+from service.job_store import JobStore
+from service.lease_reaper import STALLED_CREATION
+from service.preflight import JOB_TIMED_OUT
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.storage.tables import StudyRecord
 from service.trainer_catalog import TrainerCatalog
-from service.tuner import STALLED_CREATION, Tuner
+from service.tuner import Tuner
 from tests.support.dispatchers import DoNothingDispatcher
 from tests.support.killed_creation import KILLED
 from tests.support.refusals import REFUSAL, inserts_refused
@@ -243,3 +246,17 @@ def test_a_study_stopped_while_it_is_made_is_taken_back_and_its_creation_refused
     assert "was stopped while it was made" in str(refused.value)
     assert_no_study_named(tuner, database, name)
     assert tuner.create_study(asked).state == "running"
+
+
+def test_checks_whose_end_did_not_move_their_held_study_are_acted_on_by_the_reaper(
+    tuner: Tuner, database: Database
+) -> None:
+    held = tuner.create_study(held_spec(f"held-{uuid.uuid4().hex[:8]}"))
+    preflight = tuner.study(held.study_id).preflight
+    assert preflight is not None
+    # The job's end written, the study's move not (the database lost between the two): the
+    # job's store alone records it.
+    JobStore(database).finish(preflight.job_id, None, f"{JOB_TIMED_OUT}: no worker finished it")
+    assert tuner.study(held.study_id).state == "preparing"
+    tuner.expire_leases(datetime.now(UTC) + STALLED_CREATION + timedelta(minutes=1))
+    assert tuner.study(held.study_id).state == "running"  # not deleted as a stalled creation

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 CHUNK = 65536
@@ -43,16 +43,7 @@ class AnswerDropper:
         """Pipe one connection; an answer to drop closes it instead of going back."""
         upstream = socket.create_connection(self._upstream)
         threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
-        try:
-            while chunk := upstream.recv(CHUNK):
-                if self._take_a_drop():
-                    break  # the answer was made, and is lost on the way
-                client.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for end in (client, upstream):
-                end.close()
+        _pump(upstream, client, lose=self._take_a_drop)
 
     def _take_a_drop(self) -> bool:
         with self._guard:
@@ -63,10 +54,15 @@ class AnswerDropper:
             return True
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    """Copy ``source`` to ``sink`` until either closes."""
+def _pump(
+    source: socket.socket, sink: socket.socket, lose: Callable[[], bool] = lambda: False
+) -> None:
+    """Copy ``source`` to ``sink`` until either closes, or ``lose`` says to drop what came:
+    then both close (the answer was made, and is lost on the way)."""
     try:
         while chunk := source.recv(CHUNK):
+            if lose():
+                break
             sink.sendall(chunk)
     except OSError:
         pass
