@@ -93,8 +93,7 @@ class Tuner:
         before them (nor before its pre-flight checks, where they must pass first)."""
         spec = check_study_spec(spec, self._catalog)
         source = self._warm_start_source(spec, tenant)
-        dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
-        self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
+        spec = self.datasets.pinned(spec, tenant)
         self.jobs.check_spec(spec)
         study_id, optuna_name = self._create_optuna_study(spec, tenant)
         try:

@@ -19,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 
 from service.datasets.parsing import read_dataset
 from service.errors import Conflict, InvalidSpec, NotFound
+from service.spec.study_spec import StudySpec, TrainerSpec
 from service.storage.database import Database
-from service.storage.tables import DatasetRecord
+from service.storage.tables import DatasetRecord, as_utc
 
 REGISTERED_PREFIX = "registered:"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -52,7 +53,8 @@ class DatasetStore:
     def register(
         self, name: str, file_format: str, label_column: str | None, content: bytes, tenant: str
     ) -> DatasetView:
-        """Check the file and keep it; ``InvalidSpec`` naming the problem, ``Conflict`` on a taken name."""
+        """Check the file and keep it; ``InvalidSpec`` naming the problem, ``Conflict`` where the
+        tenant has a data set of that name (names are per tenant, as study names are)."""
         if not NAME_PATTERN.match(name) or name.isdigit():
             problem = "letters, digits, '_', '.', '-' (1-128, not only digits)"
             raise InvalidSpec(f"name must be {problem}", field="name")
@@ -97,15 +99,24 @@ class DatasetStore:
         record = self._record(reference, tenant)
         return _view(record), record.content
 
-    def check_reference(self, dataset: object, tenant: str, field: str) -> None:
-        """``InvalidSpec`` on ``field`` when ``dataset`` is ``registered:<ref>`` and names no data set."""
-        if not isinstance(dataset, str) or not dataset.startswith(REGISTERED_PREFIX):
-            return
+    def pinned(self, spec: StudySpec, tenant: str) -> StudySpec:
+        """``spec`` as its study keeps it: a trainer's ``registered:<name or id>`` of the tenant's
+        own data set becomes ``registered:<id>``, by which workers, which serve every tenant, fetch
+        it (names are each tenant's own). ``InvalidSpec`` on ``trainer.dataset`` where the tenant
+        has no data set so named."""
+        dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
+        if spec.trainer is None or not isinstance(dataset, str):
+            return spec
+        if not dataset.startswith(REGISTERED_PREFIX):
+            return spec
         reference = dataset.removeprefix(REGISTERED_PREFIX)
         try:
-            self._record(reference, tenant)
+            record = self._record(reference, tenant)
         except NotFound:
-            raise InvalidSpec(f"no registered data set {reference!r}", field=field) from None
+            problem = f"no registered data set {reference!r}"
+            raise InvalidSpec(problem, field="trainer.dataset") from None
+        pinned = {**spec.trainer.model_dump(), "dataset": f"{REGISTERED_PREFIX}{record.dataset_id}"}
+        return spec.model_copy(update={"trainer": TrainerSpec.model_validate(pinned)})
 
     def _record(self, reference: str | int, tenant: str | None) -> DatasetRecord:
         text = str(reference)
@@ -114,7 +125,9 @@ class DatasetStore:
         value: str | int = int(text) if is_id else text
         if isinstance(value, int) and value > 2**31 - 1:
             raise NotFound(f"no data set {text!r}", field="reference")
-        query = select(DatasetRecord).where(column == value)
+        # By name without a tenant (a worker, for a study made before names were per tenant,
+        # when they were unique): the oldest of that name, the one such a study was made on.
+        query = select(DatasetRecord).where(column == value).order_by(DatasetRecord.dataset_id)
         if tenant is not None:
             query = query.where(DatasetRecord.tenant == tenant)
         with self._database.session() as session:
@@ -134,6 +147,6 @@ def _view(record: DatasetRecord) -> DatasetView:
         sha256=record.sha256,
         size_bytes=record.size_bytes,
         reference=f"{REGISTERED_PREFIX}{record.name}",
-        created_at=record.created_at,
+        created_at=as_utc(record.created_at),  # SQLite gives it back without its zone
         **meta,
     )

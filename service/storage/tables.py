@@ -126,14 +126,15 @@ class StudyJobRecord(ServiceTable):
 
 class DatasetRecord(ServiceTable):
     """A data set a user registered: the file's bytes as uploaded, their SHA-256, and what the
-    check on registration read from them (shape, class names). Names are unique across tenants
-    (a study refers to ``registered:<name>``, and workers, which serve every tenant, fetch it by
-    that name), unlike study names, which are unique per tenant."""
+    check on registration read from them (shape, class names). Names are unique per tenant, as
+    study names are: a study made on ``registered:<name>`` keeps ``registered:<id>``, by which
+    workers, which serve every tenant, fetch it."""
 
     __tablename__ = "hpo_datasets"
+    __table_args__ = (UniqueConstraint("tenant", "name"),)
 
     dataset_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
     tenant: Mapped[str] = mapped_column(String(64), index=True)
     file_format: Mapped[str] = mapped_column(String(8))
     label_column: Mapped[str | None] = mapped_column(String(200), nullable=True)

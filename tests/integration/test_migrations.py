@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from optuna.trial import TrialState
 from sqlalchemy import Engine
 
+from service.datasets import DatasetStore
 from service.dispatch import NoDispatcher
 from service.errors import Conflict
 from service.spec.study_spec import StudySpec
@@ -35,6 +37,7 @@ from service.storage.migrations import (
 from service.storage.tables import ServiceTable, StudyRecord
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
+from tests.support.datasets import blobs, csv_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +47,7 @@ NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
 }
 CREATED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+CSV = csv_bytes(*blobs())
 
 
 def first_release_metadata() -> sa.MetaData:
@@ -319,4 +323,48 @@ def test_a_study_of_the_release_before_per_tenant_names_still_loads_and_runs(
         theirs: f"b/{LEGACY_NAME}",
         ours: f"default/{LEGACY_NAME}",  # the one the default tenant's study takes instead
     }
+    assert schema_differences(engine) == []
+
+
+def old_dataset_row(name: str, tenant: str) -> dict[str, Any]:
+    meta = {"n_rows": 3, "n_features": 1, "classes": ["x", "y"], "class_counts": [2, 1]}
+    return {
+        "name": name,
+        "tenant": tenant,
+        "file_format": "csv",
+        "label_column": "y",
+        "sha256": "0" * 64,
+        "size_bytes": 12,
+        "meta_json": json.dumps(meta),
+        "content": b"a,y\n1,x\n2,x\n3,y\n",
+        "created_at": CREATED,
+    }
+
+
+def test_data_set_names_become_per_tenant_and_a_study_made_before_keeps_its_data_set(
+    engine: Engine, database_url: str
+) -> None:
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0009_tenant_study_names")
+        row = old_dataset_row("shared", "a")
+        connection.execute(sa.table("hpo_datasets", *map(sa.column, row)).insert(), row)
+        other = old_dataset_row("shared", "b")
+        # unique across tenants before
+        with pytest.raises(sa.exc.IntegrityError), connection.begin_nested():
+            connection.execute(sa.table("hpo_datasets", *map(sa.column, other)).insert(), other)
+
+    database = Database(database_url)  # the service starting on it upgrades it
+    try:
+        assert database.schema_revisions == ("0009_tenant_study_names", head_revision())
+        store = DatasetStore(database)
+        ours = store.get("shared", "a")
+        theirs = store.register("shared", "csv", "species", CSV, "b")
+        assert theirs.dataset_id != ours.dataset_id
+        with pytest.raises(Conflict, match="already exists"):  # the tenant's own name still
+            store.register("shared", "csv", "species", CSV, "a")
+        # A worker fetching for a study made before (``registered:shared``) gets the one it meant.
+        assert store.get("shared", None).dataset_id == ours.dataset_id
+        assert store.get("shared", "b").dataset_id == theirs.dataset_id
+    finally:
+        database.dispose()
     assert schema_differences(engine) == []

@@ -57,8 +57,19 @@ def _columns(inspector: Inspector, table: str) -> set[str]:
     return {column["name"] for column in inspector.get_columns(table)}
 
 
+def _unique_together(inspector: Inspector, table: str) -> list[list[str]]:
+    return [list(unique["column_names"]) for unique in inspector.get_unique_constraints(table)]
+
+
 # Newest first: what each revision left in the database that the revisions before it did not.
 SCHEMA_MARKS: list[tuple[str, Callable[[Inspector, set[str]], bool]]] = [
+    (
+        "0010_tenant_dataset_names",
+        lambda inspector, tables: (
+            "hpo_datasets" in tables
+            and ["tenant", "name"] in _unique_together(inspector, "hpo_datasets")
+        ),
+    ),
     (
         "0009_tenant_study_names",
         lambda inspector, tables: (

@@ -1,0 +1,85 @@
+"""Data set names are each tenant's own: two tenants register one name, and each one's study
+trains on that tenant's file (a study keeps its data set by id, which workers fetch)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from client import HPOError
+from tests.integration.test_tenants import tenants
+from tests.support.datasets import blobs, csv_bytes, registered_study
+from tests.support.studies import wait_for_end
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+__all__ = ["tenants"]  # the token stack of the tenant tests, shared as a fixture
+
+
+@pytest.fixture(scope="module")
+def registered(tenants: dict[str, Any]) -> dict[str, Any]:
+    """One name, registered by tenant a and by tenant b with different files."""
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    name = f"shared-{time.time_ns()}"
+    views = {
+        tenant: stack.client(tokens[tenant]).register_dataset(
+            name, csv_bytes(*blobs(seed=seed)), "csv", "species"
+        )
+        for tenant, seed in (("a", 0), ("b", 1))
+    }
+    return {"name": name, "views": views}
+
+
+def test_two_tenants_register_one_name_and_each_sees_its_own(
+    tenants: dict[str, Any], registered: dict[str, Any]
+) -> None:
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    name, views = registered["name"], registered["views"]
+    assert views["a"]["sha256"] != views["b"]["sha256"]
+    for tenant in ("a", "b"):
+        client = stack.client(tokens[tenant])
+        assert client.dataset(name) == views[tenant]
+        assert [found["dataset_id"] for found in client.datasets() if found["name"] == name] == [
+            views[tenant]["dataset_id"]
+        ]
+
+
+def test_a_name_is_still_taken_within_its_tenant(
+    tenants: dict[str, Any], registered: dict[str, Any]
+) -> None:
+    client = tenants["stack"].client(tenants["tokens"]["a"])
+    with pytest.raises(HPOError) as refused:
+        client.register_dataset(registered["name"], csv_bytes(*blobs(seed=2)), "csv", "species")
+    assert refused.value.status == 409
+    assert refused.value.body["problems"][0]["field"] == "name"
+
+
+def test_each_tenants_study_keeps_and_trains_on_its_own_data_set(
+    tenants: dict[str, Any], registered: dict[str, Any]
+) -> None:
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    name, views = registered["name"], registered["views"]
+    for tenant in ("a", "b"):
+        client = stack.client(tokens[tenant])
+        spec = registered_study(f"on-{tenant}-{time.time_ns()}", f"registered:{name}", 1, 1)
+        created = client.create_study(spec)
+        own = views[tenant]
+        assert created["spec"]["trainer"]["dataset"] == f"registered:{own['dataset_id']}"
+        study = wait_for_end(client, created["study_id"], stack, timeout_s=120, poll_s=0.3)
+        assert study["state"] == "complete", stack.logs()
+        [trial] = client.trials(created["study_id"])
+        assert trial["state"] == "complete", trial["fail_reason"]
+        assert trial["provenance"]["data_sha256"] == own["sha256"]
+
+
+def test_a_study_cannot_name_another_tenants_data_set_by_id(
+    tenants: dict[str, Any], registered: dict[str, Any]
+) -> None:
+    client = tenants["stack"].client(tenants["tokens"]["b"])
+    theirs = registered["views"]["a"]["dataset_id"]
+    spec = registered_study(f"by-id-{time.time_ns()}", f"registered:{theirs}", 1, 1)
+    with pytest.raises(HPOError) as refused:
+        client.create_study(spec)
+    assert refused.value.status == 422
+    assert refused.value.body["problems"][0]["field"] == "trainer.dataset"
