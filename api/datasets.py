@@ -3,7 +3,8 @@
 ``POST /datasets?name=…&format=npz|csv[&label_column=…]`` takes the file as the raw body
 (``application/octet-stream``, up to ``HPO_MAX_FILE_BYTES``); it is checked at once and a
 malformed one is refused with a 422 naming the problem. A study then sets its trainer's
-``"dataset": "registered:<name>"``. Workers read ``GET /datasets/{ref}/content`` (``ref``: name or id).
+``"dataset": "registered:<name>"``. Workers read ``GET /datasets/{ref}/content?study_id=…``
+(``ref``: name or id), in the tenant of the study they run for.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ class DatasetPath(BaseModel):
     reference: str = Field(min_length=1, max_length=128, description="the data set's name or id")
 
 
+class DatasetScope(SchemaMadeOnce):
+    """Whose data sets a read sees: the caller's tenant's, or with ``study_id`` (as a worker
+    sends it, for the trial or job it runs) that study's tenant's."""
+
+    model_config = ConfigDict(extra="forbid")
+    study_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="read for this study (a worker's read)"
+    )
+
+
 class DatasetList(BaseModel):
     datasets: list[DatasetView]
 
@@ -68,16 +79,24 @@ def list_datasets() -> dict[str, Any]:
 
 
 @dataset_reads.get("/<reference>", responses={200: DatasetView})
-def get_dataset(path: DatasetPath) -> dict[str, Any]:
+def get_dataset(path: DatasetPath, query: DatasetScope) -> dict[str, Any]:
     """A data set's name, SHA-256, shape and classes."""
-    return tuner().datasets.get(path.reference, current_tenant()).model_dump(mode="json")
+    return tuner().datasets.get(path.reference, _tenant_read(query)).model_dump(mode="json")
 
 
 @dataset_reads.get("/<reference>/content")
-def dataset_content(path: DatasetPath) -> Response:
+def dataset_content(path: DatasetPath, query: DatasetScope) -> Response:
     """The file as registered; its SHA-256 in the ``X-Content-SHA256`` header."""
-    view, content = tuner().datasets.content(path.reference, current_tenant())
+    view, content = tuner().datasets.content(path.reference, _tenant_read(query))
     response = Response(content, mimetype="application/octet-stream")
     response.headers["X-Content-SHA256"] = view.sha256
     response.headers["Content-Disposition"] = f'attachment; filename="{view.name}.{view.format}"'
     return response
+
+
+def _tenant_read(scope: DatasetScope) -> str | None:
+    """The tenant whose data sets the read sees: the study's where one is named (404 where the
+    caller may not see that study), else the caller's (``None``: a worker, any tenant)."""
+    if scope.study_id is None:
+        return current_tenant()
+    return tuner().study_tenant(scope.study_id, current_tenant())

@@ -260,13 +260,14 @@ class HPOJSONClient:
         found: list[dict[str, Any]] = self._call("GET", "/datasets")["datasets"]
         return found
 
-    def dataset(self, reference: str | int) -> dict[str, Any]:
-        """A registered data set's metadata (name, SHA-256, shape, classes), by name or id."""
-        return self._call("GET", f"/datasets/{reference}")
+    def dataset(self, reference: str | int, study_id: int | None = None) -> dict[str, Any]:
+        """A registered data set's metadata (name, SHA-256, shape, classes), by name or id;
+        ``study_id``: among that study's tenant's (a worker's read, for the study it runs)."""
+        return _json_of(self._raw("GET", f"/datasets/{reference}", params=_scope(study_id)))
 
-    def dataset_content(self, reference: str | int) -> bytes:
-        """A registered data set's file, as registered."""
-        return self._raw("GET", f"/datasets/{reference}/content").content
+    def dataset_content(self, reference: str | int, study_id: int | None = None) -> bytes:
+        """A registered data set's file, as registered (``study_id``: as for ``dataset``)."""
+        return self._raw("GET", f"/datasets/{reference}/content", params=_scope(study_id)).content
 
     def record_provenance(
         self, trial_id: int, fields: dict[str, Any], lease: str | None = None
@@ -334,6 +335,10 @@ class HPOJSONClient:
         answer = self._transport.call(method, path, retries, json=json, headers=headers)
         _raise_for_status(answer, path)
         return answer
+
+
+def _scope(study_id: int | None) -> dict[str, str] | None:
+    return None if study_id is None else {"study_id": str(study_id)}
 
 
 def _json_of(answer: Answer) -> dict[str, Any]:

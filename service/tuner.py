@@ -93,7 +93,8 @@ class Tuner:
         before them (nor before its pre-flight checks, where they must pass first)."""
         spec = check_study_spec(spec, self._catalog)
         source = self._warm_start_source(spec, tenant)
-        spec = self.datasets.pinned(spec, tenant)
+        dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
+        self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
         self.jobs.check_spec(spec)
         study_id, optuna_name = self._create_optuna_study(spec, tenant)
         try:
@@ -160,6 +161,10 @@ class Tuner:
         attrs = self._storage.get_study_system_attrs(study_id)
         warm = attrs.get(WARM_START_ATTR)
         return view.model_copy(update={"warm_start": warm and WarmStartView(**warm)})
+
+    def study_tenant(self, study_id: int, tenant: str | None = None) -> str:
+        """The tenant a study belongs to (``NotFound`` where ``tenant`` may not see it)."""
+        return self._store.get(study_id, tenant).tenant
 
     def study_trials(self, study_id: int, tenant: str | None = None) -> list[TrialView]:
         """Every trial of a study, in order."""

@@ -50,7 +50,7 @@ class JobRunner:
         try:
             with (
                 _renewals(self._client, job_id, job.lease_ttl_s),
-                registered_datasets(DatasetCache(self._client).fetch),
+                registered_datasets(DatasetCache(self._client, study_id=job.study_id).fetch),
             ):
                 result = self._work(job)
         except ServiceUnreachable:

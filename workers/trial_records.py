@@ -40,7 +40,7 @@ def open_records(
         params=run.params,
         settings=run.settings,
         seed=run.seed,
-        fetch_dataset=DatasetCache(client).fetch,
+        fetch_dataset=DatasetCache(client, study_id=run.study_id).fetch,
         on_data=send_data,
     )
     package, version = trainer_distribution(trainer)

@@ -16,10 +16,10 @@ import numpy as np
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 
 from service.datasets.parsing import read_dataset
 from service.errors import Conflict, InvalidSpec, NotFound
-from service.spec.study_spec import StudySpec, TrainerSpec
 from service.storage.database import Database
 from service.storage.tables import DatasetRecord, as_utc
 
@@ -45,7 +45,8 @@ class DatasetView(BaseModel):
 
 
 class DatasetStore:
-    """Registers, lists and serves data sets; tenant-scoped (``None``: any tenant, the workers)."""
+    """Registers, lists and serves data sets, each tenant's apart (names are per tenant). Workers
+    read a data set in the tenant of the study they run for; ``None``: any tenant."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -83,8 +84,9 @@ class DatasetStore:
         return _view(record)
 
     def all(self, tenant: str | None) -> list[DatasetView]:
-        """Every data set the tenant may use, newest first."""
+        """Every data set the tenant may use, newest first (their files are not read)."""
         query = select(DatasetRecord).order_by(DatasetRecord.dataset_id.desc())
+        query = query.options(defer(DatasetRecord.content))
         if tenant is not None:
             query = query.where(DatasetRecord.tenant == tenant)
         with self._database.session() as session:
@@ -92,46 +94,42 @@ class DatasetStore:
 
     def get(self, reference: str | int, tenant: str | None) -> DatasetView:
         """A data set by id or name; ``NotFound`` if the tenant has none such."""
-        return _view(self._record(reference, tenant))
+        return _view(self._record(reference, tenant, with_content=False))
 
     def content(self, reference: str | int, tenant: str | None) -> tuple[DatasetView, bytes]:
         """A data set's view and its bytes, as registered."""
         record = self._record(reference, tenant)
         return _view(record), record.content
 
-    def pinned(self, spec: StudySpec, tenant: str) -> StudySpec:
-        """``spec`` as its study keeps it: a trainer's ``registered:<name or id>`` of the tenant's
-        own data set becomes ``registered:<id>``, by which workers, which serve every tenant, fetch
-        it (names are each tenant's own). ``InvalidSpec`` on ``trainer.dataset`` where the tenant
-        has no data set so named."""
-        dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
-        if spec.trainer is None or not isinstance(dataset, str):
-            return spec
-        if not dataset.startswith(REGISTERED_PREFIX):
-            return spec
+    def check_reference(self, dataset: object, tenant: str, field: str) -> None:
+        """``InvalidSpec`` on ``field`` when ``dataset`` is ``registered:<ref>`` and names none of
+        the tenant's data sets."""
+        if not isinstance(dataset, str) or not dataset.startswith(REGISTERED_PREFIX):
+            return
         reference = dataset.removeprefix(REGISTERED_PREFIX)
         try:
-            record = self._record(reference, tenant)
+            self._record(reference, tenant, with_content=False)
         except NotFound:
-            problem = f"no registered data set {reference!r}"
-            raise InvalidSpec(problem, field="trainer.dataset") from None
-        pinned = {**spec.trainer.model_dump(), "dataset": f"{REGISTERED_PREFIX}{record.dataset_id}"}
-        return spec.model_copy(update={"trainer": TrainerSpec.model_validate(pinned)})
+            raise InvalidSpec(f"no registered data set {reference!r}", field=field) from None
 
-    def _record(self, reference: str | int, tenant: str | None) -> DatasetRecord:
+    def _record(
+        self, reference: str | int, tenant: str | None, *, with_content: bool = True
+    ) -> DatasetRecord:
         text = str(reference)
         is_id = text.isascii() and text.isdigit()  # '²'.isdigit() too, which int() refuses
         column = DatasetRecord.dataset_id if is_id else DatasetRecord.name
         value: str | int = int(text) if is_id else text
         if isinstance(value, int) and value > 2**31 - 1:
             raise NotFound(f"no data set {text!r}", field="reference")
-        # By name without a tenant (a worker, for a study made before names were per tenant,
-        # when they were unique): the oldest of that name, the one such a study was made on.
+        # By name without a tenant (a worker of the release before, which fetched without its
+        # study, for a study made when names were unique): the oldest of that name.
         query = select(DatasetRecord).where(column == value).order_by(DatasetRecord.dataset_id)
         if tenant is not None:
             query = query.where(DatasetRecord.tenant == tenant)
+        if not with_content:
+            query = query.options(defer(DatasetRecord.content))
         with self._database.session() as session:
-            record = session.scalars(query).first()
+            record = session.scalars(query.limit(1)).first()
         if record is None:
             raise NotFound(f"no data set {text!r}", field="reference")
         return record

@@ -1,8 +1,9 @@
 """Data set names are each tenant's own: two tenants register one name, and each one's study
-trains on that tenant's file (a study keeps its data set by id, which workers fetch)."""
+trains on that tenant's file (a worker reads a data set in the tenant of the study it runs for)."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from tests.support.studies import wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 __all__ = ["tenants"]  # the token stack of the tenant tests, shared as a fixture
+SPACE = {"x": {"type": "float", "low": 0, "high": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +67,30 @@ def test_each_tenants_study_keeps_and_trains_on_its_own_data_set(
         spec = registered_study(f"on-{tenant}-{time.time_ns()}", f"registered:{name}", 1, 1)
         created = client.create_study(spec)
         own = views[tenant]
-        assert created["spec"]["trainer"]["dataset"] == f"registered:{own['dataset_id']}"
+        assert created["spec"]["trainer"]["dataset"] == f"registered:{name}"  # as given
         study = wait_for_end(client, created["study_id"], stack, timeout_s=120, poll_s=0.3)
         assert study["state"] == "complete", stack.logs()
         [trial] = client.trials(created["study_id"])
         assert trial["state"] == "complete", trial["fail_reason"]
         assert trial["provenance"]["data_sha256"] == own["sha256"]
+
+
+def test_a_worker_reads_a_name_in_the_tenant_of_the_study_it_names(
+    tenants: dict[str, Any], registered: dict[str, Any]
+) -> None:
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    name, views = registered["name"], registered["views"]
+    worker = stack.client(tokens["worker"])
+    studies = {}
+    for tenant in ("a", "b"):
+        spec = {"name": f"scope-{tenant}-{time.time_ns()}", "space": SPACE}
+        studies[tenant] = stack.client(tokens[tenant]).create_study(spec)["study_id"]
+        assert worker.dataset(name, studies[tenant]) == views[tenant]
+        content = worker.dataset_content(name, studies[tenant])
+        assert hashlib.sha256(content).hexdigest() == views[tenant]["sha256"]
+    with pytest.raises(HPOError) as unknown:  # a user names a study of its own tenant only
+        stack.client(tokens["b"]).dataset(name, studies["a"])
+    assert unknown.value.status == 404
 
 
 def test_a_study_cannot_name_another_tenants_data_set_by_id(

@@ -163,7 +163,7 @@ def test_every_trial_records_the_data_hash_split_seed_and_trainer_version(
     for trial in finished["trials"]:
         provenance = trial["provenance"]
         assert provenance["data_sha256"] == dataset["sha256"]
-        assert provenance["dataset"] == f"registered:{dataset['dataset_id']}"  # kept by id
+        assert provenance["dataset"] == dataset["reference"]
         assert provenance["seed"] == trial["seed"]
         assert provenance["trainer"] == "mlp"
         assert provenance["trainer_package"] == "hpo-service"
