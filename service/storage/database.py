@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from service.errors import NotFound, Unavailable
+from service.storage.idle_ping import ping_when_idle
 from service.storage.migrations import upgrade_to_head
 from service.storage.read_connections import connect_for_reads
 from service.storage.sqlite_ids import keep_ids_unique
@@ -51,6 +52,9 @@ class Database:
             rdb = CoreReadRDBStorage(url, engine_kwargs=self._engine_kwargs(pool_size))
             if self.dialect == "sqlite":
                 keep_ids_unique(self.engine)
+        if self.dialect != "sqlite":
+            for engine in (self.engine, rdb.engine):
+                ping_when_idle(engine)
         # Optuna's own cache over the RDB storage: finished trials are read from the database once
         # (its reads by Core queries: service.storage.trial_reader).
         self.optuna: optuna.storages.BaseStorage = optuna.storages.get_storage(rdb)
@@ -69,7 +73,7 @@ class Database:
                     str(Path(path).resolve()), SQLITE_BUSY_TIMEOUT_S
                 )
             return {"connect_args": connect_args}
-        return {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": pool_size}
+        return {"pool_size": pool_size, "max_overflow": pool_size}  # pinged when idle: below
 
     @contextmanager
     def session(self) -> Iterator[Session]:

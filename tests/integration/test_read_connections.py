@@ -9,13 +9,16 @@ start to its end across processes, not only for the statement that took it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 
 from service.storage.database import Database
+from service.storage.idle_ping import ping_when_idle
 from service.storage.study_lock import ADVISORY_LOCK_NAMESPACE, StudyLocks
 
 STUDY_ID = 7
@@ -140,3 +143,51 @@ def test_a_study_lock_whose_connection_was_lost_neither_fails_the_block_nor_stay
         killer.commit()
     with others.try_hold(STUDY_ID) as taken:
         assert taken
+
+
+def backend_pid(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def terminate(postgres_url: str, pid: int) -> None:
+    """End a server process as a restart or an idle timeout would, and wait until it is gone."""
+    url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for _ in range(100):
+            gone = admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+            if gone.fetchone() is None:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"server process {pid} did not end")
+
+
+def test_a_connection_idle_past_the_limit_is_pinged_and_replaced_when_lost(
+    postgres_url: str,
+) -> None:
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
+    ping_when_idle(engine, idle_s=0.2)
+    try:
+        with engine.connect() as connection:
+            lost = backend_pid(connection)
+        terminate(postgres_url, lost)
+        time.sleep(0.25)
+        with engine.connect() as connection:  # the ping found it lost: another one serves
+            assert backend_pid(connection) != lost
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_used_a_moment_ago_is_not_pinged(postgres_url: str) -> None:
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
+    ping_when_idle(engine, idle_s=60)
+    try:
+        with engine.connect() as connection:
+            lost = backend_pid(connection)
+        terminate(postgres_url, lost)
+        with pytest.raises(OperationalError), engine.connect() as connection:
+            backend_pid(connection)  # no round trip spent before: the loss shows here
+        with engine.connect() as connection:  # and the pool has let it go
+            assert backend_pid(connection) != lost
+    finally:
+        engine.dispose()
