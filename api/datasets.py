@@ -81,22 +81,27 @@ def list_datasets() -> dict[str, Any]:
 @dataset_reads.get("/<reference>", responses={200: DatasetView})
 def get_dataset(path: DatasetPath, query: DatasetScope) -> dict[str, Any]:
     """A data set's name, SHA-256, shape and classes."""
-    return tuner().datasets.get(path.reference, _tenant_read(query)).model_dump(mode="json")
+    return tuner().datasets.get(path.reference, _tenant_read(path, query)).model_dump(mode="json")
 
 
 @dataset_reads.get("/<reference>/content")
 def dataset_content(path: DatasetPath, query: DatasetScope) -> Response:
     """The file as registered; its SHA-256 in the ``X-Content-SHA256`` header."""
-    view, content = tuner().datasets.content(path.reference, _tenant_read(query))
+    view, content = tuner().datasets.content(path.reference, _tenant_read(path, query))
     response = Response(content, mimetype="application/octet-stream")
     response.headers["X-Content-SHA256"] = view.sha256
     response.headers["Content-Disposition"] = f'attachment; filename="{view.name}.{view.format}"'
     return response
 
 
-def _tenant_read(scope: DatasetScope) -> str | None:
+def _tenant_read(path: DatasetPath, scope: DatasetScope) -> str | None:
     """The tenant whose data sets the read sees: the study's where one is named (404 where the
-    caller may not see that study), else the caller's (``None``: a worker, any tenant)."""
-    if scope.study_id is None:
-        return current_tenant()
-    return tuner().study_tenant(scope.study_id, current_tenant())
+    caller may not see that study), else the caller's. A worker, which serves every tenant, names
+    the study for a read by name (names are per tenant); by id it may read any."""
+    tenant = current_tenant()
+    if scope.study_id is not None:
+        return tuner().study_tenant(scope.study_id, tenant)
+    if tenant is None and not (path.reference.isascii() and path.reference.isdigit()):
+        problem = "a worker reads a data set by name for a study: give the study's id"
+        raise InvalidSpec(problem, field="study_id")
+    return tenant

@@ -121,8 +121,8 @@ class DatasetStore:
         value: str | int = int(text) if is_id else text
         if isinstance(value, int) and value > 2**31 - 1:
             raise NotFound(f"no data set {text!r}", field="reference")
-        # By name without a tenant (a worker of the release before, which fetched without its
-        # study, for a study made when names were unique): the oldest of that name.
+        # By name without a tenant (names are per tenant; the API refuses a worker's such read):
+        # the oldest of that name, not whichever the database finds first.
         query = select(DatasetRecord).where(column == value).order_by(DatasetRecord.dataset_id)
         if tenant is not None:
             query = query.where(DatasetRecord.tenant == tenant)

@@ -127,8 +127,8 @@ class StudyJobRecord(ServiceTable):
 class DatasetRecord(ServiceTable):
     """A data set a user registered: the file's bytes as uploaded, their SHA-256, and what the
     check on registration read from them (shape, class names). Names are unique per tenant, as
-    study names are: a study made on ``registered:<name>`` keeps ``registered:<id>``, by which
-    workers, which serve every tenant, fetch it."""
+    study names are: a worker, which serves every tenant, reads ``registered:<name>`` in the
+    tenant of the study it runs for."""
 
     __tablename__ = "hpo_datasets"
     __table_args__ = (UniqueConstraint("tenant", "name"),)

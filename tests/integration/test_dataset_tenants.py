@@ -91,6 +91,11 @@ def test_a_worker_reads_a_name_in_the_tenant_of_the_study_it_names(
     with pytest.raises(HPOError) as unknown:  # a user names a study of its own tenant only
         stack.client(tokens["b"]).dataset(name, studies["a"])
     assert unknown.value.status == 404
+    with pytest.raises(HPOError) as unscoped:  # a name is a tenant's: the worker names the study
+        worker.dataset(name)
+    assert unscoped.value.status == 422
+    assert unscoped.value.body["problems"][0]["field"] == "study_id"
+    assert worker.dataset(views["b"]["dataset_id"]) == views["b"]  # an id is one data set
 
 
 def test_a_study_cannot_name_another_tenants_data_set_by_id(

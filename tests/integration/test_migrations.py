@@ -362,8 +362,6 @@ def test_data_set_names_become_per_tenant_and_a_study_made_before_keeps_its_data
         assert theirs.dataset_id != ours.dataset_id
         with pytest.raises(Conflict, match="already exists"):  # the tenant's own name still
             store.register("shared", "csv", "species", CSV, "a")
-        # A read without a tenant (a worker of the release before, naming no study): the oldest.
-        assert store.get("shared", None).dataset_id == ours.dataset_id
         assert store.get("shared", "b").dataset_id == theirs.dataset_id
     finally:
         database.dispose()

@@ -191,3 +191,23 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(postgres_url: str) -> None
             assert backend_pid(connection) != lost
     finally:
         engine.dispose()
+
+
+def test_connections_made_at_start_up_are_pinged_before_their_first_use(postgres_url: str) -> None:
+    database = Database(postgres_url)  # start-up (migrations, Optuna checks) leaves pooled ones
+    try:
+        url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+        name = postgres_url.rsplit("/", 1)[1]
+        with psycopg.connect(url, autocommit=True) as admin:
+            pids = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchall()
+        assert pids, "start-up left no connection in the pools"
+        for (pid,) in pids:
+            terminate(postgres_url, pid)
+        with database.reading() as connection:  # no 503: each lost one is found and made again
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+        assert database.optuna.get_all_studies() == []
+    finally:
+        database.dispose()

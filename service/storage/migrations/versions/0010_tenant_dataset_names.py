@@ -15,9 +15,8 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Make ``hpo_datasets.name`` unique per tenant instead of across tenants. Studies made
-    before keep ``registered:<name>``; a worker's fetch by name finds the oldest data set of that
-    name, the one they were made on (names were unique then)."""
+    """Make ``hpo_datasets.name`` unique per tenant instead of across tenants (a worker reads a
+    name in the tenant of the study it runs for)."""
     with op.batch_alter_table("hpo_datasets") as batch:
         batch.drop_constraint("uq_hpo_datasets_name", type_="unique")
         batch.create_unique_constraint("uq_hpo_datasets_tenant", ["tenant", "name"])
@@ -25,8 +24,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Make data set names unique across tenants again (which fails where two tenants hold a data
-    set of one name). Studies made since name their data set by id, which the release before
-    reads too."""
+    set of one name)."""
     with op.batch_alter_table("hpo_datasets") as batch:
         batch.drop_constraint("uq_hpo_datasets_tenant", type_="unique")
         batch.create_unique_constraint("uq_hpo_datasets_name", ["name"])
