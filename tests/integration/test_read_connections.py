@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from service.storage.database import Database
@@ -162,35 +163,35 @@ def terminate(postgres_url: str, pid: int) -> None:
     raise AssertionError(f"server process {pid} did not end")
 
 
-def test_a_connection_idle_past_the_limit_is_pinged_and_replaced_when_lost(
-    postgres_url: str,
-) -> None:
+@contextmanager
+def lost_pooled_connection(postgres_url: str, idle_s: float) -> Iterator[tuple[Engine, int]]:
+    """An engine pinging after ``idle_s`` whose one pooled connection was just lost; its pid."""
     engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
-    ping_when_idle(engine, idle_s=0.2)
+    ping_when_idle(engine, idle_s=idle_s)
     try:
         with engine.connect() as connection:
             lost = backend_pid(connection)
         terminate(postgres_url, lost)
-        time.sleep(0.25)
-        with engine.connect() as connection:  # the ping found it lost: another one serves
-            assert backend_pid(connection) != lost
+        yield engine, lost
     finally:
         engine.dispose()
 
 
+def test_a_connection_idle_past_the_limit_is_pinged_and_replaced_when_lost(
+    postgres_url: str,
+) -> None:
+    with lost_pooled_connection(postgres_url, idle_s=0.2) as (engine, lost):
+        time.sleep(0.25)
+        with engine.connect() as connection:  # the ping found it lost: another one serves
+            assert backend_pid(connection) != lost
+
+
 def test_a_connection_used_a_moment_ago_is_not_pinged(postgres_url: str) -> None:
-    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
-    ping_when_idle(engine, idle_s=60)
-    try:
-        with engine.connect() as connection:
-            lost = backend_pid(connection)
-        terminate(postgres_url, lost)
+    with lost_pooled_connection(postgres_url, idle_s=60) as (engine, lost):
         with pytest.raises(OperationalError), engine.connect() as connection:
             backend_pid(connection)  # no round trip spent before: the loss shows here
         with engine.connect() as connection:  # and the pool has let it go
             assert backend_pid(connection) != lost
-    finally:
-        engine.dispose()
 
 
 def test_connections_made_at_start_up_are_pinged_before_their_first_use(postgres_url: str) -> None:
