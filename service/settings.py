@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="Bearer token `/metrics` asks for; unset, `/metrics` is open."
     )
+    worker_dataset_cache_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=0,
+        description="Most bytes of registered data set files a worker node keeps on disk: the "
+        "files used longest ago go first, none used in the last 10 minutes.",
+    )
     worker_metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Port of a worker node's metrics (0: off)."
     )

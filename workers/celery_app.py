@@ -47,7 +47,12 @@ def create_celery(settings: Settings) -> Celery:
         # A trial that leaves the GPU unusable (a sticky CUDA error) is failed with its reason,
         # then this process exits and the pool starts a fresh one in its place.
         time_limit_s = soft_time_limit_s(settings.task_time_limit_s)
-        return TrialRunner(client(), time_limit_s, on_device_unusable=retire_after_this_task)
+        return TrialRunner(
+            client(),
+            time_limit_s,
+            on_device_unusable=retire_after_this_task,
+            dataset_cache_bytes=settings.worker_dataset_cache_bytes,
+        )
 
     # No limit on the times a message goes back: the trial's lease ends its wait (a message of
     # a trial the service retried meanwhile is refused as gone at its next claim).
@@ -61,8 +66,11 @@ def create_celery(settings: Settings) -> Celery:
             delay_s = claim_retry_delay_s(int(task.request.retries or 0))
             raise task.retry(exc=not_made, countdown=delay_s) from not_made
 
+    def job_runner() -> JobRunner:
+        return JobRunner(client(), settings.worker_dataset_cache_bytes)
+
     for task_name in JOB_TASKS.values():  # pre-flight, evaluate, ensemble: one runner
-        _register_job_task(app, task_name, client)
+        _register_job_task(app, task_name, job_runner)
     return app
 
 
@@ -78,12 +86,12 @@ def worker_client(settings: Settings) -> HPOJSONClient:
     return MeteredClient(settings.service_url, settings.bearer_token(), retries=retries)
 
 
-def _register_job_task(app: Celery, task_name: str, client: Callable[[], HPOJSONClient]) -> None:
+def _register_job_task(app: Celery, task_name: str, runner: Callable[[], JobRunner]) -> None:
     """A thin task that hands a study job's message to the job runner."""
 
     @app.task(name=task_name)
     def run_job(message: dict[str, Any]) -> str:
-        return JobRunner(client()).run(message)
+        return runner().run(message)
 
 
 @worker_process_init.connect

@@ -3,19 +3,30 @@ A reference is read in the tenant of the study the worker runs for (names are pe
 
 A file is checked against the SHA-256 the service states before it is kept, and written under a
 temporary name and renamed, so two worker processes fetching it at once never read half a file.
+
+The folder holds at most ``HPO_WORKER_DATASET_CACHE_BYTES``: after each download the files used
+longest ago go first (a file's modification time is its last use: a fetch of a kept file
+touches it). A file used in the last ``IN_USE_S`` is never removed, whatever the total, so that
+a process of the node that has just fetched it still finds it; a process reads a data set's
+file once and keeps its arrays in memory (``workers/trainers/datasets.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from client import HPOJSONClient
 from service.settings import DEFAULT_DATA_DIR
 
+logger = logging.getLogger(__name__)
 DEFAULT_CACHE_DIR = DEFAULT_DATA_DIR / "dataset-cache"
+DEFAULT_CACHE_BYTES = 8 * 1024**3
+IN_USE_S = 600.0
 
 
 class DatasetCache:
@@ -27,20 +38,42 @@ class DatasetCache:
         folder: Path = DEFAULT_CACHE_DIR,
         *,
         study_id: int | None = None,
+        limit_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self._client = client
         self._folder = folder
         # A worker's: a reference is one of this study's tenant's (a user's: the client's tenant's).
         self._study_id = study_id
+        self._limit_bytes = limit_bytes
 
     def fetch(self, reference: str) -> tuple[str, str, str | None, str]:
         """``(sha256, format, label_column, local path)`` of the data set ``reference``."""
         meta = self._client.dataset(reference, self._study_id)
         sha256, file_format = str(meta["sha256"]), str(meta["format"])
         path = self._folder / f"{sha256}.{file_format}"
-        if not path.exists():
+        try:
+            os.utime(path)  # used now: the last to go
+        except FileNotFoundError:
             self._download(reference, sha256, path)
+            self._make_room(keep=path)
         return sha256, file_format, meta.get("label_column"), str(path)
+
+    def _make_room(self, keep: Path) -> None:
+        """Remove the files used longest ago (not ``keep``, nor any used in the last
+        ``IN_USE_S``) until the folder holds at most the limit."""
+        now = time.time()
+        kept = sorted(_files(self._folder), key=lambda entry: entry[1].st_mtime)
+        total = sum(stat.st_size for _, stat in kept)
+        for path, stat in kept:
+            if total <= self._limit_bytes:
+                return
+            if path == keep or now - stat.st_mtime < IN_USE_S:
+                continue
+            path.unlink(missing_ok=True)
+            total -= stat.st_size
+            logger.info(
+                "data set cache: removed %s (%d bytes), used longest ago", path.name, stat.st_size
+            )
 
     def _download(self, reference: str, sha256: str, path: Path) -> None:
         content = self._client.dataset_content(reference, self._study_id)
@@ -52,3 +85,15 @@ class DatasetCache:
         with os.fdopen(handle, "wb") as file:
             file.write(content)
         os.replace(temporary, path)
+
+
+def _files(folder: Path) -> list[tuple[Path, os.stat_result]]:
+    """The folder's files (downloads under way and left by a killed process included), each with
+    its ``stat``; none that went meanwhile."""
+    found = []
+    for path in folder.iterdir():
+        try:
+            found.append((path, path.stat()))
+        except FileNotFoundError:
+            continue
+    return found

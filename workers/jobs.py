@@ -19,11 +19,11 @@ from client import HPOError, HPOJSONClient, ServiceUnreachable
 from service.job_store import JobKind
 from service.jobs import JobMessage
 from service.preflight import PreflightSpec
-from workers.dataset_cache import DatasetCache
+from workers.dataset_cache import DEFAULT_CACHE_BYTES, DatasetCache
 from workers.ensemble import score_ensemble
 from workers.job_models import REGULARISERS_OFF, model_builder, seeded_factory, trainer_data
 from workers.preflight import run_checks
-from workers.provenance import registered_datasets
+from workers.provenance import DatasetFetcher, registered_datasets
 from workers.renewals import renewed
 from workers.vault import part_tensors, score_test_split, trial_models
 
@@ -34,8 +34,11 @@ MAX_REASON_CHARS = 1500
 class JobRunner:
     """Runs study jobs and reports them over HTTP."""
 
-    def __init__(self, client: HPOJSONClient) -> None:
+    def __init__(
+        self, client: HPOJSONClient, dataset_cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> None:
         self._client = client
+        self._dataset_cache_bytes = dataset_cache_bytes
 
     def run(self, message: dict[str, Any]) -> str:
         """Run the job in ``message``; returns how it ended (for the worker's log)."""
@@ -50,7 +53,7 @@ class JobRunner:
         try:
             with (
                 _renewals(self._client, job_id, job.lease_ttl_s),
-                registered_datasets(DatasetCache(self._client, study_id=job.study_id).fetch),
+                registered_datasets(self._datasets(job.study_id)),
             ):
                 result = self._work(job)
         except ServiceUnreachable:
@@ -59,6 +62,10 @@ class JobRunner:
             reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
             return self._finish(job_id, None, reason[:MAX_REASON_CHARS]) or "failed"
         return self._finish(job_id, result.model_dump(mode="json"), None) or "done"
+
+    def _datasets(self, study_id: int) -> DatasetFetcher:
+        cache = DatasetCache(self._client, study_id=study_id, limit_bytes=self._dataset_cache_bytes)
+        return cache.fetch
 
     def _finish(self, job_id: int, result: dict[str, Any] | None, reason: str | None) -> str:
         """Send the outcome; ``"gone"`` when the study was deleted meanwhile, else ``""``."""

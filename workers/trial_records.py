@@ -17,7 +17,7 @@ from typing import Any
 
 from client import HPOJSONClient, ServiceUnreachable, TrialGone
 from workers.checkpoints import checkpoint_bytes
-from workers.dataset_cache import DatasetCache
+from workers.dataset_cache import DEFAULT_CACHE_BYTES, DatasetCache
 from workers.provenance import DataProvenance, TrialContext, trainer_distribution
 from workers.trainers.base import TrialRun
 
@@ -27,7 +27,11 @@ ProvenanceSender = Callable[[dict[str, Any]], None]
 
 
 def open_records(
-    client: HPOJSONClient, run: TrialRun, trainer: str, send: ProvenanceSender
+    client: HPOJSONClient,
+    run: TrialRun,
+    trainer: str,
+    send: ProvenanceSender,
+    dataset_cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> TrialContext:
     """The trial's context; its seed and trainer handed to ``send`` at once."""
 
@@ -40,7 +44,9 @@ def open_records(
         params=run.params,
         settings=run.settings,
         seed=run.seed,
-        fetch_dataset=DatasetCache(client, study_id=run.study_id).fetch,
+        fetch_dataset=DatasetCache(
+            client, study_id=run.study_id, limit_bytes=dataset_cache_bytes
+        ).fetch,
         on_data=send_data,
     )
     package, version = trainer_distribution(trainer)

@@ -20,6 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from client import HPOError, HPOJSONClient, ServiceUnreachable, TrialGone
 from service.dispatch import TrialAssignment
+from workers.dataset_cache import DEFAULT_CACHE_BYTES
 from workers.device_errors import is_sticky_device_error
 from workers.provenance import TrialContext, trial_context
 from workers.renewals import renewed
@@ -50,14 +51,17 @@ class TrialRunner:
         client: HPOJSONClient,
         time_limit_s: float | None = None,
         on_device_unusable: Callable[[], None] = lambda: None,
+        dataset_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         """``time_limit_s``: the task's soft time limit, which a trial's failure names.
         ``on_device_unusable``: called when a trial fails with an error that leaves the
         process's GPU unusable (a sticky CUDA error), before the failure is sent: the Celery
-        task has the process replaced after the task (``workers/process_retirement.py``)."""
+        task has the process replaced after the task (``workers/process_retirement.py``).
+        ``dataset_cache_bytes``: what the node keeps of registered data sets' files."""
         self._client = client
         self._time_limit_s = time_limit_s
         self._on_device_unusable = on_device_unusable
+        self._dataset_cache_bytes = dataset_cache_bytes
 
     def run(self, message: dict[str, Any], delivery: str = "") -> str:
         """Run the trial in ``message``; returns how it ended (for the worker's log)."""
@@ -137,7 +141,9 @@ class TrialRunner:
     ) -> Trained:
         """Train the trial and wait for its reports; what its end brings (``TrainingFailed``
         where its figures cannot end it complete)."""
-        records = open_records(self._client, run, trainer_name, reports.state)
+        records = open_records(
+            self._client, run, trainer_name, reports.state, self._dataset_cache_bytes
+        )
         with trial_context(records):
             result = load_trainer(trainer_name).train(run, reports.report)
         if reports.failure is not None:  # a NaN report stopped it, whatever it returned

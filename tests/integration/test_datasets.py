@@ -4,7 +4,10 @@ every trial records the data's hash, its split, its seed and the trainer's versi
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ from tests.support.datasets import (
     registered_study,
 )
 from tests.support.studies import wait_for_end
+from workers.dataset_cache import IN_USE_S, DatasetCache
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FEATURES, LABELS = blobs()
@@ -172,3 +176,32 @@ def test_every_trial_records_the_data_hash_split_seed_and_trainer_version(
         assert sum(provenance["split_sizes"].values()) == dataset["n_rows"]
         splits.add((provenance["split_sha256"], tuple(provenance["split_sizes"].values())))
     assert len(splits) == 1, "the split is fixed per study"
+
+
+def test_a_worker_s_cache_keeps_to_its_limit_removing_the_files_used_longest_ago(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    client = stack.client()
+    a, b, c, d = (
+        client.register_dataset(unique("cached"), csv_bytes(*blobs(seed=seed)), "csv", "species")
+        for seed in (3, 4, 5, 6)
+    )
+    cache = DatasetCache(client, tmp_path, limit_bytes=b["size_bytes"] + c["size_bytes"])
+
+    def fetched(view: dict[str, Any]) -> Path:
+        return Path(cache.fetch(view["name"])[3])
+
+    def used_ago(path: Path, seconds: float) -> None:
+        moment = time.time() - seconds
+        os.utime(path, (moment, moment))
+
+    path_a, path_b = fetched(a), fetched(b)
+    used_ago(path_a, IN_USE_S + 30)
+    used_ago(path_b, IN_USE_S + 60)
+    assert fetched(b) == path_b  # used again: now a was used longest ago
+    path_c = fetched(c)  # over the limit: a, used longest ago, goes
+    assert not path_a.exists()
+    assert path_b.exists() and path_c.exists()
+    path_d = fetched(d)  # over the limit again, but b and c were used a moment ago
+    assert path_b.exists() and path_c.exists() and path_d.exists()
+    assert hashlib.sha256(path_d.read_bytes()).hexdigest() == d["sha256"]
