@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".hpo")
+DEFAULT_DATASET_CACHE_BYTES = 8 * 1024**3
 VISIBILITY_MARGIN_S = 600
 
 
@@ -99,10 +100,11 @@ class Settings(BaseSettings):
         default=None, description="Bearer token `/metrics` asks for; unset, `/metrics` is open."
     )
     worker_dataset_cache_bytes: int = Field(
-        default=8 * 1024**3,
+        default=DEFAULT_DATASET_CACHE_BYTES,
         ge=0,
-        description="Most bytes of registered data set files a worker node keeps on disk: the "
-        "files used longest ago go first, none used in the last 10 minutes.",
+        description="Most bytes of registered data set files a worker node keeps on disk, beyond "
+        "those used in the last 10 minutes: after each download the files used longest ago go "
+        "(0: keep only those).",
     )
     worker_metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Port of a worker node's metrics (0: off)."

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 from client import HPOJSONClient
-from service.settings import DEFAULT_DATA_DIR
+from service.settings import DEFAULT_DATA_DIR, DEFAULT_DATASET_CACHE_BYTES
 
 logger = logging.getLogger(__name__)
 DEFAULT_CACHE_DIR = DEFAULT_DATA_DIR / "dataset-cache"
-DEFAULT_CACHE_BYTES = 8 * 1024**3
+DEFAULT_CACHE_BYTES = DEFAULT_DATASET_CACHE_BYTES
 IN_USE_S = 600.0
 
 
@@ -51,23 +51,25 @@ class DatasetCache:
         meta = self._client.dataset(reference, self._study_id)
         sha256, file_format = str(meta["sha256"]), str(meta["format"])
         path = self._folder / f"{sha256}.{file_format}"
+        if _touched(path):
+            return sha256, file_format, meta.get("label_column"), str(path)
+        self._download(reference, sha256, path)
         try:
-            os.utime(path)  # used now: the last to go
-        except FileNotFoundError:
-            self._download(reference, sha256, path)
             self._make_room(keep=path)
+        except OSError as error:  # the download is kept and used: the folder stays over its limit
+            logger.warning("data set cache: could not make room in %s: %s", self._folder, error)
         return sha256, file_format, meta.get("label_column"), str(path)
 
     def _make_room(self, keep: Path) -> None:
         """Remove the files used longest ago (not ``keep``, nor any used in the last
-        ``IN_USE_S``) until the folder holds at most the limit."""
-        now = time.time()
+        ``IN_USE_S``, looked at again just before it goes: another process may have just fetched
+        it) until the folder holds at most the limit."""
         kept = sorted(_files(self._folder), key=lambda entry: entry[1].st_mtime)
         total = sum(stat.st_size for _, stat in kept)
         for path, stat in kept:
             if total <= self._limit_bytes:
                 return
-            if path == keep or now - stat.st_mtime < IN_USE_S:
+            if path == keep or _used_lately(path):
                 continue
             path.unlink(missing_ok=True)
             total -= stat.st_size
@@ -97,3 +99,22 @@ def _files(folder: Path) -> list[tuple[Path, os.stat_result]]:
         except FileNotFoundError:
             continue
     return found
+
+
+def _touched(path: Path) -> bool:
+    """Mark a kept file used now (the last to go); whether it is kept. A cache the process may
+    not write to keeps its files as they are."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return path.exists()
+    return True
+
+
+def _used_lately(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < IN_USE_S
+    except FileNotFoundError:
+        return True  # gone already: nothing to remove

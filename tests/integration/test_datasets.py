@@ -26,6 +26,8 @@ from tests.support.datasets import (
 )
 from tests.support.studies import wait_for_end
 from workers.dataset_cache import IN_USE_S, DatasetCache
+from workers.provenance import registered_datasets
+from workers.trainers.datasets import load_split
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FEATURES, LABELS = blobs()
@@ -205,3 +207,25 @@ def test_a_worker_s_cache_keeps_to_its_limit_removing_the_files_used_longest_ago
     path_d = fetched(d)  # over the limit again, but b and c were used a moment ago
     assert path_b.exists() and path_c.exists() and path_d.exists()
     assert hashlib.sha256(path_d.read_bytes()).hexdigest() == d["sha256"]
+
+
+def test_a_file_removed_between_its_fetch_and_its_read_is_fetched_again(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    client = stack.client()
+    view = client.register_dataset(unique("lost"), csv_bytes(*blobs(seed=7)), "csv", "species")
+    cache = DatasetCache(client, tmp_path)
+    removed: list[str] = []
+
+    def fetch_then_lose_it(reference: str) -> tuple[str, str, str | None, str]:
+        found = cache.fetch(reference)
+        if not removed:  # as another process of the node making room would, just after
+            Path(found[3]).unlink()
+            removed.append(found[3])
+        return found
+
+    with registered_datasets(fetch_then_lose_it):
+        split = load_split(view["reference"], seed=11)
+    assert removed
+    assert split.content_sha256 == view["sha256"]
+    assert Path(removed[0]).exists()  # downloaded again

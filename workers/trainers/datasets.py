@@ -138,7 +138,14 @@ def load_split(
     process on all arguments (the same object comes back). Arrays are read-only. Inside a trial,
     the data's hashes and split are noted as its provenance."""
     source = _registered_file(name) if name.startswith(REGISTERED_PREFIX) else None
-    split = _split(name, source, seed, validation_fraction, test_fraction)
+    try:
+        split = _split(name, source, seed, validation_fraction, test_fraction)
+    except FileNotFoundError:
+        if source is None:
+            raise
+        # Another process of the node made room in the cache meanwhile: fetched again, once.
+        source = _registered_file(name)
+        split = _split(name, source, seed, validation_fraction, test_fraction)
     context = current_trial()
     if context is not None:
         context.record_data(_provenance(split, seed))
