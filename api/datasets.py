@@ -78,6 +78,13 @@ def list_datasets() -> dict[str, Any]:
     return DatasetList(datasets=found).model_dump(mode="json")
 
 
+@datasets.delete("/<reference>", responses={204: None})
+def delete_dataset(path: DatasetPath) -> tuple[str, int]:
+    """Delete a data set and its file (409 while a study of the tenant names it)."""
+    tuner().delete_dataset(path.reference, current_tenant() or DEFAULT_TENANT)
+    return "", 204
+
+
 @dataset_reads.get("/<reference>", responses={200: DatasetView})
 def get_dataset(path: DatasetPath, query: DatasetScope) -> dict[str, Any]:
     """A data set's name, SHA-256, shape and classes."""

@@ -260,6 +260,10 @@ class HPOJSONClient:
         found: list[dict[str, Any]] = self._call("GET", "/datasets")["datasets"]
         return found
 
+    def delete_dataset(self, reference: str | int) -> None:
+        """Delete one of the tenant's data sets (409 while a study names it)."""
+        self._call("DELETE", f"/datasets/{reference}")
+
     def dataset(self, reference: str | int, study_id: int | None = None) -> dict[str, Any]:
         """A registered data set's metadata (name, SHA-256, shape, classes), by name or id;
         ``study_id``: among that study's tenant's (a worker's read, for the study it runs)."""

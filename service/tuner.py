@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from service.artifacts import CheckpointStore
 from service.datasets import DatasetStore
+from service.datasets.usage import studies_using
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord
 from service.errors import Conflict, InvalidSpec, NotFound
@@ -161,6 +162,19 @@ class Tuner:
         attrs = self._storage.get_study_system_attrs(study_id)
         warm = attrs.get(WARM_START_ATTR)
         return view.model_copy(update={"warm_start": warm and WarmStartView(**warm)})
+
+    def delete_dataset(self, reference: str, tenant: str) -> None:
+        """Delete one of the tenant's data sets; ``Conflict`` naming the studies that use it
+        (their trials and jobs read it: delete them first)."""
+        dataset = self.datasets.get(reference, tenant)
+        specs = (
+            (record.study_id, self._store.spec_of(record)) for record in self._store.all(tenant)
+        )
+        users = studies_using(dataset, specs)
+        if users:
+            named = ", ".join(str(study_id) for study_id in users[:10])
+            raise Conflict(f"studies {named} use it: delete them first", field="reference")
+        self.datasets.delete(dataset.dataset_id, tenant)
 
     def study_tenant(self, study_id: int, tenant: str | None = None) -> str:
         """The tenant a study belongs to (``NotFound`` where ``tenant`` may not see it)."""

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import numpy as np
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -100,6 +100,15 @@ class DatasetStore:
         """A data set's view and its bytes, as registered."""
         record = self._record(reference, tenant)
         return _view(record), record.content
+
+    def delete(self, dataset_id: int, tenant: str) -> None:
+        """Forget one of the tenant's data sets and its file; ``NotFound`` where it has none such."""
+        query = delete(DatasetRecord).where(
+            DatasetRecord.dataset_id == dataset_id, DatasetRecord.tenant == tenant
+        )
+        with self._database.session() as session:
+            if session.connection().execute(query).rowcount != 1:
+                raise NotFound(f"no data set {dataset_id}", field="reference")
 
     def check_reference(self, dataset: object, tenant: str, field: str) -> None:
         """``InvalidSpec`` on ``field`` when ``dataset`` is ``registered:<ref>`` and names none of

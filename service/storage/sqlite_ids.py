@@ -1,4 +1,4 @@
-"""On SQLite, a deleted study's ids are not handed out again.
+"""On SQLite, a deleted study's (or data set's) ids are not handed out again.
 
 SQLite gives a new row of a table without ``AUTOINCREMENT`` one more than the highest id in the
 table: deleting the study that holds the highest study, trial and job ids gives those ids to the
@@ -20,8 +20,13 @@ from sqlalchemy import Engine
 
 logger = logging.getLogger(__name__)
 
-#: The tables whose rows a study's deletion removes, and their integer key.
-ID_TABLES = {"studies": "study_id", "trials": "trial_id", "hpo_study_jobs": "job_id"}
+#: The tables whose rows a study's (or a data set's) deletion removes, and their integer key.
+ID_TABLES = {
+    "studies": "study_id",
+    "trials": "trial_id",
+    "hpo_study_jobs": "job_id",
+    "hpo_datasets": "dataset_id",
+}
 REBUILT_PREFIX = "_hpo_rebuilt_"
 
 

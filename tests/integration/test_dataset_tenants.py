@@ -108,3 +108,17 @@ def test_a_study_cannot_name_another_tenants_data_set_by_id(
         client.create_study(spec)
     assert refused.value.status == 422
     assert refused.value.body["problems"][0]["field"] == "trainer.dataset"
+
+
+def test_only_its_tenant_deletes_a_data_set(
+    tenants: dict[str, Any], registered: dict[str, Any]
+) -> None:
+    stack, tokens = tenants["stack"], tenants["tokens"]
+    own = registered["views"]["a"]
+    with pytest.raises(HPOError) as theirs:  # tenant b names a's data set by id
+        stack.client(tokens["b"]).delete_dataset(own["dataset_id"])
+    assert theirs.value.status == 404
+    with pytest.raises(HPOError) as worker:
+        stack.client(tokens["worker"]).delete_dataset(own["dataset_id"])
+    assert worker.value.status == 403
+    assert stack.client(tokens["a"]).dataset(own["dataset_id"]) == own

@@ -229,3 +229,37 @@ def test_a_file_removed_between_its_fetch_and_its_read_is_fetched_again(
     assert removed
     assert split.content_sha256 == view["sha256"]
     assert Path(removed[0]).exists()  # downloaded again
+
+
+def test_a_data_set_is_deleted_and_its_name_is_free_again(stack: LocalStack) -> None:
+    client = stack.client()
+    name = unique("gone")
+    view = client.register_dataset(name, csv_bytes(*blobs(seed=8)), "csv", "species")
+    client.delete_dataset(name)
+    with pytest.raises(HPOError) as missing:
+        client.dataset(view["dataset_id"])
+    assert missing.value.status == 404
+    assert name not in [found["name"] for found in client.datasets()]
+    again = client.register_dataset(name, csv_bytes(*blobs(seed=9)), "csv", "species")
+    assert again["dataset_id"] != view["dataset_id"]
+
+
+@pytest.mark.parametrize("by", ["name", "id"])
+def test_a_data_set_a_study_names_is_not_deleted_until_the_study_is(
+    stack: LocalStack, by: str
+) -> None:
+    client = stack.client()
+    view = client.register_dataset(unique("used"), csv_bytes(*blobs(seed=10)), "csv", "species")
+    reference = f"registered:{view['name'] if by == 'name' else view['dataset_id']}"
+    study = client.create_study(registered_study(unique("user"), reference, 1, 1))
+    with pytest.raises(HPOError) as refused:
+        client.delete_dataset(view["dataset_id"])
+    assert refused.value.status == 409
+    assert refused.value.body["problems"][0]["field"] == "reference"
+    assert str(study["study_id"]) in refused.value.body["problems"][0]["problem"]
+    assert client.dataset(view["dataset_id"]) == view  # nothing changed
+    client.delete(study["study_id"])
+    client.delete_dataset(view["name"])
+    with pytest.raises(HPOError) as missing:
+        client.dataset(view["dataset_id"])
+    assert missing.value.status == 404
