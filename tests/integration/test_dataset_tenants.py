@@ -19,6 +19,11 @@ __all__ = ["tenants"]  # the token stack of the tenant tests, shared as a fixtur
 SPACE = {"x": {"type": "float", "low": 0, "high": 1}}
 
 
+def status_and_field(refused: pytest.ExceptionInfo[HPOError]) -> tuple[int, str]:
+    """A refusal's status and the field its first problem names."""
+    return refused.value.status, refused.value.body["problems"][0]["field"]
+
+
 @pytest.fixture(scope="module")
 def registered(tenants: dict[str, Any]) -> dict[str, Any]:
     """One name, registered by tenant a and by tenant b with different files."""
@@ -53,8 +58,7 @@ def test_a_name_is_still_taken_within_its_tenant(
     client = tenants["stack"].client(tenants["tokens"]["a"])
     with pytest.raises(HPOError) as refused:
         client.register_dataset(registered["name"], csv_bytes(*blobs(seed=2)), "csv", "species")
-    assert refused.value.status == 409
-    assert refused.value.body["problems"][0]["field"] == "name"
+    assert status_and_field(refused) == (409, "name")
 
 
 def test_each_tenants_study_keeps_and_trains_on_its_own_data_set(
@@ -93,8 +97,7 @@ def test_a_worker_reads_a_name_in_the_tenant_of_the_study_it_names(
     assert unknown.value.status == 404
     with pytest.raises(HPOError) as unscoped:  # a name is a tenant's: the worker names the study
         worker.dataset(name)
-    assert unscoped.value.status == 422
-    assert unscoped.value.body["problems"][0]["field"] == "study_id"
+    assert status_and_field(unscoped) == (422, "study_id")
     assert worker.dataset(views["b"]["dataset_id"]) == views["b"]  # an id is one data set
 
 
@@ -106,8 +109,7 @@ def test_a_study_cannot_name_another_tenants_data_set_by_id(
     spec = registered_study(f"by-id-{time.time_ns()}", f"registered:{theirs}", 1, 1)
     with pytest.raises(HPOError) as refused:
         client.create_study(spec)
-    assert refused.value.status == 422
-    assert refused.value.body["problems"][0]["field"] == "trainer.dataset"
+    assert status_and_field(refused) == (422, "trainer.dataset")
 
 
 def test_only_its_tenant_deletes_a_data_set(
