@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import current_tenant
 from api.context import tuner
 from api.schemas import ERROR_RESPONSES, FILE_BODY, SchemaMadeOnce
-from service.datasets import DatasetView
+from service.datasets import DatasetView, names_an_id
 from service.errors import InvalidSpec
 from service.tokens import DEFAULT_TENANT
 
@@ -108,7 +108,7 @@ def _tenant_read(path: DatasetPath, scope: DatasetScope) -> str | None:
     tenant = current_tenant()
     if scope.study_id is not None:
         return tuner().study_tenant(scope.study_id, tenant)
-    if tenant is None and not (path.reference.isascii() and path.reference.isdigit()):
+    if tenant is None and not names_an_id(path.reference):
         problem = "a worker reads a data set by name for a study: give the study's id"
         raise InvalidSpec(problem, field="study_id")
     return tenant

@@ -125,7 +125,7 @@ class DatasetStore:
         self, reference: str | int, tenant: str | None, *, with_content: bool = True
     ) -> DatasetRecord:
         text = str(reference)
-        is_id = text.isascii() and text.isdigit()  # '²'.isdigit() too, which int() refuses
+        is_id = names_an_id(text)
         column = DatasetRecord.dataset_id if is_id else DatasetRecord.name
         value: str | int = int(text) if is_id else text
         if isinstance(value, int) and value > 2**31 - 1:
@@ -142,6 +142,11 @@ class DatasetStore:
         if record is None:
             raise NotFound(f"no data set {text!r}", field="reference")
         return record
+
+
+def names_an_id(reference: str) -> bool:
+    """Whether a data set reference is an id rather than a name (names are never only digits)."""
+    return reference.isascii() and reference.isdigit()  # '²'.isdigit() too, which int() refuses
 
 
 def _view(record: DatasetRecord) -> DatasetView:
