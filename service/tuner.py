@@ -104,6 +104,9 @@ class Tuner:
             self._storage.delete_study(study_id)
             raise
         try:
+            # Again now that the study is recorded: a deletion of its data set that began
+            # after the first look either finds the study, or is found here.
+            self.datasets.confirm_reference(dataset, tenant, field="trainer.dataset")
             self._prepare_study(study_id, spec, source)
             self.trials.fill_slots(study_id)
         except BaseException:
@@ -167,14 +170,14 @@ class Tuner:
         """Delete one of the tenant's data sets; ``Conflict`` naming the studies that use it
         (their trials and jobs read it: delete them first)."""
         dataset = self.datasets.get(reference, tenant)
-        specs = (
-            (record.study_id, self._store.spec_of(record)) for record in self._store.all(tenant)
-        )
-        users = studies_using(dataset, specs)
-        if users:
-            named = ", ".join(str(study_id) for study_id in users[:10])
-            raise Conflict(f"studies {named} use it: delete them first", field="reference")
-        self.datasets.delete(dataset.dataset_id, tenant)
+        with self.datasets.deleting(dataset.dataset_id, tenant):  # read after the delete
+            specs = (
+                (record.study_id, self._store.spec_of(record)) for record in self._store.all(tenant)
+            )
+            users = studies_using(dataset, specs)
+            if users:
+                named = ", ".join(str(study_id) for study_id in users[:10])
+                raise Conflict(f"studies {named} use it: delete them first", field="reference")
 
     def study_tenant(self, study_id: int, tenant: str | None = None) -> str:
         """The tenant a study belongs to (``NotFound`` where ``tenant`` may not see it)."""

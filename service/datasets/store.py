@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import numpy as np
@@ -101,29 +103,50 @@ class DatasetStore:
         record = self._record(reference, tenant)
         return _view(record), record.content
 
-    def delete(self, dataset_id: int, tenant: str) -> None:
-        """Forget one of the tenant's data sets and its file; ``NotFound`` where it has none such."""
+    @contextmanager
+    def deleting(self, dataset_id: int, tenant: str) -> Iterator[None]:
+        """Delete one of the tenant's data sets when the block ends, or not where it raises (a
+        study found naming it). The delete comes first and holds off, until it ends, the
+        record of a new study (SQLite's one writer) or that study's second look at the data set
+        (a share lock on PostgreSQL: ``confirm_reference``): so the block reads every study
+        that may name it. ``NotFound`` where the tenant has none such."""
         query = delete(DatasetRecord).where(
             DatasetRecord.dataset_id == dataset_id, DatasetRecord.tenant == tenant
         )
         with self._database.session() as session:
             if session.connection().execute(query).rowcount != 1:
                 raise NotFound(f"no data set {dataset_id}", field="reference")
+            yield
 
     def check_reference(self, dataset: object, tenant: str, field: str) -> None:
         """``InvalidSpec`` on ``field`` when ``dataset`` is ``registered:<ref>`` and names none of
         the tenant's data sets."""
+        self._check(dataset, tenant, field, wait_for_deletion=False)
+
+    def confirm_reference(self, dataset: object, tenant: str, field: str) -> None:
+        """``check_reference`` again, once the study that names ``dataset`` is recorded: a
+        deletion of the data set under way (``deleting``) is waited for (PostgreSQL: a share
+        lock on its row), so that either the deletion finds the study, or this the deletion."""
+        self._check(dataset, tenant, field, wait_for_deletion=True)
+
+    def _check(self, dataset: object, tenant: str, field: str, *, wait_for_deletion: bool) -> None:
         if not isinstance(dataset, str) or not dataset.startswith(REGISTERED_PREFIX):
             return
         reference = dataset.removeprefix(REGISTERED_PREFIX)
         try:
-            self._record(reference, tenant, with_content=False)
+            self._record(reference, tenant, with_content=False, locked=wait_for_deletion)
         except NotFound:
             raise InvalidSpec(f"no registered data set {reference!r}", field=field) from None
 
     def _record(
-        self, reference: str | int, tenant: str | None, *, with_content: bool = True
+        self,
+        reference: str | int,
+        tenant: str | None,
+        *,
+        with_content: bool = True,
+        locked: bool = False,
     ) -> DatasetRecord:
+        """The record ``reference`` names; ``locked``: read ``FOR SHARE`` (SQLite: as it is)."""
         text = str(reference)
         is_id = names_an_id(text)
         column = DatasetRecord.dataset_id if is_id else DatasetRecord.name
@@ -137,6 +160,8 @@ class DatasetStore:
             query = query.where(DatasetRecord.tenant == tenant)
         if not with_content:
             query = query.options(defer(DatasetRecord.content))
+        if locked:
+            query = query.with_for_update(read=True)
         with self._database.session() as session:
             record = session.scalars(query.limit(1)).first()
         if record is None:
