@@ -67,7 +67,8 @@ def create_app(
     apply_request_limits(app, settings.max_file_bytes)
     register_log_context(app, service)
     register_metrics(app, database, settings)
-    configure_webhooks(settings.webhook_allow_private)
+    proxy = settings.webhook_proxy.get_secret_value() if settings.webhook_proxy else None
+    configure_webhooks(settings.webhook_allow_private, proxy)
     app.register_blueprint(docs)
     for blueprint in (studies, trials, health, study_jobs, jobs, datasets, dataset_reads):
         app.register_api(blueprint)

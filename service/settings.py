@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.webhook_transport import PROXY_FORM, Proxy
 
 DEFAULT_DATA_DIR = Path(".hpo")
 DEFAULT_DATASET_CACHE_BYTES = 8 * 1024**3
@@ -113,6 +115,18 @@ class Settings(BaseSettings):
         default=False,
         description="Deliver webhooks to loopback, private and link-local addresses (one machine).",
     )
+    webhook_proxy: SecretStr | None = Field(
+        default=None,
+        description=f"HTTP proxy webhooks leave through ({PROXY_FORM}): it is asked to open a "
+        "tunnel (CONNECT) to the receiver's address as checked, whose name must resolve here.",
+    )
+
+    @field_validator("webhook_proxy")
+    @classmethod
+    def _a_proxy_url(cls, proxy: SecretStr | None) -> SecretStr | None:
+        if proxy is not None:
+            Proxy.from_url(proxy.get_secret_value())  # ValueError naming the form
+        return proxy
 
     @model_validator(mode="after")
     def _redelivery_after_the_time_limit(self) -> Settings:

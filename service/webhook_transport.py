@@ -5,54 +5,129 @@ resolve the host again to connect, and a name whose answer changes between the t
 rebinding) would reach the address the check refused. The opener here connects to the address
 checked; the ``Host`` header and, for https, the TLS server name and the certificate's check keep
 the URL's host. Redirects are not followed (a redirect could lead anywhere).
+
+Where deliveries must leave through an HTTP proxy (``HPO_WEBHOOK_PROXY``), the connection is a
+tunnel the proxy opens (``CONNECT``) to that same address, for http and https receivers alike:
+the proxy never resolves the name itself, and TLS runs end to end, to the URL's host.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
 import ssl
 import urllib.request
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+PROXY_FORM = "http://[user:password@]host:port"
+
+
+class ProxyRefused(OSError):
+    """The proxy did not open the tunnel (its answer to ``CONNECT`` was not 200)."""
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """An HTTP proxy that opens tunnels: its host, port and ``Proxy-Authorization``, if any."""
+
+    host: str
+    port: int
+    authorization: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> Proxy:
+        """``ValueError`` naming the expected form unless ``url`` is one (``PROXY_FORM``)."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or not parts.hostname or port is None:
+            raise ValueError(f"must be {PROXY_FORM}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"must be {PROXY_FORM}, with no path")
+        authorization = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+        return cls(parts.hostname, port, authorization)
+
+    def tunnel(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        """A socket the proxy joined to ``host:port``; ``ProxyRefused`` (an ``OSError``) where it
+        would not, ``OSError`` where it cannot be reached."""
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+        if self.authorization is not None:
+            lines.append(f"Proxy-Authorization: {self.authorization}")
+        sock = socket.create_connection((self.host, self.port), timeout)
+        try:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            answer = http.client.HTTPResponse(sock, method="CONNECT")
+            answer.begin()  # reads the status line and headers only: the tunnel is silent
+            if answer.status != 200:
+                raise ProxyRefused(f"the proxy answered {answer.status} {answer.reason} to CONNECT")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+def _open(host: str, port: int, timeout: float | None, proxy: Proxy | None) -> socket.socket:
+    if proxy is None:
+        return socket.create_connection((host, port), timeout)
+    return proxy.tunnel(host, port, timeout)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """Where a connection goes: ``address`` (none: the URL's host), through ``proxy`` if any."""
+
+    address: str | None
+    proxy: Proxy | None
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, address: str, host: str, **kwargs: Any) -> None:
+    def __init__(self, route: _Route, host: str, **kwargs: Any) -> None:
         super().__init__(host, **kwargs)
-        self.pinned_address = address
+        self.route = route
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.pinned_address, self.port), self.timeout)
+        target = self.route.address or self.host
+        self.sock = _open(target, self.port, self.timeout, self.route.proxy)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, address: str, host: str, *, context: ssl.SSLContext, **kwargs: Any) -> None:
+    def __init__(self, route: _Route, host: str, *, context: ssl.SSLContext, **kwargs: Any) -> None:
         super().__init__(host, context=context, **kwargs)
-        self.pinned_address = address
+        self.route = route
         self.tls = context
 
     def connect(self) -> None:
-        plain = socket.create_connection((self.pinned_address, self.port), self.timeout)
+        target = self.route.address or self.host
+        plain = _open(target, self.port, self.timeout, self.route.proxy)
         self.sock = self.tls.wrap_socket(plain, server_hostname=self.host)
 
 
 class _PinnedHTTP(urllib.request.HTTPHandler):
-    def __init__(self, address: str) -> None:
+    def __init__(self, route: _Route) -> None:
         super().__init__()
-        self.address = address
+        self.route = route
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(partial(_PinnedHTTPConnection, self.address), req)
+        return self.do_open(partial(_PinnedHTTPConnection, self.route), req)
 
 
 class _PinnedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, address: str) -> None:
+    def __init__(self, route: _Route) -> None:
         super().__init__()
-        self.address = address
+        self.route = route
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection = partial(_PinnedHTTPSConnection, self.address)
+        connection = partial(_PinnedHTTPSConnection, self.route)
         return self.do_open(connection, req, context=ssl.create_default_context())
 
 
@@ -63,11 +138,14 @@ class NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def opener(address: str | None) -> urllib.request.OpenerDirector:
-    """An opener that connects to ``address`` whatever the URL's host resolves to, never through
-    a proxy of the environment (which would resolve the host itself); ``None``: the host's own
-    resolution and the environment's proxies, where private addresses are allowed."""
-    if address is None:
+def opener(address: str | None, proxy: Proxy | None = None) -> urllib.request.OpenerDirector:
+    """An opener that connects to ``address`` whatever the URL's host resolves to, through a
+    tunnel of ``proxy`` where one is given, never through a proxy of the environment (which
+    would resolve the host itself); ``address`` ``None`` (private addresses allowed): the
+    URL's host through ``proxy``, or without one the host's own resolution and the
+    environment's proxies."""
+    if address is None and proxy is None:
         return urllib.request.build_opener(NoRedirects)
-    pinned = (_PinnedHTTP(address), _PinnedHTTPS(address))
+    route = _Route(address, proxy)
+    pinned = (_PinnedHTTP(route), _PinnedHTTPS(route))
     return urllib.request.build_opener(urllib.request.ProxyHandler({}), *pinned, NoRedirects)

@@ -19,6 +19,9 @@ The URL names a host the client chose: addresses on loopback, private, link-loca
 reserved ranges are refused at delivery (server-side request forgery), unless
 ``HPO_WEBHOOK_ALLOW_PRIVATE`` (one machine, tests), and the POST goes to the address checked
 (``service.webhook_transport``: no second DNS lookup to rebind). Redirects are not followed.
+Where the network lets the API out only through an HTTP proxy (``HPO_WEBHOOK_PROXY``), the
+proxy is asked to open a tunnel to that same address: the receiver's name must resolve on the
+API's host, its addresses are checked as above, and TLS runs to the receiver itself.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from optuna.trial import TrialState
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import WebhookEvent
 from service.webhook_lanes import DeliveryLanes, LaneFull
-from service.webhook_transport import opener
+from service.webhook_transport import Proxy, opener
 
 logger = logging.getLogger(__name__)
 TIMEOUT_S = 5.0
@@ -89,6 +92,7 @@ class WebhookSender:
 
     def __init__(self) -> None:
         self.allow_private = False
+        self.proxy: Proxy | None = None
         self.lanes: DeliveryLanes[Delivery] = DeliveryLanes(self._deliver_logged)
 
     def enqueue(self, delivery: Delivery) -> None:
@@ -131,17 +135,19 @@ class WebhookSender:
     def _post(self, delivery: Delivery, body: bytes) -> int:
         addresses = check_address(delivery.url, self.allow_private)
         targets: list[str | None] = [None] if addresses is None else list(addresses)
-        return post_to_first_answering(targets, _signed_request(delivery, body))
+        return post_to_first_answering(targets, _signed_request(delivery, body), self.proxy)
 
 
-def post_to_first_answering(targets: list[str | None], request: urllib.request.Request) -> int:
+def post_to_first_answering(
+    targets: list[str | None], request: urllib.request.Request, proxy: Proxy | None = None
+) -> int:
     """POST ``request`` to each address in turn (``None``: the host's own resolution) until
-    one answers, as urllib tries a host's addresses; the answer's status. ``OSError`` (or
-    ``URLError``) from the last when none answers."""
+    one answers, as urllib tries a host's addresses, through ``proxy``'s tunnels where given;
+    the answer's status. ``OSError`` (or ``URLError``) from the last when none answers."""
     unreachable: OSError | None = None
     for address in targets:
         try:
-            with opener(address).open(request, timeout=TIMEOUT_S) as response:
+            with opener(address, proxy).open(request, timeout=TIMEOUT_S) as response:
                 return int(response.status)
         except urllib.error.HTTPError as error:  # an answer all the same (4xx, 5xx, redirect)
             return int(error.code)
@@ -196,9 +202,11 @@ def sender() -> WebhookSender:
     return WebhookSender()
 
 
-def configure_webhooks(allow_private: bool) -> None:
-    """Set this process's address policy (the API does, from ``HPO_WEBHOOK_ALLOW_PRIVATE``)."""
+def configure_webhooks(allow_private: bool, proxy_url: str | None = None) -> None:
+    """Set this process's address policy and proxy (the API does, from
+    ``HPO_WEBHOOK_ALLOW_PRIVATE`` and ``HPO_WEBHOOK_PROXY``)."""
     sender().allow_private = allow_private
+    sender().proxy = None if proxy_url is None else Proxy.from_url(proxy_url)
 
 
 def trial_finished(

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from cli.local_stack import LocalStack
 from cli.processes import free_port, wait_until
 from tests.conftest import BACKENDS
 from tests.integration.conftest import unique
+from tests.support.connect_proxy import connect_proxy
 from tests.support.logs import log_messages
 
 pytestmark = pytest.mark.integration
@@ -166,6 +168,36 @@ def test_receiver_gets_signed_best_changed_and_study_finished(
     assert finished["best"]["trial_id"] == third
     assert hook_stack.client().study(study_id)["state"] == "complete"
     assert hook_stack.client().study(study_id)["spec"]["webhook"]["secret"] == "**********"
+
+
+def test_deliveries_leave_through_the_proxy_of_hpo_webhook_proxy(
+    tmp_path: Path, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    with connect_proxy() as (proxy, port):
+        settings = {
+            "HPO_WEBHOOK_ALLOW_PRIVATE": "true",
+            "HPO_WEBHOOK_PROXY": f"http://127.0.0.1:{port}",
+        }
+        stack = LocalStack(f"sqlite:///{tmp_path / 'hpo.db'}", workers=0, settings=settings)
+        try:
+            stack.start()
+            spec = {
+                "name": unique("proxied"),
+                "space": SPACE,
+                "budget": {"n_trials": 1},
+                "webhook": {"url": url, "secret": SECRET},
+            }
+            study_id = stack.client().create_study(spec)["study_id"]
+            finish_trial(stack, study_id, 0.5)
+            wait_until(lambda: len(state.events(study_id)) >= 2, 30, "two events by the proxy")
+        finally:
+            stack.stop()
+    events = state.events(study_id)
+    assert [post["body"]["event"] for post in events] == ["best_changed", "study_finished"]
+    for post in events:
+        verify(post)
+    assert proxy.targets == [url.split("/")[2]] * 2  # one tunnel each, to the receiver
 
 
 def test_stopping_the_study_sends_study_finished_with_state_stopped(
