@@ -8,7 +8,9 @@ The folder holds at most ``HPO_WORKER_DATASET_CACHE_BYTES``: after each download
 longest ago go first (a file's modification time is its last use: a fetch of a kept file
 touches it). A file used in the last ``IN_USE_S`` is never removed, whatever the total, so that
 a process of the node that has just fetched it still finds it; a process reads a data set's
-file once and keeps its arrays in memory (``workers/trainers/datasets.py``).
+file once and keeps its arrays in memory (``workers/trainers/datasets.py``). A download that
+fails while it is written leaves nothing; one a killed process left goes at the next download's
+pass once ``IN_USE_S`` old, whatever the total.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_DIR = DEFAULT_DATA_DIR / "dataset-cache"
 DEFAULT_CACHE_BYTES = DEFAULT_DATASET_CACHE_BYTES
 IN_USE_S = 600.0
+PARTIAL_PREFIX = ".partial-"  # a download being written (or one a killed process left)
 
 
 class DatasetCache:
@@ -63,12 +66,17 @@ class DatasetCache:
     def _make_room(self, keep: Path) -> None:
         """Remove the files used longest ago (not ``keep``, nor any used in the last
         ``IN_USE_S``, looked at again just before it goes: another process may have just fetched
-        it) until the folder holds at most the limit."""
+        it) until the folder holds at most the limit; and any unfinished download as old."""
         kept = sorted(_files(self._folder), key=lambda entry: entry[1].st_mtime)
         total = sum(stat.st_size for _, stat in kept)
         for path, stat in kept:
+            if path.name.startswith(PARTIAL_PREFIX) and not _used_lately(path):
+                path.unlink(missing_ok=True)  # no process writes it any more
+                total -= stat.st_size
+                logger.info("data set cache: removed %s, a download left unfinished", path.name)
+                continue
             if total <= self._limit_bytes:
-                return
+                continue
             if path == keep or _used_lately(path):
                 continue
             path.unlink(missing_ok=True)
@@ -83,10 +91,14 @@ class DatasetCache:
         if found != sha256:
             raise ValueError(f"data set {reference!r} arrived with SHA-256 {found}, not {sha256}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-        os.replace(temporary, path)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(content)
+            os.replace(temporary, path)
+        except BaseException:  # a full disk, say: no half file is left to count against it
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def _files(folder: Path) -> list[tuple[Path, os.stat_result]]:

@@ -3,6 +3,7 @@ every trial records the data's hash, its split, its seed and the trainer's versi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -25,6 +26,7 @@ from tests.support.datasets import (
     registered_study,
 )
 from tests.support.studies import wait_for_end
+from workers import dataset_cache
 from workers.dataset_cache import IN_USE_S, DatasetCache
 from workers.provenance import registered_datasets
 from workers.trainers.datasets import load_split
@@ -207,6 +209,37 @@ def test_a_worker_s_cache_keeps_to_its_limit_removing_the_files_used_longest_ago
     path_d = fetched(d)  # over the limit again, but b and c were used a moment ago
     assert path_b.exists() and path_c.exists() and path_d.exists()
     assert hashlib.sha256(path_d.read_bytes()).hexdigest() == d["sha256"]
+
+
+def test_a_download_left_unfinished_goes_at_the_next_download_once_old(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    client = stack.client()
+    view = client.register_dataset(unique("tidy"), csv_bytes(*blobs(seed=12)), "csv", "species")
+    left, writing, kept = (tmp_path / name for name in (".partial-left", ".partial-now", "k.csv"))
+    for path in (left, writing, kept):
+        path.write_bytes(b"x" * 100)
+    for path in (left, kept):  # a killed process's, and a file kept, both used long ago
+        moment = time.time() - IN_USE_S - 30
+        os.utime(path, (moment, moment))
+    DatasetCache(client, tmp_path).fetch(view["name"])  # far under its limit
+    assert not left.exists()
+    assert writing.exists() and kept.exists()  # one being written; one the limit keeps
+
+
+def test_a_download_that_fails_while_written_leaves_no_file(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = stack.client()
+    view = client.register_dataset(unique("full"), csv_bytes(*blobs(seed=13)), "csv", "species")
+
+    def disk_full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dataset_cache.os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        DatasetCache(client, tmp_path).fetch(view["name"])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_file_removed_between_its_fetch_and_its_read_is_fetched_again(
