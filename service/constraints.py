@@ -30,6 +30,10 @@ def objective_values(
     validation loss, whatever the study's metric), else the single ``value``; or (several
     objectives) each objective's figure. ``InvalidSpec`` naming what is missing."""
     objectives = spec.objective_list()
+    if values is not None and value is not None:
+        raise InvalidSpec(
+            "give value (one objective) or values (one per objective), not both", field="values"
+        )
     if values is not None:
         if len(values) != len(objectives):
             raise InvalidSpec(
@@ -43,6 +47,14 @@ def objective_values(
         if value is None:
             raise InvalidSpec("a complete trial needs its value", field="value")
         return [value]
+    missing = [objective.metric for objective in objectives if objective.metric not in figures]
+    if value is not None and missing:
+        names = ", ".join(objective.metric for objective in objectives)
+        raise InvalidSpec(
+            f"the study has {len(objectives)} objectives: send values, one per objective in "
+            f"order ({names}), or metrics naming each; a single value is not enough",
+            field="values",
+        )
     return [_figure(figures, objective.metric, "objective") for objective in objectives]
 
 

@@ -113,6 +113,39 @@ def test_a_completion_without_an_objectives_figure_gets_422_and_changes_nothing(
     assert response.status_code == 200 and response.json()["values"] == [0.5, 2.0]
 
 
+def problem_of(response: requests.Response) -> tuple[str, str]:
+    first = response.json()["problems"][0]
+    return first["field"], first["problem"]
+
+
+def test_a_completion_giving_value_and_values_gets_422_and_changes_nothing(
+    stack: LocalStack,
+) -> None:
+    study = create(stack, budget={"n_trials": 1})
+    trial = post(stack, f"/studies/{study['study_id']}/trials", {}).json()
+    both = {"lease": trial["lease"], "value": 1.0, "values": [2.0]}
+    response = post(stack, f"/trials/{trial['trial_id']}/complete", both)
+    assert response.status_code == 422
+    assert problem_of(response) == (
+        "values",
+        "give value (one objective) or values (one per objective), not both",
+    )
+    trials = get(stack, f"/studies/{study['study_id']}/trials").json()["trials"]
+    assert [t["state"] for t in trials] == ["running"]
+
+
+def test_a_single_value_for_several_objectives_is_told_to_send_values(stack: LocalStack) -> None:
+    study = create(stack, objectives=TWO_OBJECTIVES, budget={"n_trials": 1})
+    trial = post(stack, f"/studies/{study['study_id']}/trials", {}).json()
+    response = post(
+        stack, f"/trials/{trial['trial_id']}/complete", {"lease": trial["lease"], "value": 1.0}
+    )
+    assert response.status_code == 422
+    field, problem = problem_of(response)
+    assert field == "values"
+    assert "send values, one per objective in order (loss, size)" in problem
+
+
 def test_best_and_the_sampler_see_only_feasible_trials(stack: LocalStack) -> None:
     """A constraint on a reported figure: the better but infeasible trial is never best."""
     study = create(
