@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from decimal import Decimal, localcontext
 from importlib.util import find_spec
 from typing import Any
 
@@ -25,7 +26,7 @@ from service.spec.pruner_options import (
 )
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec, WrappablePrunerSpec
 from service.spec.samplers import CmaEsSamplerSpec, GPSamplerSpec, GridSamplerSpec
-from service.spec.space import CategoricalParam, FloatParam
+from service.spec.space import CategoricalParam, FloatParam, IntParam
 from service.spec.study_spec import MAX_TRIALS, StudySpec
 from service.trainer_catalog import TrainerCatalog
 
@@ -39,6 +40,7 @@ def check_study_spec(spec: StudySpec, catalog: TrainerCatalog) -> StudySpec:
     _check_cmaes_space(spec)
     _check_gp_space(spec)
     _check_choices_distinct_to_the_sampler(spec)
+    _check_steps_divide_ranges(spec)
     _check_pruner_resources(spec)
     _check_webhook_url(spec)
     _check_pruner_acts_within_epochs(spec)
@@ -216,6 +218,29 @@ def _check_choices_distinct_to_the_sampler(spec: StudySpec) -> None:
                 "choices must be distinct to the sampler (true, 1 and 1.0 are equal to it)",
                 field=f"space.{name}.choices",
             )
+
+
+def _check_steps_divide_ranges(spec: StudySpec) -> None:
+    """A step must divide high - low: Optuna would otherwise lower ``high`` to the last value a
+    step reaches, with a warning in the server's log only, and the study would show a ``high``
+    no trial can take. Decimal, as Optuna checks it (0.1 divides 1.0)."""
+    for name, param in spec.space.items():
+        if not isinstance(param, FloatParam | IntParam) or param.step in (None, 1):
+            continue
+        low, high, step = (Decimal(str(bound)) for bound in (param.low, param.high, param.step))
+        with localcontext(
+            prec=40
+        ):  # (high - low) / step is at most 1e15 (space.py), 2**54 for ints
+            if (high - low) % step == 0:
+                continue
+        below = low + (high - low) // step * step
+        reached = f"only low ({low})" if below == low else f"{low}, {low + step}, … up to {below}"
+        higher = f"{below + step}" if below == low else f"{below} or {below + step}"
+        raise InvalidSpec(
+            f"high - low ({high - low}) is no multiple of step ({step}): the values would "
+            f"be {reached}; make high {higher}",
+            field=f"space.{name}.step",
+        )
 
 
 def _check_pruner_resources(spec: StudySpec) -> None:

@@ -158,19 +158,42 @@ def test_a_space_that_can_draw_a_value_the_trainer_refuses_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("name", "stepped"),
+    ("stepped", "words"),
     [
-        # 0 to 1 by 0.3 draws at most 0.9: within the dropout's bound (below 1).
-        ("dropout", {"type": "float", "low": 0.0, "high": 1.0, "step": 0.3}),
-        # A step past the range draws its low end only.
-        ("momentum", {"type": "float", "low": 0.9, "high": 0.99, "step": 0.1}),
+        (
+            {"type": "float", "low": 0.0, "high": 1.0, "step": 0.3},
+            "the values would be 0.0, 0.3, … up to 0.9; make high 0.9 or 1.2",
+        ),
+        (
+            {"type": "float", "low": 0.9, "high": 0.99, "step": 0.1},
+            "the values would be only low (0.9); make high 1.0",
+        ),
+        (
+            {"type": "int", "low": 0, "high": 10, "step": 3},
+            "the values would be 0, 3, … up to 9; make high 9 or 12",
+        ),
     ],
 )
-def test_a_range_is_checked_at_the_values_its_steps_reach(
-    name: str, stepped: dict[str, Any]
+def test_a_step_that_does_not_divide_the_range_is_refused_naming_the_values_it_reaches(
+    stepped: dict[str, Any], words: str
 ) -> None:
-    spec = make(space={name: stepped}, trainer={"name": "mlp"})
-    assert check_study_spec(spec, CATALOG).space[name] == FloatParam.model_validate(stepped)
+    """Optuna would lower high to the last value reached, saying so only in the server's log."""
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(make(space={"x": stepped}), CATALOG)
+    assert raised.value.field == "space.x.step"
+    assert words in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "stepped",
+    [
+        {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},  # 0.1 divides 1.0 as decimals
+        {"type": "float", "low": 0.001, "high": 0.1, "step": 0.001},
+        {"type": "int", "low": 16, "high": 512, "step": 16},
+    ],
+)
+def test_a_step_that_divides_the_range_as_written_is_taken(stepped: dict[str, Any]) -> None:
+    assert check_study_spec(make(space={"x": stepped}), CATALOG).space["x"].high == stepped["high"]
 
 
 @pytest.mark.parametrize(
