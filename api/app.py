@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask_openapi3 import Info, OpenAPI
+from flask_openapi3 import APIBlueprint, Info, OpenAPI
 
 from api.auth import register_token_check
 from api.context import TUNER_EXTENSION
@@ -71,7 +71,23 @@ def create_app(
     configure_webhooks(settings.webhook_allow_private, proxy)
     app.register_blueprint(docs)
     for blueprint in (studies, trials, health, study_jobs, jobs, datasets, dataset_reads):
-        app.register_api(blueprint)
+        register_keeping_paths(app, blueprint)
     for blueprint in (trial_records, best_models, insights):
-        app.register_api(blueprint)
+        register_keeping_paths(app, blueprint)
     return app
+
+
+def register_keeping_paths(app: OpenAPI, blueprint: APIBlueprint) -> None:
+    """Register ``blueprint``; a path an earlier one documents too keeps the operations of
+    both in the OpenAPI document (flask-openapi3 keeps the later blueprint's only: ``DELETE
+    /datasets/{reference}`` beside the reads that workers may make)."""
+    earlier = {path: app.paths[path] for path in blueprint.paths if path in app.paths}
+    app.register_api(blueprint)
+    for path, item in earlier.items():
+        later = app.paths[path]
+        kept = {
+            name: getattr(item, name)
+            for name in type(item).model_fields
+            if getattr(later, name) is None and getattr(item, name) is not None
+        }
+        app.paths[path] = later.model_copy(update=kept)
