@@ -44,11 +44,17 @@ def error_response(status: int, message: str, problems: list[Problem]) -> Respon
 
 
 def validation_error_response(error: ValidationError) -> Response:
-    """flask-openapi3's hook for a request that fails its schema: 400 if not JSON, else 422."""
+    """flask-openapi3's hook for a request that fails its schema: 415 for a body not sent as
+    JSON, 400 for one that is not valid JSON, else 422."""
     if request.endpoint in FILE_ENDPOINTS:  # the body is a file: what failed is the query
         data: Any = request.args.to_dict()
     else:
         body = request.get_json(silent=True)
+        if request.content_length and body is None and not request.is_json:
+            sent = request.mimetype or "no Content-Type"
+            problem = f"{sent}, not application/json"
+            message = f"the body must be JSON, sent with Content-Type: application/json ({problem})"
+            return error_response(415, message, [{"field": "Content-Type", "problem": problem}])
         if request.content_length and body is None:
             return error_response(
                 400, "the body is not valid JSON", [{"field": "body", "problem": "malformed JSON"}]

@@ -46,7 +46,7 @@ class HealthBody(BaseModel):
 
 # Every error an endpoint may answer, documented once for every blueprint.
 ERROR_RESPONSES: dict[Any, Any] = {
-    status: ErrorBody for status in (400, 401, 403, 404, 405, 409, 413, 422, 503)
+    status: ErrorBody for status in (400, 401, 403, 404, 405, 409, 413, 415, 422, 503)
 }
 BEARER_SECURITY: dict[str, SecurityScheme | dict[str, Any]] = {
     "bearer": SecurityScheme(type="http", scheme="bearer")

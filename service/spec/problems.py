@@ -63,5 +63,17 @@ def _child(node: Any, key: int | str) -> Any:
 
 
 def _message(item: Any) -> str:
+    if item["type"] in ("model_type", "model_attributes_type") and not item["loc"]:
+        return f"must be a JSON object, not {_json_kind(item['input'])}"  # not a class's name
+    if item["type"] == "json_invalid" and not item["loc"]:  # a JSON string, read as a document
+        return "must be a JSON object, not a string"
     message = str(item["msg"])
     return message.removeprefix("Value error, ")
+
+
+def _json_kind(value: Any) -> str:
+    """What a value sent as JSON is, as JSON names it."""
+    if value is None:
+        return "null (or nothing)"
+    kinds = ((bool, "a boolean"), (int | float, "a number"), (str, "a string"), (list, "an array"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)

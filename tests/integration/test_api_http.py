@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -123,7 +124,7 @@ BAD_STUDIES: list[tuple[str, Any, str, str]] = [
     ("no name", {"space": SPACE}, "name", "required"),
     ("no space", {"name": "x"}, "space", "required"),
     ("unknown field", good_study(n_trials=5), "n_trials", "not permitted"),
-    ("a list instead of an object", [1, 2], "body", "dictionary"),
+    ("a list instead of an object", [1, 2], "body", "must be a JSON object, not an array"),
 ]
 
 
@@ -154,6 +155,40 @@ def test_malformed_json_gets_400(stack: LocalStack) -> None:
     )
     assert response.status_code == 400
     assert response.json()["problems"] == [{"field": "body", "problem": "malformed JSON"}]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "named"),
+    [("text/plain", "text/plain"), ("application/x-www-form-urlencoded", "application/x-www")],
+)
+def test_json_sent_as_another_content_type_gets_415_naming_it(
+    stack: LocalStack, content_type: str, named: str
+) -> None:
+    """As ``curl -d`` sends it (form-encoded), or ``requests.post(url, data=json.dumps(...))``."""
+    before = study_names(stack)
+    body = json.dumps(
+        {"name": unique("typed"), "space": {"x": {"type": "int", "low": 0, "high": 1}}}
+    )
+    response = requests.post(
+        f"{stack.url}/studies", data=body, headers={"Content-Type": content_type}, timeout=10
+    )
+    assert response.status_code == 415
+    problem = response.json()["problems"][0]
+    assert problem["field"] == "Content-Type"
+    assert problem["problem"].startswith(named) and "application/json" in problem["problem"]
+    assert study_names(stack) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"), [(None, "null (or nothing)"), ([1, 2], "an array"), ("study", "a string")]
+)
+def test_a_body_that_is_no_json_object_is_told_so(stack: LocalStack, body: Any, kind: str) -> None:
+    sent = {} if body is None else {"json": body}
+    response = requests.post(f"{stack.url}/studies", timeout=10, **sent)
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        {"field": "body", "problem": f"must be a JSON object, not {kind}"}
+    ]
 
 
 @pytest.mark.parametrize(
