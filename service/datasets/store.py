@@ -61,6 +61,9 @@ class DatasetStore:
         if not NAME_PATTERN.match(name) or name.isdigit():
             problem = "letters, digits, '_', '.', '-' (1-128, not only digits)"
             raise InvalidSpec(f"name must be {problem}", field="name")
+        if file_format == "npz" and label_column is not None:
+            problem = "is for csv files only: an npz file's labels are its array y"
+            raise InvalidSpec(f"label_column {problem}", field="label_column")
         arrays = read_dataset(content, file_format, label_column)
         meta = {
             "n_rows": int(arrays.features.shape[0]),

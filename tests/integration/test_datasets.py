@@ -57,6 +57,17 @@ def test_an_npz_registers_with_its_hash_shape_and_classes(stack: LocalStack) -> 
     assert stack.client().dataset_content(name) == content
 
 
+def test_a_label_column_for_an_npz_file_is_refused_naming_it(stack: LocalStack) -> None:
+    name = unique("npz-labelled")
+    response = upload(
+        stack, npz_bytes(X=FEATURES, y=LABELS), name=name, format="npz", label_column="y"
+    )
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["field"] == "label_column"
+    assert "csv files only" in response.json()["problems"][0]["problem"]
+    assert name not in [found["name"] for found in stack.client().datasets()]
+
+
 def test_a_csv_registers_with_its_named_label_column(stack: LocalStack) -> None:
     content = csv_bytes(FEATURES, LABELS)
     view = stack.client().register_dataset(unique("blobs-csv"), content, "csv", "species")
