@@ -93,8 +93,8 @@ def _overfitting(train: list[float], validation: list[float]) -> tuple[bool, str
     diverging = rise > OVERFIT_RISE and train[-1] < train[lowest]
     return diverging, (
         f"validation loss {validation[-1]:.4g} at the end vs {validation[lowest]:.4g} at its "
-        f"lowest (epoch {lowest + 1}, +{max(rise, 0.0):.0%}); training loss {train[lowest]:.4g} "
-        f"-> {train[-1]:.4g}"
+        f"lowest (epoch {lowest + 1}, +{max(rise, 0.0):.0%}); training loss {train[-1]:.4g} "
+        f"at the end vs {train[lowest]:.4g} at that epoch"
     )
 
 

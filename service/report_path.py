@@ -33,6 +33,7 @@ from service.leases import LeaseStore
 from service.policies import build_pruner
 from service.seeded_hyperband import SeededHyperbandPruner
 from service.spec.study_spec import StudySpec
+from service.state_words import state_in_words
 from service.storage.database import Database
 from service.storage.optuna_rows import OptunaTrialRows
 from service.storage.optuna_tables import INTERMEDIATE, SYSTEM_ATTRS, TRIALS
@@ -243,7 +244,7 @@ def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | No
     row to the end of the transaction (PostgreSQL; SQLite has one writer at a time)."""
     row = session.connection().execute(_RUNNING_TRIAL_STEPS, {"trial_id": trial_id}).first()
     if row is None or row.state != TrialState.RUNNING:
-        state = "deleted" if row is None else row.state.name.lower()
+        state = "deleted" if row is None else state_in_words(row.state)
         raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
     return int(row.number), row.last_step
 

@@ -18,6 +18,7 @@ from service.constraints import objective_values
 from service.epoch_metrics import EpochRecord
 from service.errors import Conflict, InvalidSpec
 from service.spec.study_spec import StudySpec
+from service.state_words import state_in_words
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def repeated_completion(
     none) the same."""
     if trial.state == state and (recorded is None or trial.values == recorded):
         return trial
-    state_name = trial.state.name.lower()
+    state_name = state_in_words(trial.state)
     raise Conflict(f"trial {trial._trial_id} is already {state_name}", field="trial_id")
 
 
@@ -95,7 +96,7 @@ def check_last_reports(state: TrialState, reports: list[tuple[int, float]]) -> N
     rising steps, and brought by a complete trial (a pruned or failed one reports first)."""
     if reports and state != TrialState.COMPLETE:
         raise InvalidSpec(
-            f"only a complete trial's completion brings reports, not a {state.name.lower()} "
+            f"only a complete trial's completion brings reports, not a {state_in_words(state)} "
             "one's: send them to POST /trials/{id}/reports first",
             field="reports",
         )

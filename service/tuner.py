@@ -177,7 +177,8 @@ class Tuner:
             users = studies_using(dataset, specs)
             if users:
                 named = ", ".join(str(study_id) for study_id in users[:10])
-                raise Conflict(f"studies {named} use it: delete them first", field="reference")
+                problem = f"in use by the studies with ids {named}: delete them first"
+                raise Conflict(problem, field="reference")
 
     def study_tenant(self, study_id: int, tenant: str | None = None) -> str:
         """The tenant a study belongs to (``NotFound`` where ``tenant`` may not see it)."""

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import Conflict, InvalidSpec
 from service.spec.study_spec import StudySpec
+from service.state_words import state_in_words
 
 MAX_ENSEMBLE = 20
 
@@ -81,7 +82,7 @@ def chosen_trial(
         if trial._trial_id == trial_id:
             if trial not in ranked:
                 raise InvalidSpec(
-                    f"trial {trial_id} is {trial.state.name.lower()}, not a complete trial",
+                    f"trial {trial_id} is {state_in_words(trial.state)}, not a complete trial",
                     field="trial_id",
                 )
             return trial

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, InvalidSpec, NotFound
+from service.state_words import state_in_words
 from service.storage.optuna_tables import (
     INTERMEDIATE,
     PARAMS,
@@ -123,7 +124,7 @@ class OptunaTrialRows:
         if row is None:
             raise NotFound(f"no trial with id {trial_id}", field="trial_id")
         if row.state != TrialState.RUNNING:
-            state = row.state.name.lower()
+            state = state_in_words(row.state)
             raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
         return int(row.number)
 

@@ -296,6 +296,14 @@ def test_a_repeated_completion_whose_value_is_the_metric_s_figure_is_answered_as
         tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.3, None, figures={"accuracy": 0.5})
 
 
+def test_ending_a_failed_trial_again_says_it_failed_in_words(tuner: Tuner) -> None:
+    study = tuner.create_study(spec())
+    trial = tuner.ask(study.study_id)
+    tuner.complete(trial.trial_id, TrialState.FAIL, None, "out of memory")
+    with pytest.raises(Conflict, match=f"trial {trial.trial_id} is already failed$"):
+        tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.3, None)
+
+
 def test_unknown_ids_and_duplicate_names(tuner: Tuner) -> None:
     with pytest.raises(NotFound):
         tuner.study(987654)
