@@ -6,11 +6,12 @@ Every error body has the same shape: ``{"error": "...", "problems": [{"field", "
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -23,8 +24,9 @@ from service.errors import (
     ServiceError,
     Unavailable,
 )
-from service.spec.problems import Problem, problems_from_validation_error
+from service.spec.problems import Problem, problems_from_errors, problems_from_validation_error
 
+Body = TypeVar("Body", bound=BaseModel)
 logger = logging.getLogger(__name__)
 _STATUS_OF: list[tuple[type[ServiceError], int]] = [
     (InvalidSpec, 422),
@@ -119,3 +121,27 @@ def _unexpected(error: Exception) -> Response:
     return error_response(
         500, "internal error", [{"field": "request", "problem": type(error).__name__}]
     )
+
+
+def strictly(body: Body) -> Body:
+    """``body``, once its JSON is checked for booleans where numbers go: flask-openapi3's lax
+    validation reads ``true`` as 1 there (``"n_trials": true``: one trial). A 422 naming each
+    such field otherwise. A number written as a string still passes (YAML 1.1 reads ``1e-5``
+    as one: ``hpo submit``'s files)."""
+    data = request.get_json(silent=True)
+    try:
+        type(body).model_validate(data, strict=True)
+    except ValidationError as error:
+        booleans = [
+            ErrorDetails(**{**item, "msg": f"must be {_NUMBER_OF[item['type']]}, not a boolean"})
+            for item in error.errors(include_url=False)
+            if item["type"] in _NUMBER_OF and isinstance(item["input"], bool)
+        ]
+        if booleans:
+            abort(
+                error_response(422, "a boolean is no number", problems_from_errors(booleans, data))
+            )
+    return body
+
+
+_NUMBER_OF = {"int_type": "an integer", "float_type": "a number"}

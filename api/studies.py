@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import current_tenant
 from api.context import tuner
+from api.errors import strictly
 from api.schemas import ERROR_RESPONSES, SchemaMadeOnce
 from service.dispatch import TrialAssignment
 from service.spec.study_spec import StudySpec
@@ -41,7 +42,7 @@ class TrialList(BaseModel):
 @studies.post("", responses={201: StudyView})
 def create_study(body: StudySpec) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Submit a study; its first trials are dispatched at once."""
-    view = tuner().create_study(body, current_tenant() or DEFAULT_TENANT)
+    view = tuner().create_study(strictly(body), current_tenant() or DEFAULT_TENANT)
     return view.model_dump(mode="json"), 201, {"Location": view.urls["self"]}
 
 
@@ -108,7 +109,7 @@ class BudgetExtension(BaseModel):
 @studies.post("/<int:study_id>/budget", responses={200: StudyView})
 def extend_budget(path: StudyPath, body: BudgetExtension) -> dict[str, Any]:
     """Raise the study's budget; a completed study runs again."""
-    view = tuner().extend(path.study_id, body.n_trials, current_tenant())
+    view = tuner().extend(path.study_id, strictly(body).n_trials, current_tenant())
     return view.model_dump(mode="json")
 
 

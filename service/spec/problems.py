@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypedDict
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 class Problem(TypedDict):
@@ -16,9 +18,14 @@ class Problem(TypedDict):
 
 def problems_from_validation_error(error: ValidationError, data: Any) -> list[Problem]:
     """One problem per pydantic error, with a dotted path into what the client sent."""
+    return problems_from_errors(error.errors(include_url=False), data)
+
+
+def problems_from_errors(items: Iterable[ErrorDetails], data: Any) -> list[Problem]:
+    """One problem per item of a ``ValidationError``'s ``errors()``."""
     return [
         Problem(field=field_path(tuple(item["loc"]), data) or "body", problem=_message(item))
-        for item in error.errors(include_url=False)
+        for item in items
     ]
 
 

@@ -125,6 +125,18 @@ BAD_STUDIES: list[tuple[str, Any, str, str]] = [
     ("no space", {"name": "x"}, "space", "required"),
     ("unknown field", good_study(n_trials=5), "n_trials", "not permitted"),
     ("a list instead of an object", [1, 2], "body", "must be a JSON object, not an array"),
+    (
+        "a boolean for a count",
+        good_study(budget={"n_trials": True}),
+        "budget.n_trials",
+        "must be an integer, not a boolean",
+    ),
+    (
+        "a boolean for a bound",
+        good_study(space={"x": {"type": "float", "low": False, "high": 1}}),
+        "space.x.low",
+        "must be a number, not a boolean",
+    ),
 ]
 
 
@@ -155,6 +167,27 @@ def test_malformed_json_gets_400(stack: LocalStack) -> None:
     )
     assert response.status_code == 400
     assert response.json()["problems"] == [{"field": "body", "problem": "malformed JSON"}]
+
+
+def test_a_number_written_as_a_string_is_taken_as_yaml_1_1_writes_1e_5(stack: LocalStack) -> None:
+    space = {"lr": {"type": "float", "low": "1e-5", "high": "0.3", "log": True}}
+    response = requests.post(f"{stack.url}/studies", json=good_study(space=space), timeout=10)
+    assert response.status_code == 201, response.text
+    assert response.json()["spec"]["space"]["lr"]["low"] == 1e-5
+
+
+def test_a_boolean_for_the_budget_s_extension_is_refused_and_changes_nothing(
+    stack: LocalStack,
+) -> None:
+    study = requests.post(f"{stack.url}/studies", json=good_study(), timeout=10).json()
+    url = f"{stack.url}/studies/{study['study_id']}/budget"
+    response = requests.post(url, json={"n_trials": True}, timeout=10)
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        {"field": "n_trials", "problem": "must be an integer, not a boolean"}
+    ]
+    after = requests.get(f"{stack.url}/studies/{study['study_id']}", timeout=10).json()
+    assert after["n_trials"] == study["n_trials"]
 
 
 @pytest.mark.parametrize(
