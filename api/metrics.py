@@ -102,7 +102,7 @@ def register_metrics(app: Flask, database: Database, settings: Settings) -> None
         if token is not None and not _bearer_matches(token):
             problem = "missing or wrong bearer token (HPO_METRICS_TOKEN)"
             return error_response(401, problem, [{"field": "Authorization", "problem": problem}])
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     @app.before_request
     def _start_clock() -> None:

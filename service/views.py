@@ -97,7 +97,7 @@ def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> Tri
         metrics=attrs.get(FIGURES_ATTR, {}),
         constraints=trial.constraints,
         feasible=all(violation <= 0 for violation in trial.constraints.values()),
-        intermediate_values=dict(trial.intermediate_values),
+        intermediate_values=dict(sorted(trial.intermediate_values.items())),
         last_step=trial.last_step,
         started_at=optuna_time(trial.datetime_start),
         finished_at=optuna_time(trial.datetime_complete),

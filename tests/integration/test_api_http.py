@@ -190,6 +190,20 @@ def test_a_boolean_for_the_budget_s_extension_is_refused_and_changes_nothing(
     assert after["n_trials"] == study["n_trials"]
 
 
+def test_a_trial_s_steps_come_in_order_of_step_not_of_text(stack: LocalStack) -> None:
+    study = requests.post(
+        f"{stack.url}/studies", json=good_study(pruner={"name": "none"}), timeout=10
+    ).json()
+    trial = requests.post(f"{stack.url}/studies/{study['study_id']}/trials", json={}, timeout=10)
+    asked = trial.json()
+    for step in range(1, 13):
+        report = {"step": step, "value": 1.0 / step, "lease": asked["lease"]}
+        requests.post(f"{stack.url}/trials/{asked['trial_id']}/report", json=report, timeout=10)
+    answer = requests.get(f"{stack.url}/studies/{study['study_id']}/trials", timeout=10)
+    steps = list(json.loads(answer.text)["trials"][0]["intermediate_values"])
+    assert steps == [str(step) for step in range(1, 13)]  # "2" before "10"
+
+
 @pytest.mark.parametrize(
     ("content_type", "named"),
     [("text/plain", "text/plain"), ("application/x-www-form-urlencoded", "application/x-www")],

@@ -31,6 +31,7 @@ def test_metrics_and_docs_are_open_while_the_api_needs_a_token(tmp_path: Path) -
     assert client.get("/studies").status_code == 401
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
+    assert metrics.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"  # once
     assert "hpo_studies" in metrics.text
     assert "hpo_queue_depth" not in metrics.text  # the broker is out of reach
     assert client.get("/docs").status_code == 200
