@@ -6,6 +6,7 @@ Every error body has the same shape: ``{"error": "...", "problems": [{"field", "
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, TypeVar
 
 from flask import Flask, Response, abort, jsonify, request
@@ -91,6 +92,8 @@ def _service_error(error: ServiceError) -> Response:
 def _http_error(error: HTTPException) -> Response:
     if isinstance(error.response, Response) and error.code in (400, 422):
         return error.response  # already shaped by validation_error_response
+    if error.code == 404 and (malformed := _malformed_id()) is not None:
+        return malformed
     message = error.description or error.name
     field = "body" if error.code == 413 else "request"  # 413: the body is past its size limit
     response = error_response(error.code or 500, message, [{"field": field, "problem": message}])
@@ -98,6 +101,23 @@ def _http_error(error: HTTPException) -> Response:
         if name.lower() != "content-type":
             response.headers[name] = value  # e.g. a 405's Allow
     return response
+
+
+# The ids in the API's paths: /studies/{study_id}, /trials/{trial_id}, /jobs/{job_id}.
+_ID_OF_COLLECTION = {"studies": "study_id", "trials": "trial_id", "jobs": "job_id"}
+_COLLECTION_ITEM = re.compile(r"/(studies|trials|jobs)/([^/]+)(?:/|$)")
+
+
+def _malformed_id() -> Response | None:
+    """A 422 naming the id where a path no route took has one that is no whole number above 0
+    (``/studies/abc``, ``/trials/-1``), instead of Werkzeug's page about URLs typed by hand."""
+    found = _COLLECTION_ITEM.match(request.path)
+    segment = found.group(2) if found else ""
+    if request.url_rule is not None or found is None or (segment.isascii() and segment.isdigit()):
+        return None
+    name = _ID_OF_COLLECTION[found.group(1)]
+    problem = f"must be a whole number above 0, not {segment!r}"
+    return error_response(422, f"{name} {problem}", [{"field": name, "problem": problem}])
 
 
 def _finished_trial(error: UpdateFinishedTrialError) -> Response:

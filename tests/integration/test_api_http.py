@@ -247,6 +247,26 @@ def test_unknown_study_ids_get_404(stack: LocalStack, path: str) -> None:
     assert response.json()["problems"][0]["field"] == "study_id"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/studies/abc", "study_id"),
+        ("GET", "/studies/-1", "study_id"),
+        ("DELETE", "/studies/1.5", "study_id"),
+        ("POST", "/trials/abc/report", "trial_id"),
+        ("GET", "/jobs/x", "job_id"),
+    ],
+)
+def test_an_id_that_is_no_whole_number_gets_422_naming_it(
+    stack: LocalStack, method: str, path: str, field: str
+) -> None:
+    response = requests.request(method, stack.url + path, json={}, timeout=10)
+    assert response.status_code == 422
+    [problem] = response.json()["problems"]
+    assert problem["field"] == field
+    assert problem["problem"].startswith("must be a whole number above 0, not ")
+
+
 def test_unknown_trial_ids_get_404(stack: LocalStack) -> None:
     response = requests.post(
         f"{stack.url}/trials/999999/report", json={"step": 1, "value": 0.5}, timeout=10
