@@ -18,6 +18,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from sqlalchemy import text
 
+from service import webhooks
 from service.artifacts import CheckpointStore
 from service.datasets import DatasetStore
 from service.datasets.usage import studies_using
@@ -93,6 +94,8 @@ class Tuner:
         the reaper, which refills running studies that hold no lease, starts none of its trials
         before them (nor before its pre-flight checks, where they must pass first)."""
         spec = check_study_spec(spec, self._catalog)
+        if spec.webhook is not None:
+            webhooks.check_receiver(str(spec.webhook.url))
         source = self._warm_start_source(spec, tenant)
         dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
         self.datasets.check_reference(dataset, tenant, field="trainer.dataset")

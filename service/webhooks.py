@@ -46,6 +46,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from service.errors import InvalidSpec
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import WebhookEvent
 from service.webhook_lanes import DeliveryLanes, LaneFull
@@ -194,6 +195,28 @@ def check_address(url: str, allow_private: bool) -> list[str] | None:
             )
     # The POST goes to these: no second lookup (webhook_transport).
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_receiver(url: str) -> None:
+    """``InvalidSpec`` on ``webhook.url`` where the URL's host is, as written, one deliveries
+    may not go to (a loopback, private or other non-public address, or ``localhost``): known
+    when the study is submitted, not only at its first delivery. A name is checked at each
+    delivery (what it resolves to may change)."""
+    if sender().allow_private:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost" and not host.endswith(".localhost"):  # loopback by definition
+            return
+        address = ipaddress.ip_address("127.0.0.1")
+    if not address.is_global or address.is_multicast:
+        problem = (
+            f"{host} is not a public address: deliveries go to public ones only "
+            "(HPO_WEBHOOK_ALLOW_PRIVATE, on one machine)"
+        )
+        raise InvalidSpec(problem, field="webhook.url")
 
 
 @cache

@@ -329,3 +329,39 @@ def test_a_bad_webhook_is_refused_naming_the_field(
     assert answer.status_code == 422, answer.text
     problems = answer.json()["problems"]
     assert any(p["field"].startswith(field) and words in p["problem"] for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://10.0.0.5/hook",
+        "https://[::1]/hook",
+        "http://169.254.169.254/latest",
+        "http://localhost:9000/hook",
+    ],
+)
+def test_a_receiver_written_as_a_non_public_address_is_refused_on_submission(
+    stack: LocalStack, url: str
+) -> None:
+    """The stack delivers to public addresses only (HPO_WEBHOOK_ALLOW_PRIVATE unset): a URL whose
+    host is such an address, as written, could never get an event."""
+    name = unique("private-hook")
+    body = {"name": name, "space": SPACE, "webhook": {"url": url, "secret": SECRET}}
+    answer = requests.post(f"{stack.url}/studies", json=body, timeout=10)
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["field"] == "webhook.url" and "not a public address" in problem["problem"]
+    assert name not in [s["name"] for s in stack.client().studies()]
+
+
+@pytest.mark.parametrize("url", ["https://93.184.215.14/hook", "https://hooks.example.org/hook"])
+def test_a_public_address_or_a_name_is_taken_on_submission(stack: LocalStack, url: str) -> None:
+    """A name is checked at each delivery, not at submission: what it resolves to may change."""
+    body = {
+        "name": unique("public-hook"),
+        "space": SPACE,
+        "webhook": {"url": url, "secret": SECRET},
+    }
+    answer = requests.post(f"{stack.url}/studies", json=body, timeout=10)
+    assert answer.status_code == 201, answer.text
