@@ -76,7 +76,9 @@ def _rebuild_with_autoincrement(sqlite: sqlite3.Connection, table: str, key: str
     except sqlite3.Error:
         sqlite.rollback()
         raise
-    logger.info("table %s rebuilt with AUTOINCREMENT: a deleted study's ids stay unused", table)
+    logger.info(
+        "table %s rebuilt with AUTOINCREMENT: a deleted row's id is never handed out again", table
+    )
 
 
 def autoincrement_ddl(create_table: str, table: str, key: str) -> str | None:
