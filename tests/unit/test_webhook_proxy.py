@@ -5,9 +5,7 @@ host, and https runs end to end to that host; a refused tunnel is a failed deliv
 from __future__ import annotations
 
 import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.error import URLError
 from urllib.request import Request
 
@@ -19,27 +17,23 @@ from service.settings import Settings
 from service.webhook_transport import Proxy, ProxyRefused
 from service.webhooks import post_to_first_answering
 from tests.support.connect_proxy import ProxyLog, connect_proxy
+from tests.support.receivers import answering_server
 
 HOST = "hooks.invalid"  # never resolves: only a tunnel to the pinned address reaches the server
 
 
-def answering_server(hosts: list[str], tls: ssl.SSLContext | None = None) -> HTTPServer:
-    """A server on 127.0.0.1 that answers one POST with 204, noting its Host header."""
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            hosts.append(self.headers["Host"])
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    return server
+def certified(
+    host: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> ssl.SSLContext:
+    """A server's TLS context with a certificate for ``host`` from a throwaway CA, which the
+    default context (the webhook's) trusts for the test (``SSL_CERT_FILE``)."""
+    authority = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(host).configure_cert(tls)
+    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    return tls
 
 
 @pytest.fixture
@@ -53,24 +47,31 @@ def post(url: str, address: str | None, proxy: Proxy) -> int:
     return post_to_first_answering([address], request, proxy)
 
 
+def delivered(
+    url_host: str, address: str | None, through: Proxy, tls: ssl.SSLContext | None = None
+) -> tuple[list[str], int]:
+    """A POST through ``through`` to a receiver on 127.0.0.1, its URL naming ``url_host``
+    (https with ``tls``), answered 204: the Host headers the receiver saw, and its port."""
+    hosts: list[str] = []
+    server = answering_server(hosts, tls)
+    scheme = "http" if tls is None else "https"
+    assert post(f"{scheme}://{url_host}:{server.server_port}/hook", address, through) == 204
+    server.server_close()
+    return hosts, server.server_port
+
+
 def test_a_post_goes_through_a_tunnel_to_the_address_checked_with_the_urls_host(
     proxy: tuple[ProxyLog, Proxy],
 ) -> None:
     log, through = proxy
-    hosts: list[str] = []
-    server = answering_server(hosts)
-    port = server.server_port
-    assert post(f"http://{HOST}:{port}/hook", "127.0.0.1", through) == 204
-    server.server_close()
+    hosts, port = delivered(HOST, "127.0.0.1", through)
     assert log.targets == [f"127.0.0.1:{port}"]  # the proxy resolves nothing
     assert hosts == [f"{HOST}:{port}"]
 
 
 def test_the_proxy_gets_the_credentials_of_its_url(proxy: tuple[ProxyLog, Proxy]) -> None:
     log, through = proxy
-    server = answering_server([])
-    post(f"http://{HOST}:{server.server_port}/hook", "127.0.0.1", through)
-    server.server_close()
+    delivered(HOST, "127.0.0.1", through)
     assert log.authorizations == ["Basic aG9va2VyOnBAc3M="]  # hooker:p@ss
 
 
@@ -80,17 +81,9 @@ def test_https_runs_through_the_tunnel_to_the_urls_host(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     log, through = proxy
-    authority = trustme.CA()
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert(HOST).configure_cert(tls)
-    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # the default context's trust, as a CA's
-    hosts: list[str] = []
-    server = answering_server(hosts, tls)
-    port = server.server_port
-    assert post(f"https://{HOST}:{port}/hook", "127.0.0.1", through) == 204
-    server.server_close()
+    hosts, port = delivered(
+        HOST, "127.0.0.1", through, certified(HOST, monkeypatch, tmp_path_factory)
+    )
     assert log.targets == [f"127.0.0.1:{port}"]
     assert hosts == [f"{HOST}:{port}"]
 
@@ -101,12 +94,7 @@ def test_a_certificate_of_another_host_fails_through_the_tunnel_too(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     _, through = proxy
-    authority = trustme.CA()
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("elsewhere.invalid").configure_cert(tls)
-    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    tls = certified("elsewhere.invalid", monkeypatch, tmp_path_factory)
     server = answering_server([], tls)
     with pytest.raises(OSError, match="certificate"):
         post(f"https://{HOST}:{server.server_port}/hook", "127.0.0.1", through)
@@ -125,11 +113,7 @@ def test_where_private_addresses_are_allowed_the_tunnel_goes_to_the_urls_host(
     proxy: tuple[ProxyLog, Proxy],
 ) -> None:
     log, through = proxy
-    hosts: list[str] = []
-    server = answering_server(hosts)
-    port = server.server_port
-    assert post(f"http://localhost:{port}/hook", None, through) == 204
-    server.server_close()
+    _, port = delivered("localhost", None, through)
     assert log.targets == [f"localhost:{port}"]
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.request import Request
 
 import pytest
@@ -14,6 +12,7 @@ from service.spec.study_spec import StudySpec
 from service.spec.webhook import MASKED_SECRET, STORED_SPEC_CONTEXT
 from service.webhook_transport import opener
 from service.webhooks import RefusedAddress, check_address, post_to_first_answering, sign
+from tests.support.receivers import answering_server
 
 SECRET = "0123456789abcdef-secret"
 
@@ -61,27 +60,10 @@ def test_the_secret_is_masked_except_in_the_services_own_record() -> None:
     assert spec.webhook is not None and spec.webhook.events == ["best_changed", "study_finished"]
 
 
-def receiving_server(hosts: list[str]) -> HTTPServer:
-    """A server on 127.0.0.1 that answers one POST with 204, noting its Host header."""
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            hosts.append(self.headers["Host"])
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    return server
-
-
 def test_the_post_goes_to_the_address_checked_with_the_urls_host() -> None:
     """``.invalid`` never resolves: only a connection to the pinned address can reach the server."""
     hosts: list[str] = []
-    server = receiving_server(hosts)
+    server = answering_server(hosts)
     url = f"http://hooks.invalid:{server.server_port}/hook"
     with opener("127.0.0.1").open(Request(url, data=b"{}", method="POST"), timeout=5) as answer:
         assert answer.status == 204
@@ -91,7 +73,7 @@ def test_the_post_goes_to_the_address_checked_with_the_urls_host() -> None:
 
 def test_each_address_checked_is_tried_until_one_answers() -> None:
     hosts: list[str] = []
-    server = receiving_server(hosts)  # on 127.0.0.1 only: 127.0.0.2 refuses the connection
+    server = answering_server(hosts)  # on 127.0.0.1 only: 127.0.0.2 refuses the connection
     url = f"http://hooks.invalid:{server.server_port}/hook"
     request = Request(url, data=b"{}", method="POST")
     assert post_to_first_answering(["127.0.0.2", "127.0.0.1"], request) == 204
