@@ -41,12 +41,13 @@ class BoundedJSONProvider(DefaultJSONProvider):
     sort_keys = False
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        """Decode ``s``; a 400 naming the body if it is nested too deeply, or if a string in it
-        is not Unicode text (a lone surrogate such as ``"\\ud800"``, which JSON allows and
-        nothing can store)."""
+        """Decode ``s``; a 400 naming the body if it is nested too deeply, if an object in it
+        names a key twice (which one would count is anyone's guess), or if a string in it is not
+        Unicode text (a lone surrogate such as ``"\\ud800"``, which JSON allows and nothing can
+        store)."""
         text = s if isinstance(s, str) else _strictly_decoded(s)
         try:
-            value = super().loads(text, **kwargs)
+            value = super().loads(text, object_pairs_hook=_with_unique_keys, **kwargs)
         except RecursionError:
             raise _too_deep() from None
         if json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
@@ -89,6 +90,17 @@ def json_depth(value: Any, stop_after: int | None = None) -> int:
 
 # An escape of a UTF-16 surrogate (U+D800 to U+DFFF): the only way a JSON text carries one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _with_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's pairs as a dict; a 400 naming the body where a key comes twice."""
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    keys = [key for key, _ in pairs]
+    twice = next(key for index, key in enumerate(keys) if key in keys[:index])
+    message = f"the JSON body names the key {twice!r} twice in one object"
+    raise BadRequest(response=error_response(400, message, [{"field": "body", "problem": message}]))
 
 
 def _strictly_decoded(body: bytes) -> str:

@@ -238,6 +238,22 @@ def test_a_body_that_is_no_json_object_is_told_so(stack: LocalStack, body: Any, 
     ]
 
 
+def test_a_key_named_twice_in_one_object_gets_400_naming_it(stack: LocalStack) -> None:
+    before = study_names(stack)
+    body = '{"name": "once", "space": {"x": {"type": "int", "low": 0, "high": 1, "low": 1}}}'
+    response = requests.post(
+        f"{stack.url}/studies",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert response.json()["problems"] == [
+        {"field": "body", "problem": "the JSON body names the key 'low' twice in one object"}
+    ]
+    assert study_names(stack) == before
+
+
 @pytest.mark.parametrize(
     "path", ["/studies/999999", "/studies/999999/trials", "/studies/999999/best"]
 )
