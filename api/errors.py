@@ -5,6 +5,7 @@ Every error body has the same shape: ``{"error": "...", "problems": [{"field", "
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any, TypeVar
@@ -58,13 +59,22 @@ def validation_error_response(error: ValidationError) -> Response:
             problem = f"{sent}, not application/json"
             message = f"the body must be JSON, sent with Content-Type: application/json ({problem})"
             return error_response(415, message, [{"field": "Content-Type", "problem": problem}])
-        if request.content_length and body is None:
+        if request.content_length and body is None and not _is_json_null(request.get_data()):
             return error_response(
                 400, "the body is not valid JSON", [{"field": "body", "problem": "malformed JSON"}]
             )
         data = body if body is not None else {}
     problems = problems_from_validation_error(error, data)
     return error_response(422, "the request does not fit its schema", problems)
+
+
+def _is_json_null(body: bytes) -> bool:
+    """Whether the body is JSON's ``null`` (``get_json`` answers ``None`` for it, as for a body
+    that is no JSON at all)."""
+    try:
+        return json.loads(body) is None
+    except ValueError:  # not JSON, or not text
+        return False
 
 
 def register_error_handlers(app: Flask) -> None:

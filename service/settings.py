@@ -20,7 +20,9 @@ VISIBILITY_MARGIN_S = 600
 class Settings(BaseSettings):
     """Every setting the API, the workers and the CLI read. Env names: ``HPO_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
+    # A refused setting's error names the field and the rule, not the value: it may be a secret
+    # (a token, the webhook proxy's password) and the error goes to the start-up log.
+    model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = Field(
         default=f"sqlite:///{DEFAULT_DATA_DIR / 'hpo.db'}",

@@ -10,6 +10,7 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service import webhooks
 from service.errors import NotFound
@@ -114,12 +115,28 @@ class StudyStore:
         """The study's resolved spec (read once, then from memory: a spec never changes)."""
         with self._specs_guard:
             cached = self._specs.get(study_id)
+        return cached if cached is not None else self._spec_in(self.get(study_id))
+
+    def _spec_in(self, record: StudyRecord) -> StudySpec:
+        """The spec ``record`` holds, kept in memory from now on."""
+        with self._specs_guard:
+            cached = self._specs.get(record.study_id)
         if cached is not None:
             return cached
-        spec = StudySpec.model_validate_json(self.get(study_id).spec_json)
+        spec = StudySpec.model_validate_json(record.spec_json)
         with self._specs_guard:
-            self._specs[study_id] = spec
+            self._specs[record.study_id] = spec
         return spec
+
+    def specs_holding(
+        self, session: Session, tenant: str, text: str
+    ) -> list[tuple[int, StudySpec]]:
+        """The tenant's studies whose definition holds ``text`` (in any state), each with its
+        spec, read in ``session``: a transaction of the caller's, nothing else taken."""
+        query = select(StudyRecord).where(
+            StudyRecord.tenant == tenant, StudyRecord.spec_json.contains(text, autoescape=True)
+        )
+        return [(record.study_id, self._spec_in(record)) for record in session.scalars(query)]
 
     def spec_of(self, record: StudyRecord) -> StudySpec:
         """The study's spec with its current budget of trials (which an extension may raise)."""

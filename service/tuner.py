@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from service import webhooks
 from service.artifacts import CheckpointStore
-from service.datasets import DatasetStore
+from service.datasets import REGISTERED_PREFIX, DatasetStore
 from service.datasets.usage import studies_using
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord
@@ -173,14 +173,12 @@ class Tuner:
         """Delete one of the tenant's data sets; ``Conflict`` naming the studies that use it
         (their trials and jobs read it: delete them first)."""
         dataset = self.datasets.get(reference, tenant)
-        with self.datasets.deleting(dataset.dataset_id, tenant):  # read after the delete
-            specs = (
-                (record.study_id, self._store.spec_of(record)) for record in self._store.all(tenant)
-            )
-            users = studies_using(dataset, specs)
+        with self.datasets.deleting(dataset.dataset_id, tenant) as session:  # read after it
+            named = self._store.specs_holding(session, tenant, REGISTERED_PREFIX)
+            users = studies_using(dataset, named)
             if users:
-                named = ", ".join(str(study_id) for study_id in users[:10])
-                problem = f"in use by the studies with ids {named}: delete them first"
+                named_ids = ", ".join(str(study_id) for study_id in users[:10])
+                problem = f"in use by the studies with ids {named_ids}: delete them first"
                 raise Conflict(problem, field="reference")
 
     def study_tenant(self, study_id: int, tenant: str | None = None) -> str:

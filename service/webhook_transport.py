@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import re
 import socket
 import ssl
 import urllib.request
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 PROXY_FORM = "http://[user:password@]host:port"
+_HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")  # a name, an IPv4 or an IPv6 address
 
 
 class ProxyRefused(OSError):
@@ -46,7 +48,8 @@ class Proxy:
             port = parts.port
         except ValueError:
             port = None
-        if parts.scheme != "http" or not parts.hostname or port is None:
+        host = parts.hostname or ""
+        if parts.scheme != "http" or not _HOST.fullmatch(host) or not port:  # port 0 too
             raise ValueError(f"must be {PROXY_FORM}")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError(f"must be {PROXY_FORM}, with no path")
@@ -54,7 +57,7 @@ class Proxy:
         if parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             authorization = "Basic " + base64.b64encode(pair.encode()).decode()
-        return cls(parts.hostname, port, authorization)
+        return cls(host, port, authorization)
 
     def tunnel(self, host: str, port: int, timeout: float | None) -> socket.socket:
         """A socket the proxy joined to ``host:port``; ``ProxyRefused`` (an ``OSError``) where it
@@ -67,7 +70,12 @@ class Proxy:
         try:
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
             answer = http.client.HTTPResponse(sock, method="CONNECT")
-            answer.begin()  # reads the status line and headers only: the tunnel is silent
+            try:
+                answer.begin()  # reads the status line and headers only: the tunnel is silent
+            except http.client.HTTPException as error:  # no HTTP proxy there (TLS, SOCKS, …)
+                raise ProxyRefused(
+                    f"the proxy's answer to CONNECT is not HTTP: {error!r}"
+                ) from None
             if answer.status != 200:
                 raise ProxyRefused(f"the proxy answered {answer.status} {answer.reason} to CONNECT")
         except BaseException:
@@ -140,12 +148,12 @@ class NoRedirects(urllib.request.HTTPRedirectHandler):
 
 def opener(address: str | None, proxy: Proxy | None = None) -> urllib.request.OpenerDirector:
     """An opener that connects to ``address`` whatever the URL's host resolves to, through a
-    tunnel of ``proxy`` where one is given, never through a proxy of the environment (which
-    would resolve the host itself); ``address`` ``None`` (private addresses allowed): the
-    URL's host through ``proxy``, or without one the host's own resolution and the
-    environment's proxies."""
+    tunnel of ``proxy`` where one is given, never through a proxy of the environment
+    (``HTTP_PROXY``: it would resolve the host itself); ``address`` ``None`` (private addresses
+    allowed): the URL's host, through ``proxy``'s tunnel, or resolved here."""
+    no_proxy_of_the_environment = urllib.request.ProxyHandler({})
     if address is None and proxy is None:
-        return urllib.request.build_opener(NoRedirects)
+        return urllib.request.build_opener(no_proxy_of_the_environment, NoRedirects)
     route = _Route(address, proxy)
     pinned = (_PinnedHTTP(route), _PinnedHTTPS(route))
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), *pinned, NoRedirects)
+    return urllib.request.build_opener(no_proxy_of_the_environment, *pinned, NoRedirects)

@@ -204,7 +204,7 @@ def check_receiver(url: str) -> None:
     delivery (what it resolves to may change)."""
     if sender().allow_private:
         return
-    host = urlsplit(url).hostname or ""
+    host = (urlsplit(url).hostname or "").rstrip(".")  # "localhost." is localhost
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

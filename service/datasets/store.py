@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import Session, defer
 
 from service.datasets.parsing import read_dataset
 from service.errors import Conflict, InvalidSpec, NotFound
@@ -107,19 +107,21 @@ class DatasetStore:
         return _view(record), record.content
 
     @contextmanager
-    def deleting(self, dataset_id: int, tenant: str) -> Iterator[None]:
+    def deleting(self, dataset_id: int, tenant: str) -> Iterator[Session]:
         """Delete one of the tenant's data sets when the block ends, or not where it raises (a
         study found naming it). The delete comes first and holds off, until it ends, the
         record of a new study (SQLite's one writer) or that study's second look at the data set
-        (a share lock on PostgreSQL: ``confirm_reference``): so the block reads every study
-        that may name it. ``NotFound`` where the tenant has none such."""
+        (a share lock on PostgreSQL: ``confirm_reference``): so the block, reading in the
+        session it gets (the delete's transaction), sees every study that may name it. Keep it
+        short: on SQLite every write of the process waits for it. ``NotFound`` where the tenant
+        has none such."""
         query = delete(DatasetRecord).where(
             DatasetRecord.dataset_id == dataset_id, DatasetRecord.tenant == tenant
         )
         with self._database.session() as session:
             if session.connection().execute(query).rowcount != 1:
                 raise NotFound(f"no data set {dataset_id}", field="reference")
-            yield
+            yield session
 
     def check_reference(self, dataset: object, tenant: str, field: str) -> None:
         """``InvalidSpec`` on ``field`` when ``dataset`` is ``registered:<ref>`` and names none of

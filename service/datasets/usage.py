@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.datasets.store import REGISTERED_PREFIX, DatasetView
+from service.datasets.store import REGISTERED_PREFIX, DatasetView, names_an_id
 from service.spec.study_spec import StudySpec
 
 
 def studies_using(dataset: DatasetView, studies: Iterable[tuple[int, StudySpec]]) -> list[int]:
-    """The ids of the studies whose trainer's ``dataset`` names ``dataset`` (by name or id)."""
-    names = {f"{REGISTERED_PREFIX}{dataset.name}", f"{REGISTERED_PREFIX}{dataset.dataset_id}"}
+    """The ids of the studies whose trainer's ``dataset`` names ``dataset`` (by name, or by id
+    however written: ``registered:05`` is data set 5 to the store)."""
     return [
         study_id
         for study_id, spec in studies
-        if spec.trainer is not None and spec.trainer.settings().get("dataset") in names
+        if spec.trainer is not None and _names(spec.trainer.settings().get("dataset"), dataset)
     ]
+
+
+def _names(reference: object, dataset: DatasetView) -> bool:
+    if not isinstance(reference, str) or not reference.startswith(REGISTERED_PREFIX):
+        return False
+    named = reference.removeprefix(REGISTERED_PREFIX)
+    if names_an_id(named):
+        return int(named) == dataset.dataset_id
+    return named == dataset.name

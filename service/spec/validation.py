@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from importlib.util import find_spec
 from typing import Any
 
@@ -223,24 +223,37 @@ def _check_choices_distinct_to_the_sampler(spec: StudySpec) -> None:
 def _check_steps_divide_ranges(spec: StudySpec) -> None:
     """A step must divide high - low: Optuna would otherwise lower ``high`` to the last value a
     step reaches, with a warning in the server's log only, and the study would show a ``high``
-    no trial can take. Decimal, as Optuna checks it (0.1 divides 1.0)."""
+    no trial can take. Checked as Optuna checks it: ints exactly, floats in decimals of the
+    default context (0.1 divides 1.0)."""
     for name, param in spec.space.items():
-        if not isinstance(param, FloatParam | IntParam) or param.step in (None, 1):
+        reach = _steps_reach(param)
+        if reach is None:
             continue
-        low, high, step = (Decimal(str(bound)) for bound in (param.low, param.high, param.step))
-        with localcontext(
-            prec=40
-        ):  # (high - low) / step is at most 1e15 (space.py), 2**54 for ints
-            if (high - low) % step == 0:
-                continue
-        below = low + (high - low) // step * step
-        reached = f"only low ({low})" if below == low else f"{low}, {low + step}, … up to {below}"
-        higher = f"{below + step}" if below == low else f"{below} or {below + step}"
+        low, step, last = reach
+        reached = {low: f"only low ({low})", low + step: f"{low} and {last}"}.get(
+            last, f"{low}, {low + step}, … up to {last}"
+        )
+        higher = f"{last + step}" if last == low else f"{last} or {last + step}"
         raise InvalidSpec(
-            f"high - low ({high - low}) is no multiple of step ({step}): the values would "
-            f"be {reached}; make high {higher}",
+            f"high - low is no multiple of step ({step}): the values would be {reached}; "
+            f"make high {higher}",
             field=f"space.{name}.step",
         )
+
+
+def _steps_reach(param: AnyParam) -> tuple[Decimal, Decimal, Decimal] | None:
+    """Low, step and the last value steps reach where that falls short of high, else ``None``."""
+    if isinstance(param, IntParam):
+        if (param.high - param.low) % param.step == 0:
+            return None
+        last = param.low + (param.high - param.low) // param.step * param.step
+        return Decimal(param.low), Decimal(param.step), Decimal(last)
+    if not isinstance(param, FloatParam) or param.step is None:
+        return None
+    low, high, step = (Decimal(str(bound)) for bound in (param.low, param.high, param.step))
+    if (high - low) % step == 0:
+        return None
+    return low, step, (high - low) // step * step + low
 
 
 def _check_pruner_resources(spec: StudySpec) -> None:

@@ -227,11 +227,19 @@ def test_json_sent_as_another_content_type_gets_415_naming_it(
 
 
 @pytest.mark.parametrize(
-    ("body", "kind"), [(None, "null (or nothing)"), ([1, 2], "an array"), ("study", "a string")]
+    ("body", "kind"),
+    [
+        (None, "null (or nothing)"),
+        (b"null", "null (or nothing)"),
+        (b"[1, 2]", "an array"),
+        (b'"study"', "a string"),
+    ],
 )
-def test_a_body_that_is_no_json_object_is_told_so(stack: LocalStack, body: Any, kind: str) -> None:
-    sent = {} if body is None else {"json": body}
-    response = requests.post(f"{stack.url}/studies", timeout=10, **sent)
+def test_a_body_that_is_no_json_object_is_told_so(
+    stack: LocalStack, body: bytes | None, kind: str
+) -> None:
+    headers = {} if body is None else {"Content-Type": "application/json"}
+    response = requests.post(f"{stack.url}/studies", data=body, headers=headers, timeout=10)
     assert response.status_code == 422
     assert response.json()["problems"] == [
         {"field": "body", "problem": f"must be a JSON object, not {kind}"}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from service.datasets import DatasetView
-from service.errors import InvalidSpec
+from service.errors import Conflict, InvalidSpec
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
 from service.tokens import DEFAULT_TENANT
@@ -90,4 +90,18 @@ def test_a_study_made_while_a_deletion_is_refused_keeps_its_data_set(
         raise RuntimeError("the deletion is refused: rolled back")
     maker.join(timeout=30)
     assert len(made) == 1
+    assert tuner.datasets.get(dataset.dataset_id, DEFAULT_TENANT) == dataset
+
+
+def test_a_study_naming_the_data_set_by_its_id_however_written_holds_off_its_deletion(
+    tuner: Tuner, dataset: DatasetView
+) -> None:
+    """``registered:05`` is data set 5 to the store: the deletion finds it so too."""
+    name = f"padded-{uuid.uuid4().hex[:8]}"
+    padded = f"registered:0{dataset.dataset_id}"
+    study = tuner.create_study(
+        StudySpec.model_validate(registered_study(name, padded, 2, 1)), DEFAULT_TENANT
+    )
+    with pytest.raises(Conflict, match=f"ids {study.study_id}:"):
+        tuner.delete_dataset(dataset.name, DEFAULT_TENANT)
     assert tuner.datasets.get(dataset.dataset_id, DEFAULT_TENANT) == dataset

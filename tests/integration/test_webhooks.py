@@ -339,6 +339,7 @@ def test_a_bad_webhook_is_refused_naming_the_field(
         "https://[::1]/hook",
         "http://169.254.169.254/latest",
         "http://localhost:9000/hook",
+        "http://localhost.:9000/hook",
     ],
 )
 def test_a_receiver_written_as_a_non_public_address_is_refused_on_submission(

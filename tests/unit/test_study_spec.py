@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -172,6 +173,10 @@ def test_a_space_that_can_draw_a_value_the_trainer_refuses_is_refused(
             {"type": "int", "low": 0, "high": 10, "step": 3},
             "the values would be 0, 3, … up to 9; make high 9 or 12",
         ),
+        (  # a float's step of 1 too
+            {"type": "float", "low": 0.5, "high": 2.0, "step": 1.0},
+            "the values would be 0.5 and 1.5; make high 1.5 or 2.5",
+        ),
     ],
 )
 def test_a_step_that_does_not_divide_the_range_is_refused_naming_the_values_it_reaches(
@@ -190,10 +195,15 @@ def test_a_step_that_does_not_divide_the_range_is_refused_naming_the_values_it_r
         {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},  # 0.1 divides 1.0 as decimals
         {"type": "float", "low": 0.001, "high": 0.1, "step": 0.001},
         {"type": "int", "low": 16, "high": 512, "step": 16},
+        # Optuna's decimals keep 28 digits: 1 - 1e-30 is 1 to them, which 0.5 divides.
+        {"type": "float", "low": 1e-30, "high": 1.0, "step": 0.5},
     ],
 )
 def test_a_step_that_divides_the_range_as_written_is_taken(stepped: dict[str, Any]) -> None:
-    assert check_study_spec(make(space={"x": stepped}), CATALOG).space["x"].high == stepped["high"]
+    param = check_study_spec(make(space={"x": stepped}), CATALOG).space["x"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna warns where it lowers high
+        assert param.distribution().high == stepped["high"]  # as Optuna keeps it
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ host, and https runs end to end to that host; a refused tunnel is a failed deliv
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from urllib.error import URLError
 from urllib.request import Request
@@ -109,6 +111,21 @@ def test_a_tunnel_the_proxy_refuses_is_a_failed_delivery(proxy: tuple[ProxyLog, 
     assert isinstance(refused.value.reason, ProxyRefused)  # urllib's URLError wraps it
 
 
+def test_a_proxy_that_answers_no_http_is_a_failed_delivery() -> None:
+    """A TLS or SOCKS port named as the proxy: its answer is no HTTP status line."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_garbage() -> None:
+        listener.accept()[0].sendall(b"\x16\x03\x01 not http\r\n\r\n")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    through = Proxy.from_url(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    with pytest.raises(URLError) as refused:
+        post(f"http://{HOST}:8080/hook", "127.0.0.1", through)
+    assert isinstance(refused.value.reason, ProxyRefused)
+    listener.close()
+
+
 def test_where_private_addresses_are_allowed_the_tunnel_goes_to_the_urls_host(
     proxy: tuple[ProxyLog, Proxy],
 ) -> None:
@@ -123,6 +140,8 @@ def test_where_private_addresses_are_allowed_the_tunnel_goes_to_the_urls_host(
         "https://proxy:3128",
         "socks5://proxy:1080",
         "http://proxy",
+        "http://proxy:0",
+        "http://a b:3128",
         "http://proxy:3128/path",
         "proxy",
     ],
@@ -135,3 +154,6 @@ def test_a_proxy_setting_of_another_form_is_refused_naming_the_form(url: str) ->
 def test_the_proxy_setting_keeps_its_password_out_of_the_settings_shown() -> None:
     settings = Settings(webhook_proxy="http://hooker:secret@proxy:3128")
     assert "secret" not in repr(settings)
+    with pytest.raises(pydantic.ValidationError) as refused:  # and out of its refusal
+        Settings(webhook_proxy="https://hooker:secret@proxy:3128")
+    assert "secret" not in str(refused.value)
