@@ -54,15 +54,17 @@ def validation_error_response(error: ValidationError) -> Response:
         data: Any = request.args.to_dict()
     else:
         body = request.get_json(silent=True)
-        if request.content_length and body is None and not request.is_json:
-            sent = request.mimetype or "no Content-Type"
-            problem = f"{sent}, not application/json"
-            message = f"the body must be JSON, sent with Content-Type: application/json ({problem})"
-            return error_response(415, message, [{"field": "Content-Type", "problem": problem}])
-        if request.content_length and body is None and not _is_json_null(request.get_data()):
-            return error_response(
-                400, "the body is not valid JSON", [{"field": "body", "problem": "malformed JSON"}]
-            )
+        if request.content_length and body is None:
+            if not request.is_json:
+                sent = request.mimetype or "no Content-Type"
+                problem = f"{sent}, not application/json"
+                message = f"the body must be JSON, sent as application/json ({problem})"
+                return error_response(415, message, [{"field": "Content-Type", "problem": problem}])
+            if not _is_json_null(request.get_data()):
+                problem = "malformed JSON"
+                return error_response(
+                    400, "the body is not valid JSON", [{"field": "body", "problem": problem}]
+                )
         data = body if body is not None else {}
     problems = problems_from_validation_error(error, data)
     return error_response(422, "the request does not fit its schema", problems)

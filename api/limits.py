@@ -99,8 +99,7 @@ def _with_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         return found
     keys = [key for key, _ in pairs]
     twice = next(key for index, key in enumerate(keys) if key in keys[:index])
-    message = f"the JSON body names the key {twice!r} twice in one object"
-    raise BadRequest(response=error_response(400, message, [{"field": "body", "problem": message}]))
+    raise _body_refused(f"the JSON body names the key {twice!r} twice in one object")
 
 
 def _strictly_decoded(body: bytes) -> str:
@@ -110,7 +109,7 @@ def _strictly_decoded(body: bytes) -> str:
     try:
         return body.decode(json.detect_encoding(body))
     except UnicodeDecodeError as error:
-        raise _not_unicode(f"the JSON body is not valid {error.encoding}") from None
+        raise _body_refused(f"the JSON body is not valid {error.encoding}") from None
 
 
 def _refuse_lone_surrogates(value: Any) -> None:
@@ -119,20 +118,18 @@ def _refuse_lone_surrogates(value: Any) -> None:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         message = "a string in the JSON body holds a lone surrogate (\\ud800-\\udfff)"
-        raise _not_unicode(f"{message}: not Unicode text") from None
+        raise _body_refused(f"{message}: not Unicode text") from None
 
 
-def _not_unicode(message: str) -> BadRequest:
+def _body_refused(message: str) -> BadRequest:
+    """A 400 on ``body`` saying ``message``."""
     return BadRequest(
         response=error_response(400, message, [{"field": "body", "problem": message}])
     )
 
 
 def _too_deep() -> BadRequest:
-    message = f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep"
-    return BadRequest(
-        response=error_response(400, message, [{"field": "body", "problem": message}])
-    )
+    return _body_refused(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
 
 
 def _refuse_large_bodies() -> None:

@@ -53,6 +53,7 @@ from service.webhook_lanes import DeliveryLanes, LaneFull
 from service.webhook_transport import Proxy, opener
 
 logger = logging.getLogger(__name__)
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (0.5, 2.0, 8.0)
 USER_AGENT = "hpo-service-webhook/1"
@@ -189,12 +190,17 @@ def check_address(url: str, allow_private: bool) -> list[str] | None:
         raise RefusedAddress(f"cannot resolve {host}: {error}") from None
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]))
-        if not address.is_global or address.is_multicast:
+        if not _deliverable(address):
             raise RefusedAddress(
                 f"{host} resolves to {address}, not a public address (HPO_WEBHOOK_ALLOW_PRIVATE)"
             )
     # The POST goes to these: no second lookup (webhook_transport).
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _deliverable(address: IPAddress) -> bool:
+    """Whether deliveries may go to ``address``: a public one, not multicast."""
+    return address.is_global and not address.is_multicast
 
 
 def check_receiver(url: str) -> None:
@@ -211,7 +217,7 @@ def check_receiver(url: str) -> None:
         if host != "localhost" and not host.endswith(".localhost"):  # loopback by definition
             return
         address = ipaddress.ip_address("127.0.0.1")
-    if not address.is_global or address.is_multicast:
+    if not _deliverable(address):
         problem = (
             f"{host} is not a public address: deliveries go to public ones only "
             "(HPO_WEBHOOK_ALLOW_PRIVATE, on one machine)"

@@ -135,9 +135,9 @@ class DatasetStore:
         self._check(dataset, tenant, field, wait_for_deletion=True)
 
     def _check(self, dataset: object, tenant: str, field: str, *, wait_for_deletion: bool) -> None:
-        if not isinstance(dataset, str) or not dataset.startswith(REGISTERED_PREFIX):
+        reference = registered_reference(dataset)
+        if reference is None:
             return
-        reference = dataset.removeprefix(REGISTERED_PREFIX)
         try:
             self._record(reference, tenant, with_content=False, locked=wait_for_deletion)
         except NotFound:
@@ -172,6 +172,14 @@ class DatasetStore:
         if record is None:
             raise NotFound(f"no data set {text!r}", field="reference")
         return record
+
+
+def registered_reference(dataset: object) -> str | None:
+    """The name or id a trainer's ``dataset`` setting gives after ``registered:`` (``None``: it
+    names no registered data set)."""
+    if not isinstance(dataset, str) or not dataset.startswith(REGISTERED_PREFIX):
+        return None
+    return dataset.removeprefix(REGISTERED_PREFIX)
 
 
 def names_an_id(reference: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.datasets.store import REGISTERED_PREFIX, DatasetView, names_an_id
+from service.datasets.store import DatasetView, names_an_id, registered_reference
 from service.spec.study_spec import StudySpec
 
 
@@ -18,10 +18,10 @@ def studies_using(dataset: DatasetView, studies: Iterable[tuple[int, StudySpec]]
     ]
 
 
-def _names(reference: object, dataset: DatasetView) -> bool:
-    if not isinstance(reference, str) or not reference.startswith(REGISTERED_PREFIX):
+def _names(setting: object, dataset: DatasetView) -> bool:
+    reference = registered_reference(setting)
+    if reference is None:
         return False
-    named = reference.removeprefix(REGISTERED_PREFIX)
-    if names_an_id(named):
-        return int(named) == dataset.dataset_id
-    return named == dataset.name
+    if names_an_id(reference):
+        return int(reference) == dataset.dataset_id
+    return reference == dataset.name
