@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import current_tenant
 from api.context import tuner
+from api.errors import strictly
 from api.schemas import ERROR_RESPONSES
 from service.jobs import JobMessage, JobView
 from service.vault import MAX_ENSEMBLE
@@ -93,6 +94,7 @@ def _answer(view: JobView, created: bool) -> tuple[dict[str, Any], int, dict[str
 def evaluate(path: StudyPath, body: EvaluationRequest) -> tuple[dict[str, Any], int, Any]:
     """Score the test split (the vault) for one model, once: 202 with a new job, 200 with the
     one there is; ``vault_opened`` counts the models scored or being scored."""
+    body = strictly(body)
     view, created = tuner().jobs.evaluate(
         path.study_id, body.trial_id, body.ensemble_k, current_tenant()
     )
@@ -102,7 +104,7 @@ def evaluate(path: StudyPath, body: EvaluationRequest) -> tuple[dict[str, Any], 
 @study_jobs.post("/<int:study_id>/ensemble", responses={200: JobView, 202: JobView})
 def ensemble(path: StudyPath, body: EnsembleRequest) -> tuple[dict[str, Any], int, Any]:
     """Average the top-k trials' predicted probabilities; the job scores them on validation."""
-    view, created = tuner().jobs.ensemble(path.study_id, body.k, current_tenant())
+    view, created = tuner().jobs.ensemble(path.study_id, strictly(body).k, current_tenant())
     return _answer(view, created)
 
 

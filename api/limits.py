@@ -7,7 +7,10 @@ Past a limit the answer is a 4xx in the usual error shape, never a 5xx:
 - a JSON body nested deeper than ``MAX_JSON_DEPTH``: 400 (Python's decoder would otherwise
   overflow its stack, a 500);
 - a JSON string holding a lone surrogate (``"\\ud800"``): 400 (it could not be stored, a 500);
-- an integer in the URL past ``MAX_ID`` (the largest id the id columns hold): 422 naming it.
+- an integer in the URL past ``MAX_ID`` (the largest id the id columns hold): 422 naming it;
+- a body sent compressed (``Content-Encoding: gzip`` and the like): 415 naming the header, with
+  ``Accept-Encoding: identity`` (RFC 7694); read as it stands it would be malformed JSON, or a
+  data set's file of garbage.
 
 Limits on the fields of a study live with the study definition (``service/spec``).
 """
@@ -66,6 +69,7 @@ def apply_request_limits(app: Flask, max_file_bytes: int = MAX_BODY_BYTES) -> No
     app.json = BoundedJSONProvider(app)
     app.before_request(_refuse_large_bodies)
     app.before_request(_refuse_large_ids)
+    app.before_request(_refuse_encoded_bodies)
 
 
 def json_depth(value: Any, stop_after: int | None = None) -> int:
@@ -163,3 +167,18 @@ def _refuse_large_ids() -> Response | None:
             problem = f"must be at most {MAX_ID}"
             return error_response(422, f"{name} {problem}", [{"field": name, "problem": problem}])
     return None
+
+
+def _refuse_encoded_bodies() -> Response | None:
+    """415 for a body in a content coding (gzip, deflate, br...): bodies are taken as sent."""
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding in ("", "identity"):
+        return None
+    problem = f"{coding}: the body must be sent uncompressed (identity)"
+    response = error_response(
+        415,
+        f"the body's Content-Encoding is {problem}",
+        [{"field": "Content-Encoding", "problem": problem}],
+    )
+    response.headers["Accept-Encoding"] = "identity"
+    return response

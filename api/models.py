@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
+from api.errors import strictly
 from api.schemas import ERROR_RESPONSES, FILE_BODY, SchemaMadeOnce
 from service.errors import InvalidSpec
 from service.trial_provenance import TrialProvenance
@@ -68,7 +69,7 @@ class CheckpointKept(BaseModel):
 @trial_records.post("/<int:trial_id>/provenance", responses={200: TrialView})
 def record_provenance(path: TrialPath, body: ProvenanceReport) -> dict[str, Any]:
     """Record where the running trial's result comes from (fields left out are kept)."""
-    update = TrialProvenance.model_validate(body.model_dump(exclude={"lease"}))
+    update = TrialProvenance.model_validate(strictly(body).model_dump(exclude={"lease"}))
     view = tuner().record_provenance(
         path.trial_id, update, lease_of_caller(body.lease), current_tenant()
     )

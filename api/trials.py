@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
+from api.errors import strictly
 from api.schemas import ERROR_RESPONSES
 from service.dispatch import TrialAssignment
 from service.epoch_metrics import MAX_EPOCH_RECORDS, MAX_FIGURES_PER_EPOCH
@@ -188,6 +189,7 @@ def heartbeat(path: TrialPath, body: Heartbeat) -> dict[str, Any]:
 @trials.post("/<int:trial_id>/report", responses={200: Decision})
 def report(path: TrialPath, body: Report) -> dict[str, Any]:
     """Record the value after an epoch (renewing the lease); the answer says whether to prune."""
+    body = strictly(body)
     answer = tuner().report_answer(
         path.trial_id, body.step, body.value, lease_of_caller(body.lease), current_tenant()
     )
@@ -198,6 +200,7 @@ def report(path: TrialPath, body: Report) -> dict[str, Any]:
 def report_many(path: TrialPath, body: Reports) -> dict[str, Any]:
     """Record several epochs' values in order, each as its own report; the answer is the last
     one's. A value that prunes the trial ends it there: later ones are not recorded."""
+    body = strictly(body)
     answer = tuner().report_many(
         path.trial_id,
         [(report.step, report.value) for report in body.reports],
@@ -211,6 +214,7 @@ def report_many(path: TrialPath, body: Reports) -> dict[str, Any]:
 @trials.post("/<int:trial_id>/complete", responses={200: TrialView})
 def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
     """Finish the trial. Repeating the same completion is harmless."""
+    body = strictly(body)
     state = _STATES[body.state]
     view = tuner().complete(
         path.trial_id,

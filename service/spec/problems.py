@@ -74,8 +74,13 @@ def _message(item: Any) -> str:
         return f"must be a JSON object, not {_json_kind(item['input'])}"  # not a class's name
     if item["type"] == "json_invalid" and not item["loc"]:  # a JSON string, read as a document
         return "must be a JSON object, not a string"
+    if item["type"] in _BOUNDS and isinstance(item["input"], bool):  # true read as 1, then bounded
+        return "must be a number, not a boolean"
     message = str(item["msg"])
     return message.removeprefix("Value error, ")
+
+
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"}
 
 
 def _json_kind(value: Any) -> str:

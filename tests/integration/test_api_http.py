@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -227,6 +228,32 @@ def test_json_sent_as_another_content_type_gets_415_naming_it(
 
 
 @pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/studies", "application/json"), ("/datasets?name=zipped", "application/octet-stream")],
+)
+def test_a_compressed_body_gets_415_naming_content_encoding(
+    stack: LocalStack, path: str, content_type: str
+) -> None:
+    before = study_names(stack)
+    body = gzip.compress(json.dumps(good_study()).encode())
+    headers = {"Content-Type": content_type, "Content-Encoding": "gzip"}
+    response = requests.post(f"{stack.url}{path}", data=body, headers=headers, timeout=10)
+    assert response.status_code == 415
+    assert response.headers["Accept-Encoding"] == "identity"
+    [problem] = response.json()["problems"]
+    assert problem["field"] == "Content-Encoding" and problem["problem"].startswith("gzip:")
+    assert study_names(stack) == before
+    datasets = requests.get(f"{stack.url}/datasets", timeout=10).json()["datasets"]
+    assert "zipped" not in [dataset["name"] for dataset in datasets]
+
+
+def test_a_body_marked_identity_is_read_as_it_stands(stack: LocalStack) -> None:
+    headers = {"Content-Encoding": "Identity"}
+    response = requests.post(f"{stack.url}/studies", json=good_study(), headers=headers, timeout=10)
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
     ("body", "kind"),
     [
         (None, "null (or nothing)"),
@@ -415,6 +442,8 @@ def test_reports_to_a_finished_trial_get_409_and_change_nothing(
         ({"step": 1}, "value"),
         ({"step": 1, "value": "NaN"}, "value"),
         ({"step": "one", "value": 1}, "step"),
+        ({"step": True, "value": 0.1}, "step"),
+        ({"step": 1, "value": True}, "value"),
     ],
 )
 def test_bad_reports_get_422(stack: LocalStack, body: dict[str, Any], field: str) -> None:
@@ -470,6 +499,7 @@ def test_a_value_that_prunes_ends_the_trial_there_and_later_ones_are_not_recorde
         ([{"step": 2, "value": 0.1}, {"step": 1, "value": 0.2}], "reports", "rise"),
         ([{"step": 1, "value": 0.1}, {"step": 1, "value": 0.2}], "reports", "rise"),
         ([{"step": 1, "value": "NaN"}], "reports.0.value", ""),
+        ([{"step": 1, "value": False}], "reports.0.value", "must be a number, not a boolean"),
         ([{"step": 1, "value": 0.1, "extra": 1}], "reports.0.extra", ""),
         ([{"step": 1, "value": 0.1}], "provenance.seed", "greater than or equal to 0"),
         ([{"step": 1, "value": 0.1}], "provenance.colour", ""),
@@ -492,6 +522,47 @@ def test_bad_report_batches_get_422_naming_the_field_and_change_nothing(
     assert problem["field"] == field and words in problem["problem"]
     [stored] = client.trials(study["study_id"])
     assert stored["intermediate_values"] == {} and stored["provenance"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"value": True}, "value"),
+        ({"values": [0.1, True]}, "values.1"),
+        ({"value": 0.1, "metrics": {"accuracy": True}}, "metrics.accuracy"),
+    ],
+)
+def test_a_boolean_in_a_completion_is_refused_and_the_trial_runs_on(
+    stack: LocalStack, body: dict[str, Any], field: str
+) -> None:
+    client = stack.client()
+    study = client.create_study(good_study())
+    trial = client.ask(study["study_id"])
+    url = f"{stack.url}/trials/{trial['trial_id']}/complete"
+    response = requests.post(url, json=body, timeout=10)
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        {"field": field, "problem": "must be a number, not a boolean"}
+    ]
+    assert client.trials(study["study_id"])[0]["state"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "field", "problem"),
+    [
+        ("evaluate", {"trial_id": True}, "trial_id", "must be an integer, not a boolean"),
+        ("ensemble", {"k": True}, "k", "must be a number, not a boolean"),  # 1, below 2
+    ],
+)
+def test_a_boolean_for_a_job_s_count_is_refused_and_no_job_starts(
+    stack: LocalStack, endpoint: str, body: dict[str, Any], field: str, problem: str
+) -> None:
+    study = stack.client().create_study(good_study())
+    url = f"{stack.url}/studies/{study['study_id']}"
+    response = requests.post(f"{url}/{endpoint}", json=body, timeout=10)
+    assert response.status_code == 422
+    assert response.json()["problems"] == [{"field": field, "problem": problem}]
+    assert requests.get(f"{url}/jobs", timeout=10).json()["jobs"] == []
 
 
 def test_a_spent_budget_gets_409_on_ask(stack: LocalStack) -> None:
