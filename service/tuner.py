@@ -21,6 +21,7 @@ from sqlalchemy import text
 from service import webhooks
 from service.artifacts import CheckpointStore
 from service.datasets import REGISTERED_PREFIX, DatasetStore
+from service.datasets.splits import check_split
 from service.datasets.usage import studies_using
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord
@@ -97,8 +98,7 @@ class Tuner:
         if spec.webhook is not None:
             webhooks.check_receiver(str(spec.webhook.url))
         source = self._warm_start_source(spec, tenant)
-        dataset = spec.trainer.settings().get("dataset") if spec.trainer else None
-        self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
+        dataset = self._checked_dataset(spec, tenant)
         self.jobs.check_spec(spec)
         study_id, optuna_name = self._create_optuna_study(spec, tenant)
         try:
@@ -116,6 +116,18 @@ class Tuner:
             self._take_back(study_id)
             raise
         return self.study(study_id)
+
+    def _checked_dataset(self, spec: StudySpec, tenant: str) -> object:
+        """The trainer's ``dataset`` setting, once checked: the registered data set it names
+        exists, and the trainer's split of the data can be made."""
+        if spec.trainer is None:
+            return None
+        dataset = spec.trainer.settings().get("dataset")
+        class_counts = self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
+        model = self._catalog.settings_model(spec.trainer.name)
+        if model is not None:  # a built-in trainer's, with the defaults the study left out
+            check_split(model.model_validate(spec.trainer.settings()).model_dump(), class_counts)
+        return dataset
 
     def _prepare_study(self, study_id: int, spec: StudySpec, source: StudySpec | None) -> None:
         """A recorded study's warm start, enqueued trials and pre-flight checks; then it runs,

@@ -123,10 +123,11 @@ class DatasetStore:
                 raise NotFound(f"no data set {dataset_id}", field="reference")
             yield session
 
-    def check_reference(self, dataset: object, tenant: str, field: str) -> None:
+    def check_reference(self, dataset: object, tenant: str, field: str) -> list[int] | None:
         """``InvalidSpec`` on ``field`` when ``dataset`` is ``registered:<ref>`` and names none of
-        the tenant's data sets."""
-        self._check(dataset, tenant, field, wait_for_deletion=False)
+        the tenant's data sets; the rows of each class of the one it names (``None``: it names
+        none)."""
+        return self._check(dataset, tenant, field, wait_for_deletion=False)
 
     def confirm_reference(self, dataset: object, tenant: str, field: str) -> None:
         """``check_reference`` again, once the study that names ``dataset`` is recorded: a
@@ -134,14 +135,17 @@ class DatasetStore:
         lock on its row), so that either the deletion finds the study, or this the deletion."""
         self._check(dataset, tenant, field, wait_for_deletion=True)
 
-    def _check(self, dataset: object, tenant: str, field: str, *, wait_for_deletion: bool) -> None:
+    def _check(
+        self, dataset: object, tenant: str, field: str, *, wait_for_deletion: bool
+    ) -> list[int] | None:
         reference = registered_reference(dataset)
         if reference is None:
-            return
+            return None
         try:
-            self._record(reference, tenant, with_content=False, locked=wait_for_deletion)
+            record = self._record(reference, tenant, with_content=False, locked=wait_for_deletion)
         except NotFound:
             raise InvalidSpec(f"no registered data set {reference!r}", field=field) from None
+        return _view(record).class_counts
 
     def _record(
         self,

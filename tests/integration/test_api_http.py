@@ -122,6 +122,12 @@ BAD_STUDIES: list[tuple[str, Any, str, str]] = [
         "pruner.max_resource",
         "exceeds",
     ),
+    (
+        "a test part of fewer rows than classes",
+        good_study(space=LR, trainer={"name": "mlp", "dataset": "wine", "test_fraction": 0.01}),
+        "trainer.test_fraction",
+        "fewer than its 3 classes",
+    ),
     ("no name", {"space": SPACE}, "name", "required"),
     ("no space", {"name": "x"}, "space", "required"),
     ("unknown field", good_study(n_trials=5), "n_trials", "not permitted"),

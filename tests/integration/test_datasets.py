@@ -156,6 +156,28 @@ def test_a_study_naming_an_unknown_dataset_is_refused_on_trainer_dataset(stack: 
     assert "no-such-set" in refused.value.body["problems"][0]["problem"]
 
 
+def test_a_study_whose_split_of_the_data_cannot_be_made_is_refused_naming_the_fraction(
+    stack: LocalStack,
+) -> None:
+    """Ten classes of five rows: a test part of 5% holds 3 rows, and no stratified split gives
+    each class one of them; every trial would fail on it."""
+    ten_classes = np.repeat(np.arange(10), 5)
+    features = np.random.default_rng(0).normal(size=(50, 3))
+    dataset = stack.client().register_dataset(
+        unique("ten-classes"), npz_bytes(X=features, y=ten_classes), "npz"
+    )
+    spec = registered_study(unique("thin-split"), dataset["reference"], 1, 1)
+    spec["trainer"] |= {"validation_fraction": 0.05, "test_fraction": 0.05}
+    with pytest.raises(HPOError) as refused:
+        stack.client().create_study(spec)
+    assert refused.value.status == 422
+    [problem] = refused.value.body["problems"]
+    assert problem["field"] == "trainer.test_fraction"
+    assert "3 of the data set's 50 rows, fewer than its 10 classes" in problem["problem"]
+    names = [study["name"] for study in stack.client().studies()]
+    assert spec["name"] not in names
+
+
 @pytest.fixture(scope="module")
 def finished(stack: LocalStack) -> dict[str, Any]:
     client = stack.client()
