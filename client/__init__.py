@@ -10,6 +10,8 @@ from client.errors import (
     InvalidRequestError,
     NotFoundError,
     StudyTimeout,
+    TrialConflictError,
+    TrialNotFoundError,
 )
 from client.http_client import HPOError, HPOJSONClient, TrialGone
 from client.models import Assignment, Best, Importance, Study, Trial
@@ -31,5 +33,7 @@ __all__ = [
     "Study",
     "StudyTimeout",
     "Trial",
+    "TrialConflictError",
     "TrialGone",
+    "TrialNotFoundError",
 ]

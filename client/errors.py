@@ -23,6 +23,14 @@ class ConflictError(HPOError):
     """409: the request does not fit the object's state (budget spent, no best yet…)."""
 
 
+class TrialNotFoundError(TrialGone, NotFoundError):
+    """404 on a trial: its study was deleted (or it is another tenant's): stop it."""
+
+
+class TrialConflictError(TrialGone, ConflictError):
+    """409 on a trial: it is over (complete, pruned, failed) or another holds it: stop it."""
+
+
 class InvalidRequestError(HPOError):
     """400 or 422: the request was refused as it stands; ``problems`` says which field and why."""
 
@@ -48,12 +56,19 @@ _ERROR_OF_STATUS: dict[int, type[HPOError]] = {
 }
 
 
+_TRIAL_GONE_OF_STATUS: dict[int, type[HPOError]] = {
+    404: TrialNotFoundError,
+    409: TrialConflictError,
+}
+
+
 def specific_error(error: HPOError) -> HPOError:
-    """The exception of ``error``'s kind, carrying its status and body (``TrialGone`` stays as
-    it is: the trial is no longer the caller's to run)."""
-    kind = _ERROR_OF_STATUS.get(error.status, HPOError)
-    keep = isinstance(error, (kind, TrialGone))
-    return error if keep else kind(error.status, error.body)
+    """The exception of ``error``'s kind, carrying its status and body; a ``TrialGone`` (the
+    trial is no longer the caller's to run) is one still, and of its status's kind too
+    (``except ConflictError`` catches a report to a finished trial)."""
+    kinds = _TRIAL_GONE_OF_STATUS if isinstance(error, TrialGone) else _ERROR_OF_STATUS
+    kind = kinds.get(error.status, HPOError)
+    return error if isinstance(error, kind) else kind(error.status, error.body)
 
 
 def problems_of(error: HPOError) -> list[dict[str, str]]:

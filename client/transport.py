@@ -96,7 +96,9 @@ class Transport:
         headers = {**self.headers, **headers} if headers else self.headers
         body = data
         if json is not None:
-            body = json_module.dumps(json, allow_nan=False).encode()
+            # NaN and infinity go as JSON's extension writes them: the API answers 422 naming
+            # the field (what a finite-only encoder would raise here names none).
+            body = json_module.dumps(json, default=_plain_scalar).encode()
             headers = {**headers, "Content-Type": "application/json"}
         elif data is not None:
             headers = {**headers, "Content-Type": "application/octet-stream"}
@@ -155,3 +157,18 @@ def _headers(url: str, token: str | None) -> dict[str, str]:
     if credentials is not None:
         headers.update(urllib3.make_headers(basic_auth=":".join(credentials)))
     return headers
+
+
+def _plain_scalar(value: Any) -> Any:
+    """A NumPy or PyTorch scalar (``np.float32(0.5)``, ``torch.tensor(0.5)``, what a training
+    loop's loss often is) as the Python number it holds; ``TypeError`` for anything else."""
+    try:
+        plain = value.item()
+    except (AttributeError, TypeError, ValueError, RuntimeError):  # no scalar, or several values
+        plain = None
+    if isinstance(plain, int | float | str):
+        return plain
+    kind = type(value).__name__
+    raise TypeError(
+        f"Object of type {kind} is not JSON serializable (one number, e.g. float(x), is)"
+    )

@@ -6,7 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from cli.local_stack import LocalStack
@@ -122,12 +124,57 @@ def test_external_training_with_ask_report_complete(hpo: HPOClient) -> None:
     assert refused.value.status == 409
 
 
-def test_a_report_after_completion_raises_trial_gone(hpo: HPOClient) -> None:
+def test_a_report_after_completion_raises_trial_gone_which_is_a_conflict(hpo: HPOClient) -> None:
     study = hpo.submit(external_study(n_trials=1))
     trial = hpo.ask(study.study_id)
     hpo.complete(trial, value=1.0)
-    with pytest.raises(TrialGone):
+    with pytest.raises(TrialGone) as gone:
         hpo.report(trial, 3, 0.5)
+    assert isinstance(gone.value, ConflictError) and gone.value.status == 409
+
+
+def test_a_completion_after_the_study_s_deletion_is_a_trial_gone_not_found(
+    hpo: HPOClient,
+) -> None:
+    study = hpo.submit(external_study(n_trials=1))
+    trial = hpo.ask(study.study_id)
+    hpo.delete(study.study_id)
+    with pytest.raises(NotFoundError) as gone:
+        hpo.complete(trial, value=0.5)
+    assert isinstance(gone.value, TrialGone) and gone.value.status == 404
+
+
+def test_numpy_and_torch_scalars_are_sent_as_the_numbers_they_hold(hpo: HPOClient) -> None:
+    study = hpo.submit(external_study(n_trials=1))
+    trial = hpo.ask(study.study_id)
+    assert hpo.report(trial, np.int64(1), np.float32(0.5)) is False
+    assert hpo.report(trial, 2, torch.tensor(0.25)) is False
+    finished = hpo.complete(trial, value=np.float64(0.125))
+    assert finished.intermediate_values == {1: 0.5, 2: 0.25} and finished.value == 0.125
+
+
+def test_several_values_where_one_goes_is_refused_before_any_request(hpo: HPOClient) -> None:
+    study = hpo.submit(external_study(n_trials=1))
+    trial = hpo.ask(study.study_id)
+    with pytest.raises(TypeError, match="ndarray is not JSON serializable"):
+        hpo.report(trial, 1, np.array([0.5, 0.4]))  # type: ignore[arg-type]
+    assert hpo.trials(study.study_id)[0].intermediate_values == {}
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_value_that_is_no_finite_number_is_refused_naming_value(
+    hpo: HPOClient, value: float
+) -> None:
+    study = hpo.submit(external_study(n_trials=1))
+    trial = hpo.ask(study.study_id)
+    with pytest.raises(InvalidRequestError) as refused:
+        hpo.report(trial, 1, value)
+    assert problems_of(refused.value) == [
+        {"field": "value", "problem": "Input should be a finite number"}
+    ]
+    with pytest.raises(InvalidRequestError):
+        hpo.complete(trial, value=value)
+    assert hpo.trials(study.study_id)[0].state == "running"
 
 
 def test_stop_pause_resume_and_delete(hpo: HPOClient) -> None:
