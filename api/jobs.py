@@ -81,8 +81,10 @@ class JobOutcome(BaseModel):
 
     @model_validator(mode="after")
     def _result_or_reason(self) -> JobOutcome:
-        if (self.result is None) == (self.reason is None):
-            raise ValueError("give either result or the reason there is none, not both")
+        if self.result is None and self.reason is None:
+            raise ValueError("give the result, or the reason there is none")
+        if self.result is not None and self.reason is not None:
+            raise ValueError("give the result or the reason there is none, not both")
         return self
 
 

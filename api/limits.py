@@ -8,6 +8,9 @@ Past a limit the answer is a 4xx in the usual error shape, never a 5xx:
   overflow its stack, a 500);
 - a JSON string holding a lone surrogate (``"\\ud800"``): 400 (it could not be stored, a 500);
 - an integer in the URL past ``MAX_ID`` (the largest id the id columns hold): 422 naming it;
+- a body sent to an endpoint that takes none (an ask, stop, pause, resume, delete, a job's
+  start): 422 on ``body``, where it would be ignored without a word (none, ``{}`` or ``null``
+  pass: clients send them);
 - a body sent compressed (``Content-Encoding: gzip`` and the like): 415 naming the header, with
   ``Accept-Encoding: identity`` (RFC 7694); read as it stands it would be malformed JSON, or a
   data set's file of garbage.
@@ -17,6 +20,7 @@ Limits on the fields of a study live with the study definition (``service/spec``
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from typing import Any
@@ -70,6 +74,7 @@ def apply_request_limits(app: Flask, max_file_bytes: int = MAX_BODY_BYTES) -> No
     app.before_request(_refuse_large_bodies)
     app.before_request(_refuse_large_ids)
     app.before_request(_refuse_encoded_bodies)
+    app.before_request(_refuse_bodies_where_none_goes)
 
 
 def json_depth(value: Any, stop_after: int | None = None) -> int:
@@ -182,3 +187,40 @@ def _refuse_encoded_bodies() -> Response | None:
     )
     response.headers["Accept-Encoding"] = "identity"
     return response
+
+
+def _refuse_bodies_where_none_goes() -> Response | None:
+    """422 on ``body`` for a body an endpoint without one would ignore (``{"params": ...}`` sent
+    with an ask does not choose the trial's parameters)."""
+    if request.method not in _WRITES or request.endpoint is None or _takes_body(request.endpoint):
+        return None
+    sent = request.get_data(cache=True)
+    if not sent.strip() or _is_empty_json(sent):
+        return None
+    problem = (
+        f"{request.method} {request.path} takes no body (send none, or {{}}); it would be ignored"
+    )
+    return error_response(422, problem, [{"field": "body", "problem": problem}])
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _takes_body(endpoint: str) -> bool:
+    """Whether the view of ``endpoint`` reads a body: a JSON one (its ``body`` argument) or a
+    file (``FILE_ENDPOINTS``)."""
+    if endpoint in FILE_ENDPOINTS:
+        return True
+    known: dict[str, bool] = current_app.extensions.setdefault("hpo_takes_body", {})
+    if endpoint not in known:
+        view = current_app.view_functions[endpoint]
+        known[endpoint] = "body" in inspect.signature(view).parameters
+    return known[endpoint]
+
+
+def _is_empty_json(sent: bytes) -> bool:
+    """Whether ``sent`` is JSON's ``{}`` or ``null``."""
+    try:
+        return json.loads(sent) in ({}, None)
+    except ValueError:  # not JSON, or not text
+        return False

@@ -1,4 +1,4 @@
-"""``/trials``: report an epoch's value (answer: prune or not), complete, read one trial."""
+"""``/trials``: claim, heartbeat, report an epoch's value (answer: prune or not), complete."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from api.errors import strictly
 from api.schemas import ERROR_RESPONSES
 from service.dispatch import TrialAssignment
 from service.epoch_metrics import MAX_EPOCH_RECORDS, MAX_FIGURES_PER_EPOCH
+from service.report_path import ReportAnswer
 from service.spec.objectives import MAX_OBJECTIVES, MetricName
 from service.trial_outcomes import steps_problem
 from service.trial_provenance import TrialProvenance
@@ -119,8 +120,8 @@ class Decision(BaseModel):
     next_decision_step: int | None = Field(
         description="The first later step whose report can prune this trial: reports of earlier "
         "steps may be sent without waiting for their answers (the workers do). null: no later "
-        "report can prune it (pruner none). Hyperband answers its next rung; other pruners the "
-        "next step."
+        "report can prune it (pruner none), or the trial was pruned. Hyperband answers its next "
+        "rung; other pruners the next step."
     )
 
 
@@ -193,7 +194,7 @@ def report(path: TrialPath, body: Report) -> dict[str, Any]:
     answer = tuner().report_answer(
         path.trial_id, body.step, body.value, lease_of_caller(body.lease), current_tenant()
     )
-    return Decision(prune=answer.prune, next_decision_step=answer.next_decision_step).model_dump()
+    return _decision(answer)
 
 
 @trials.post("/<int:trial_id>/reports", responses={200: Decision})
@@ -208,7 +209,13 @@ def report_many(path: TrialPath, body: Reports) -> dict[str, Any]:
         current_tenant(),
         body.provenance,
     )
-    return Decision(prune=answer.prune, next_decision_step=answer.next_decision_step).model_dump()
+    return _decision(answer)
+
+
+def _decision(answer: ReportAnswer) -> dict[str, Any]:
+    """A report's answer; a pruned trial has no next step to decide at."""
+    upcoming = None if answer.prune else answer.next_decision_step
+    return Decision(prune=answer.prune, next_decision_step=upcoming).model_dump()
 
 
 @trials.post("/<int:trial_id>/complete", responses={200: TrialView})

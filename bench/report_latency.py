@@ -38,12 +38,12 @@ def drive_study(client: HPOJSONClient, trials: int, epochs: int) -> list[float]:
         x = trial["params"]["x"]
         for step in range(1, epochs + 1):
             started = time.perf_counter()
-            pruned = client.report(trial["trial_id"], step, x + 1.0 / step)
+            pruned = client.report(trial["trial_id"], step, x + 1.0 / step, trial["lease"])
             latencies.append((time.perf_counter() - started) * 1000)
             if pruned:
                 break
         else:
-            client.complete(trial["trial_id"], value=x + 1.0 / epochs)
+            client.complete(trial["trial_id"], value=x + 1.0 / epochs, lease=trial["lease"])
     return latencies
 
 

@@ -71,6 +71,12 @@ def submit(
     study = client.create_study(load_study_file(path))
     _print({"study_id": study["study_id"], "name": study["name"], "urls": study["urls"]})
     if wait:
+        if study["spec"].get("trainer") is None:
+            typer.echo(
+                f"study {study['study_id']} has no trainer: no worker runs its trials; it moves "
+                f"as your program asks for them (POST /studies/{study['study_id']}/trials)",
+                err=True,
+            )
         followed = follow_study(client, study["study_id"], timeout_s=timeout)
         if followed["state"] in UNDER_WAY:
             typer.echo(

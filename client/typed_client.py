@@ -95,6 +95,10 @@ class HPOClient:
         """A PNG figure: ``history``, ``intermediate``, ``importance`` or ``parallel_coordinate``."""
         return self._checked(self.raw.plot_png, study_id, kind)
 
+    def best_model(self, study_id: int) -> bytes:
+        """The best trial's checkpoint (safetensors bytes); ``NotFoundError`` without one."""
+        return self._checked(self.raw.best_model, study_id)
+
     def wait(
         self, study_id: int, timeout: float | None = None, poll: float = DEFAULT_POLL_S
     ) -> Study:

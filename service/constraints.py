@@ -58,6 +58,27 @@ def objective_values(
     return [_figure(figures, objective.metric, "objective") for objective in objectives]
 
 
+def figures_with_values(
+    spec: StudySpec, values: list[float] | None, figures: dict[str, float]
+) -> dict[str, float]:
+    """A completion's figures, each objective's filled in from ``values`` where it names none
+    (a constraint on an objective reads it there); ``InvalidSpec`` naming a figure that says
+    otherwise than its objective's value."""
+    objectives = spec.objective_list()
+    if values is None or len(values) != len(objectives):  # objective_values refuses a miscount
+        return figures
+    merged = dict(figures)
+    for index, (objective, value) in enumerate(zip(objectives, values, strict=True)):
+        given = merged.setdefault(objective.metric, value)
+        if given != value:
+            raise InvalidSpec(
+                f"is {given}, and values.{index}, the objective {objective.metric!r}, is {value}: "
+                "give one, or the same in both",
+                field=f"metrics.{objective.metric}",
+            )
+    return merged
+
+
 def constraint_values(spec: StudySpec, figures: dict[str, float]) -> dict[str, float]:
     """Every bound's violation (≤ 0 where it holds), by name (e.g. ``n_parameters<=5000``)."""
     found: dict[str, float] = {}

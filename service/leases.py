@@ -16,11 +16,12 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict
+from service.errors import Conflict, InvalidSpec
 from service.storage.database import Database
 from service.storage.tables import TrialLeaseRecord, as_utc
 
 UNSENT_GRACE_S = 10.0
+EXTERNAL_HOLDER = "external program (ask)"  # the holder of a trial a program asked for
 LEASES = cast(Table, TrialLeaseRecord.__table__)
 # A grant, a claim and its dispatch marked sent or unsent (every trial), a renewal (every report
 # and heartbeat) and a release (every completion): built once, Core on the session's connection.
@@ -245,6 +246,38 @@ class LeaseStore:
                 _MARK_SENT, {"lease_trial_id": trial_id, "claim_deadline": claim_wait}
             )
 
+    def check_unleased_write(self, trial_id: int) -> None:
+        """A user's write to a trial that sends no lease: the trial must be one a program
+        asked for (or hold no lease, which the write itself refuses as it would); one that a
+        worker runs or is sent to run is written to with the lease of its claim alone, so no
+        value of a user's lands under a worker's training (``InvalidSpec`` on ``lease``)."""
+        query = select(LEASES.c.holder).where(LEASES.c.trial_id == trial_id)
+        with self._database.reading() as connection:
+            lease = connection.execute(query).first()
+        if lease is None or lease.holder == EXTERNAL_HOLDER:
+            return
+        runner = f"the worker {lease.holder}" if lease.holder else "a worker (it is queued)"
+        raise InvalidSpec(
+            f"trial {trial_id} is run by {runner}: a write to it must send the lease its claim "
+            "returned (stop or delete the study to end its trials)",
+            field="lease",
+        )
+
+    def workers_busy(self, now: datetime) -> bool:
+        """Whether a worker holds a live claim of a trial now: the queue is being worked, so a
+        trial sent and not yet claimed may be waiting behind busy workers, not lost."""
+        query = (
+            select(LEASES.c.trial_id)
+            .where(
+                LEASES.c.token.is_not(None),
+                LEASES.c.holder != EXTERNAL_HOLDER,
+                LEASES.c.expires_at > now,
+            )
+            .limit(1)
+        )
+        with self._database.reading() as connection:
+            return connection.execute(query).first() is not None
+
     def leased_trials(self, study_id: int) -> set[int]:
         """The ids of the study's trials that hold a lease."""
         query = select(TrialLeaseRecord.trial_id).where(TrialLeaseRecord.study_id == study_id)
@@ -306,7 +339,9 @@ def _changed_meanwhile(trial_id: int) -> Conflict:
 def _check_token(trial_id: int, held_token: str | None, token: str | None) -> None:
     if token is not None and token != held_token:
         raise Conflict(
-            f"the lease of trial {trial_id} was taken away from this holder", field="lease"
+            f"the lease sent is not the one trial {trial_id} holds now (taken away from its "
+            "holder, or never this trial's)",
+            field="lease",
         )
 
 

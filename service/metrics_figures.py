@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, text
 
+from service.leases import EXTERNAL_HOLDER
 from service.storage.database import Database
+from service.storage.optuna_rows import FAIL_REASON_ATTR
 from service.storage.tables import StudyRecord, TrialLeaseRecord
 from service.study_store import StudyState
-from service.trial_lifecycle import EXTERNAL_HOLDER, FAIL_REASON_ATTR
 
 # The lease reaper's reasons (service/lease_reaper.py): a silent holder, or a message never claimed.
 LEASE_EXPIRY_REASONS = ("lease expired", "no worker claimed")

@@ -33,9 +33,8 @@ from service.leases import LeaseStore
 from service.policies import build_pruner
 from service.seeded_hyperband import SeededHyperbandPruner
 from service.spec.study_spec import StudySpec
-from service.state_words import state_in_words
 from service.storage.database import Database
-from service.storage.optuna_rows import OptunaTrialRows
+from service.storage.optuna_rows import OptunaTrialRows, not_running
 from service.storage.optuna_tables import INTERMEDIATE, SYSTEM_ATTRS, TRIALS
 
 FINITE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
@@ -243,9 +242,10 @@ def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | No
     One query of plain columns (no ORM objects: this runs on every report), holding the trial's
     row to the end of the transaction (PostgreSQL; SQLite has one writer at a time)."""
     row = session.connection().execute(_RUNNING_TRIAL_STEPS, {"trial_id": trial_id}).first()
-    if row is None or row.state != TrialState.RUNNING:
-        state = "deleted" if row is None else state_in_words(row.state)
-        raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
+    if row is None:
+        raise Conflict(f"trial {trial_id} is deleted, not running", field="trial_id")
+    if row.state != TrialState.RUNNING:
+        raise not_running(session.connection(), trial_id, row.state)
     return int(row.number), row.last_step
 
 

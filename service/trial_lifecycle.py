@@ -22,17 +22,17 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from service import webhooks
-from service.constraints import figure_attrs
+from service.constraints import figure_attrs, figures_with_values
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord, epoch_metrics_attrs
 from service.errors import BudgetExhausted, Conflict, NotFound
-from service.leases import LeaseStore
+from service.leases import EXTERNAL_HOLDER, LeaseStore
 from service.policies import build_pruner, build_sampler, trial_seed
 from service.report_path import ClaimedTrial, HyperbandReports, ReportAnswer
 from service.spec.conditional import suggest
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
-from service.storage.optuna_rows import OptunaTrialRows
+from service.storage.optuna_rows import FAIL_REASON_ATTR, OptunaTrialRows
 from service.storage.study_lock import StudyLocks
 from service.study_mirror import MirrorOutOfStep, StudyMirrors, mirrors
 from service.study_store import StudyState, StudyStore
@@ -45,6 +45,7 @@ from service.trial_counts import (
 )
 from service.trial_outcomes import (
     CompleteEnding,
+    check_failure_brings_no_result,
     check_last_reports,
     complete_values,
     final_values,
@@ -55,9 +56,7 @@ from service.trial_outcomes import (
 )
 from service.trial_provenance import PROVENANCE_ATTR, TrialProvenance, merged_provenance
 
-FAIL_REASON_ATTR = "hpo:fail_reason"
 SEED_ATTR = "hpo:seed"
-EXTERNAL_HOLDER = "external program (ask)"
 RESEND_AFTER_S = 2.0
 # A report only asks the pruner, which never samples: the study's own sampler (a grid sampler
 # builds its whole grid) would be built for nothing on every epoch.
@@ -371,11 +370,13 @@ class TrialLifecycle:
         ``provenance``: what the worker states about the trial, merged into its record in the
         same transaction."""
         check_last_reports(state, last_reports or [])
+        check_failure_brings_no_result(state, value, values, figures)
         study_id = self.study_of(trial_id)
         spec = self._store.spec(study_id)
         stated = partial(self._merge_provenance, trial_id=trial_id, update=provenance)
         if state == TrialState.COMPLETE:
-            ending = CompleteEnding(value, values, figures or {}, epoch_metrics, last_reports or [])
+            given = figures_with_values(spec, values, figures or {})
+            ending = CompleteEnding(value, values, given, epoch_metrics, last_reports or [])
             ended = self._complete_in_one_transaction(trial_id, spec, ending, lease, stated)
         else:
             ended = self._end_otherwise(

@@ -18,7 +18,8 @@ from service.constraints import objective_values
 from service.epoch_metrics import EpochRecord
 from service.errors import Conflict, InvalidSpec
 from service.spec.study_spec import StudySpec
-from service.state_words import state_in_words
+from service.state_words import ended_in_words, state_in_words
+from service.storage.optuna_rows import FAIL_REASON_ATTR
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ def repeated_completion(
     none) the same."""
     if trial.state == state and (recorded is None or trial.values == recorded):
         return trial
-    state_name = state_in_words(trial.state)
-    raise Conflict(f"trial {trial._trial_id} is already {state_name}", field="trial_id")
+    ended = ended_in_words(trial.state, trial.system_attrs.get(FAIL_REASON_ATTR))
+    raise Conflict(f"trial {trial._trial_id} is already {ended}", field="trial_id")
 
 
 @contextmanager
@@ -105,6 +106,25 @@ def check_last_reports(state: TrialState, reports: list[tuple[int, float]]) -> N
         raise InvalidSpec(problem, field="reports")
     for index, (_, value) in enumerate(reports):
         require_finite(value, f"reports.{index}.value")
+
+
+def check_failure_brings_no_result(
+    state: TrialState,
+    value: float | None,
+    values: list[float] | None,
+    figures: dict[str, float] | None,
+) -> None:
+    """``InvalidSpec`` naming the ``value``, ``values`` or ``metrics`` a failed trial's
+    completion brings: a failed trial records none (they would be dropped without a word)."""
+    if state != TrialState.FAIL:
+        return
+    for field, given in (("value", value), ("values", values), ("metrics", figures or None)):
+        if given is not None:
+            raise InvalidSpec(
+                f"a failed trial records no {field}: send state complete with it, or the "
+                "failure with its reason alone",
+                field=field,
+            )
 
 
 def steps_problem(steps: list[int]) -> str | None:

@@ -33,11 +33,12 @@ from service.report_path import ClaimedTrial, ReportAnswer
 from service.spec.study_spec import StudySpec
 from service.spec.validation import check_budget_extension, check_study_spec
 from service.storage.database import Database
+from service.storage.optuna_rows import FAIL_REASON_ATTR
 from service.study_names import fallback_optuna_name, name_taken, optuna_study_name
 from service.study_store import StudyState, StudyStore
 from service.tokens import DEFAULT_TENANT
 from service.trainer_catalog import TrainerCatalog
-from service.trial_lifecycle import FAIL_REASON_ATTR, SEED_ATTR, TrialLifecycle
+from service.trial_lifecycle import SEED_ATTR, TrialLifecycle
 from service.trial_provenance import TrialProvenance
 from service.views import (
     BestView,
@@ -335,7 +336,7 @@ class Tuner:
 
     def heartbeat(self, trial_id: int, lease: str | None, tenant: str | None = None) -> None:
         """Renew a running trial's lease between reports."""
-        self._visible(trial_id, tenant)
+        self._writable(trial_id, tenant, lease)
         self.trials.heartbeat(trial_id, lease)
 
     def report(
@@ -358,7 +359,7 @@ class Tuner:
         tenant: str | None = None,
     ) -> ReportAnswer:
         """Record an epoch's validation value; whether to prune, and the next step that can."""
-        self._visible(trial_id, tenant)
+        self._writable(trial_id, tenant, lease)
         return self.trials.report(trial_id, step, value, lease)
 
     def report_many(
@@ -372,7 +373,7 @@ class Tuner:
         """Record several epochs' values (step, value) in order, each as :meth:`report_answer`
         does; the last one's answer. A prune ends the trial there: later values are dropped.
         ``provenance``: what the worker states about the trial, recorded with them."""
-        self._visible(trial_id, tenant)
+        self._writable(trial_id, tenant, lease)
         return self.trials.report_many(trial_id, reports, lease, provenance)
 
     def complete(
@@ -393,7 +394,7 @@ class Tuner:
         """Finish a trial (``values``: one per objective; ``figures``: the trainer's named results;
         ``epoch_metrics``: its per-epoch records, kept on the trial; ``last_reports``: a complete
         trial's epochs' values not reported yet, recorded with it)."""
-        self._visible(trial_id, tenant)
+        self._writable(trial_id, tenant, lease)
         trial = self.trials.complete(
             trial_id,
             state,
@@ -433,7 +434,7 @@ class Tuner:
         self, trial_id: int, update: TrialProvenance, lease: str | None, tenant: str | None = None
     ) -> TrialView:
         """Merge what the worker states about a running trial (seed, trainer, data) into its record."""
-        self._visible(trial_id, tenant)
+        self._writable(trial_id, tenant, lease)
         self.trials.record_provenance(trial_id, update, lease)
         return trial_view(self._storage.get_trial(trial_id), FAIL_REASON_ATTR, SEED_ATTR)
 
@@ -441,7 +442,7 @@ class Tuner:
         self, trial_id: int, content: bytes, lease: str | None, tenant: str | None = None
     ) -> str:
         """Keep a running trial's best checkpoint (safetensors); its SHA-256."""
-        self._visible(trial_id, tenant)
+        self._writable(trial_id, tenant, lease)
         digest = self.checkpoints.checked(content)
         study_id = self.trials.study_of(trial_id)
         with self.trials.running_trial_transaction(trial_id, lease) as session:
@@ -461,6 +462,13 @@ class Tuner:
         """Raise ``Unavailable`` when the database does not answer."""
         with self._database.session() as session:
             session.execute(text("SELECT 1"))
+
+    def _writable(self, trial_id: int, tenant: str | None, lease: str | None) -> None:
+        """A trial ``tenant`` sees (``None``: a worker, which sees all) and may write to: a
+        user's write without a lease goes only to a trial a program asked for."""
+        self._visible(trial_id, tenant)
+        if tenant is not None and lease is None:
+            self.trials.leases.check_unleased_write(trial_id)
 
     def _visible(self, trial_id: int, tenant: str | None) -> None:
         if tenant is not None and self._store.tenant_of(self.trials.study_of(trial_id)) != tenant:

@@ -89,6 +89,9 @@ def _read_csv(content: bytes, label_column: str | None) -> tuple[np.ndarray, np.
         raise _bad(f"not a readable UTF-8 .csv file: {error}") from None
     reader = csv.reader(io.StringIO(text))
     header = [name.strip() for name in _next_row(reader) or []]
+    twice = next((name for index, name in enumerate(header) if name in header[:index]), None)
+    if twice is not None:  # which of the two is the label, or a feature, is anyone's guess
+        raise _bad(f"the header names the column {twice!r} twice")
     if label_column not in header:
         problem = f"no column named {label_column!r}; the header has {', '.join(header)[:300]}"
         raise InvalidSpec(problem, field="label_column")
@@ -121,7 +124,12 @@ def _fill_rows(
             continue  # a blank line
         if len(row) != width:
             raise _bad(f"line {line} has {len(row)} fields, the header {width}")
-        labels.append(row.pop(label_index).strip())
+        label = row.pop(label_index).strip()
+        if not label:
+            raise _bad(f"line {line}: the label is empty")
+        if "_" in "".join(row):  # Python's float() reads 1_0 as 10
+            raise _bad(f"line {line}: a feature value is not a number (it holds '_')")
+        labels.append(label)
         try:
             features[len(labels) - 1] = row
         except ValueError as error:

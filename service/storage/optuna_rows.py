@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, InvalidSpec, NotFound
-from service.state_words import state_in_words
+from service.state_words import ended_in_words
 from service.storage.optuna_tables import (
     INTERMEDIATE,
     PARAMS,
@@ -49,6 +49,7 @@ from service.storage.optuna_tables import (
     VALUES,
 )
 
+FAIL_REASON_ATTR = "hpo:fail_reason"
 _NOT_ENDED = (TrialState.RUNNING, TrialState.WAITING)
 # A new trial's statements (every ask), built once.
 _HOLD_STUDY = (
@@ -124,8 +125,7 @@ class OptunaTrialRows:
         if row is None:
             raise NotFound(f"no trial with id {trial_id}", field="trial_id")
         if row.state != TrialState.RUNNING:
-            state = state_in_words(row.state)
-            raise Conflict(f"trial {trial_id} is {state}, not running", field="trial_id")
+            raise not_running(connection, trial_id, row.state)
         return int(row.number)
 
     def system_attr(self, session: Session, trial_id: int, key: str) -> Any:
@@ -269,3 +269,17 @@ def _rows_statement(table: str, columns: tuple[str, ...], count: int) -> TextCla
 def _naive_utc(moment: datetime) -> datetime:
     """``moment`` (naive local, or aware) as the naive UTC Optuna's trial model stores."""
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def not_running(connection: Session | Connection, trial_id: int, state: TrialState) -> Conflict:
+    """The refusal of a write to a trial that ended: its state, and a failed trial's reason
+    (``lease expired ...``: a program silent past its lease learns why), its first line."""
+    reason = None
+    if state == TrialState.FAIL:
+        query = select(SYSTEM_ATTRS.c.value_json).where(
+            SYSTEM_ATTRS.c.trial_id == trial_id, SYSTEM_ATTRS.c.key == FAIL_REASON_ATTR
+        )
+        stored = connection.execute(query).scalar()
+        reason = json.loads(stored) if stored else None
+    words = ended_in_words(state, reason)
+    return Conflict(f"trial {trial_id} is {words}, not running", field="trial_id")

@@ -253,6 +253,36 @@ def test_a_compressed_body_gets_415_naming_content_encoding(
     assert "zipped" not in [dataset["name"] for dataset in datasets]
 
 
+@pytest.mark.parametrize(
+    ("action", "body", "headers"),
+    [
+        ("trials", json.dumps({"params": {"x": 0.5}}), {"Content-Type": "application/json"}),
+        ("trials", "hello", {"Content-Type": "text/plain"}),
+        ("stop", json.dumps({"force": True}), {"Content-Type": "application/json"}),
+        ("pause", "[1, 2", {"Content-Type": "application/json"}),
+    ],
+)
+def test_a_body_sent_where_none_goes_is_refused_and_changes_nothing(
+    stack: LocalStack, action: str, body: str, headers: dict[str, str]
+) -> None:
+    study = requests.post(f"{stack.url}/studies", json=good_study(), timeout=10).json()
+    url = f"{stack.url}/studies/{study['study_id']}"
+    response = requests.post(f"{url}/{action}", data=body, headers=headers, timeout=10)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert problem["field"] == "body" and "takes no body" in problem["problem"]
+    after = requests.get(url, timeout=10).json()
+    assert after["state"] == "running" and after["counts"]["running"] == 0
+
+
+@pytest.mark.parametrize("body", [None, "{}", "null", " "])
+def test_an_empty_body_where_none_goes_is_taken(stack: LocalStack, body: str | None) -> None:
+    study = requests.post(f"{stack.url}/studies", json=good_study(), timeout=10).json()
+    headers = {"Content-Type": "application/json"}
+    url = f"{stack.url}/studies/{study['study_id']}/trials"
+    assert requests.post(url, data=body, headers=headers, timeout=10).status_code == 201
+
+
 def test_a_body_marked_identity_is_read_as_it_stands(stack: LocalStack) -> None:
     headers = {"Content-Encoding": "Identity"}
     response = requests.post(f"{stack.url}/studies", json=good_study(), headers=headers, timeout=10)
@@ -492,7 +522,7 @@ def test_a_value_that_prunes_ends_the_trial_there_and_later_ones_are_not_recorde
     client.complete(first["trial_id"], value=0.1)
     second = client.ask(study["study_id"])
     answer = client.report_many(second["trial_id"], [(1, 0.9), (2, 0.9), (3, 0.9)])
-    assert answer["prune"] is True
+    assert answer == {"prune": True, "next_decision_step": None}  # nothing left to decide
     stored = client.trials(study["study_id"])[1]
     assert stored["state"] == "pruned"
     assert list(stored["intermediate_values"]) == ["1"]

@@ -76,6 +76,7 @@ def test_submit_wait_gives_up_after_its_timeout(stack: LocalStack, tmp_path: Pat
     study_id = json.loads(result.stdout)["study_id"]
     assert f"study {study_id} is still running after 1 s" in result.stderr
     assert f"hpo watch {study_id}" in result.stderr
+    assert f"study {study_id} has no trainer: no worker runs its trials" in result.stderr
     assert json.loads(hpo(stack, "status", str(study_id)).stdout)["state"] == "running"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,23 @@ def test_trials_and_best_are_typed_and_agree(hpo: HPOClient, finished: Study) ->
     complete = [trial.value for trial in trials if trial.state == "complete"]
     assert best.value == min(value for value in complete if value is not None)
     assert best == finished.best
+
+
+@pytest.mark.slow
+def test_the_best_model_is_the_best_trial_s_checkpoint(hpo: HPOClient, finished: Study) -> None:
+    content = hpo.best_model(finished.study_id)
+    header_length = int.from_bytes(content[:8], "little")  # safetensors: a JSON header first
+    header = json.loads(content[8 : 8 + header_length])
+    info = json.loads(header["__metadata__"]["hpo.model"])
+    assert info["params"] == hpo.best(finished.study_id).params
+
+
+def test_a_study_without_a_checkpoint_has_no_best_model(hpo: HPOClient) -> None:
+    study = hpo.submit(external_study(n_trials=1))
+    trial = hpo.ask(study.study_id)
+    hpo.complete(trial, value=0.5)
+    with pytest.raises(NotFoundError):
+        hpo.best_model(study.study_id)
 
 
 def test_external_training_with_ask_report_complete(hpo: HPOClient) -> None:

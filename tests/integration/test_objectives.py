@@ -146,6 +146,26 @@ def test_a_single_value_for_several_objectives_is_told_to_send_values(stack: Loc
     assert "send values, one per objective in order (loss, size)" in problem
 
 
+def test_a_constraint_on_an_objective_reads_it_from_values(stack: LocalStack) -> None:
+    study = create(
+        stack,
+        objectives=TWO_OBJECTIVES,
+        constraints=[{"metric": "size", "max": 100}],
+        budget={"n_trials": 2},
+    )
+    [feasible] = run_trials(stack, study["study_id"], 1, lambda _: {"values": [0.9, 50]})
+    clashing = post(stack, f"/studies/{study['study_id']}/trials", {}).json()
+    assert feasible["values"] == [0.9, 50] and feasible["feasible"] is True
+    assert feasible["constraints"] == {"size<=100": pytest.approx(-50)}
+    body = {"lease": clashing["lease"], "values": [0.8, 10], "metrics": {"size": 99999}}
+    response = post(stack, f"/trials/{clashing['trial_id']}/complete", body)
+    assert response.status_code == 422
+    field, problem = problem_of(response)
+    assert field == "metrics.size" and "values.1, the objective 'size', is 10" in problem
+    trials = get(stack, f"/studies/{study['study_id']}/trials").json()["trials"]
+    assert [t["state"] for t in trials] == ["complete", "running"]
+
+
 def test_best_and_the_sampler_see_only_feasible_trials(stack: LocalStack) -> None:
     """A constraint on a reported figure: the better but infeasible trial is never best."""
     study = create(

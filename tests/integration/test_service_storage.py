@@ -419,8 +419,10 @@ def test_an_asker_that_goes_silent_loses_its_trial_and_frees_the_slot(short_leas
     [view] = short_leases.study_trials(study.study_id)
     assert view.state == "fail" and view.fail_reason.startswith("lease expired")
     assert view.retried_by is None  # no trainer: an external program asks again itself
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict, match=r"is failed \(lease expired: .*\), not running"):
         short_leases.report(silent.trial_id, 1, 0.5, silent.lease)
+    with pytest.raises(Conflict, match=r"is already failed \(lease expired: .*\)"):
+        short_leases.complete(silent.trial_id, TrialState.COMPLETE, 0.5, None, silent.lease)
     assert short_leases.ask(study.study_id).number == 1
 
 

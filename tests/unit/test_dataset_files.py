@@ -115,6 +115,31 @@ def test_a_malformed_npz_names_its_problem(content: bytes, problem: str) -> None
     assert problem in refused.value.message
 
 
+def csv_rows(header: str, rows: list[str]) -> bytes:
+    """A .csv file of ``rows`` under ``header``, five copies of each row (the least a class has)."""
+    return "\n".join([header] + rows * 5).encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (csv_rows("a,label,label", ["1,x,2", "2,y,3"]), "names the column 'label' twice"),
+        (csv_rows("a,b,label", ["1,2,x", "2,3,"]), "line 3: the label is empty"),
+        (csv_rows("a,b,label", ["1,2,x", "1_0,3,y"]), "line 3: a feature value is not a number"),
+    ],
+)
+def test_a_malformed_csv_names_its_problem(content: bytes, problem: str) -> None:
+    with pytest.raises(InvalidSpec) as refused:
+        read_dataset(content, "csv", "label")
+    assert refused.value.field == "file"
+    assert problem in refused.value.message
+
+
+def test_a_csv_row_without_underscores_or_empty_labels_reads() -> None:
+    read = read_dataset(csv_rows("a,b,label", [" 1.5 ,-2e3,x", "2,3, y"]), "csv", "label")
+    assert read.classes == ["x", "y"] and read.features[0].tolist() == [1.5, -2000.0]
+
+
 def test_an_npz_with_more_values_than_the_limit_is_refused_before_widening_them() -> None:
     # 20,000,100 one-byte values: 20 MB as sent, 160 MB had they been widened to float64.
     features = np.zeros((200_001, 100), dtype=np.uint8)

@@ -334,12 +334,17 @@ def test_grid_count_says_how_many_values_without_listing_them(param: Any, count:
 
 
 @pytest.mark.parametrize(
-    "outcome",
-    [{}, {"result": None, "reason": None}, {"result": {}, "reason": "both"}, {"reason": ""}],
+    ("outcome", "words"),
+    [
+        ({}, "give the result, or the reason there is none"),
+        ({"result": None, "reason": None}, "give the result, or the reason there is none"),
+        ({"result": {}, "reason": "both"}, "not both"),
+        ({"reason": ""}, "at least 1 character"),
+    ],
 )
 def test_a_job_outcome_needs_a_result_or_a_reason(
-    client: FlaskClient, outcome: dict[str, Any]
+    client: FlaskClient, outcome: dict[str, Any], words: str
 ) -> None:
     response = client.post("/jobs/1/result", json=outcome)
     assert response.status_code == 422, response.get_data(as_text=True)
-    assert problems_of(response)
+    assert words in problems_of(response)[0]["problem"]
