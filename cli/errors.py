@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -47,7 +48,7 @@ def explained(error: BaseException) -> str | None:
     if isinstance(error, ValidationError) and error.title == "Settings":
         return f"error: the HPO_ settings are not valid:\n{_settings_problems(error)}"
     if isinstance(error, SettingsError):
-        return f"error: the HPO_ settings are not valid: {error} ({error.__cause__})"
+        return f"error: the HPO_ settings are not valid: {_unparsed_setting(error)}"
     if isinstance(error, OperationalError) or _bad_database_url(error) or _missing_driver(error):
         return f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)}"
     if isinstance(error, StudyFileError | SettingError | ServiceError):
@@ -74,13 +75,27 @@ def _body_text(body: object) -> str:
 
 def _settings_problems(error: ValidationError) -> str:
     return "\n".join(
-        f"  {_setting_name(problem['loc'])}{problem['msg']}"
+        f"  {_setting_name(problem['loc'])}{problem['msg'].removeprefix('Value error, ')}"
         for problem in error.errors(include_url=False)
     )
 
 
 def _setting_name(location: tuple[int | str, ...]) -> str:
-    return f"HPO_{'_'.join(str(part) for part in location).upper()}: " if location else ""
+    """``HPO_API_TOKENS (item 0): `` for a problem at ``("api_tokens", 0)``."""
+    if not location:
+        return ""
+    field, *within = location
+    where = f" (item {'.'.join(str(part) for part in within)})" if within else ""
+    return f"HPO_{str(field).upper()}{where}: "
+
+
+def _unparsed_setting(error: SettingsError) -> str:
+    """pydantic-settings' refusal of a value it could not decode (a list that is no JSON),
+    naming the variable rather than the field and the settings source."""
+    named = re.search(r'field "(\w+)"', str(error))
+    if named is None:
+        return f"{error} ({error.__cause__})"
+    return f"HPO_{named.group(1).upper()} must be JSON (a list: '[\"…\"]'): {error.__cause__}"
 
 
 def _first_line(error: BaseException) -> str:

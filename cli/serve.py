@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from api import create_app
 from service.json_logs import logging_config
 from service.long_lived import freeze_startup_objects
 from service.settings import Settings
+from service.storage.database import Database
+
+# A lease in a URL's query (a checkpoint's upload sends it there): the value is a write
+# capability on the trial, and stays out of the access log.
+_LEASE_IN_QUERY = re.compile(r"((?:^|[?&])lease=)[^&\s]*")
+
+
+class RedactingAccessLog(Logger):  # type: ignore[misc]
+    """gunicorn's logger, writing ``lease=…`` for a lease sent in a URL's query."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        found: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "q"):  # the request line, and the query alone
+            if isinstance(found.get(key), str):
+                found[key] = _LEASE_IN_QUERY.sub(r"\1…", found[key])
+        return found
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -32,6 +50,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             # kept-alive connection just as a request is sent on it.
             "keepalive": 75,
             "accesslog": "-",
+            "logger_class": RedactingAccessLog,
+            # gunicorn's control socket sits at one path per user (~/.gunicorn/gunicorn.ctl): a
+            # second API on the host would take it over. Nothing here uses it.
+            "control_socket_disable": True,
             "loglevel": settings.log_level.lower(),
             "logconfig_dict": logging_config(settings.log_level),  # JSON lines, with the ids
         }
@@ -45,5 +67,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def serve(settings: Settings) -> None:
-    """Run the API until stopped."""
+    """Run the API until stopped. The database is opened (its service tables upgraded) here
+    first: a URL that is wrong or a server out of reach is told as every command tells it,
+    naming HPO_DATABASE_URL, not as a traceback in each of gunicorn's worker processes."""
+    Database(settings.database_url).dispose()
     _Gunicorn(settings).run()

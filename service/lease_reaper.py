@@ -103,10 +103,16 @@ class LeaseReaper:
         leases whose trials failed. Once the broker refuses a message, no other is sent this
         tick (each refusal costs seconds, under the reaper's lock): they wait, leased as unsent."""
         failed_leases, sending = [], True
+        queue_worked = any(not lease.claimed and lease.sent for lease in leases) and (
+            self._lifecycle.leases.workers_busy(now)
+        )
         for lease in leases:
             try:
                 if not lease.sent:
                     sending = sending and self._resend(lease)
+                    continue
+                if not lease.claimed and queue_worked:
+                    self._wait_behind_busy_workers(lease)
                     continue
                 failed, retry = self._fail_expired(lease, now)
                 if retry is not None and sending:  # after the study's lock: it holds up no one
@@ -154,9 +160,20 @@ class LeaseReaper:
             reason = self._reason(lease)
             failed = self._lifecycle.fail(lease.trial_id, reason, marked, expired_before=now)
             if failed:
-                logger.warning("trial %s failed: %s", trial.number, reason)
+                logger.warning(
+                    "trial %s (number %s of study %s) failed: %s",
+                    lease.trial_id,
+                    trial.number,
+                    lease.study_id,
+                    reason,
+                )
                 return True, retry
-            logger.warning("trial %s completed or was renewed as its lease expired", trial.number)
+            logger.warning(
+                "trial %s (number %s of study %s) completed or was renewed as its lease expired",
+                lease.trial_id,
+                trial.number,
+                lease.study_id,
+            )
             if retry is not None:  # not needed: failed unrun, outside the budget
                 self._lifecycle.fail(
                     retry.trial_id,
@@ -164,6 +181,19 @@ class LeaseReaper:
                     {UNNEEDED_RETRY_OF_ATTR: lease.trial_id},
                 )
             return False, None
+
+    def _wait_behind_busy_workers(self, lease: ExpiredLease) -> None:
+        """A trial no worker claimed in time while workers are busy: it waits in the queue
+        behind their trials (a study sends up to ``max_concurrent_trials`` at once, more than
+        the workers may run), not lost; its wait for a claim starts again. A message lost with
+        every worker idle fails the trial at the wait's end, as before."""
+        self._lifecycle.leases.mark_sent(lease.trial_id)
+        logger.info(
+            "trial %s of study %s waits in the queue behind busy workers: its wait for a "
+            "claim starts again",
+            lease.trial_id,
+            lease.study_id,
+        )
 
     def _resend(self, lease: ExpiredLease) -> bool:
         """A message the broker refused earlier goes out again (the trial is not failed for it);
@@ -174,7 +204,11 @@ class LeaseReaper:
             return True
         if not self._lifecycle.send(self._lifecycle.assignment_of(trial, lease.study_id)):
             return False
-        logger.info("trial %s sent again: its first sending did not finish", trial.number)
+        logger.info(
+            "trial %s of study %s sent again: its first sending did not finish",
+            lease.trial_id,
+            lease.study_id,
+        )
         return True
 
     def _may_retry(self, lease: ExpiredLease) -> bool:

@@ -6,6 +6,7 @@ Built once per process (API, worker, CLI) and passed down; nothing here is a glo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,7 +94,9 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(
         default=5, ge=0, description="How often the API expires leases (0: never, for tests)."
     )
-    log_level: str = Field(default="INFO", description="Python logging level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Python logging level."
+    )
     max_file_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,
@@ -122,6 +125,21 @@ class Settings(BaseSettings):
         description=f"HTTP proxy webhooks leave through ({PROXY_FORM}): it is asked to open a "
         "tunnel (CONNECT) to the receiver's address as checked, whose name must resolve here.",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _a_level_in_any_case(cls, level: object) -> object:
+        return level.strip().upper() if isinstance(level, str) else level
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_indices(cls, gpus: str) -> str:
+        for gpu in (part.strip() for part in gpus.split(",") if part.strip()):
+            if not (gpu.isascii() and gpu.isdigit()) and not gpu.startswith(("GPU-", "MIG-")):
+                raise ValueError(
+                    f"{gpu!r} is no GPU: a comma-separated list of indices (0,1) or GPU-/MIG- UUIDs"
+                )
+        return gpus
 
     @field_validator("webhook_proxy")
     @classmethod

@@ -26,6 +26,7 @@ API's host, its addresses are checked as above, and TLS runs to the receiver its
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -72,6 +73,11 @@ class Delivery:
     event: WebhookEvent
     payload: Callable[[], dict[str, Any] | None]
     delivery_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The log context (study_id, trial_id) of the request that made it: its lane's lines say
+    # which study they are about.
+    log_context: contextvars.Context = field(
+        default_factory=contextvars.copy_context, repr=False, compare=False
+    )
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -108,7 +114,7 @@ class WebhookSender:
     def _deliver_logged(self, delivery: Delivery) -> None:
         """Deliver in the lane's thread; whatever goes wrong is logged, so the lane goes on."""
         try:
-            self._deliver(delivery)
+            delivery.log_context.run(self._deliver, delivery)
         except Exception:
             logger.exception("webhook %s to %s failed", delivery.event, delivery.url)
 

@@ -104,6 +104,20 @@ def _prepare_process(**_: Any) -> None:
     freeze_startup_objects()
 
 
+def _warn_without_cuda(index: int) -> None:
+    """A process pinned to a GPU that CUDA does not see (no driver, a wrong index in
+    ``HPO_GPUS``) trains on the CPU under ``device: auto``, hours slower: say so at start."""
+    import torch
+
+    if not torch.cuda.is_available():
+        logger.warning(
+            "worker process %s: HPO_GPUS pins it to GPU %s, and CUDA sees no GPU there: trials "
+            "of device 'auto' train on the CPU",
+            index,
+            os.environ["CUDA_VISIBLE_DEVICES"],
+        )
+
+
 def _share_out_devices(settings: Settings) -> None:
     """With GPUs, process i sees GPU i only. On the CPU, the cores are shared out between the
     processes, so that they do not oversubscribe the machine. PyTorch came with the parent
@@ -115,6 +129,7 @@ def _share_out_devices(settings: Settings) -> None:
     if gpus and index is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         logger.info("worker process %s pinned to GPU %s", index, os.environ["CUDA_VISIBLE_DEVICES"])
+        _warn_without_cuda(index)
         return
     shared_out = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
     threads = settings.worker_torch_threads or shared_out

@@ -3,6 +3,7 @@ study job's restarts), so work longer than the lease does not lose it."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +26,10 @@ def renewed(what: str, renew: Callable[[], object], lease_s: float) -> Iterator[
             except Exception as error:
                 logger.warning("%s: not renewed: %s", what, error)
 
-    thread = threading.Thread(target=loop, name=f"renew-{what}", daemon=True)
+    # With the log context of the work it renews: its lines name the study and the trial.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(loop,), name=f"renew-{what}", daemon=True
+    )
     thread.start()
     try:
         yield

@@ -37,6 +37,7 @@ record.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -170,7 +171,9 @@ class ReportPipeline:
             self._held.append((step, value))
             if not self._scheduled:
                 self._scheduled = True
-                self._in_flight.append(self._sender.submit(self._send_held))
+                # In the trial's log context: the send's lines name the study and the trial.
+                send = contextvars.copy_context().run
+                self._in_flight.append(self._sender.submit(send, self._send_held))
             return len(self._held)
 
     def _take_held(self) -> tuple[list[tuple[int, float]], dict[str, Any]]:

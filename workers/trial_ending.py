@@ -34,6 +34,9 @@ class TrialEnding:
         self._client = client
         self.trial_id = trial_id
         self.lease = lease
+        # The trial's end is being sent: a heartbeat meeting it finds the trial over (409), as
+        # expected, not taken away.
+        self.ending = False
 
     def report(self, batch: list[tuple[int, float]], stated: Statement) -> dict[str, Any]:
         """Send reports (step, value) with the provenance ``stated``; the last one's answer. A
@@ -54,6 +57,7 @@ class TrialEnding:
     def pruned(self, stated: Statement) -> None:
         """Confirm the prune (the service pruned it already, with the last reported value); a
         502, 503 or 504 is ``ServiceUnreachable``."""
+        self.ending = True
         outage_unreachable(
             lambda: self.stating(
                 stated,
@@ -71,6 +75,7 @@ class TrialEnding:
         ``ServiceUnreachable``; a service that does not know the reports' field (one from
         before completions brought reports, during a rolling upgrade) gets them as reports
         first; ``last_reports`` is emptied once they are recorded so."""
+        self.ending = True
         outage_unreachable(
             lambda: self.stating(stated, lambda given: self._complete(fields, last_reports, given))
         )
@@ -81,6 +86,7 @@ class TrialEnding:
         """End the trial failed with ``reason``, its epoch records and the provenance ``stated``
         not recorded yet; where the service refuses that, with the reason alone. How it ended:
         ``failed``, or ``unrecorded`` where the service refused that too (the lease ends it)."""
+        self.ending = True
         records = epoch_records(epoch_metrics) or None
         try:
             self.stating(

@@ -216,10 +216,16 @@ class Trained(NamedTuple):
 
 def _heartbeat(client: HPOJSONClient, ending: TrialEnding, reports: ReportPipeline) -> None:
     """Renew the trial's lease. One taken away (``TrialGone``) stops the trial at its next
-    report, which raises it, rather than at the refusal of a report sent later."""
+    report, which raises it, rather than at the refusal of a report sent later. Once the
+    trial's end is being sent (or a report's answer pruned it, which ended it) there is nothing
+    to renew, and a heartbeat meeting the end finds the trial over, as expected."""
+    if ending.ending or reports.pruned:
+        return
     try:
         client.heartbeat(ending.trial_id, ending.lease)
     except TrialGone as gone:
+        if ending.ending or reports.pruned:  # it ended as the heartbeat went: no loss, no warning
+            return
         reports.taken_away(gone)
         raise
 

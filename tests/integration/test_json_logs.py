@@ -97,6 +97,12 @@ def test_api_lines_about_a_trial_name_the_trial_and_its_study(run: dict[str, Any
     assert reported == set(run["trial_ids"])
 
 
+def test_the_access_log_keeps_the_lease_of_a_checkpoint_s_upload_out(run: dict[str, Any]) -> None:
+    uploads = [r["message"] for r in run["api"] if "/checkpoint?" in r["message"]]
+    assert uploads, "no checkpoint was uploaded"
+    assert all("?lease=… " in line for line in uploads), uploads[:3]
+
+
 def test_api_lines_about_a_study_name_it(run: dict[str, Any]) -> None:
     study_lines = [r for r in run["api"] if f"/studies/{run['study_id']} " in r["message"]]
     assert study_lines

@@ -107,6 +107,24 @@ def test_a_study_whose_refill_failed_after_a_trials_end_gets_its_next_trial_at_t
     assert states(tuner, study_id) == ["fail", "running"]
 
 
+def test_a_trial_queued_behind_busy_workers_waits_and_one_no_idle_worker_claims_fails(
+    database: Database, sending: CountingDispatcher
+) -> None:
+    """A study sends more trials than the workers run at once: one waiting in the queue while a
+    worker is busy is not lost; once no worker is busy, a wait past the timeout fails it."""
+    times = LeaseTimes(ttl_s=10 * LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
+    tuner = Tuner(database, sending, TrainerCatalog.installed(), times)
+    study_id = tuner.create_study(trainer_spec(concurrent=2, max_retries=0)).study_id
+    running, queued = tuner.study_trials(study_id)
+    claimed = tuner.claim(running.trial_id, "node-1:7")
+    assert tuner.expire_leases(past_the_leases()) == []
+    assert states(tuner, study_id) == ["running", "running"]
+    tuner.complete(running.trial_id, TrialState.COMPLETE, 0.5, None, claimed.lease)
+    assert queued.trial_id in tuner.expire_leases(past_the_leases())
+    reason = tuner.study_trials(study_id)[1].fail_reason
+    assert reason == f"no worker claimed the trial within {LEASE_TTL_S:g} s of dispatch"
+
+
 @pytest.fixture
 def refusing_broker(database_url: str) -> CeleryDispatcher:
     """The API's real sender, pointed at a port nothing listens on: every send is refused."""

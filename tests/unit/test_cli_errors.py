@@ -14,6 +14,7 @@ import pytest
 from cli.errors import StudyFileError
 from cli.processes import free_port
 from cli.study_files import load_study_file
+from service.settings import Settings
 
 
 def hpo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +68,10 @@ def test_a_service_out_of_reach_is_a_message_naming_the_setting() -> None:
     [
         ({"HPO_SERVICE_URL": "ftp://example.org"}, "HPO_SERVICE_URL is not an http(s) URL"),
         ({"HPO_PORT": "abc"}, "HPO_PORT:"),
-        ({"HPO_API_TOKENS": "not json"}, "api_tokens"),
+        ({"HPO_API_TOKENS": "not json"}, "HPO_API_TOKENS must be JSON (a list"),
+        ({"HPO_WORKER_TOKENS": "[1]"}, "HPO_WORKER_TOKENS (item 0): Input should be a valid str"),
+        ({"HPO_LOG_LEVEL": "verbose"}, "HPO_LOG_LEVEL: Input should be 'DEBUG', 'INFO'"),
+        ({"HPO_GPUS": "0,abc"}, "HPO_GPUS: 'abc' is no GPU"),
     ],
 )
 def test_a_bad_setting_is_a_message_naming_it(env: dict[str, str], words: str) -> None:
@@ -80,6 +84,22 @@ def test_a_database_the_command_cannot_open_is_a_message() -> None:
     done = hpo("db", "current", HPO_DATABASE_URL="not a url")
     assert done.returncode == 1
     assert "HPO_DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", f"postgresql+psycopg://hpo@127.0.0.1:{free_port()}/hpo"]
+)
+def test_serve_on_a_database_it_cannot_open_is_a_message_before_any_server_starts(
+    url: str,
+) -> None:
+    done = hpo("serve", HPO_DATABASE_URL=url, HPO_PORT=str(free_port()))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the database (HPO_DATABASE_URL) cannot be opened")
+    assert "Traceback" not in done.stderr and "Listening" not in done.stderr
+
+
+def test_a_log_level_in_small_letters_is_taken() -> None:
+    assert Settings(log_level="debug").log_level == "DEBUG"  # type: ignore[arg-type]
 
 
 def test_an_unknown_token_to_revoke_is_a_message(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from workers.checkpoints import keep_best
 from workers.report_pipeline import ReportPipeline
 from workers.trainers.base import TrainingFailed, TrainResult, TrialRun
 from workers.trial_claim import ClaimNotMade, claim_retry_delay_s
+from workers.trial_ending import TrialEnding
 from workers.trial_runner import TrialRunner
 
 MESSAGE = {
@@ -559,3 +560,40 @@ def test_an_ordinary_failure_leaves_the_process_as_it_is(monkeypatch: pytest.Mon
         monkeypatch, service, ScriptedTrainer(epochs=2, failure="the loss is nan")
     )
     assert outcome == "failed" and "device unusable" not in calls
+
+
+class EndedService(RecordingService):
+    """A heartbeat finds the trial over (its completion, or a report's prune, came first)."""
+
+    def heartbeat(self, trial_id: int, lease: str) -> None:
+        self._note("heartbeat", None)
+        raise TrialGone(409, {"error": f"trial {trial_id} is complete, not running"})
+
+
+def heartbeat_of(service: RecordingService) -> tuple[Any, TrialEnding, ReportPipeline]:
+    ending = TrialEnding(service, 7, "lease-1")  # type: ignore[arg-type]
+    reports = ReportPipeline(ending.report, min_interval_s=60)
+    return partial(trial_runner._heartbeat, service, ending, reports), ending, reports
+
+
+def test_a_heartbeat_meeting_the_trial_s_end_is_no_loss_and_raises_nothing() -> None:
+    service = EndedService()
+    heartbeat, ending, reports = heartbeat_of(service)
+    ending.ending = True  # the completion is under way: nothing to renew
+    heartbeat()
+    assert service.calls == []
+    ending.ending = False
+    with pytest.raises(TrialGone):  # not ending: the trial was taken away
+        heartbeat()
+    with pytest.raises(TrialGone):  # and the next report says so to the trainer
+        reports.report(1, 0.5)
+    reports.close()
+
+
+def test_a_heartbeat_after_a_completion_began_is_not_sent() -> None:
+    service = RecordingService()
+    heartbeat, ending, reports = heartbeat_of(service)
+    ending.complete({"value": 0.5}, [], {})
+    heartbeat()
+    assert [call for call, _ in service.calls] == ["complete"]
+    reports.close()
