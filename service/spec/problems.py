@@ -23,10 +23,18 @@ def problems_from_validation_error(error: ValidationError, data: Any) -> list[Pr
 
 def problems_from_errors(items: Iterable[ErrorDetails], data: Any) -> list[Problem]:
     """One problem per item of a ``ValidationError``'s ``errors()``."""
-    return [
-        Problem(field=field_path(tuple(item["loc"]), data) or "body", problem=_message(item))
-        for item in items
-    ]
+    return [_problem(item, data) for item in items]
+
+
+def _problem(item: ErrorDetails, data: Any) -> Problem:
+    loc = tuple(item["loc"])
+    if len(loc) >= 2 and loc[-1] == _KEY_MARK:  # a mapping's key is what is wrong, not a value
+        where = field_path(loc[:-2], data) or "body"
+        return Problem(field=where, problem=f"the key {loc[-2]!r}: {_message(item)}")
+    return Problem(field=field_path(loc, data) or "body", problem=_message(item))
+
+
+_KEY_MARK = "[key]"  # pydantic's last part of the location of a mapping key's own error
 
 
 def field_path(loc: tuple[int | str, ...], data: Any) -> str:

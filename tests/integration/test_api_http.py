@@ -128,6 +128,12 @@ BAD_STUDIES: list[tuple[str, Any, str, str]] = [
         "trainer.test_fraction",
         "fewer than its 3 classes",
     ),
+    (
+        "an empty parameter name",
+        good_study(space={"": {"type": "float", "low": 0.0, "high": 1.0}}),
+        "space",
+        "the key '': ",
+    ),
     ("no name", {"space": SPACE}, "name", "required"),
     ("no space", {"name": "x"}, "space", "required"),
     ("unknown field", good_study(n_trials=5), "n_trials", "not permitted"),

@@ -144,6 +144,7 @@ def test_over_http_a_completion_brings_its_reports_and_bad_ones_get_4xx_naming_t
         ),
         ({"state": "failed", "reports": [{"step": 1, "value": 0.1}]}, 422, "reports"),
         ({"state": "failed", "reason": "diverged", "value": 0.2}, 422, "value"),
+        ({"value": 0.2, "metrics": {"": 0.9}}, 422, "metrics"),  # the key is what is wrong
         ({"state": "failed", "reason": "diverged", "metrics": {"accuracy": 0.9}}, 422, "metrics"),
         ({"value": 0.2, "reports": [{"step": -1, "value": 0.1}]}, 422, "reports.0.step"),
         ({"value": 0.2, "provenance": {"seed": -1}}, 422, "provenance.seed"),
