@@ -5,15 +5,26 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
+from collections.abc import Collection
 
+import redis
 from celery import Celery
 
 from service.dispatch import TrialAssignment
 from service.jobs import JobMessage
-from service.queue_contract import JOB_TASKS, RUN_TRIAL_TASK, TRIALS_QUEUE, celery_config
+from service.queue_contract import (
+    JOB_TASKS,
+    QUEUE_LISTS,
+    RUN_TRIAL_TASK,
+    TRIALS_QUEUE,
+    celery_config,
+)
 from service.settings import Settings
 
+logger = logging.getLogger(__name__)
 SEND_SOCKET_TIMEOUT_S = 2.0
 SEND_RETRY_POLICY = {
     "max_retries": 3,
@@ -37,6 +48,7 @@ class CeleryDispatcher:
             "socket_connect_timeout": SEND_SOCKET_TIMEOUT_S,
         }
         self._celery.conf.update(config)
+        self._broker_url = settings.broker_url
 
     def dispatch(self, assignment: TrialAssignment) -> None:
         """Queue one trial; the task id is the trial id, so a trial is one message."""
@@ -49,6 +61,22 @@ class CeleryDispatcher:
             retry_policy=SEND_RETRY_POLICY,
         )
 
+    def queued_trials(self, trial_ids: Collection[int]) -> set[int] | None:
+        """Those of ``trial_ids`` whose message waits in the broker's queue, read from its Redis
+        lists (a message's ``id`` header is ``trial-<id>``); ``None`` where the broker does not
+        answer. A message a worker took is no longer there."""
+        try:
+            client = redis.Redis.from_url(self._broker_url, socket_timeout=SEND_SOCKET_TIMEOUT_S)
+            with client.pipeline() as pipe:
+                for name in QUEUE_LISTS:
+                    pipe.lrange(name, 0, -1)
+                lists = pipe.execute()
+        except redis.RedisError as error:
+            logger.warning("the queue cannot be read: %s", error)
+            return None
+        waiting = {int(found) for messages in lists for raw in messages for found in _ids_in(raw)}
+        return waiting & set(trial_ids)
+
     def dispatch_job(self, message: JobMessage) -> None:
         """Queue a study job (pre-flight, evaluation, ensemble) under its kind's task name."""
         self._celery.send_task(
@@ -59,3 +87,12 @@ class CeleryDispatcher:
             retry=True,
             retry_policy=SEND_RETRY_POLICY,
         )
+
+
+# A trial message's task id in its headers, as kombu's Redis transport stores the message (JSON;
+# the body is base64, so nothing in it matches).
+_TRIAL_ID_HEADER = re.compile(rb'"id": "trial-(\d+)"')
+
+
+def _ids_in(raw: bytes) -> list[bytes]:
+    return _TRIAL_ID_HEADER.findall(raw)

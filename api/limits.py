@@ -153,8 +153,7 @@ def _refuse_large_bodies() -> None:
     length = request.content_length
     if length is not None and length > limit_bytes:
         raise RequestEntityTooLarge(f"the request body has {length} bytes, {limit}")
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if length is None and chunked and len(request.get_data(cache=True)) > limit_bytes:
+    if length is None and _chunked() and len(request.get_data(cache=True)) > limit_bytes:
         raise RequestEntityTooLarge(f"the request body (chunked) has {limit} bytes")
 
 
@@ -177,7 +176,7 @@ def _refuse_large_ids() -> Response | None:
 def _refuse_encoded_bodies() -> Response | None:
     """415 for a body in a content coding (gzip, deflate, br...): bodies are taken as sent."""
     coding = request.headers.get("Content-Encoding", "").strip().lower()
-    if coding in ("", "identity"):
+    if coding in ("", "identity") or not _has_body():
         return None
     problem = f"{coding}: the body must be sent uncompressed (identity)"
     response = error_response(
@@ -187,6 +186,15 @@ def _refuse_encoded_bodies() -> Response | None:
     )
     response.headers["Accept-Encoding"] = "identity"
     return response
+
+
+def _has_body() -> bool:
+    """Whether the request carries a body (a length above 0, or chunked)."""
+    return bool(request.content_length) or _chunked()
+
+
+def _chunked() -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
 def _refuse_bodies_where_none_goes() -> Response | None:
@@ -219,8 +227,9 @@ def _takes_body(endpoint: str) -> bool:
 
 
 def _is_empty_json(sent: bytes) -> bool:
-    """Whether ``sent`` is JSON's ``{}`` or ``null``."""
-    try:
-        return json.loads(sent) in ({}, None)
-    except ValueError:  # not JSON, or not text
-        return False
+    """Whether ``sent`` is JSON's ``{}`` or ``null`` (read as bytes, not parsed: a body nested
+    deep would overflow the decoder)."""
+    return _EMPTY_JSON.fullmatch(sent) is not None
+
+
+_EMPTY_JSON = re.compile(rb"\s*(\{\s*\}|null)\s*")

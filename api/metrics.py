@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from api.errors import error_response
 from service.metrics_figures import read_figures
-from service.queue_contract import TRIALS_QUEUE
+from service.queue_contract import QUEUE_LISTS
 from service.settings import Settings
 from service.storage.database import Database
 
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 # One report, and several epochs' reports in one request (what the workers send).
 REPORT_ENDPOINTS = frozenset({"trials.report", "trials.report_many"})
 METRICS_ENDPOINT = "metrics.metrics"
-# kombu's Redis transport keeps a queue's priorities 3, 6 and 9 in lists of their own.
-QUEUE_LISTS = (TRIALS_QUEUE, *(f"{TRIALS_QUEUE}\x06\x16{p}" for p in (3, 6, 9)))
 REPORT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 

@@ -72,10 +72,28 @@ class HPOError(Exception):
     """The API answered with an error status."""
 
     def __init__(self, status: int, body: Any) -> None:
-        message = body.get("error") if isinstance(body, dict) else body
-        super().__init__(f"{status}: {message}")
+        super().__init__(f"{status}: {_error_text(body)}")
         self.status = status
         self.body = body
+
+
+MAX_PROBLEMS_SHOWN = 3
+
+
+def _error_text(body: Any) -> str:
+    """An error answer in a line: its message, and the fields it names with their problems
+    (``the request does not fit its schema: reports: the steps must rise...``): what a trial's
+    failure reason then says."""
+    if not isinstance(body, dict):
+        return str(body)
+    problems = body.get("problems")
+    named = [
+        f"{p['field']}: {p['problem']}"
+        for p in (problems if isinstance(problems, list) else [])[:MAX_PROBLEMS_SHOWN]
+        if isinstance(p, dict) and "field" in p and "problem" in p
+    ]
+    message = str(body.get("error"))
+    return f"{message}: {'; '.join(named)}" if named else message
 
 
 class TrialGone(HPOError):

@@ -59,12 +59,17 @@ def objective_values(
 
 
 def figures_with_values(
-    spec: StudySpec, values: list[float] | None, figures: dict[str, float]
+    spec: StudySpec, value: float | None, values: list[float] | None, figures: dict[str, float]
 ) -> dict[str, float]:
-    """A completion's figures, each objective's filled in from ``values`` where it names none
-    (a constraint on an objective reads it there); ``InvalidSpec`` naming a figure that says
-    otherwise than its objective's value."""
+    """A completion's figures, each objective's filled in from ``values`` (or a single
+    objective's from ``value``) where it names none: a constraint on an objective reads it
+    there. ``InvalidSpec`` naming a figure that says otherwise than its objective's entry of
+    ``values``. (A single ``value`` and its metric's figure may differ: the built-in trainer's
+    value is its loss whatever the metric, and the figure is the objective, as
+    ``objective_values`` reads it.)"""
     objectives = spec.objective_list()
+    if values is None and value is not None and not spec.multi_objective:
+        return {spec.metric: value, **figures}
     if values is None or len(values) != len(objectives):  # objective_values refuses a miscount
         return figures
     merged = dict(figures)
@@ -98,10 +103,16 @@ def _figure(figures: dict[str, float], name: str, used_by: str) -> float:
     return figures[name]
 
 
-def figure_attrs(spec: StudySpec, figures: dict[str, float]) -> dict[str, Any]:
-    """A completing trial's figures and its constraint values, as the system attributes they
-    are kept in (the constraints checked before anything is written)."""
-    constraints = constraint_values(spec, figures)
+def figure_attrs(
+    spec: StudySpec,
+    figures: dict[str, float],
+    value: float | None = None,
+    values: list[float] | None = None,
+) -> dict[str, Any]:
+    """A completing trial's figures (as sent) and its constraint values, read from them and its
+    objectives' ``value`` or ``values`` (:func:`figures_with_values`), as the system attributes
+    they are kept in (the constraints checked before anything is written)."""
+    constraints = constraint_values(spec, figures_with_values(spec, value, values, figures))
     attrs: dict[str, Any] = {FIGURES_ATTR: figures} if figures else {}
     attrs.update({constraint_attr(name): violation for name, violation in constraints.items()})
     return attrs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +30,14 @@ class TrialDispatcher(Protocol):
     """Sends an assignment to the workers (the API's implementation sends a Celery task)."""
 
     def dispatch(self, assignment: TrialAssignment) -> None: ...
+
+
+class QueueReader(Protocol):
+    """Reads which trials' messages still wait in the queue (the API's reads the broker)."""
+
+    def queued_trials(self, trial_ids: Collection[int]) -> set[int] | None:
+        """Those of ``trial_ids`` whose message waits in the queue; ``None``: cannot tell."""
+        ...
 
 
 class NoDispatcher:

@@ -27,6 +27,11 @@ def set_log_context(study_id: int | None = None, trial_id: int | None = None) ->
     TRIAL_ID.set(trial_id)
 
 
+def log_context() -> tuple[int | None, int | None]:
+    """The ``(study_id, trial_id)`` the current request or task is about."""
+    return STUDY_ID.get(), TRIAL_ID.get()
+
+
 class LogContextFilter(logging.Filter):
     """Adds ``study_id`` and ``trial_id`` from the current context to each record that lacks them."""
 

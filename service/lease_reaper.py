@@ -103,16 +103,16 @@ class LeaseReaper:
         leases whose trials failed. Once the broker refuses a message, no other is sent this
         tick (each refusal costs seconds, under the reaper's lock): they wait, leased as unsent."""
         failed_leases, sending = [], True
-        queue_worked = any(not lease.claimed and lease.sent for lease in leases) and (
-            self._lifecycle.leases.workers_busy(now)
+        queued = self._queued(
+            [lease.trial_id for lease in leases if lease.sent and not lease.claimed]
         )
         for lease in leases:
             try:
                 if not lease.sent:
                     sending = sending and self._resend(lease)
                     continue
-                if not lease.claimed and queue_worked:
-                    self._wait_behind_busy_workers(lease)
+                if lease.trial_id in queued:
+                    self._wait_in_the_queue(lease)
                     continue
                 failed, retry = self._fail_expired(lease, now)
                 if retry is not None and sending:  # after the study's lock: it holds up no one
@@ -182,15 +182,27 @@ class LeaseReaper:
                 )
             return False, None
 
-    def _wait_behind_busy_workers(self, lease: ExpiredLease) -> None:
-        """A trial no worker claimed in time while workers are busy: it waits in the queue
-        behind their trials (a study sends up to ``max_concurrent_trials`` at once, more than
-        the workers may run), not lost; its wait for a claim starts again. A message lost with
-        every worker idle fails the trial at the wait's end, as before."""
+    def _queued(self, trial_ids: list[int]) -> set[int]:
+        """Those of the unclaimed trials whose message still waits in the broker's queue (none
+        where the queue cannot be read, or there is no reader: they are failed as before)."""
+        queue = self._lifecycle.queue
+        if not trial_ids or queue is None:
+            return set()
+        return queue.queued_trials(trial_ids) or set()
+
+    def _wait_in_the_queue(self, lease: ExpiredLease) -> None:
+        """A trial no worker claimed in time whose message still waits in the queue: behind
+        busy workers' trials (a study sends up to ``max_concurrent_trials`` at once, more than
+        the workers may run), not lost; its wait for a claim starts again. A message gone from
+        the queue unclaimed (lost, or taken by a worker that never claimed it) fails the trial
+        at the wait's end, as before; a trial that ended meanwhile gives its lease up."""
+        trial = self._lifecycle.storage.get_trial(lease.trial_id)
+        if trial.state != TrialState.RUNNING:
+            self._lifecycle.leases.release(lease.trial_id)
+            return
         self._lifecycle.leases.mark_sent(lease.trial_id)
         logger.info(
-            "trial %s of study %s waits in the queue behind busy workers: its wait for a "
-            "claim starts again",
+            "trial %s of study %s still waits in the queue: its wait for a claim starts again",
             lease.trial_id,
             lease.study_id,
         )

@@ -256,27 +256,12 @@ class LeaseStore:
             lease = connection.execute(query).first()
         if lease is None or lease.holder == EXTERNAL_HOLDER:
             return
-        runner = f"the worker {lease.holder}" if lease.holder else "a worker (it is queued)"
+        runner = "a worker" if lease.holder else "a worker (it is queued)"  # no host names
         raise InvalidSpec(
             f"trial {trial_id} is run by {runner}: a write to it must send the lease its claim "
             "returned (stop or delete the study to end its trials)",
             field="lease",
         )
-
-    def workers_busy(self, now: datetime) -> bool:
-        """Whether a worker holds a live claim of a trial now: the queue is being worked, so a
-        trial sent and not yet claimed may be waiting behind busy workers, not lost."""
-        query = (
-            select(LEASES.c.trial_id)
-            .where(
-                LEASES.c.token.is_not(None),
-                LEASES.c.holder != EXTERNAL_HOLDER,
-                LEASES.c.expires_at > now,
-            )
-            .limit(1)
-        )
-        with self._database.reading() as connection:
-            return connection.execute(query).first() is not None
 
     def leased_trials(self, study_id: int) -> set[int]:
         """The ids of the study's trials that hold a lease."""

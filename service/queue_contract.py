@@ -13,6 +13,8 @@ RUN_TRIAL_TASK = "hpo.run_trial"
 # Study jobs (service/jobs.py): one task per job kind, on the same queue as the trials.
 JOB_TASKS = {"preflight": "hpo.preflight", "evaluate": "hpo.evaluate", "ensemble": "hpo.ensemble"}
 TRIALS_QUEUE = "hpo.trials"
+# kombu's Redis transport keeps a queue's priorities 3, 6 and 9 in lists of their own.
+QUEUE_LISTS = (TRIALS_QUEUE, *(f"{TRIALS_QUEUE}\x06\x16{p}" for p in (3, 6, 9)))
 # The soft time limit comes this long before the hard one (a tenth of it, from 5 s to 5 min): time
 # for the trial to send its failure before the hard limit kills the process.
 SOFT_LIMIT_MARGIN_S = (5, 300)

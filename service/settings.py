@@ -16,6 +16,7 @@ from service.webhook_transport import PROXY_FORM, Proxy
 DEFAULT_DATA_DIR = Path(".hpo")
 DEFAULT_DATASET_CACHE_BYTES = 8 * 1024**3
 VISIBILITY_MARGIN_S = 600
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 
 class Settings(BaseSettings):
@@ -129,7 +130,10 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _a_level_in_any_case(cls, level: object) -> object:
-        return level.strip().upper() if isinstance(level, str) else level
+        if not isinstance(level, str):
+            return level
+        named = level.strip().upper()
+        return _LEVEL_ALIASES.get(named, named)  # Python's logging takes these two names too
 
     @field_validator("gpus")
     @classmethod

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -22,8 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from service import webhooks
-from service.constraints import figure_attrs, figures_with_values
-from service.dispatch import TrialAssignment, TrialDispatcher
+from service.constraints import figure_attrs
+from service.dispatch import QueueReader, TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord, epoch_metrics_attrs
 from service.errors import BudgetExhausted, Conflict, NotFound
 from service.leases import EXTERNAL_HOLDER, LeaseStore
@@ -93,6 +93,8 @@ class TrialLifecycle:
         self._storage = self.storage
         self._store = store
         self._dispatcher = dispatcher
+        # The queue's reader, where the dispatcher reads its broker (the API's does).
+        self.queue = cast(QueueReader, dispatcher) if hasattr(dispatcher, "queued_trials") else None
         self.leases = leases
         self.locks = StudyLocks(database.engine)
         self.hyperband_reports = HyperbandReports(database, leases)
@@ -375,8 +377,7 @@ class TrialLifecycle:
         spec = self._store.spec(study_id)
         stated = partial(self._merge_provenance, trial_id=trial_id, update=provenance)
         if state == TrialState.COMPLETE:
-            given = figures_with_values(spec, values, figures or {})
-            ending = CompleteEnding(value, values, given, epoch_metrics, last_reports or [])
+            ending = CompleteEnding(value, values, figures or {}, epoch_metrics, last_reports or [])
             ended = self._complete_in_one_transaction(trial_id, spec, ending, lease, stated)
         else:
             ended = self._end_otherwise(
@@ -407,7 +408,7 @@ class TrialLifecycle:
         def outcome(session: Session) -> TrialOutcome:  # checked once the lease is the caller's
             stated(session)
             final = complete_values(spec, ending.value, ending.values, ending.figures)
-            figures = figure_attrs(spec, ending.figures)
+            figures = figure_attrs(spec, ending.figures, ending.value, ending.values)
             return final, {**figures, **epoch_metrics_attrs(ending.epoch_metrics)}
 
         return self._end_in_one_transaction(

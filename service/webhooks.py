@@ -26,7 +26,6 @@ API's host, its addresses are checked as above, and TLS runs to the receiver its
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -48,6 +47,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from service.errors import InvalidSpec
+from service.json_logs import log_context, set_log_context
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import WebhookEvent
 from service.webhook_lanes import DeliveryLanes, LaneFull
@@ -74,10 +74,8 @@ class Delivery:
     payload: Callable[[], dict[str, Any] | None]
     delivery_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     # The log context (study_id, trial_id) of the request that made it: its lane's lines say
-    # which study they are about.
-    log_context: contextvars.Context = field(
-        default_factory=contextvars.copy_context, repr=False, compare=False
-    )
+    # which study they are about (the ids alone: nothing else of the request is kept).
+    log_ids: tuple[int | None, int | None] = field(default_factory=log_context, compare=False)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -113,8 +111,9 @@ class WebhookSender:
 
     def _deliver_logged(self, delivery: Delivery) -> None:
         """Deliver in the lane's thread; whatever goes wrong is logged, so the lane goes on."""
+        set_log_context(*delivery.log_ids)
         try:
-            delivery.log_context.run(self._deliver, delivery)
+            self._deliver(delivery)
         except Exception:
             logger.exception("webhook %s to %s failed", delivery.event, delivery.url)
 

@@ -27,13 +27,23 @@ from workers.provenance import TrialContext, current_trial, trainer_distribution
 CHECKPOINT_FORMAT = 1
 
 
-def keep_best(model: nn.Module, value: float) -> None:
+def keep_best(
+    model: nn.Module,
+    value: float,
+    *,
+    num_features: int | None = None,
+    num_classes: int | None = None,
+) -> None:
     """Keep a CPU copy of ``model``'s weights when ``value`` (a validation loss, lower is
-    better) is the trial's best so far. Does nothing outside a trial."""
+    better) is the trial's best so far. Does nothing outside a trial. A trainer on data of its
+    own (not ``load_split``'s) states ``num_features`` and ``num_classes``: its
+    ``build_model`` rebuilds the model from them (the vault, ensembles)."""
     context = current_trial()
     if context is None or not math.isfinite(value) or value >= context.best.value:
         return
     context.best.value = value
+    if num_features is not None and num_classes is not None:
+        context.best.num_features, context.best.num_classes = num_features, num_classes
     context.best.state = {
         name: tensor.detach().to("cpu", copy=True).contiguous()
         for name, tensor in model.state_dict().items()
@@ -52,6 +62,11 @@ def checkpoint_bytes(context: TrialContext) -> bytes | None:
 def load_checkpoint(content: bytes) -> nn.Module:
     """The model a checkpoint holds, rebuilt from its metadata, in eval mode, on the CPU."""
     info: dict[str, Any] = model_metadata(content)
+    if info.get("num_features") is None or info.get("num_classes") is None:
+        raise ValueError(
+            "the checkpoint does not say the model's num_features and num_classes: its trainer "
+            "loaded data of its own and called keep_best without them"
+        )
     build = model_builder(str(info["trainer"]))
     model = build(
         dict(info["settings"]),
@@ -74,8 +89,8 @@ def _model_info(context: TrialContext) -> dict[str, Any]:
         "settings": context.settings,
         "params": context.params,
         "seed": context.seed,
-        "num_features": data.num_features if data else None,
-        "num_classes": data.num_classes if data else None,
+        "num_features": data.num_features if data else context.best.num_features,
+        "num_classes": data.num_classes if data else context.best.num_classes,
         "dataset": data.dataset if data else None,
         "data_sha256": data.data_sha256 if data else None,
         "validation_loss": context.best.value,

@@ -50,6 +50,10 @@ class BestWeights:
 
     value: float = float("inf")
     state: dict[str, Any] | None = None
+    # The model's input and output sizes, as the trainer stated them (its own data: the
+    # built-in data sets' are known from their split).
+    num_features: int | None = None
+    num_classes: int | None = None
 
 
 @dataclass

@@ -93,6 +93,7 @@ class ReportPipeline:
         self._last_request = time.monotonic()
         self._pruned = False
         self._refused = False
+        self._highest: int | None = None  # the highest step held or sent
         self._gone: Exception | None = None  # why the trial is no longer the worker's
         # Why the trial cannot go on: a report's value that is not a finite number.
         self.failure: str | None = None
@@ -112,12 +113,26 @@ class ReportPipeline:
             )
         if self._pruned or self.failure is not None:
             return True
+        if self._highest is not None and step <= self._highest:
+            return self._send_out_of_order(step, value)
+        self._highest = step
         if self._can_wait(step):
             if self._hold(step, value) > MAX_HELD:
                 self._wait_sent()
             return self._pruned
         held, stated = self._take_held()
         return self._take(self._send_in_order([*held, (step, value)], stated))
+
+    def _send_out_of_order(self, step: int, value: float) -> bool:
+        """A step reported again, or below one reported (a trainer of one's own may): the
+        reports held go first, then it in a request of its own, answered before training goes
+        on. A request's steps rise, and a completion brings only steps after every one
+        reported: held with the others it would have them refused, and the trial failed."""
+        held, stated = self._take_held()
+        if held:
+            self._take(self._send_in_order(held, stated))
+            stated = self.take_statement()
+        return self._take(self._send_in_order([(step, value)], stated))
 
     def taken_away(self, gone: Exception) -> None:
         """The trial is no longer the worker's (``gone``: the ``TrialGone`` its heartbeat met,

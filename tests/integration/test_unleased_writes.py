@@ -74,9 +74,9 @@ def test_a_claimed_trial_takes_a_user_s_write_with_its_lease_alone(
     study_id = study(tuner, trainer=True)
     [trial] = tuner.study_trials(study_id)
     claimed = tuner.claim(trial.trial_id, "node-1:42")
-    with pytest.raises(InvalidSpec, match="run by the worker node-1:42") as refused:
+    with pytest.raises(InvalidSpec, match="run by a worker: ") as refused:
         WRITES[write](tuner, trial.trial_id, None)
-    assert refused.value.field == "lease"
+    assert refused.value.field == "lease" and "node-1" not in str(refused.value)  # a user's
     untouched(tuner, study_id)
     WRITES[write](tuner, trial.trial_id, claimed.lease)
 

@@ -98,8 +98,11 @@ def test_serve_on_a_database_it_cannot_open_is_a_message_before_any_server_start
     assert "Traceback" not in done.stderr and "Listening" not in done.stderr
 
 
-def test_a_log_level_in_small_letters_is_taken() -> None:
-    assert Settings(log_level="debug").log_level == "DEBUG"  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("given", "level"), [("debug", "DEBUG"), (" Warn ", "WARNING"), ("fatal", "CRITICAL")]
+)
+def test_a_log_level_python_s_logging_knows_is_taken(given: str, level: str) -> None:
+    assert Settings(log_level=given).log_level == level  # type: ignore[arg-type]
 
 
 def test_an_unknown_token_to_revoke_is_a_message(tmp_path: Path) -> None:

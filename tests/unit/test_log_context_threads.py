@@ -66,3 +66,22 @@ def test_a_webhook_s_lines_name_the_study_of_the_request_that_sent_it(lines: Lin
     record = lines.written[0]
     assert "not sent" in record.getMessage()
     assert (record.study_id, record.trial_id) == (5, 11)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("lines", ["service.webhooks"], indirect=True)
+def test_a_webhook_that_fails_in_the_service_logs_so_naming_the_study(lines: Lines) -> None:
+    set_log_context(study_id=6, trial_id=None)
+
+    def broken_payload() -> dict[str, object]:
+        raise RuntimeError("the study was deleted meanwhile")
+
+    delivery = Delivery(
+        url="https://hooks.example.org/x", secret="s", event="best_changed", payload=broken_payload
+    )
+    set_log_context()
+    WebhookSender().enqueue(delivery)
+    assert lines.arrived.wait(5)
+    record = lines.written[0]
+    assert record.getMessage().endswith("failed") and record.exc_info is not None
+    assert record.study_id == 6  # type: ignore[attr-defined]
+    assert not hasattr(record, "trial_id")

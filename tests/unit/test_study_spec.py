@@ -123,6 +123,25 @@ def test_a_trainer_the_service_knows_is_checked_and_others_pass_through() -> Non
 
 
 @pytest.mark.parametrize(
+    ("epochs", "words"),
+    [
+        (0, "greater than or equal to 1 (Hyperband's max_resource is the trainer's epochs)"),
+        (-1, "greater than or equal to 1"),
+        (2_000_000_000, "at most 1000000000"),
+        (True, "not a boolean"),
+    ],
+)
+def test_a_user_trainer_s_epochs_hyperband_cannot_use_are_refused_naming_them(
+    epochs: object, words: str
+) -> None:
+    """Hyperband takes its max_resource from the trainer's epochs: checked as if written there,
+    also for a trainer whose settings the service does not know (it answered 500)."""
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(make(trainer={"name": "my-trainer", "epochs": epochs}), CATALOG)
+    assert raised.value.field == "trainer.epochs" and words in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("name", "param", "field", "words"),
     [
         (

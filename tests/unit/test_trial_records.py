@@ -13,6 +13,7 @@ from torch.nn import functional
 from service.artifacts import model_metadata
 from tests.support.datasets import blobs, npz_bytes
 from workers.checkpoints import checkpoint_bytes, keep_best, load_checkpoint
+from workers.job_models import model_builder
 from workers.provenance import (
     DataProvenance,
     DatasetFetcher,
@@ -97,3 +98,27 @@ def test_the_checkpoint_rebuilds_the_model_of_the_best_epoch() -> None:
         logits = model(torch.tensor(validation.features))
         loss = float(functional.cross_entropy(logits, torch.tensor(validation.labels)))
     assert loss == pytest.approx(result.value, abs=1e-6)
+
+
+def test_a_trainer_on_data_of_its_own_states_the_sizes_its_checkpoint_rebuilds_from() -> None:
+    """Without load_split the context knows no data: the trainer states the model's sizes to
+    keep_best, and the checkpoint rebuilds (as the vault and ensembles do)."""
+    settings = {"name": "mlp", "dataset": "wine", "epochs": 1}
+    params = {"hidden": 8, "layers": 1}
+    context = TrialContext(1, "mlp", params, settings, seed=0)
+    model = model_builder("mlp")(settings, params, 13, 3)
+    with trial_context(context):
+        keep_best(model, 0.5, num_features=13, num_classes=3)
+    info = model_metadata(checkpoint_bytes(context) or b"")
+    assert (info["num_features"], info["num_classes"]) == (13, 3)
+    rebuilt = load_checkpoint(checkpoint_bytes(context) or b"")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[name], tensor)
+
+
+def test_a_checkpoint_without_the_model_s_sizes_says_why_it_cannot_be_rebuilt() -> None:
+    context = TrialContext(1, "mlp", {}, {"name": "mlp"}, seed=0)
+    with trial_context(context):
+        keep_best(torch.nn.Linear(2, 2), 0.5)  # data of its own, no sizes stated
+    with pytest.raises(ValueError, match="called keep_best without them"):
+        load_checkpoint(checkpoint_bytes(context) or b"")

@@ -590,6 +590,27 @@ def test_a_heartbeat_meeting_the_trial_s_end_is_no_loss_and_raises_nothing() -> 
     reports.close()
 
 
+class EndingMeanwhileService(RecordingService):
+    """The trial's completion is recorded while its heartbeat is on the way."""
+
+    ending: TrialEnding
+
+    def heartbeat(self, trial_id: int, lease: str) -> None:
+        self._note("heartbeat", None)
+        self.ending.ending = True
+        raise TrialGone(409, {"error": f"trial {trial_id} is complete, not running"})
+
+
+def test_a_heartbeat_that_meets_the_completion_on_its_way_raises_nothing() -> None:
+    service = EndingMeanwhileService()
+    heartbeat, ending, reports = heartbeat_of(service)
+    service.ending = ending
+    heartbeat()  # the 409 is the end this worker sent: no loss, nothing raised
+    assert [call for call, _ in service.calls] == ["heartbeat"]
+    reports.report(1, 0.5)  # not taken away: the next report goes as usual
+    reports.close()
+
+
 def test_a_heartbeat_after_a_completion_began_is_not_sent() -> None:
     service = RecordingService()
     heartbeat, ending, reports = heartbeat_of(service)
@@ -597,3 +618,52 @@ def test_a_heartbeat_after_a_completion_began_is_not_sent() -> None:
     heartbeat()
     assert [call for call, _ in service.calls] == ["complete"]
     reports.close()
+
+
+class StepsTrainer(ScriptedTrainer):
+    """Reports the given steps, in the given order (a trainer of one's own may repeat a step,
+    or go back)."""
+
+    def __init__(self, steps: list[int]) -> None:
+        super().__init__(epochs=len(steps))
+        self.steps = steps
+
+    def train(self, run: TrialRun, report: Any) -> TrainResult:
+        for step in self.steps:
+            report(step, 1.0 / step)
+        return TrainResult(value=0.25, epochs_run=len(self.steps))
+
+
+class StepOrderService(StepNamingService):
+    """Refuses, as the service does, a request whose steps do not rise, and a completion
+    bringing a step not above every one reported."""
+
+    def report_many(
+        self,
+        trial_id: int,
+        reports: list[tuple[int, float]],
+        lease: str,
+        provenance: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        steps = [step for step, _ in reports]
+        if steps != sorted(set(steps)):
+            raise HPOError(422, {"error": "the steps must rise", "problems": []})
+        return super().report_many(trial_id, reports, lease, provenance)
+
+    def complete(self, trial_id: int, **fields: Any) -> dict[str, Any]:
+        sent = [step for call, step in self.calls if call == "report"]
+        brought = [step for step, _ in fields.get("reports") or []]
+        if brought != sorted(set(brought)) or any(step <= max(sent, default=0) for step in brought):
+            raise HPOError(422, {"error": "each after the last step reported", "problems": []})
+        return super().complete(trial_id, **fields)
+
+
+@pytest.mark.parametrize("steps", [[1, 3, 2, 4], [1, 2, 2, 3], [1, 5, 2, 3, 6]])
+def test_steps_reported_again_or_back_go_in_requests_the_service_takes(
+    monkeypatch: pytest.MonkeyPatch, steps: list[int]
+) -> None:
+    """Held with the others, such a step made a request the service refuses: the trial
+    failed (it did without a pruner)."""
+    service = StepOrderService()
+    assert run_trial(monkeypatch, service, StepsTrainer(steps)) == "complete"
+    assert reported_steps(service) == steps
