@@ -63,19 +63,21 @@ class CeleryDispatcher:
 
     def queued_trials(self, trial_ids: Collection[int]) -> set[int] | None:
         """Those of ``trial_ids`` whose message waits in the broker's queue, read from its Redis
-        lists (a message's ``id`` header is ``trial-<id>``); ``None`` where the broker does not
-        answer. A message a worker took is no longer there."""
+        lists a page at a time until all are found (a message's ``id`` header is
+        ``trial-<id>``); ``None`` where the queue cannot be read (the broker does not answer, or
+        its URL is not one redis-py reads: a Sentinel's). A message a worker took is gone."""
+        wanted = set(trial_ids)
         try:
-            client = redis.Redis.from_url(self._broker_url, socket_timeout=SEND_SOCKET_TIMEOUT_S)
-            with client.pipeline() as pipe:
-                for name in QUEUE_LISTS:
-                    pipe.lrange(name, 0, -1)
-                lists = pipe.execute()
-        except redis.RedisError as error:
+            client = redis.Redis.from_url(
+                self._broker_url,
+                socket_timeout=SEND_SOCKET_TIMEOUT_S,
+                socket_connect_timeout=SEND_SOCKET_TIMEOUT_S,
+            )
+            with client:
+                return _found_in_lists(client, wanted)
+        except Exception as error:  # any failure to read: the reaper does as it did without
             logger.warning("the queue cannot be read: %s", error)
             return None
-        waiting = {int(found) for messages in lists for raw in messages for found in _ids_in(raw)}
-        return waiting & set(trial_ids)
 
     def dispatch_job(self, message: JobMessage) -> None:
         """Queue a study job (pre-flight, evaluation, ensemble) under its kind's task name."""
@@ -94,5 +96,20 @@ class CeleryDispatcher:
 _TRIAL_ID_HEADER = re.compile(rb'"id": "trial-(\d+)"')
 
 
-def _ids_in(raw: bytes) -> list[bytes]:
-    return _TRIAL_ID_HEADER.findall(raw)
+QUEUE_PAGE = 500  # messages read at once: a long queue is read in pages, not in one reply
+
+
+def _found_in_lists(client: redis.Redis, wanted: set[int]) -> set[int]:
+    """Those of ``wanted`` whose message is in one of the queue's lists."""
+    found: set[int] = set()
+    for name in QUEUE_LISTS:
+        start = 0
+        while found != wanted and (page := client.lrange(name, start, start + QUEUE_PAGE - 1)):
+            found |= {int(i) for raw in page for i in _TRIAL_ID_HEADER.findall(_bytes(raw))}
+            found &= wanted
+            start += QUEUE_PAGE
+    return found
+
+
+def _bytes(raw: bytes | str) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode()

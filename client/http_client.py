@@ -87,12 +87,12 @@ def _error_text(body: Any) -> str:
     if not isinstance(body, dict):
         return str(body)
     problems = body.get("problems")
+    message = str(body.get("error"))
     named = [
         f"{p['field']}: {p['problem']}"
         for p in (problems if isinstance(problems, list) else [])[:MAX_PROBLEMS_SHOWN]
-        if isinstance(p, dict) and "field" in p and "problem" in p
-    ]
-    message = str(body.get("error"))
+        if isinstance(p, dict) and "field" in p and str(p.get("problem")) not in message
+    ]  # a problem the message says already (a conflict's, say) is not said twice
     return f"{message}: {'; '.join(named)}" if named else message
 
 

@@ -103,9 +103,8 @@ class LeaseReaper:
         leases whose trials failed. Once the broker refuses a message, no other is sent this
         tick (each refusal costs seconds, under the reaper's lock): they wait, leased as unsent."""
         failed_leases, sending = [], True
-        queued = self._queued(
-            [lease.trial_id for lease in leases if lease.sent and not lease.claimed]
-        )
+        unclaimed = [lease.trial_id for lease in leases if lease.sent and not lease.claimed]
+        queued = self._queued(unclaimed, now)
         for lease in leases:
             try:
                 if not lease.sent:
@@ -182,20 +181,29 @@ class LeaseReaper:
                 )
             return False, None
 
-    def _queued(self, trial_ids: list[int]) -> set[int]:
-        """Those of the unclaimed trials whose message still waits in the broker's queue (none
-        where the queue cannot be read, or there is no reader: they are failed as before)."""
+    def _queued(self, trial_ids: list[int], now: datetime) -> set[int]:
+        """Those of the unclaimed trials whose message still waits in the broker's queue while
+        a worker is busy: behind its trial. None where no worker holds a claim (no one takes
+        from the queue: a cluster scaled to zero, workers on another queue), where the queue
+        cannot be read, or without a reader: those are failed at their wait's end, as before."""
         queue = self._lifecycle.queue
         if not trial_ids or queue is None:
             return set()
-        return queue.queued_trials(trial_ids) or set()
+        try:
+            if not self._lifecycle.leases.workers_busy(now):
+                return set()
+            return queue.queued_trials(trial_ids) or set()
+        except Exception:  # the tick goes on: its other leases expire all the same
+            logger.exception("the queue could not be read: unclaimed trials expire as before")
+            return set()
 
     def _wait_in_the_queue(self, lease: ExpiredLease) -> None:
-        """A trial no worker claimed in time whose message still waits in the queue: behind
-        busy workers' trials (a study sends up to ``max_concurrent_trials`` at once, more than
-        the workers may run), not lost; its wait for a claim starts again. A message gone from
-        the queue unclaimed (lost, or taken by a worker that never claimed it) fails the trial
-        at the wait's end, as before; a trial that ended meanwhile gives its lease up."""
+        """A trial no worker claimed in time whose message still waits in the queue while
+        workers are busy: behind their trials (a study sends up to ``max_concurrent_trials`` at
+        once, more than the workers may run), not lost; its wait for a claim starts again. A
+        message gone from the queue unclaimed (lost, or taken by a worker that never claimed
+        it) fails the trial at the wait's end, as before; a trial that ended meanwhile gives its
+        lease up."""
         trial = self._lifecycle.storage.get_trial(lease.trial_id)
         if trial.state != TrialState.RUNNING:
             self._lifecycle.leases.release(lease.trial_id)

@@ -1,7 +1,8 @@
 """Trial leases: a running trial is held by one worker, and a lost worker's trial does not stay stuck.
 
 A trial's lease is granted when the trial is created and waits, unclaimed, while its message is in
-the queue (up to ``dispatch_timeout_s``). The worker that runs it claims it and gets a token; every
+the queue (``dispatch_timeout_s``; again, while its message is still queued behind busy workers:
+``service/lease_reaper.py``). The worker that runs it claims it and gets a token; every
 report and heartbeat renews it for ``lease_ttl_s``. A second claim while the lease is live (the same
 message delivered twice) is refused, and so is a report with a token that is no longer the lease's.
 """
@@ -262,6 +263,22 @@ class LeaseStore:
             "returned (stop or delete the study to end its trials)",
             field="lease",
         )
+
+    def workers_busy(self, now: datetime) -> bool:
+        """Whether a worker holds a live claim of a trial now: someone takes from the queue, so
+        a trial sent and not claimed may be waiting behind its trial. (A worker busy with a study
+        job alone does not count.)"""
+        query = (
+            select(LEASES.c.trial_id)
+            .where(
+                LEASES.c.token.is_not(None),
+                LEASES.c.holder != EXTERNAL_HOLDER,
+                LEASES.c.expires_at > now,
+            )
+            .limit(1)
+        )
+        with self._database.reading() as connection:
+            return connection.execute(query).first() is not None
 
     def leased_trials(self, study_id: int) -> set[int]:
         """The ids of the study's trials that hold a lease."""

@@ -14,7 +14,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel
 
-from service.constraints import FIGURES_ATTR, constraint_attr, constraint_values
+from service.constraints import (
+    FIGURES_ATTR,
+    constraint_attr,
+    constraint_values,
+    figures_with_values,
+)
 from service.errors import InvalidSpec
 from service.spec.conditional import active_names
 from service.spec.grid import contains
@@ -88,7 +93,7 @@ def why_not_copied(spec: StudySpec, trial: FrozenTrial) -> str | None:
             return f"parameter '{name}' lies outside this study's space"
     if trial.state == TrialState.COMPLETE and spec.constraints:
         try:
-            constraint_values(spec, trial.system_attrs.get(FIGURES_ATTR, {}))
+            constraint_values(spec, _figures_of(spec, trial))
         except InvalidSpec:
             return "it lacks a figure this study's constraints need"
     return None
@@ -100,7 +105,7 @@ def _copy_of(spec: StudySpec, trial: FrozenTrial) -> FrozenTrial:
     if figures is not None:
         system_attrs[FIGURES_ATTR] = figures
     if trial.state == TrialState.COMPLETE:
-        for name, violation in constraint_values(spec, figures or {}).items():
+        for name, violation in constraint_values(spec, _figures_of(spec, trial)).items():
             system_attrs[constraint_attr(name)] = violation
     return optuna.trial.create_trial(
         state=trial.state,
@@ -115,3 +120,14 @@ def _copy_of(spec: StudySpec, trial: FrozenTrial) -> FrozenTrial:
 
 def _describe(objectives: Sequence[tuple[str, str]]) -> str:
     return ", ".join(f"{direction} {metric}" for metric, direction in objectives)
+
+
+def _figures_of(spec: StudySpec, trial: FrozenTrial) -> dict[str, float]:
+    """A finished trial's figures as its completion sent them, with its objectives' values for
+    the figures they name (a constraint on an objective reads it there, as the completion's
+    check did); as sent where the two disagree."""
+    figures: dict[str, float] = trial.system_attrs.get(FIGURES_ATTR) or {}
+    try:
+        return figures_with_values(spec, None, trial.values, figures)
+    except InvalidSpec:
+        return figures

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from typing import Any
 
 import torch
@@ -38,16 +39,35 @@ def keep_best(
     better) is the trial's best so far. Does nothing outside a trial. A trainer on data of its
     own (not ``load_split``'s) states ``num_features`` and ``num_classes``: its
     ``build_model`` rebuilds the model from them (the vault, ensembles)."""
+    sizes = _model_sizes(num_features, num_classes)
     context = current_trial()
     if context is None or not math.isfinite(value) or value >= context.best.value:
         return
     context.best.value = value
-    if num_features is not None and num_classes is not None:
-        context.best.num_features, context.best.num_classes = num_features, num_classes
+    if sizes is not None:
+        context.best.num_features, context.best.num_classes = sizes
     context.best.state = {
         name: tensor.detach().to("cpu", copy=True).contiguous()
         for name, tensor in model.state_dict().items()
     }
+
+
+def _model_sizes(num_features: object, num_classes: object) -> tuple[int, int] | None:
+    """Both sizes as whole numbers of at least 1 (a NumPy integer too), or neither given;
+    ``ValueError`` at the call for anything else (found later, the checkpoint would not
+    upload, or not rebuild)."""
+    if num_features is None and num_classes is None:
+        return None
+    try:
+        sizes = (operator.index(num_features), operator.index(num_classes))  # type: ignore[arg-type]
+    except TypeError:
+        sizes = (0, 0)
+    if min(sizes) < 1:
+        raise ValueError(
+            "keep_best: give num_features and num_classes both, as whole numbers of at least 1 "
+            f"(got {num_features!r} and {num_classes!r})"
+        )
+    return sizes
 
 
 def checkpoint_bytes(context: TrialContext) -> bytes | None:

@@ -144,11 +144,10 @@ def _check_enqueued(spec: StudySpec) -> None:
 
 def _with_pruner_resource(spec: StudySpec) -> StudySpec:
     pruner = spec.pruner
-    epochs = spec.trainer.settings().get("epochs") if spec.trainer else None
-    if not isinstance(pruner, HyperbandPrunerSpec) or not isinstance(epochs, int):
+    given = spec.trainer.settings().get("epochs") if spec.trainer else None
+    if not isinstance(pruner, HyperbandPrunerSpec) or given is None:
         return spec
-    if isinstance(epochs, bool):
-        raise InvalidSpec("must be a number of epochs, not a boolean", field="trainer.epochs")
+    epochs = _whole_epochs(given)
     if epochs > MAX_STEP:
         raise InvalidSpec(
             f"must be at most {MAX_STEP}, the largest step a report takes (Hyperband's "
@@ -171,6 +170,21 @@ def _with_pruner_resource(spec: StudySpec) -> StudySpec:
             field="pruner.max_resource",
         )
     return spec
+
+
+def _whole_epochs(given: object) -> int:
+    """The trainer's ``epochs`` as Hyperband's resource takes it: a whole number (``10.0`` as
+    JSON may write it is 10); ``InvalidSpec`` on ``trainer.epochs`` for anything else."""
+    if isinstance(given, int) and not isinstance(given, bool):
+        return given
+    if isinstance(given, float) and given.is_integer():
+        return int(given)
+    kind = "a boolean" if isinstance(given, bool) else repr(given)
+    raise InvalidSpec(
+        f"must be a whole number of epochs, not {kind} (Hyperband's max_resource is the "
+        "trainer's epochs)",
+        field="trainer.epochs",
+    )
 
 
 def _with_grid_budget(spec: StudySpec) -> StudySpec:

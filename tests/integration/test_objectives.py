@@ -164,6 +164,15 @@ def test_a_constraint_on_an_objective_reads_it_from_values(stack: LocalStack) ->
     assert field == "metrics.size" and "values.1, the objective 'size', is 10" in problem
     trials = get(stack, f"/studies/{study['study_id']}/trials").json()["trials"]
     assert [t["state"] for t in trials] == ["complete", "running"]
+    warm = create(
+        stack,
+        objectives=TWO_OBJECTIVES,
+        constraints=[{"metric": "size", "max": 100}],
+        warm_start={"study_id": study["study_id"]},
+    )
+    assert warm["warm_start"]["copied"] == 1, warm["warm_start"]  # its size is in its values
+    [copied] = get(stack, f"/studies/{warm['study_id']}/trials").json()["trials"]
+    assert copied["constraints"] == {"size<=100": pytest.approx(-50)}
 
 
 def test_a_constraint_on_the_one_objective_reads_it_from_value(stack: LocalStack) -> None:

@@ -130,39 +130,64 @@ def take_message(broker: EmbeddedRedis, trial_id: int) -> None:
     assert client.lrem(TRIALS_QUEUE, 1, message) == 1
 
 
-def test_a_trial_whose_message_waits_in_the_queue_waits_on_and_one_whose_message_is_gone_fails(
+def queue_tuner(database: Database, database_url: str, broker_url: str) -> Tuner:
+    """Claims last ten waits for a claim: a claimed trial keeps its worker busy through them."""
+    sender = CeleryDispatcher(Settings(database_url=database_url, broker_url=broker_url))
+    times = LeaseTimes(ttl_s=10 * LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
+    return Tuner(database, sender, TrainerCatalog.installed(), times)
+
+
+def test_a_trial_queued_behind_a_busy_worker_waits_on_and_one_whose_message_is_gone_fails(
     database: Database, database_url: str, broker: EmbeddedRedis
 ) -> None:
-    """A study sends more trials than the workers run at once: a trial unclaimed past the wait
-    whose message is still queued waits behind the others; one whose message is gone fails."""
-    sender = CeleryDispatcher(Settings(database_url=database_url, broker_url=broker.url))
-    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
-    tuner = Tuner(database, sender, TrainerCatalog.installed(), times)
-    study_id = tuner.create_study(trainer_spec(concurrent=2, max_retries=0)).study_id
-    first, second = tuner.study_trials(study_id)
-    both = {first.trial_id, second.trial_id}
-    assert sender.queued_trials([*both, 10**6]) == both
+    """A study sends more trials than the workers run at once: a trial unclaimed past its wait
+    whose message is still queued while a worker is busy waits behind it; one whose message is
+    gone fails."""
+    tuner = queue_tuner(database, database_url, broker.url)
+    study_id = tuner.create_study(trainer_spec(concurrent=3, max_retries=0)).study_id
+    first, _, running = tuner.study_trials(study_id)
+    tuner.claim(running.trial_id, "node-1:7")  # the one worker, busy
     assert tuner.expire_leases(past_the_leases()) == []
-    assert states(tuner, study_id) == ["running", "running"]
+    assert states(tuner, study_id) == ["running", "running", "running"]
     take_message(broker, first.trial_id)
     assert tuner.expire_leases(past_the_leases()) == [first.trial_id]
-    assert states(tuner, study_id)[:2] == ["fail", "running"]
+    assert states(tuner, study_id)[:3] == ["fail", "running", "running"]
     reason = tuner.study_trials(study_id)[0].fail_reason
     assert reason == f"no worker claimed the trial within {LEASE_TTL_S:g} s of dispatch"
+
+
+def test_a_queued_trial_with_no_worker_busy_fails_at_its_wait_s_end(
+    database: Database, database_url: str, broker: EmbeddedRedis
+) -> None:
+    """No worker takes from the queue (none runs, or all listen elsewhere): its messages wait
+    for no one, and the trials fail at their wait's end, as before."""
+    tuner = queue_tuner(database, database_url, broker.url)
+    study_id = tuner.create_study(trainer_spec(concurrent=1, max_retries=0)).study_id
+    [trial] = tuner.study_trials(study_id)
+    assert tuner.expire_leases(past_the_leases()) == [trial.trial_id]
 
 
 def test_a_queue_that_cannot_be_read_leaves_the_wait_as_it_was(
     database: Database, database_url: str, broker: EmbeddedRedis
 ) -> None:
-    """The broker down at the tick: the unclaimed trials past their wait fail, as before."""
-    sender = CeleryDispatcher(Settings(database_url=database_url, broker_url=broker.url))
-    times = LeaseTimes(ttl_s=LEASE_TTL_S, dispatch_timeout_s=LEASE_TTL_S)
-    tuner = Tuner(database, sender, TrainerCatalog.installed(), times)
-    study_id = tuner.create_study(trainer_spec(concurrent=1, max_retries=0)).study_id
-    [trial] = tuner.study_trials(study_id)
+    """The broker down at the tick: the unclaimed trials past their wait fail, as before, and
+    the tick goes on."""
+    tuner = queue_tuner(database, database_url, broker.url)
+    study_id = tuner.create_study(trainer_spec(concurrent=2, max_retries=0)).study_id
+    waiting, running = tuner.study_trials(study_id)
+    tuner.claim(running.trial_id, "node-1:7")
     broker.stop()
-    assert sender.queued_trials([trial.trial_id]) is None
-    assert tuner.expire_leases(past_the_leases()) == [trial.trial_id]
+    assert tuner.expire_leases(past_the_leases()) == [waiting.trial_id]
+
+
+def test_a_broker_url_redis_py_does_not_read_is_a_queue_that_cannot_be_read(
+    database_url: str,
+) -> None:
+    """Celery takes a Sentinel's URL; redis-py's from_url raises ValueError on it."""
+    sender = CeleryDispatcher(
+        Settings(database_url=database_url, broker_url="sentinel://127.0.0.1:26379")
+    )
+    assert sender.queued_trials([1, 2]) is None
 
 
 @pytest.fixture

@@ -112,6 +112,11 @@ def test_grid_values_are_checked_against_their_parameter(
     assert contains(param, value) is inside
 
 
+def test_a_user_trainer_s_whole_epochs_written_as_a_float_are_hyperband_s_resource() -> None:
+    spec = check_study_spec(make(trainer={"name": "my-trainer", "epochs": 10.0}), CATALOG)
+    assert spec.pruner.max_resource == 10  # type: ignore[union-attr]
+
+
 def test_a_trainer_the_service_knows_is_checked_and_others_pass_through() -> None:
     with pytest.raises(InvalidSpec) as raised:
         check_study_spec(make(trainer={"name": "mlp", "epochs": 0}), CATALOG)
@@ -128,7 +133,10 @@ def test_a_trainer_the_service_knows_is_checked_and_others_pass_through() -> Non
         (0, "greater than or equal to 1 (Hyperband's max_resource is the trainer's epochs)"),
         (-1, "greater than or equal to 1"),
         (2_000_000_000, "at most 1000000000"),
+        (2e9, "at most 1000000000"),  # JSON's 2e9 is a float
         (True, "not a boolean"),
+        (2.5, "a whole number of epochs, not 2.5"),
+        ("10", "a whole number of epochs, not '10'"),
     ],
 )
 def test_a_user_trainer_s_epochs_hyperband_cannot_use_are_refused_naming_them(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional
@@ -122,3 +123,24 @@ def test_a_checkpoint_without_the_model_s_sizes_says_why_it_cannot_be_rebuilt() 
         keep_best(torch.nn.Linear(2, 2), 0.5)  # data of its own, no sizes stated
     with pytest.raises(ValueError, match="called keep_best without them"):
         load_checkpoint(checkpoint_bytes(context) or b"")
+
+
+@pytest.mark.parametrize(
+    ("num_features", "num_classes"), [(13, None), (None, 3), (13, 0), (2.5, 3), ("13", 3)]
+)
+def test_keep_best_refuses_sizes_a_checkpoint_could_not_rebuild_from(
+    num_features: object, num_classes: object
+) -> None:
+    with pytest.raises(ValueError, match="num_features and num_classes both"):
+        keep_best(torch.nn.Linear(2, 2), 0.5, num_features=num_features, num_classes=num_classes)  # type: ignore[arg-type]
+
+
+def test_keep_best_takes_numpy_integers_for_the_sizes() -> None:
+    context = TrialContext(1, "mlp", {}, {"name": "mlp"}, seed=0)
+    labels = np.array([0, 1, 2])
+    with trial_context(context):
+        keep_best(
+            torch.nn.Linear(2, 3), 0.5, num_features=np.int64(2), num_classes=labels.max() + 1
+        )
+    info = model_metadata(checkpoint_bytes(context) or b"")
+    assert (info["num_features"], info["num_classes"]) == (2, 3)
