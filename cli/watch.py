@@ -70,6 +70,11 @@ def _counts_table(study: Study) -> Table:
 
 def _best_panel(study: Study) -> Panel:
     best = study.best
+    if len(study.objectives) > 1:  # no one best: the trade-offs are the Pareto front's
+        names = ", ".join(objective.metric for objective in study.objectives)
+        text = f"{len(study.objectives)} objectives ({names}): the best trials are the Pareto "
+        text += f"front, GET /studies/{study.study_id}/pareto"
+        return Panel(text, title="best so far", title_align="left")
     if best is None:
         return Panel("no complete trial yet", title="best so far", title_align="left")
     params = ", ".join(f"{name}={_short(value)}" for name, value in best.params.items())
@@ -85,11 +90,13 @@ def _prunes_table(trials: list[Trial]) -> Table:
     for trial in reversed(pruned):
         step = trial.last_step
         value = trial.intermediate_values.get(step) if step is not None else None
-        table.add_row(f"#{trial.number}", str(step), _short(value))
+        table.add_row(f"#{trial.number}", _short(step), _short(value))
     return table
 
 
 def _short(value: object) -> str:
+    if value is None:  # a trial pruned before any report, say
+        return "—"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

@@ -109,13 +109,18 @@ def _check_plottable(study: optuna.Study, study_id: int, kind: str) -> None:
     if kind == "importance":
         _check_enough_for_importance(complete, study_id)
     elif kind == "intermediate":
-        if not any(trial.intermediate_values for trial in study.get_trials(deepcopy=False)):
+        drawn = study.get_trials(deepcopy=False, states=_INTERMEDIATE_STATES)
+        if not any(trial.intermediate_values for trial in drawn):  # failed trials are not drawn
             raise Conflict(
                 f"study {study_id} has no trial that reported an intermediate value yet",
                 field="study_id",
             )
     elif not complete:
         raise Conflict(f"study {study_id} has no complete trial yet", field="study_id")
+
+
+# The states Optuna's intermediate-values figure draws (not failed or waiting trials).
+_INTERMEDIATE_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
 def _check_single_objective(study: optuna.Study, study_id: int) -> None:
@@ -132,6 +137,12 @@ def _check_enough_for_importance(complete: list[optuna.trial.FrozenTrial], study
         raise Conflict(
             f"study {study_id} has {len(complete)} complete trial(s): parameter importances "
             f"need at least {MIN_TRIALS_FOR_IMPORTANCE}",
+            field="study_id",
+        )
+    if len({trial.value for trial in complete}) == 1:  # nothing to explain: shares of nothing
+        raise Conflict(
+            f"study {study_id}: every complete trial has the same value, so no parameter "
+            "explains any of it yet",
             field="study_id",
         )
 

@@ -113,6 +113,33 @@ def test_too_few_trials_is_a_clear_conflict(stack: LocalStack, hpo: HPOClient) -
     assert history.status_code == 200 and decoded(history.content).format == "PNG"
 
 
+def test_importance_of_an_objective_that_never_varies_is_a_clear_conflict(
+    stack: LocalStack, hpo: HPOClient
+) -> None:
+    same = external_study(hpo, [0.5, 0.5, 0.5])  # Optuna would share 0 out: x 1.0
+    for path in ("importance", "plots/importance.png"):
+        response = requests.get(f"{stack.url}/studies/{same}/{path}", timeout=30)
+        assert response.status_code == 409, (path, response.text)
+        assert "the same value" in response.json()["error"]
+
+
+def test_intermediate_values_of_failed_trials_alone_are_nothing_to_draw(
+    stack: LocalStack, hpo: HPOClient
+) -> None:
+    """Optuna's figure leaves failed trials out: it drew empty axes (200)."""
+    study = hpo.submit(
+        {"name": unique("plots-failed"), "space": {"x": {"type": "float", "low": 0, "high": 1}}}
+    )
+    trial = hpo.ask(study.study_id)
+    hpo.report(trial, 1, 0.5)
+    hpo.complete(trial, state="failed", reason="diverged")
+    response = requests.get(
+        f"{stack.url}/studies/{study.study_id}/plots/intermediate.png", timeout=30
+    )
+    assert response.status_code == 409, response.text
+    assert "no trial that reported an intermediate value" in response.json()["error"]
+
+
 def test_an_unknown_study_is_404(stack: LocalStack) -> None:
     for path in ("importance", "plots/history.png"):
         assert requests.get(f"{stack.url}/studies/999999/{path}", timeout=30).status_code == 404

@@ -63,3 +63,32 @@ def test_watch_of_an_unknown_study_fails_clearly(stack: LocalStack) -> None:
     )
     assert watched.returncode == 1
     assert "404" in watched.stderr and "no study" in watched.stderr
+
+
+def test_watch_of_a_study_of_two_objectives_points_to_its_pareto_front(stack: LocalStack) -> None:
+    """No single best there: the panel names the objectives and the front's endpoint; a trial
+    pruned before any report shows a dash, not 'None'."""
+    hpo = HPOClient(stack.url)
+    study = hpo.submit(
+        {
+            "name": unique("watch-two"),
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "objectives": [{"metric": "loss"}, {"metric": "size"}],
+            "budget": {"n_trials": 3, "max_concurrent_trials": 1},
+        }
+    )
+    for values in ([0.1, 0.9], [0.9, 0.1]):
+        hpo.complete(hpo.ask(study.study_id), values=values)
+    hpo.complete(hpo.ask(study.study_id), state="pruned")
+    watched = subprocess.run(
+        [sys.executable, "-m", "cli", "watch", str(study.study_id)],
+        env={**os.environ, **stack.env(), "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert watched.returncode == 0, watched.stderr
+    out = " ".join(watched.stdout.split())
+    assert "2 objectives (loss, size): the best trials are the Pareto front" in out
+    assert "no complete trial yet" not in out and "None" not in out
+    assert "│ #2 │ — │ — │" in out  # the prunes table's row
