@@ -125,8 +125,9 @@ def test_a_completion_brings_provenance_in_its_transaction(
     stated = TrialProvenance(dataset="digits", data_sha256=SHA)
     engines = [database.engine, database.optuna._backend.engine]  # type: ignore[attr-defined]
     with writing_transactions(engines) as counted:
+        value = None if state == TrialState.FAIL else 0.5  # a failed trial records none
         view = tuner.complete(
-            trial.trial_id, state, 0.5, "diverged", trial.lease, provenance=stated
+            trial.trial_id, state, value, "diverged", trial.lease, provenance=stated
         )
     assert len(counted) == 1  # the end, its lease's and the provenance: one transaction
     assert view.provenance == {"seed": 7, "dataset": "digits", "data_sha256": SHA}
