@@ -4,9 +4,10 @@ optuna-dashboard reads Optuna's schema, which is the service's system of record,
 study and trial unchanged. A browser cannot send a bearer header: it opens the dashboard once with
 ``?token=…``, which is checked like the API checks a bearer token and kept in an HttpOnly cookie
 (checked again on every request, so a revoked token stops working at once). Without a good token
-the answer is 401. The dashboard shows every tenant's studies, so only user tokens of the tenant
-``default`` (the operators', e.g. ``HPO_API_TOKENS``) open it, and it is read-only: writes (notes,
-deletions) go through the API, which keeps the service's own tables in step.
+the answer is 401 (on a stack that takes no tokens the link's token is dropped unchecked). The
+dashboard shows every tenant's studies, so only user tokens of the tenant ``default`` (the
+operators', e.g. ``HPO_API_TOKENS``) open it, and it is read-only: writes (notes, deletions) go
+through the API, which keeps the service's own tables in step.
 """
 
 from __future__ import annotations
@@ -49,14 +50,18 @@ class TokenGate:
     def _log_in(
         self, environ: dict[str, Any], query: dict[str, str], start_response: Callable[..., Any]
     ) -> Any:
-        """Check the token in the URL, keep it in a cookie, and send the browser on without it."""
+        """Check the token in the URL, keep it in a cookie, and send the browser on without it.
+        Where no token is required (an open stack), the token is dropped unchecked: the link an
+        operator was given opens the dashboard there too."""
         token = query.pop("token")
-        if not self._allowed(token):
+        if self._required and not self._allowed(token):
             return _answer(start_response, "401 Unauthorized", "unknown or unfit token")
         rest = f"?{urlencode(query)}" if query else ""
         path = "/" + environ.get("PATH_INFO", "/").lstrip("/")  # never "//host": another site
-        cookie = f"{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/"
-        headers = [("Location", path + rest), ("Set-Cookie", cookie)]
+        headers = [("Location", path + rest)]
+        if self._required:
+            cookie = f"{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/"
+            headers.append(("Set-Cookie", cookie))
         start_response("303 See Other", [*headers, ("Content-Length", "0")])
         return [b""]
 

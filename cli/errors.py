@@ -41,6 +41,8 @@ def service_url_checked(make: Callable[[], T]) -> T:
 def explained(error: BaseException) -> str | None:
     """The message for an error the user can act on; ``None`` for anything else (a bug, whose
     traceback is worth seeing)."""
+    if isinstance(error, HPOError) and _is_a_page(error.body):
+        return f"error {error.status}: {_not_the_api(error.body)}"
     if isinstance(error, HPOError):
         return f"error {error.status}:\n{_body_text(error.body)}"
     if isinstance(error, ServiceUnreachable):
@@ -66,6 +68,20 @@ def _bad_database_url(error: BaseException) -> bool:
 def _missing_driver(error: BaseException) -> bool:
     """Optuna's storage names a database whose driver is not installed so."""
     return isinstance(error, ImportError) and "DB access module" in str(error)
+
+
+def _is_a_page(body: object) -> bool:
+    """An HTML page where the API answers JSON: another server (a proxy's, a web server's)."""
+    return isinstance(body, str) and body.lstrip()[:15].lower().startswith(("<!doctype", "<html"))
+
+
+def _not_the_api(page: str) -> str:
+    title = re.search(r"<title>\s*(.*?)\s*</title>", page, re.IGNORECASE | re.DOTALL)
+    named = f" ({title.group(1)[:200]!r})" if title and title.group(1) else ""
+    return (
+        f"the server answered with an HTML page{named}, not the API's JSON: "
+        "is HPO_SERVICE_URL the API's address (and the path its root)?"
+    )
 
 
 def _body_text(body: object) -> str:

@@ -25,6 +25,11 @@ OVERFIT_RISE = 0.10
 UNDERFIT_SHARE = 0.7
 
 EpochRecord = dict[str, float | None]
+NO_CURVES = (
+    "fewer than 2 epochs with training and validation losses were recorded: they come from "
+    'the completion\'s epoch_metrics ([{"train_loss": …, "validation_loss": …}, one per '
+    "epoch]), not from the reports, which carry the validation loss alone"
+)
 
 
 def epoch_metrics_attrs(records: list[EpochRecord] | None) -> dict[str, list[EpochRecord]]:
@@ -58,7 +63,7 @@ def diagnose(trial: FrozenTrial) -> Diagnosis:
             verdict="unknown",
             overfitting=False,
             underfitting=False,
-            explanation="fewer than 2 epochs with training and validation losses were recorded",
+            explanation=NO_CURVES,
         )
     train, validation = curves
     overfitting, over_text = _overfitting(train, validation)

@@ -4,9 +4,12 @@ it cannot open."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -109,3 +112,19 @@ def test_an_unknown_token_to_revoke_is_a_message(tmp_path: Path) -> None:
     done = hpo("token", "revoke", "999", HPO_DATABASE_URL=f"sqlite:///{tmp_path / 'hpo.db'}")
     assert done.returncode == 1
     assert done.stderr.strip() == "error: no token with id 999"
+
+
+def test_a_server_that_is_not_the_api_is_named_so_not_printed_as_a_page(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path)),
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = hpo("status", "1", HPO_SERVICE_URL=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert done.returncode == 1
+    assert done.stderr.startswith("error 404: the server answered with an HTML page")
+    assert "is HPO_SERVICE_URL the API's address" in done.stderr
+    assert "<html" not in done.stderr and "Traceback" not in done.stderr

@@ -138,7 +138,8 @@ def test_diagnosis_flags_two_high_curves_as_underfitting() -> None:
 def test_diagnosis_of_a_healthy_run_and_of_a_trial_without_records() -> None:
     assert diagnose(trial_with(curve([2.0, 0.8, 0.3], [2.0, 0.9, 0.4]))).verdict == "ok"
     bare = create_trial(state=TrialState.COMPLETE, value=1.0)
-    assert diagnose(bare).verdict == "unknown"
+    unknown = diagnose(bare)
+    assert unknown.verdict == "unknown" and "the completion's epoch_metrics" in unknown.explanation
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -1,0 +1,47 @@
+"""The dashboard's token gate on a stack with tokens and on an open one (a stack without tokens):
+the link an operator is given, ``/?token=…``, opens the dashboard on both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from werkzeug.test import Client
+
+from cli.dashboard import COOKIE_NAME, TokenGate
+from service.storage.database import Database
+from service.tokens import TokenStore
+
+TOKEN = "gate-test-token-0123456789"
+
+
+def dashboard(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"the dashboard"]
+
+
+def gate(tmp_path: Path, *, required: bool) -> Client:
+    database = Database(f"sqlite:///{tmp_path / 'service.db'}")
+    return Client(TokenGate(dashboard, TokenStore(database, frozenset({TOKEN})), required))
+
+
+def test_on_a_stack_with_tokens_a_wrong_token_is_401_and_a_good_one_a_cookie(
+    tmp_path: Path,
+) -> None:
+    client = gate(tmp_path, required=True)
+    assert client.get("/?token=wrong").status_code == 401
+    opened = client.get(f"/dashboard?token={TOKEN}&x=1")
+    assert opened.status_code == 303 and opened.headers["Location"] == "/dashboard?x=1"
+    assert f"{COOKIE_NAME}={TOKEN}" in opened.headers["Set-Cookie"]
+    assert client.get("/dashboard").get_data() == b"the dashboard"
+
+
+def test_on_an_open_stack_a_token_in_the_link_is_dropped_and_the_dashboard_opens(
+    tmp_path: Path,
+) -> None:
+    client = gate(tmp_path, required=False)
+    opened = client.get("/dashboard?token=anything")
+    assert opened.status_code == 303 and opened.headers["Location"] == "/dashboard"
+    assert "Set-Cookie" not in opened.headers
+    assert client.get("/dashboard").get_data() == b"the dashboard"
