@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from cli.errors import CLI_RETRIES, service_url_checked
@@ -32,11 +33,13 @@ def watch_study(
     """Redraw the study's view every ``poll_s`` seconds until it is complete or stopped."""
     study = client.status(study_id)
     progress = _progress_bar()
-    task = progress.add_task(study.name, total=study.n_trials)
+    task = progress.add_task(study.name, total=study.n_trials, age=study_age(study))
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         while True:
             trials = client.trials(study_id)
-            progress.update(task, completed=study.n_finished, total=study.n_trials)
+            progress.update(
+                task, completed=study.n_finished, total=study.n_trials, age=study_age(study)
+            )
             live.update(study_view(study, trials, progress))
             if study.ended:
                 return study
@@ -56,8 +59,16 @@ def _progress_bar() -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("trials finished"),
-        TimeElapsedColumn(),
+        TextColumn("{task.fields[age]}"),
     )
+
+
+def study_age(study: Study, now: datetime | None = None) -> str:
+    """The study's time since it was created (until it ended, for an ended one), as H:MM:SS:
+    the study's own, not the watcher's (one started late shows the study's whole time)."""
+    end = study.finished_at or now or datetime.now(UTC)
+    seconds = max((end - study.created_at).total_seconds(), 0.0)
+    return str(timedelta(seconds=int(seconds)))
 
 
 def _counts_table(study: Study) -> Table:
@@ -83,7 +94,10 @@ def _best_panel(study: Study) -> Panel:
 
 
 def _prunes_table(trials: list[Trial]) -> Table:
-    pruned = [trial for trial in trials if trial.state == "pruned"][-RECENT_PRUNES:]
+    """The latest pruned trials, the latest first (by when they ended, not by number)."""
+    pruned = sorted((trial for trial in trials if trial.state == "pruned"), key=_ended_at)[
+        -RECENT_PRUNES:
+    ]
     table = Table(title="recent prunes", title_justify="left")
     for column in ("trial", "at step", "last value"):
         table.add_column(column, justify="right")
@@ -92,6 +106,10 @@ def _prunes_table(trials: list[Trial]) -> Table:
         value = trial.intermediate_values.get(step) if step is not None else None
         table.add_row(f"#{trial.number}", _short(step), _short(value))
     return table
+
+
+def _ended_at(trial: Trial) -> tuple[datetime, int]:
+    return (trial.finished_at or datetime.min.replace(tzinfo=UTC), trial.number)
 
 
 def _short(value: object) -> str:
