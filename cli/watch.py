@@ -75,8 +75,15 @@ def _counts_table(study: Study) -> Table:
     table = Table(title="trials by state", title_justify="left")
     for state in TRIAL_STATES:
         table.add_column(state, justify="right")
-    table.add_row(*(str(study.counts.get(state, 0)) for state in TRIAL_STATES))
+    table.add_row(*(_count_cell(study.counts, state) for state in TRIAL_STATES))
     return table
+
+
+def _count_cell(counts: dict[str, int], state: str) -> str:
+    """A state's count; the running trials' says how many of them wait for a worker."""
+    count = str(counts.get(state, 0))
+    queued = counts.get("queued", 0)
+    return f"{count} ({queued} queued)" if state == "running" and queued else count
 
 
 def _best_panel(study: Study) -> Panel:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, delete, insert, or_, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, InvalidSpec
@@ -295,6 +295,15 @@ class LeaseStore:
         with self._database.reading() as connection:  # on the ask's path: no ORM session
             found = connection.execute(query).first()
         return None if found is None else (found.trial_id, found.token)
+
+    def queued(self, study_id: int) -> int:
+        """How many of the study's trials wait for a worker: sent (or being sent) to the queue,
+        not claimed yet."""
+        query = select(func.count()).where(
+            TrialLeaseRecord.study_id == study_id, TrialLeaseRecord.token.is_(None)
+        )
+        with self._database.reading() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def studies_holding_leases(self) -> set[int]:
         """The ids of the studies that have a trial holding a lease (one query for all)."""

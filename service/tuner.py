@@ -173,7 +173,8 @@ class Tuner:
         """A study's state, counts and best so far."""
         record = self._store.get(study_id, tenant)
         spec = self._store.spec_of(record)
-        counts = self.trials.counts(study_id).by_state
+        counts = dict(self.trials.counts(study_id).by_state)  # not the tally's own
+        counts["queued"] = min(self.trials.leases.queued(study_id), counts["running"])
         view = study_view(record, spec, counts, self._best_or_none(study_id, spec))
         view = view.model_copy(update={"preflight": self.jobs.preflight(study_id)})
         if spec.warm_start is None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from optuna.trial import FrozenTrial
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.constraints import FIGURES_ATTR
 from service.epoch_metrics import Diagnosis, EpochRecord, diagnose, epoch_metrics_of
@@ -74,7 +74,10 @@ class StudyView(BaseModel):
     metric: str
     objectives: list[ObjectiveSpec]
     n_trials: int
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(
+        description="Trials by state (Optuna's, lower case), and retried, copied and queued: "
+        "queued counts the running trials that wait for a worker (sent, not claimed yet)"
+    )
     best: BestView | None
     created_at: datetime
     finished_at: datetime | None

@@ -57,3 +57,10 @@ def test_the_latest_prunes_come_first_by_when_they_ended_not_by_number() -> None
     text = console.export_text()
     rows = [line for line in text.splitlines() if "#" in line]
     assert [row.split("#")[1].split()[0] for row in rows] == ["1", "3", "2"]
+
+
+def test_the_running_trials_count_says_how_many_wait_for_a_worker() -> None:
+    study = a_study(counts={"running": 4, "queued": 3, "complete": 2})
+    console = Console(record=True, width=120)
+    console.print(study_view(study, [], _progress_bar()))
+    assert "4 (3 queued)" in console.export_text()
