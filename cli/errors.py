@@ -26,6 +26,10 @@ class StudyFileError(Exception):
     """A study file that cannot be read as a study definition (the message names the file)."""
 
 
+class MissingExtra(Exception):
+    """A command needs a package of an extra that is not installed (the message names it)."""
+
+
 class SettingError(Exception):
     """An ``HPO_`` setting the command cannot use (the message names it)."""
 
@@ -53,7 +57,7 @@ def explained(error: BaseException) -> str | None:
         return f"error: the HPO_ settings are not valid: {_unparsed_setting(error)}"
     if isinstance(error, OperationalError) or _bad_database_url(error) or _missing_driver(error):
         return f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)}"
-    if isinstance(error, StudyFileError | SettingError | ServiceError):
+    if isinstance(error, StudyFileError | SettingError | ServiceError | MissingExtra):
         return f"error: {error}"
     if isinstance(error, OSError) and error.filename is not None:
         return f"error: {error.filename}: {error.strerror}"

@@ -20,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from optuna.trial import TrialState
 from sqlalchemy import Engine
 
+from cli.processes import free_port
 from service.datasets import DatasetStore
 from service.dispatch import NoDispatcher
 from service.errors import Conflict
@@ -38,6 +39,7 @@ from service.storage.tables import ServiceTable, StudyRecord
 from service.trainer_catalog import TrainerCatalog
 from service.tuner import Tuner
 from tests.support.datasets import blobs, csv_bytes
+from tests.support.tcp_forward import tcp_forward
 
 pytestmark = pytest.mark.integration
 
@@ -251,6 +253,37 @@ def test_hpo_db_upgrade_upgrades_both_schemas_and_is_idempotent(
     current = hpo_db(database_url, "current")
     assert current.returncode == 0, current.stderr
     assert f"service tables: {head_revision()}" in current.stdout
+
+
+def test_hpo_db_upgrade_waits_for_a_database_that_takes_connections_late(
+    new_database_url: Callable[[str], str],
+) -> None:
+    """A server still starting (compose's first start, a pod's): ``--wait`` outlasts it."""
+    url = sa.make_url(new_database_url("postgresql"))
+    port = free_port()
+    late = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    upgrading = subprocess.Popen(
+        [sys.executable, "-m", "cli", "db", "upgrade", "--wait", "60"],
+        env={**os.environ, "HPO_DATABASE_URL": late},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert upgrading.stdout is not None
+    first = upgrading.stdout.readline()  # printed once its first connection is refused
+    assert first.startswith("waiting up to 60 s for the database"), first
+    with tcp_forward(port, (url.host or "127.0.0.1", url.port or 5432)):
+        out, err = upgrading.communicate(timeout=120)
+    assert upgrading.returncode == 0, err
+    assert f"service tables: none -> {head_revision()}" in out
+
+
+def test_hpo_db_upgrade_without_wait_names_a_database_out_of_reach_at_once() -> None:
+    unreachable = f"postgresql+psycopg://hpo:pw@127.0.0.1:{free_port()}/hpo"
+    refused = hpo_db(unreachable, "upgrade")
+    assert refused.returncode == 1
+    assert "the database (HPO_DATABASE_URL) cannot be opened" in refused.stderr
+    assert "waiting" not in refused.stdout and "Traceback" not in refused.stderr
 
 
 LEGACY_NAME = "legacy-sweep"

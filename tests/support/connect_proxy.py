@@ -21,7 +21,7 @@ class ProxyLog:
     refuse_with: str | None = None  # e.g. "403 Forbidden"
 
 
-def _relay(source: socket.socket, sink: socket.socket) -> None:
+def relay(source: socket.socket, sink: socket.socket) -> None:
     try:
         while chunk := source.recv(65536):
             sink.sendall(chunk)
@@ -49,8 +49,8 @@ def _handler(log: ProxyLog) -> type[socketserver.StreamRequestHandler]:
             host, _, port = target.rpartition(":")
             upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            threading.Thread(target=_relay, args=(upstream, self.connection), daemon=True).start()
-            _relay(self.connection, upstream)
+            threading.Thread(target=relay, args=(upstream, self.connection), daemon=True).start()
+            relay(self.connection, upstream)
 
     return Tunnel
 

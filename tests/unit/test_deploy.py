@@ -334,7 +334,9 @@ def test_env_example_matches_the_variables_compose_reads() -> None:
 
 
 def test_the_schema_is_upgraded_before_the_api_starts() -> None:
-    assert command("db-upgrade")[-3:] == ["hpo", "db", "upgrade"]
+    # it waits for PostgreSQL's first start (a socket-only setup server, then the real one)
+    assert command("db-upgrade") == ["hpo", "db", "upgrade", "--wait", "120"]
+    assert "127.0.0.1" in service("postgres")["healthcheck"]["test"][-1]  # over TCP
     upgrade = environment("db-upgrade")["HPO_DATABASE_URL"]
     assert upgrade == environment("api")["HPO_DATABASE_URL"]
     needs = service("api")["depends_on"]["db-upgrade"]

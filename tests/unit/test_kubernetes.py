@@ -396,13 +396,14 @@ def test_each_hpo_container_environment_builds_settings(
 def test_containers_run_commands_the_hpo_cli_has() -> None:
     expected = {
         ("hpo-api", "api"): ["hpo", "serve"],
-        ("hpo-api", "db-upgrade"): ["hpo", "db", "upgrade"],
-        ("hpo-db-upgrade", "db-upgrade"): ["hpo", "db", "upgrade"],
+        ("hpo-api", "db-upgrade"): ["hpo", "db", "upgrade", "--wait", "120"],
+        ("hpo-db-upgrade", "db-upgrade"): ["hpo", "db", "upgrade", "--wait", "120"],
         ("hpo-worker", "worker"): ["hpo", "worker"],
     }
     for (workload, name), words in expected.items():
         assert argv(container(workload, name)) == words
-        hpo_command(words[1:])
+        options = {opt for param in hpo_command(words[1:]).params for opt in param.opts}
+        assert {word for word in words if word.startswith("--")} <= options
     dashboard = argv(container("hpo-dashboard", "dashboard"))
     options = {opt for param in hpo_command(["dashboard"]).params for opt in param.opts}
     assert dashboard[:2] == ["hpo", "dashboard"]
