@@ -53,21 +53,31 @@ def validation_error_response(error: ValidationError) -> Response:
     if request.endpoint in FILE_ENDPOINTS:  # the body is a file: what failed is the query
         data: Any = request.args.to_dict()
     else:
+        if (unreadable := unreadable_json_body()) is not None:
+            return unreadable
         body = request.get_json(silent=True)
-        if request.content_length and body is None:
-            if not request.is_json:
-                sent = request.mimetype or "no Content-Type"
-                problem = f"{sent}, not application/json"
-                message = f"the body must be JSON, sent as application/json ({problem})"
-                return error_response(415, message, [{"field": "Content-Type", "problem": problem}])
-            if not _is_json_null(request.get_data()):
-                problem = "malformed JSON"
-                return error_response(
-                    400, "the body is not valid JSON", [{"field": "body", "problem": problem}]
-                )
         data = body if body is not None else {}
     problems = problems_from_validation_error(error, data)
     return error_response(422, "the request does not fit its schema", problems)
+
+
+def unreadable_json_body() -> Response | None:
+    """415 for a body not sent as JSON, 400 for one that is not valid JSON; ``None`` for a JSON
+    body, or none. (flask-openapi3 reads either as no body: an endpoint whose fields are all
+    optional would go on as if none had been sent.)"""
+    sent = request.get_data(cache=True)
+    if not sent.strip() or request.get_json(silent=True) is not None:
+        return None
+    if not request.is_json:
+        problem = f"{request.mimetype or 'no Content-Type'}, not application/json"
+        message = f"the body must be JSON, sent as application/json ({problem})"
+        return error_response(415, message, [{"field": "Content-Type", "problem": problem}])
+    if not _is_json_null(sent):
+        problem = "malformed JSON"
+        return error_response(
+            400, "the body is not valid JSON", [{"field": "body", "problem": problem}]
+        )
+    return None
 
 
 def _is_json_null(body: bytes) -> bool:

@@ -29,7 +29,7 @@ from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from api.errors import error_response
+from api.errors import error_response, unreadable_json_body
 from api.schemas import FILE_ENDPOINTS
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -75,6 +75,7 @@ def apply_request_limits(app: Flask, max_file_bytes: int = MAX_BODY_BYTES) -> No
     app.before_request(_refuse_large_ids)
     app.before_request(_refuse_encoded_bodies)
     app.before_request(_refuse_bodies_where_none_goes)
+    app.before_request(_refuse_bodies_not_json)
 
 
 def json_depth(value: Any, stop_after: int | None = None) -> int:
@@ -209,6 +210,16 @@ def _refuse_bodies_where_none_goes() -> Response | None:
         f"{request.method} {request.path} takes no body (send none, or {{}}); it would be ignored"
     )
     return error_response(422, problem, [{"field": "body", "problem": problem}])
+
+
+def _refuse_bodies_not_json() -> Response | None:
+    """415 or 400 for a JSON endpoint's body that is not JSON (a form, malformed JSON) before
+    the view runs: read as no body, ``{"trial_id": 4}`` sent as a form would score the best
+    trial's test split instead of trial 4's."""
+    endpoint = request.endpoint
+    if request.method not in _WRITES or endpoint is None or endpoint in FILE_ENDPOINTS:
+        return None
+    return unreadable_json_body() if _takes_body(endpoint) else None
 
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

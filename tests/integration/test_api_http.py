@@ -240,6 +240,27 @@ def test_json_sent_as_another_content_type_gets_415_naming_it(
 
 
 @pytest.mark.parametrize(
+    ("content_type", "sent", "status", "field"),
+    [
+        ("application/x-www-form-urlencoded", b'{"trial_id": 4}', 415, "Content-Type"),
+        ("application/json", b'{"trial_id": 4', 400, "body"),
+    ],
+)
+def test_a_body_of_optional_fields_that_is_no_json_is_refused_not_read_as_none(
+    stack: LocalStack, content_type: str, sent: bytes, status: int, field: str
+) -> None:
+    """``curl -d '{"trial_id": 4}' .../evaluate`` (a form): read as no body, it asked for the
+    best trial's test split, not trial 4's."""
+    study = requests.post(f"{stack.url}/studies", json=good_study(), timeout=10).json()
+    url = f"{stack.url}/studies/{study['study_id']}/evaluate"
+    response = requests.post(url, data=sent, headers={"Content-Type": content_type}, timeout=10)
+    assert response.status_code == status, response.text
+    assert response.json()["problems"][0]["field"] == field
+    jobs = requests.get(f"{stack.url}/studies/{study['study_id']}/jobs", timeout=10).json()
+    assert jobs["jobs"] == []
+
+
+@pytest.mark.parametrize(
     ("path", "content_type"),
     [("/studies", "application/json"), ("/datasets?name=zipped", "application/octet-stream")],
 )
