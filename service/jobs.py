@@ -176,13 +176,15 @@ class StudyJobs:
         The model: trial ``trial_id``'s, the top ``ensemble_k`` trials' ensemble, or the best's."""
         spec = self._store.spec_of(self._store.get(study_id, tenant))
         trials = self._trials(study_id)
-        ranked = ranked_trials(spec, trials)
         if ensemble_k is not None and trial_id is not None:
             raise InvalidSpec("give trial_id or ensemble_k, not both", field="ensemble_k")
+        if trial_id is not None:  # no ranking needed: a study of several objectives too
+            return self._run_once(
+                study_id, spec, JobKind.EVALUATE, [chosen_trial(trials, trial_id)]
+            )
+        ranked = ranked_trials(spec, trials)
         if ensemble_k is not None:
             chosen = top_trials(ranked, ensemble_k, "ensemble_k")
-        elif trial_id is not None:
-            chosen = [chosen_trial(ranked, trials, trial_id)]
         elif ranked:
             chosen = ranked[:1]
         else:
@@ -346,6 +348,8 @@ class StudyJobs:
 
     @staticmethod
     def _job_trial(trial: FrozenTrial) -> JobTrial:
+        values = trial.values or []
+        value = values[0] if len(values) == 1 else None  # none single: several objectives
         return JobTrial(
-            trial_id=trial._trial_id, number=trial.number, params=trial.params, value=trial.value
+            trial_id=trial._trial_id, number=trial.number, params=trial.params, value=value
         )

@@ -52,40 +52,46 @@ def ranked_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[Frozen
     """The complete (and feasible) trials, best first; ties by number."""
     if spec.multi_objective:
         raise Conflict(
-            "a study of several objectives has no single ranking of its trials", field="study_id"
+            "a study of several objectives has no single ranking of its trials (to score one of "
+            "its Pareto front, GET /studies/{id}/pareto: evaluate with its trial_id)",
+            field="study_id",
         )
     sign = 1.0 if spec.direction == "minimize" else -1.0
-    finished = [
-        trial
-        for trial in trials
-        if trial.state == TrialState.COMPLETE
-        and trial.value is not None
-        and all(violation <= 0 for violation in trial.constraints.values())
-    ]
+    finished = [trial for trial in trials if _ranks(trial)]
     return sorted(finished, key=lambda trial: (sign * float(trial.value or 0.0), trial.number))
+
+
+def _ranks(trial: FrozenTrial) -> bool:
+    """Complete, with a value, within the study's constraints."""
+    complete = trial.state == TrialState.COMPLETE
+    return complete and trial.value is not None and _feasible(trial)
+
+
+def _feasible(trial: FrozenTrial) -> bool:
+    return all(violation <= 0 for violation in trial.constraints.values())
 
 
 def top_trials(ranked: list[FrozenTrial], k: int, field: str) -> list[FrozenTrial]:
     """The best ``k`` of ``ranked``; ``Conflict`` naming ``field`` when there are fewer."""
     if len(ranked) < k:
-        raise Conflict(
-            f"the study has {len(ranked)} complete trials, fewer than {field} = {k}", field=field
-        )
+        problem = f"the study has {len(ranked)} complete trials within its constraints, fewer "
+        raise Conflict(problem + f"than {field} = {k}", field=field)
     return ranked[:k]
 
 
-def chosen_trial(
-    ranked: list[FrozenTrial], trials: Sequence[FrozenTrial], trial_id: int
-) -> FrozenTrial:
-    """The trial ``trial_id`` of the study, which must be complete."""
+def chosen_trial(trials: Sequence[FrozenTrial], trial_id: int) -> FrozenTrial:
+    """The trial ``trial_id`` of the study, which must be complete and within its constraints
+    (of a study of one objective or several)."""
     for trial in trials:
-        if trial._trial_id == trial_id:
-            if trial not in ranked:
-                raise InvalidSpec(
-                    f"trial {trial_id} is {state_in_words(trial.state)}, not a complete trial",
-                    field="trial_id",
-                )
-            return trial
+        if trial._trial_id != trial_id:
+            continue
+        if trial.state != TrialState.COMPLETE:
+            problem = f"trial {trial_id} is {state_in_words(trial.state)}, not complete"
+            raise InvalidSpec(problem, field="trial_id")
+        if not _feasible(trial):
+            problem = f"trial {trial_id} is complete but breaks the study's constraints"
+            raise InvalidSpec(problem, field="trial_id")
+        return trial
     raise InvalidSpec(f"the study has no trial with id {trial_id}", field="trial_id")
 
 

@@ -157,3 +157,32 @@ def test_a_study_without_a_trainer_has_no_model_to_evaluate(stack: LocalStack) -
     assert refused.value.status == 409
     assert "no trainer" in refused.value.body["error"]
     assert client.jobs(created["study_id"]) == []
+
+
+def test_a_study_of_several_objectives_scores_a_named_trial_but_has_no_best(
+    stack: LocalStack,
+) -> None:
+    client = stack.client()
+    created = client.create_study(
+        {
+            "name": unique("vault-pareto"),
+            "space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+            "objectives": [
+                {"metric": "validation_loss", "direction": "minimize"},
+                {"metric": "n_parameters", "direction": "minimize"},
+            ],
+            "sampler": {"name": "random", "seed": 0},
+            "budget": {"n_trials": 2, "max_concurrent_trials": 2},
+            "trainer": {"name": "mlp", "dataset": "digits", "epochs": 2},
+        }
+    )
+    study_id = created["study_id"]
+    wait_for_end(client, study_id, timeout_s=180, poll_s=0.3)
+    with pytest.raises(HPOError) as refused:
+        client.evaluate(study_id)
+    assert refused.value.status == 409 and "trial_id" in refused.value.body["error"]
+    front = client._call("GET", f"/studies/{study_id}/pareto")["trials"]
+    job = client.evaluate(study_id, trial_id=front[0]["trial_id"])
+    scored = wait_for_job(client, job["job_id"])
+    assert scored["state"] == "done", scored["reason"]
+    assert scored["result"]["test"]["samples"] == DIGITS_TEST_ROWS
