@@ -17,8 +17,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 TRAINER_ENTRY_POINT_GROUP = "hpo.trainers"
@@ -38,7 +38,22 @@ OPTIMIZER_SUB_PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 
 
-class MLPParameters(BaseModel):
+class NumbersNotBooleans(BaseModel):
+    """Refuses ``true`` or ``false`` for a number field (pydantic's lax mode reads them as 1 and
+    0: ``"hidden": true`` trained one hidden unit); strings of numbers stay taken (YAML 1.1
+    writes ``1e-5`` as one)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in (int, float):
+            kind = "an integer" if field.annotation is int else "a number"
+            raise ValueError(f"must be {kind}, not a boolean")
+        return value
+
+
+class MLPParameters(NumbersNotBooleans):
     """The hyperparameters the built-in trainer reads, each with its default and its bounds.
 
     A study searches any of them (``space``) or fixes them (``trainer.params``); unknown names
@@ -106,7 +121,7 @@ def _known_dataset(name: str) -> str:
 DatasetName = Annotated[str, AfterValidator(_known_dataset)]
 
 
-class MLPTrainerSettings(BaseModel):
+class MLPTrainerSettings(NumbersNotBooleans):
     """Fixed settings of the built-in ``mlp`` trainer (a PyTorch MLP or small CNN classifier)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -140,14 +155,17 @@ class MLPTrainerSettings(BaseModel):
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"{where}: {first['msg']}") from None
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message}") from None
         return params
 
-    @model_validator(mode="after")
-    def _image_model_needs_image_data(self) -> MLPTrainerSettings:
-        if self.model == "cnn" and str(self.dataset) in _NON_IMAGE_DATASETS:
-            raise ValueError(f"model 'cnn' needs image data (digits), not '{self.dataset}'")
-        return self
+    @field_validator("model")
+    @classmethod
+    def _image_model_needs_image_data(cls, model: str, info: ValidationInfo) -> str:
+        dataset = info.data.get("dataset")  # validated before: declared before the model
+        if model == "cnn" and dataset in _NON_IMAGE_DATASETS:
+            raise ValueError(f"model 'cnn' needs image data (digits), not '{dataset}'")
+        return model
 
 
 _NON_IMAGE_DATASETS = frozenset({"breast_cancer", "wine", "synthetic"})

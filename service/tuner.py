@@ -21,7 +21,7 @@ from sqlalchemy import text
 from service import webhooks
 from service.artifacts import CheckpointStore
 from service.datasets import REGISTERED_PREFIX, DatasetStore
-from service.datasets.splits import check_split
+from service.datasets.splits import check_image_model, check_split
 from service.datasets.usage import studies_using
 from service.dispatch import TrialAssignment, TrialDispatcher
 from service.epoch_metrics import EpochRecord
@@ -124,10 +124,12 @@ class Tuner:
         if spec.trainer is None:
             return None
         dataset = spec.trainer.settings().get("dataset")
-        class_counts = self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
+        registered = self.datasets.check_reference(dataset, tenant, field="trainer.dataset")
         model = self._catalog.settings_model(spec.trainer.name)
         if model is not None:  # a built-in trainer's, with the defaults the study left out
-            check_split(model.model_validate(spec.trainer.settings()).model_dump(), class_counts)
+            settings = model.model_validate(spec.trainer.settings()).model_dump()
+            check_split(settings, registered.class_counts if registered else None)
+            check_image_model(settings, registered.n_features if registered else None)
         return dataset
 
     def _prepare_study(self, study_id: int, spec: StudySpec, source: StudySpec | None) -> None:

@@ -8,7 +8,6 @@ only the first outcome the service receives counts.
 from __future__ import annotations
 
 import logging
-import traceback
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from typing import Any
@@ -59,7 +58,10 @@ class JobRunner:
         except ServiceUnreachable:
             raise  # the service is out of reach: the message is redelivered, or the job times out
         except Exception as error:
-            reason = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"
+            # The study's owner reads the reason; the traceback (the service's own code, the
+            # worker's paths) goes to the worker's log.
+            logger.exception("job %s failed", job_id)
+            reason = f"{type(error).__name__}: {error}"
             return self._finish(job_id, None, reason[:MAX_REASON_CHARS]) or "failed"
         return self._finish(job_id, result.model_dump(mode="json"), None) or "done"
 

@@ -10,7 +10,7 @@ The sizes follow scikit-learn's: a part of fraction ``f`` of ``n`` rows holds ``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from math import ceil
+from math import ceil, isqrt
 from typing import Any
 
 from service.errors import InvalidSpec
@@ -76,3 +76,18 @@ def check_split(settings: Mapping[str, Any], class_counts: Sequence[int] | None)
 def _least_fraction(exact: float) -> str:
     """``exact``, rounded up to three decimals (a fraction rounded down could fall short)."""
     return f"{ceil(exact * 1000) / 1000:g}"
+
+
+def check_image_model(settings: Mapping[str, Any], n_features: int | None) -> None:
+    """``InvalidSpec`` on ``trainer.model`` for the built-in trainer's CNN on a registered data
+    set whose rows are no square image (it reads each row as side x side pixels; a built-in data
+    set is checked with the settings)."""
+    if settings.get("model") != "cnn" or n_features is None:
+        return
+    side = isqrt(n_features)
+    if side < 2 or side * side != n_features:
+        raise InvalidSpec(
+            f"model 'cnn' reads each row as a square image (side x side pixels, 64 = 8 x 8 for "
+            f"digits): the data set's {n_features} features are no square of 2 or more",
+            field=f"{_FIELD}.model",
+        )

@@ -123,10 +123,9 @@ class DatasetStore:
                 raise NotFound(f"no data set {dataset_id}", field="reference")
             yield session
 
-    def check_reference(self, dataset: object, tenant: str, field: str) -> list[int] | None:
+    def check_reference(self, dataset: object, tenant: str, field: str) -> DatasetView | None:
         """``InvalidSpec`` on ``field`` when ``dataset`` is ``registered:<ref>`` and names none of
-        the tenant's data sets; the rows of each class of the one it names (``None``: it names
-        none)."""
+        the tenant's data sets; the one it names (``None``: it names none)."""
         return self._check(dataset, tenant, field, wait_for_deletion=False)
 
     def confirm_reference(self, dataset: object, tenant: str, field: str) -> None:
@@ -137,7 +136,7 @@ class DatasetStore:
 
     def _check(
         self, dataset: object, tenant: str, field: str, *, wait_for_deletion: bool
-    ) -> list[int] | None:
+    ) -> DatasetView | None:
         reference = registered_reference(dataset)
         if reference is None:
             return None
@@ -145,7 +144,7 @@ class DatasetStore:
             record = self._record(reference, tenant, with_content=False, locked=wait_for_deletion)
         except NotFound:
             raise InvalidSpec(f"no registered data set {reference!r}", field=field) from None
-        return _view(record).class_counts
+        return _view(record)
 
     def _record(
         self,

@@ -186,3 +186,30 @@ def test_a_study_of_several_objectives_scores_a_named_trial_but_has_no_best(
     scored = wait_for_job(client, job["job_id"])
     assert scored["state"] == "done", scored["reason"]
     assert scored["result"]["test"]["samples"] == DIGITS_TEST_ROWS
+
+
+def test_a_job_that_fails_says_why_without_the_worker_s_traceback(
+    stack: LocalStack, study_id: int
+) -> None:
+    """A trial copied by a warm start has no checkpoint of its own to score: the job fails with
+    the error's type and message; the traceback (the worker's code and paths) stays in its log."""
+    client = stack.client()
+    warm = client.create_study(
+        {
+            "name": unique("vault-warm"),
+            "space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+            "sampler": {"name": "random", "seed": 1},
+            "pruner": {"name": "none"},
+            "budget": {"n_trials": 1},
+            "trainer": {"name": "mlp", "dataset": "digits", "epochs": 1},
+            "preflight": {"enabled": False},
+            "warm_start": {"study_id": study_id},
+        }
+    )
+    copied = next(t for t in client.trials(warm["study_id"]) if t["state"] == "complete")
+    job = wait_for_job(
+        client, client.evaluate(warm["study_id"], trial_id=copied["trial_id"])["job_id"]
+    )
+    assert job["state"] == "failed"
+    assert "Traceback" not in job["reason"] and 'File "' not in job["reason"], job["reason"]
+    assert job["reason"].split(":")[0].isidentifier()  # the error's type, then its message

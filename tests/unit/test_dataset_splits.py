@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.datasets.splits import BUILT_IN_CLASS_COUNTS, check_split, split_sizes
+from service.datasets.splits import (
+    BUILT_IN_CLASS_COUNTS,
+    check_image_model,
+    check_split,
+    split_sizes,
+)
 from service.errors import InvalidSpec
+from workers.trainers.cnn import image_side
 from workers.trainers.datasets import load_arrays, split_indices
 
 # (rows of each class, validation_fraction, test_fraction): splits that can be made and ones
@@ -87,3 +93,23 @@ def test_a_trainer_without_the_fractions_or_data_set_is_not_checked() -> None:
 def test_the_built_in_data_sets_class_counts_are_the_trainer_s(name: str) -> None:
     _, labels = load_arrays(name)
     assert tuple(np.bincount(labels)) == BUILT_IN_CLASS_COUNTS[name]
+
+
+@pytest.mark.parametrize("n_features", [1, 3, 4, 63, 64, 784, 785])
+def test_the_cnn_check_refuses_exactly_the_rows_the_trainer_cannot_make_an_image_of(
+    n_features: int,
+) -> None:
+    """A registered data set's rows read as side x side pixels: the check at the study's creation
+    agrees with the CNN the worker builds (a study of 3 features failed every trial)."""
+    try:
+        image_side(n_features)
+        fits = True
+    except ValueError:
+        fits = False
+    if fits:
+        check_image_model({"model": "cnn"}, n_features)
+    else:
+        with pytest.raises(InvalidSpec, match="no square of 2 or more") as refused:
+            check_image_model({"model": "cnn"}, n_features)
+        assert refused.value.field == "trainer.model"
+    check_image_model({"model": "mlp"}, n_features)  # an MLP reads any row

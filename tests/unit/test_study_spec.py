@@ -128,6 +128,26 @@ def test_a_trainer_the_service_knows_is_checked_and_others_pass_through() -> Non
 
 
 @pytest.mark.parametrize(
+    ("trainer", "field", "words"),
+    [
+        ({"seed": True}, "trainer.seed", "must be an integer, not a boolean"),
+        ({"max_loss": True}, "trainer.max_loss", "must be a number, not a boolean"),
+        ({"params": {"hidden": True}}, "trainer.params", "hidden: must be an integer, not a bool"),
+        ({"params": {"lr": False}}, "trainer.params", "lr: must be a number, not a boolean"),
+        ({"dataset": "wine", "model": "cnn"}, "trainer.model", "needs image data"),
+    ],
+)
+def test_the_built_in_trainer_s_settings_take_no_boolean_for_a_number_and_name_the_field(
+    trainer: dict[str, Any], field: str, words: str
+) -> None:
+    """``"seed": true`` was read as 1 and ``"hidden": true`` trained one hidden unit; the CNN's
+    refusal named ``trainer.body``."""
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(make(trainer={"name": "mlp", **trainer}), CATALOG)
+    assert raised.value.field == field and words in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("epochs", "words"),
     [
         (0, "greater than or equal to 1 (Hyperband's max_resource is the trainer's epochs)"),
