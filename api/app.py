@@ -16,6 +16,7 @@ from api.jobs import jobs, study_jobs
 from api.limits import apply_request_limits
 from api.metrics import register_metrics
 from api.models import best_models, trial_records
+from api.openapi_doc import DocumentedOpenAPI
 from api.reaper import start_lease_reaper
 from api.request_logs import register_log_context
 from api.schemas import BEARER_SECURITY
@@ -40,7 +41,7 @@ def create_app(
     """Build the API for ``settings`` (default: from ``HPO_`` environment variables)."""
     settings = settings or Settings()
     configure_json_logging(settings.log_level)
-    app = OpenAPI(
+    app = DocumentedOpenAPI(
         __name__,
         info=Info(title="HPO service", version=API_VERSION),
         security_schemes=BEARER_SECURITY,

@@ -7,11 +7,10 @@ from typing import Any, Literal
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel
 
 from api.auth import current_tenant
 from api.context import tuner
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, StudyPath
 from service.insights import ImportanceView, importances, plot_png
 
 insights = APIBlueprint(
@@ -24,12 +23,7 @@ insights = APIBlueprint(
 )
 
 
-class StudyPath(BaseModel):
-    study_id: int
-
-
-class PlotPath(BaseModel):
-    study_id: int
+class PlotPath(StudyPath):
     kind: Literal["history", "intermediate", "importance", "parallel_coordinate"]
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.auth import current_tenant
 from api.context import tuner
 from api.errors import strictly
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, JobPath, StudyPath
 from service.jobs import JobMessage, JobView
 from service.vault import MAX_ENSEMBLE
 
@@ -37,14 +37,6 @@ jobs = APIBlueprint(
     abp_security=[{"bearer": []}],
 )
 MAX_REASON_LENGTH = 2000
-
-
-class StudyPath(BaseModel):
-    study_id: int
-
-
-class JobPath(BaseModel):
-    job_id: int
 
 
 class EvaluationRequest(BaseModel):

@@ -30,13 +30,10 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from api.errors import error_response, unreadable_json_body
-from api.schemas import FILE_ENDPOINTS
+from api.schemas import FILE_ENDPOINTS, MAX_ID
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
-# Study and trial ids are INTEGER columns (Optuna's and ours): 32 bits on PostgreSQL, where a
-# larger id is a DataError (which the API would answer 503), 64 bits on SQLite (an OverflowError).
-MAX_ID = 2**31 - 1
 FILE_LIMIT_CONFIG = "HPO_MAX_FILE_BYTES"
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
 from api.errors import strictly
-from api.schemas import ERROR_RESPONSES, FILE_BODY, SchemaMadeOnce
+from api.schemas import ERROR_RESPONSES, FILE_BODY, SchemaMadeOnce, StudyPath, TrialPath
 from service.errors import InvalidSpec
 from service.trial_provenance import TrialProvenance
 from service.views import TrialView
@@ -40,14 +40,6 @@ best_models = APIBlueprint(
     abp_security=[{"bearer": []}],
 )
 SAFETENSORS_TYPE = "application/octet-stream"
-
-
-class TrialPath(BaseModel):
-    trial_id: int
-
-
-class StudyPath(BaseModel):
-    study_id: int
 
 
 class LeaseQuery(SchemaMadeOnce):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from flask_openapi3.models import SecurityScheme
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 _SCHEMAS: dict[type[BaseModel], dict[str, Any]] = {}
 
@@ -22,6 +22,27 @@ class SchemaMadeOnce(BaseModel):
         if cls not in _SCHEMAS:
             _SCHEMAS[cls] = super().model_json_schema()
         return _SCHEMAS[cls]
+
+
+# Study and trial ids are INTEGER columns (Optuna's and ours): 32 bits on PostgreSQL, where a
+# larger id is a DataError (which the API would answer 503), 64 bits on SQLite (an OverflowError).
+MAX_ID = 2**31 - 1
+
+
+def _id(of: str) -> Any:
+    return Field(ge=1, le=MAX_ID, description=f"the {of}'s id")
+
+
+class StudyPath(BaseModel):
+    study_id: Annotated[int, _id("study")]
+
+
+class TrialPath(BaseModel):
+    trial_id: Annotated[int, _id("trial")]
+
+
+class JobPath(BaseModel):
+    job_id: Annotated[int, _id("job")]
 
 
 class ProblemBody(BaseModel):

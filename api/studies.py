@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.auth import current_tenant
 from api.context import tuner
 from api.errors import strictly
-from api.schemas import ERROR_RESPONSES, SchemaMadeOnce
+from api.schemas import ERROR_RESPONSES, SchemaMadeOnce, StudyPath
 from service.dispatch import TrialAssignment
 from service.spec.study_spec import StudySpec
 from service.tokens import DEFAULT_TENANT
@@ -25,10 +25,6 @@ studies = APIBlueprint(
     abp_responses=ERROR_RESPONSES,
     abp_security=[{"bearer": []}],
 )
-
-
-class StudyPath(BaseModel):
-    study_id: int
 
 
 class StudyList(BaseModel):

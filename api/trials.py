@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
 from api.errors import strictly
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, TrialPath
 from service.dispatch import TrialAssignment
 from service.epoch_metrics import MAX_EPOCH_RECORDS, MAX_FIGURES_PER_EPOCH
 from service.report_path import ReportAnswer
@@ -34,10 +34,6 @@ MAX_BATCH_REPORTS = 200  # epochs in one request of POST /trials/{id}/reports
 MAX_REASON_LENGTH = 2000
 MAX_METRICS = 64
 _STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
-
-
-class TrialPath(BaseModel):
-    trial_id: int
 
 
 LeaseToken = Field(default=None, max_length=64, description="The token the claim returned.")

@@ -19,7 +19,8 @@ WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("best_changed", "study_finished")
 # Serialising a spec with this context keeps the secret (the service's own record of the study);
 # any other serialisation (every answer of the API) masks it.
 STORED_SPEC_CONTEXT = {"hpo_keep_secrets": True}
-MASKED_SECRET = "**********"
+# As long as the shortest secret taken: an answer's masked spec still fits the request's schema.
+MASKED_SECRET = "*" * 16
 # Credentials in it and port 0 are refused when a study is submitted (service.spec.validation).
 WebhookUrl = Annotated[HttpUrl, UrlConstraints(max_length=2000, allowed_schemes=["http", "https"])]
 
@@ -41,6 +42,7 @@ class WebhookSpec(BaseModel):
         min_length=16,
         max_length=256,
         description="The key the receiver verifies signatures with (write-only: shown masked).",
+        json_schema_extra={"writeOnly": True},
     )
 
     @field_serializer("secret")

@@ -26,9 +26,8 @@ What a fuzzer from this document does not reach (each has its own test in
 whose bounds overflow the samplers only when a trial is asked of the study later.
 
 Generation is derandomized: the same requests every run, so a failure is never a fluke of one
-run. The document publishes ``StudySpec.space`` as any object (flask-openapi3 drops pydantic's
-``patternProperties``): ``fuzzable`` restores it for generating requests only, and every answer
-is checked against what the document says: status documented, body of the documented schema.
+run. Every answer is checked against what the document says: status documented, body of the
+documented schema.
 """
 
 from __future__ import annotations
@@ -54,10 +53,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
-from api.limits import MAX_ID
+from api.schemas import MAX_ID
 from cli.local_stack import LocalStack
 from service.settings import Settings
-from service.spec.study_spec import StudySpec
 from tests.conftest import BACKENDS
 from tests.support.dispatchers import DoNothingDispatcher
 
@@ -91,21 +89,12 @@ def published_document() -> dict[str, Any]:
 
 
 def fuzzable(document: dict[str, Any]) -> dict[str, Any]:
-    """The document with its known defects worked around, for generating requests.
-
-    - ``components.securitySchemes`` is ``null``: not OpenAPI, and schemathesis refuses it.
-    - ``StudySpec.space`` has lost its values' schema (flask-openapi3 drops
-      ``patternProperties``): without it every generated space is junk, refused before the
-      parameters' own checks run. It is put back from the model.
-    """
+    """The document with its known defects worked around, for generating requests:
+    ``components.securitySchemes`` is ``null``: not OpenAPI, and schemathesis refuses it."""
     fixed = copy.deepcopy(document)
     components = fixed.setdefault("components", {})
     if components.get("securitySchemes") is None:
         components.pop("securitySchemes", None)
-    space = components["schemas"]["StudySpec"]["properties"]["space"]
-    if "additionalProperties" not in space and "patternProperties" not in space:
-        model = StudySpec.model_json_schema(ref_template="#/components/schemas/{model}")
-        space.update(model["properties"]["space"], additionalProperties=False)
     return fixed
 
 

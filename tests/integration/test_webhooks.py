@@ -21,6 +21,7 @@ import requests
 
 from cli.local_stack import LocalStack
 from cli.processes import free_port, wait_until
+from service.spec.webhook import MASKED_SECRET
 from tests.conftest import BACKENDS
 from tests.integration.conftest import unique
 from tests.support.connect_proxy import connect_proxy
@@ -144,7 +145,7 @@ def test_receiver_gets_signed_best_changed_and_study_finished(
     }
     created = hook_stack.client().create_study(spec)
     study_id = created["study_id"]
-    assert created["spec"]["webhook"]["secret"] == "**********"  # never shown back
+    assert created["spec"]["webhook"]["secret"] == MASKED_SECRET  # never shown back
     first = finish_trial(hook_stack, study_id, 0.5)
     # Delivered before a better trial ends: an event is sent while its trial is still the best.
     wait_until(lambda: len(state.events(study_id)) >= 1, 30, "the first best_changed")
@@ -167,7 +168,7 @@ def test_receiver_gets_signed_best_changed_and_study_finished(
     assert finished["state"] == "complete"
     assert finished["best"]["trial_id"] == third
     assert hook_stack.client().study(study_id)["state"] == "complete"
-    assert hook_stack.client().study(study_id)["spec"]["webhook"]["secret"] == "**********"
+    assert hook_stack.client().study(study_id)["spec"]["webhook"]["secret"] == MASKED_SECRET
 
 
 def test_deliveries_leave_through_the_proxy_of_hpo_webhook_proxy(

@@ -3,10 +3,13 @@ two blueprints sharing a path included (``DELETE /datasets/{reference}`` beside 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 from api.app import create_app
+from api.schemas import MAX_ID
 from service.settings import Settings
 from tests.support.dispatchers import DoNothingDispatcher
 
@@ -36,3 +39,57 @@ def test_every_route_the_api_serves_is_in_its_openapi_document(tmp_path: Path) -
     }
     assert ("/datasets/{reference}", "DELETE") in served
     assert served - documented == set()
+
+
+def published(tmp_path: Path) -> tuple[Any, dict[str, Any]]:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'hpo.db'}", reaper_interval_s=0, require_tokens=False
+    )
+    app = create_app(settings, dispatcher=DoNothingDispatcher())
+    client = app.test_client()
+    return client, client.get("/openapi.json").get_json()
+
+
+def test_request_bodies_are_described_as_their_models_validate_them(tmp_path: Path) -> None:
+    """flask-openapi3 dropped ``patternProperties``: a study's ``space`` was any object."""
+    _, document = published(tmp_path)
+    schemas = document["components"]["schemas"]
+    [space_values] = schemas["StudySpec"]["properties"]["space"]["patternProperties"].values()
+    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in space_values["oneOf"]} == {
+        "FloatParam",
+        "IntParam",
+        "CategoricalParam",
+    }
+    assert schemas["Completion"]["properties"]["metrics"]["propertyNames"]["maxLength"] == 64
+    referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert referenced <= set(schemas)  # no reference left dangling
+
+
+def test_operations_are_named_after_their_views_and_summed_up_in_whole_sentences(
+    tmp_path: Path,
+) -> None:
+    _, document = published(tmp_path)
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    ids = [operation["operationId"] for operation in operations]
+    assert len(ids) == len(set(ids)) and "create_study" in ids and "ask_trial" in ids
+    for operation in operations:
+        assert operation["description"].startswith(operation["summary"].rstrip("…")), operation
+        assert "<br/>" not in operation["description"] and "``" not in operation["description"]
+
+
+def test_the_example_study_is_one_the_api_takes(tmp_path: Path) -> None:
+    client, document = published(tmp_path)
+    body = document["paths"]["/studies"]["post"]["requestBody"]["content"]["application/json"]
+    created = client.post("/studies", json=body["example"])
+    assert created.status_code == 201, created.get_json()
+
+
+def test_downloads_and_ids_are_described_as_served(tmp_path: Path) -> None:
+    _, document = published(tmp_path)
+    paths = document["paths"]
+    checkpoint = paths["/trials/{trial_id}/checkpoint"]["get"]["responses"]["200"]
+    assert checkpoint["content"]["application/octet-stream"]["schema"]["format"] == "binary"
+    plot = paths["/studies/{study_id}/plots/{kind}.png"]["get"]["responses"]["200"]
+    assert "image/png" in plot["content"]
+    [study_id] = paths["/studies/{study_id}"]["get"]["parameters"]
+    assert (study_id["schema"]["minimum"], study_id["schema"]["maximum"]) == (1, MAX_ID)
