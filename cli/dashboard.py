@@ -12,6 +12,7 @@ through the API, which keeps the service's own tables in step.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from http.cookies import SimpleCookie
 from typing import Annotated, Any
@@ -19,12 +20,23 @@ from urllib.parse import parse_qsl, urlencode
 
 import typer
 from gunicorn.app.base import BaseApplication
+from optuna.exceptions import StorageInternalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from service.errors import RETRY_AFTER_S, Unavailable
+from service.json_logs import logging_config
 from service.settings import Settings
 from service.storage.database import Database
 from service.tokens import DEFAULT_TENANT, Principal, Role, TokenStore
 
 COOKIE_NAME = "hpo_dashboard_token"
+NOT_AN_OPERATOR = (
+    "the dashboard shows every tenant's studies: it takes tokens of the tenant default only"
+)
+DATABASE_DOWN = "the study database cannot be reached; retry later"
+# What a read of a database out of reach raises (the service's, SQLAlchemy's, Optuna's).
+DATABASE_OUTAGES = (Unavailable, OperationalError, InterfaceError, StorageInternalError)
+logger = logging.getLogger(__name__)
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -38,13 +50,24 @@ class TokenGate:
         self._required = required
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            return self._gated(environ, start_response)
+        except DATABASE_OUTAGES as error:  # the token check's read: as the API answers it
+            logger.warning("database unavailable: %s", error)
+            return _answer(start_response, "503 Service Unavailable", DATABASE_DOWN)
+
+    def _gated(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
         if "token" in query:
             return self._log_in(environ, query, start_response)
         if environ["REQUEST_METHOD"] not in READ_METHODS:
             return _answer(start_response, "405 Method Not Allowed", "the dashboard is read-only")
-        if self._required and not self._allowed(_presented_token(environ)):
-            return _answer(start_response, "401 Unauthorized", "open the dashboard with ?token=…")
+        refused = self._refusal(_presented_token(environ)) if self._required else None
+        if refused is not None:
+            status, message = refused
+            if status.startswith("401"):
+                message = "open the dashboard with ?token=…"
+            return _answer(start_response, status, message)
         return self._app(environ, start_response)
 
     def _log_in(
@@ -54,8 +77,9 @@ class TokenGate:
         Where no token is required (an open stack), the token is dropped unchecked: the link an
         operator was given opens the dashboard there too."""
         token = query.pop("token")
-        if self._required and not self._allowed(token):
-            return _answer(start_response, "401 Unauthorized", "unknown or unfit token")
+        refused = self._refusal(token) if self._required else None
+        if refused is not None:
+            return _answer(start_response, *refused)
         rest = f"?{urlencode(query)}" if query else ""
         path = "/" + environ.get("PATH_INFO", "/").lstrip("/")  # never "//host": another site
         headers = [("Location", path + rest)]
@@ -65,9 +89,14 @@ class TokenGate:
         start_response("303 See Other", [*headers, ("Content-Length", "0")])
         return [b""]
 
-    def _allowed(self, token: str | None) -> bool:
+    def _refusal(self, token: str | None) -> tuple[str, str] | None:
+        """``None`` for an operator's token; else the status and why."""
         principal = self._tokens.authenticate(token) if token else None
-        return principal is not None and _is_operator(principal)
+        if principal is None:
+            return "401 Unauthorized", "unknown, revoked or expired token"
+        if not _is_operator(principal):
+            return "403 Forbidden", NOT_AN_OPERATOR
+        return None
 
 
 def _is_operator(principal: Principal) -> bool:
@@ -91,6 +120,8 @@ def _answer(start_response: Callable[..., Any], status: str, message: str) -> li
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
     if status.startswith("401"):
         headers.append(("WWW-Authenticate", "Bearer"))
+    if status.startswith("503"):
+        headers.append(("Retry-After", str(RETRY_AFTER_S)))
     start_response(status, headers)
     return [body]
 
@@ -111,7 +142,17 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
-        options = {"bind": self._bind, "workers": 1, "threads": 8, "worker_class": "gthread"}
+        options: dict[str, Any] = {
+            "bind": self._bind,
+            "workers": 1,
+            "threads": 8,
+            "worker_class": "gthread",
+            # One control socket per user (~/.gunicorn/gunicorn.ctl): a second dashboard, or the
+            # API, would take it over (and a failed start removed it). Nothing here uses it.
+            "control_socket_disable": True,
+            "loglevel": self._settings.log_level.lower(),
+            "logconfig_dict": logging_config(self._settings.log_level),  # JSON lines, as the API
+        }
         for key, value in options.items():
             self.cfg.set(key, value)
 
@@ -120,7 +161,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def serve_dashboard(settings: Settings, host: str, port: int) -> None:
-    """Run the dashboard until stopped."""
+    """Run the dashboard until stopped. The database is opened here first, as ``hpo serve``
+    does: a wrong URL or a server out of reach is one message naming HPO_DATABASE_URL, not a
+    traceback from gunicorn's worker and its exit."""
+    Database(settings.database_url).dispose()
     _Gunicorn(settings, host, port).run()
 
 

@@ -38,7 +38,8 @@ def upgrade(wait: WaitOption = 0.0) -> None:
     """Upgrade Optuna's tables and the service's own to this release's schema (idempotent)."""
     url = Settings().database_url
     engine = create_engine(url)
-    wait_for_database(engine, wait)
+    if engine.dialect.name != "sqlite":  # a file needs no wait (its folder is made below)
+        wait_for_database(engine, wait)
     with schema_lock(engine):  # two init containers at once would race on CREATE TABLE
         optuna_storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
         optuna_storage.upgrade()

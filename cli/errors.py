@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from urllib3.exceptions import LocationValueError
 
 from client import HPOError, ServiceUnreachable
@@ -20,6 +21,11 @@ MAX_BODY_CHARS = 2000
 # A command's calls bridge a few seconds of API restart (backoff 0.5, 1, 2, 4 s), not the
 # minute a worker's do: a user is waiting at the prompt.
 CLI_RETRIES = 5
+TOKEN_HINTS = {
+    401: "HPO_TOKEN must be a token the API accepts (it is missing, unknown, revoked or expired)",
+    403: "HPO_TOKEN's token may not do this (a worker's token, or another tenant's)",
+}
+DATABASE_URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME"
 
 
 class StudyFileError(Exception):
@@ -47,6 +53,9 @@ def explained(error: BaseException) -> str | None:
     traceback is worth seeing)."""
     if isinstance(error, HPOError) and _is_a_page(error.body):
         return f"error {error.status}: {_not_the_api(error.body)}"
+    if isinstance(error, HPOError) and error.status in TOKEN_HINTS:
+        said = error.body.get("error") if isinstance(error.body, dict) else None
+        return f"error {error.status}: {said or error}\n{TOKEN_HINTS[error.status]}"
     if isinstance(error, HPOError):
         return f"error {error.status}:\n{_body_text(error.body)}"
     if isinstance(error, ServiceUnreachable):
@@ -55,7 +64,17 @@ def explained(error: BaseException) -> str | None:
         return f"error: the HPO_ settings are not valid:\n{_settings_problems(error)}"
     if isinstance(error, SettingsError):
         return f"error: the HPO_ settings are not valid: {_unparsed_setting(error)}"
-    if isinstance(error, OperationalError) or _bad_database_url(error) or _missing_driver(error):
+    if isinstance(error, NoSuchModuleError):  # postgres://, mysql://: no dialect installed so
+        return (
+            f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)} "
+            f"(the service takes {DATABASE_URL_FORMS})"
+        )
+    if _missing_driver(error):
+        return (
+            f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)} "
+            f"(the service takes {DATABASE_URL_FORMS})"
+        )
+    if isinstance(error, OperationalError) or _bad_database_url(error):
         return f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)}"
     if isinstance(error, StudyFileError | SettingError | ServiceError | MissingExtra):
         return f"error: {error}"
@@ -70,8 +89,14 @@ def _bad_database_url(error: BaseException) -> bool:
 
 
 def _missing_driver(error: BaseException) -> bool:
-    """Optuna's storage names a database whose driver is not installed so."""
-    return isinstance(error, ImportError) and "DB access module" in str(error)
+    """A database whose driver is not installed: Optuna's storage says so, or SQLAlchemy's
+    dialect fails to import it (``mysql://`` wants MySQLdb)."""
+    if not isinstance(error, ImportError):
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    return "DB access module" in str(error) or any(
+        "sqlalchemy/dialects/" in frame.filename for frame in frames
+    )
 
 
 def _is_a_page(body: object) -> bool:

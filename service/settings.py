@@ -145,6 +145,21 @@ class Settings(BaseSettings):
                 )
         return gpus
 
+    @field_validator("token", "api_tokens", "worker_tokens", "metrics_token")
+    @classmethod
+    def _one_word_tokens(
+        cls, tokens: SecretStr | list[SecretStr] | None
+    ) -> SecretStr | list[SecretStr] | None:
+        listed = tokens if isinstance(tokens, list) else [tokens] if tokens else []
+        for index, token in enumerate(listed):
+            if any(character.isspace() for character in token.get_secret_value()):
+                where = f"item {index} " if isinstance(tokens, list) else ""
+                raise ValueError(
+                    f"{where}holds a space or line break: a bearer header carries a token as one "
+                    "word, so it could never match"
+                )
+        return tokens
+
     @field_validator("webhook_proxy")
     @classmethod
     def _a_proxy_url(cls, proxy: SecretStr | None) -> SecretStr | None:

@@ -19,6 +19,7 @@ from service.storage.tables import TokenRecord, as_utc, utc_now
 DEFAULT_TENANT = "default"
 # A tenant's name: shown in listings and logs, one line, no spaces.
 TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # the columns hold 64
+MAX_TOKEN_NAME = 128  # the column holds 128
 
 
 class Role(enum.StrEnum):
@@ -75,6 +76,12 @@ class TokenStore:
             raise InvalidSpec(
                 f"a user token needs a tenant: a name of {TENANT_NAME.pattern}, not {tenant!r}",
                 field="tenant",
+            )
+        if len(name) > MAX_TOKEN_NAME or not name.isprintable():
+            raise InvalidSpec(
+                f"a token's name is at most {MAX_TOKEN_NAME} printable characters (no tab or line "
+                f"break), not {len(name)}: {name[:40]!r}",
+                field="name",
             )
         token = secrets.token_urlsafe(32)
         record = TokenRecord(

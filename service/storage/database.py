@@ -122,6 +122,7 @@ def schema_lock(engine: Engine) -> Iterator[None]:
     otherwise race on CREATE TYPE / CREATE TABLE and one would die. SQLite has no advisory lock:
     a lock file beside the database stands in."""
     if engine.dialect.name == "sqlite":
+        _make_parent_folder(engine.url.database)  # a new database's folder: the lock goes there
         with _file_lock(engine.url.database):
             yield
         return

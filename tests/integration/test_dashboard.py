@@ -145,11 +145,12 @@ def keep_screenshot(driver: webdriver.Chrome, tmp_path: Path) -> None:
 
 
 def test_only_the_default_tenant_opens_it(dashboard: str, stack: LocalStack) -> None:
-    """It shows every tenant's studies: another tenant's token, or a worker's, is refused."""
+    """It shows every tenant's studies: another tenant's token, or a worker's, is refused (403:
+    the token is good, and not of the tenant default)."""
     store = TokenStore(Database(stack.database_url))
     _, acme = store.create(Role.USER, "acme")
     _, worker = store.create(Role.WORKER, None)
     _, operator = store.create(Role.USER, DEFAULT_TENANT)
-    for token, status in ((acme, 401), (worker, 401), (operator, 303)):
+    for token, status in ((acme, 403), (worker, 403), (operator, 303)):
         opened = requests.get(f"{dashboard}/?token={token}", timeout=10, allow_redirects=False)
         assert opened.status_code == status, token

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -276,6 +277,15 @@ def test_hpo_db_upgrade_waits_for_a_database_that_takes_connections_late(
         out, err = upgrading.communicate(timeout=120)
     assert upgrading.returncode == 0, err
     assert f"service tables: none -> {head_revision()}" in out
+
+
+def test_hpo_db_upgrade_makes_a_new_sqlite_database_in_a_folder_not_made_yet(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "not" / "made" / "hpo.db"
+    done = hpo_db(f"sqlite:///{path}", "upgrade")
+    assert done.returncode == 0, done.stderr
+    assert f"service tables: none -> {head_revision()}" in done.stdout and path.exists()
 
 
 def test_hpo_db_upgrade_without_wait_names_a_database_out_of_reach_at_once() -> None:

