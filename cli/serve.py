@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import re
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
+from sqlalchemy import make_url
 
 from api import create_app
+from cli.errors import SettingError
 from service.json_logs import logging_config
 from service.long_lived import freeze_startup_objects
 from service.settings import Settings
@@ -31,8 +36,9 @@ class RedactingAccessLog(Logger):  # type: ignore[misc]
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, lock_file: IO[str] | None = None) -> None:
         self._settings = settings
+        self._lock_file = lock_file
         super().__init__()
 
     def load_config(self) -> None:
@@ -56,9 +62,16 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "control_socket_disable": True,
             "loglevel": settings.log_level.lower(),
             "logconfig_dict": logging_config(settings.log_level),  # JSON lines, with the ids
+            "post_fork": self._post_fork,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
+
+    def _post_fork(self, server: Any, worker: Any) -> None:
+        """The worker lets go of its copy of the sole-API lock: the master alone holds it, so
+        that a master killed (and its workers gone orphan for a moment) frees it at once."""
+        if self._lock_file is not None:
+            self._lock_file.close()
 
     def load(self) -> Any:
         app = create_app(self._settings)
@@ -71,4 +84,28 @@ def serve(settings: Settings) -> None:
     first: a URL that is wrong or a server out of reach is told as every command tells it,
     naming HPO_DATABASE_URL, not as a traceback in each of gunicorn's worker processes."""
     Database(settings.database_url).dispose()
-    _Gunicorn(settings).run()
+    with sole_api_of(settings.database_url) as lock_file:
+        _Gunicorn(settings, lock_file).run()
+
+
+@contextmanager
+def sole_api_of(database_url: str) -> Iterator[IO[str] | None]:
+    """While the block runs, this process is the only API on a SQLite database: an exclusive
+    lock on ``<database>.api-lock`` (let go when the process ends, however it ends). A study's
+    budget is guarded by a lock in the API process's memory on SQLite: a second API process on
+    the same file started more trials than the budget. PostgreSQL's advisory locks guard it
+    across processes: no file lock there."""
+    path = make_url(database_url).database
+    if not database_url.startswith("sqlite") or not path or path == ":memory:":
+        yield None
+        return
+    with open(f"{path}.api-lock", "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SettingError(
+                f"another API process serves the SQLite database {path} (HPO_DATABASE_URL): on "
+                "SQLite one API process guards each study's budget; stop that one, or use "
+                "PostgreSQL for several"
+            ) from None
+        yield lock_file

@@ -207,3 +207,22 @@ def _answers(url: str) -> bool:
         return requests.get(f"{url}/health", timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_a_second_api_on_one_sqlite_database_is_refused_naming_it(tmp_path: Path) -> None:
+    """Two APIs on one SQLite file, each guarding a study's budget in its memory, started 4
+    trials of a budget of 3."""
+    database = f"sqlite:///{tmp_path / 'hpo.db'}"
+    port = free_port()
+    env = {**os.environ, "HPO_DATABASE_URL": database, "HPO_PORT": str(port)}
+    first = subprocess.Popen([sys.executable, "-m", "cli", "serve"], env=env)
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}"), 60, "the API")
+        second = hpo("serve", HPO_DATABASE_URL=database, HPO_PORT=str(free_port()))
+        assert first.poll() is None  # the first goes on serving
+    finally:
+        first.terminate()
+        first.wait(30)
+    assert second.returncode == 1
+    assert second.stderr.startswith("error: another API process serves the SQLite database")
+    assert "Traceback" not in second.stderr
