@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from service.settings import Settings
 from service.storage.database import Database, schema_lock
-from service.storage.migrations import current_revision, head_revision
+from service.storage.migrations import current_revision, head_revision, known_revisions
 
 db_app = typer.Typer(help="The study database's schema: upgrade it, or show its revision.")
 
@@ -82,6 +82,13 @@ def current() -> None:
     finally:
         engine.dispose()
     head = head_revision()
-    typer.echo(f"service tables: {revision or 'none'} (this release: {head})")
-    if revision != head:
-        raise typer.Exit(1)
+    if revision == head:
+        typer.echo(f"service tables: {revision} (this release: {head})")
+        return
+    where = (
+        "ahead of this release: a newer release upgraded them"
+        if revision is not None and revision not in known_revisions()
+        else "behind this release: run hpo db upgrade"
+    )
+    typer.echo(f"service tables: {revision or 'none'} (this release: {head}; {where})")
+    raise typer.Exit(1)

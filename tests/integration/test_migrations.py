@@ -296,6 +296,21 @@ def test_hpo_db_upgrade_without_wait_names_a_database_out_of_reach_at_once() -> 
     assert "waiting" not in refused.stdout and "Traceback" not in refused.stderr
 
 
+def test_a_database_a_newer_release_upgraded_is_named_so_not_a_traceback(
+    engine: Engine, database_url: str
+) -> None:
+    assert hpo_db(database_url, "upgrade").returncode == 0
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE hpo_alembic_version SET version_num = '0099_future'"))
+    for command_words in (("upgrade",), ("current",)):
+        done = hpo_db(database_url, *command_words)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    upgraded = hpo_db(database_url, "upgrade")
+    assert "at revision '0099_future', which this release does not know" in upgraded.stderr
+    current = hpo_db(database_url, "current")
+    assert "ahead of this release: a newer release upgraded them" in current.stdout
+
+
 LEGACY_NAME = "legacy-sweep"
 
 

@@ -19,6 +19,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 from sqlalchemy.engine.reflection import Inspector
 
+from service.errors import Unavailable
+
 VERSION_TABLE = "hpo_alembic_version"
 SERVICE_TABLE_PREFIX = "hpo_"
 MIGRATIONS_FOLDER = Path(__file__).parent
@@ -45,6 +47,25 @@ def head_revision() -> str:
     if head is None:
         raise RuntimeError("service/storage/migrations/versions holds no revision")
     return head
+
+
+class SchemaAhead(Unavailable):
+    """The database was upgraded by a newer release: this one does not know its revision."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(
+            f"the database's service tables are at revision {revision!r}, which this release "
+            f"does not know (its newest is {head_revision()!r}): a newer release upgraded them. "
+            "Run that release, or restore the database from before the upgrade (a release "
+            "cannot undo a later one's migrations)"
+        )
+
+
+def known_revisions() -> set[str]:
+    """Every revision in ``versions/``."""
+    return {
+        script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    }
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -125,6 +146,8 @@ def upgrade_to_head(connection: Connection) -> tuple[str | None, str]:
     """
     config = alembic_config(connection)
     before = current_revision(connection)
+    if before is not None and before not in known_revisions():
+        raise SchemaAhead(before)
     if before is None:
         before = recognised_revision(connection)
         if before is not None:
