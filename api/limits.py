@@ -73,6 +73,7 @@ def apply_request_limits(app: Flask, max_file_bytes: int = MAX_BODY_BYTES) -> No
     app.before_request(_refuse_encoded_bodies)
     app.before_request(_refuse_bodies_where_none_goes)
     app.before_request(_refuse_bodies_not_json)
+    app.before_request(_refuse_files_in_forms)
 
 
 def json_depth(value: Any, stop_after: int | None = None) -> int:
@@ -217,6 +218,19 @@ def _refuse_bodies_not_json() -> Response | None:
     if request.method not in _WRITES or endpoint is None or endpoint in FILE_ENDPOINTS:
         return None
     return unreadable_json_body() if _takes_body(endpoint) else None
+
+
+def _refuse_files_in_forms() -> Response | None:
+    """415 for a file endpoint's body sent as a form (``curl -F file=@x.csv``): read as the
+    file, its boundary lines made a CSV whose header was ``--------------------------158c9b…``."""
+    if request.endpoint not in FILE_ENDPOINTS or request.mimetype != "multipart/form-data":
+        return None
+    problem = (
+        "multipart/form-data: send the file itself as the body (curl --data-binary @FILE), "
+        "not a form (curl -F)"
+    )
+    message = f"the body must be the file, not a form ({problem})"
+    return error_response(415, message, [{"field": "Content-Type", "problem": problem}])
 
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

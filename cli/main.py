@@ -85,7 +85,30 @@ def submit(
                 err=True,
             )
             raise typer.Exit(1)
+        if followed.get("best") is None:  # stopped by its checks, several objectives, none done
+            typer.echo(no_best_in_words(followed), err=True)
+            raise typer.Exit(1)
         _print(client.best(study["study_id"]))
+
+
+def no_best_in_words(study: dict[str, Any]) -> str:
+    """Why a study that ended has no best trial to print."""
+    study_id, state = study["study_id"], study["state"]
+    preflight = study.get("preflight") or {}
+    if preflight.get("refused"):
+        failed = [check["name"] for check in preflight.get("checks", []) if not check["passed"]]
+        why = ", ".join(failed) or preflight.get("reason") or preflight.get("state")
+        return (
+            f"study {study_id} was stopped by its pre-flight checks ({why}) before any trial "
+            f"ran: see GET /studies/{study_id} (preflight) and /studies/{study_id}/jobs"
+        )
+    if len(study.get("objectives") or []) > 1:
+        return (
+            f"study {study_id} is {state}: of several objectives, it has no one best trial; its "
+            f"best are the Pareto front: GET /studies/{study_id}/pareto"
+        )
+    counts = ", ".join(f"{n} {name}" for name, n in study["counts"].items() if n)
+    return f"study {study_id} is {state} with no complete trial ({counts or 'no trial'})"
 
 
 @app.command()

@@ -72,6 +72,6 @@ def specific_error(error: HPOError) -> HPOError:
 
 
 def problems_of(error: HPOError) -> list[dict[str, str]]:
-    """The ``{"field", "problem"}`` list of an error answer (empty where it has none)."""
-    body = error.body
-    return list(body.get("problems", [])) if isinstance(body, dict) else []
+    """The ``{"field", "problem"}`` list of an error answer (empty where it has none); also
+    ``error.problems``."""
+    return error.problems

@@ -76,6 +76,12 @@ class HPOError(Exception):
         self.status = status
         self.body = body
 
+    @property
+    def problems(self) -> list[dict[str, str]]:
+        """The answer's ``{"field", "problem"}`` list (empty where it has none)."""
+        problems = self.body.get("problems") if isinstance(self.body, dict) else None
+        return [p for p in problems if isinstance(p, dict)] if isinstance(problems, list) else []
+
 
 MAX_PROBLEMS_SHOWN = 3
 

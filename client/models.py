@@ -55,6 +55,11 @@ class Trial(ApiModel):
     finished_at: datetime | None = None
     fail_reason: str | None = None
     seed: int | None = None
+    constraints: dict[str, float] = Field(default_factory=dict)
+    feasible: bool = True
+    retried_by: int | None = None
+    provenance: dict[str, Any] | None = None  # where its result comes from (data, code, seed…)
+    epoch_metrics: list[dict[str, float | None]] = Field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -78,6 +83,10 @@ class Study(ApiModel):
     finished_at: datetime | None = None
     spec: dict[str, Any]
     urls: dict[str, str]
+    # The pre-flight checks (state, each check's outcome, whether they held the study) and the
+    # warm start's copy, where the study has them.
+    preflight: dict[str, Any] | None = None
+    warm_start: dict[str, Any] | None = None
 
     @property
     def ended(self) -> bool:

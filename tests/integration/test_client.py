@@ -84,6 +84,7 @@ def test_wait_returns_the_complete_study_with_typed_fields(finished: Study) -> N
     assert finished.direction == "minimize" and finished.metric == "validation_loss"
     assert isinstance(finished.best, Best) and math.isfinite(finished.best.value)
     assert finished.spec["trainer"]["dataset"] == "wine"
+    assert finished.preflight is not None and finished.preflight["state"] == "passed"
 
 
 @pytest.mark.slow
@@ -95,6 +96,9 @@ def test_trials_and_best_are_typed_and_agree(hpo: HPOClient, finished: Study) ->
         assert sorted(trial.intermediate_values) == list(
             range(1, len(trial.intermediate_values) + 1)
         )
+    complete_trial = next(trial for trial in trials if trial.state == "complete")
+    assert complete_trial.provenance and complete_trial.provenance["data_sha256"]
+    assert complete_trial.epoch_metrics and "train_loss" in complete_trial.epoch_metrics[0]
     best = hpo.best(finished.study_id)
     complete = [trial.value for trial in trials if trial.state == "complete"]
     assert best.value == min(value for value in complete if value is not None)
@@ -218,6 +222,7 @@ def test_errors_map_to_clear_exceptions(hpo: HPOClient) -> None:
     with pytest.raises(InvalidRequestError) as invalid:
         hpo.submit(bad)
     assert any(problem["field"] == "space.lr" for problem in problems_of(invalid.value))
+    assert invalid.value.problems == problems_of(invalid.value)
     empty = hpo.submit(external_study())
     with pytest.raises(NotFoundError, match="no complete trial"):
         hpo.best(empty.study_id)

@@ -137,6 +137,21 @@ def test_a_malformed_file_is_refused_naming_the_problem(
     assert stack.client().datasets() == before
 
 
+def test_a_file_sent_as_a_form_is_415_saying_to_send_the_file_itself(stack: LocalStack) -> None:
+    """``curl -F file=@x.csv`` (multipart): read as the file, its boundary made the header."""
+    before = stack.client().datasets()
+    answer = requests.post(
+        f"{stack.url}/datasets",
+        params={"name": unique("form"), "format": "csv", "label_column": "label"},
+        files={"file": ("x.csv", b"a,label\n1,0\n")},
+        timeout=30,
+    )
+    assert answer.status_code == 415, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["field"] == "Content-Type" and "--data-binary" in problem["problem"]
+    assert stack.client().datasets() == before
+
+
 # A superscript, a circled digit, a full-width one: str.isdigit() says yes to each.
 @pytest.mark.parametrize("reference", ["²", "①", "⁵/content", "\uff11"])
 def test_a_reference_of_digits_int_cannot_read_is_an_unknown_name(
