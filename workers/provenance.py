@@ -37,6 +37,10 @@ class DataProvenance:
     split_sha256: str
     num_features: int
     num_classes: int
+    # Kept with the trial's checkpoint, not sent as provenance (see ``SplitDataset``).
+    feature_mean: tuple[float, ...] = ()
+    feature_scale: tuple[float, ...] = ()
+    classes: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, Any]:
         """The fields the service records (``POST /trials/{id}/provenance``)."""

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 import torch
@@ -24,7 +25,7 @@ from tests.support.studies import wait_for_end
 from workers.dataset_cache import DatasetCache
 from workers.job_models import model_builder
 from workers.provenance import registered_datasets
-from workers.trainers.datasets import load_split
+from workers.trainers.datasets import load_split, split_indices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_TRIALS = 4
@@ -101,6 +102,18 @@ def test_the_best_model_rebuilt_as_documented_scores_the_reported_loss(
     with torch.no_grad():
         loss = float(functional.cross_entropy(model(features), labels))
     assert loss == pytest.approx(finished["best"]["value"], abs=1e-5)
+
+    # The README's raw rows: the registered file's validation rows, standardised with the
+    # checkpoint's figures, score the same loss; its outputs name the file's labels.
+    raw_features, raw_labels = blobs(seed=1)
+    fractions = settings.get("validation_fraction", 0.2), settings.get("test_fraction", 0.2)
+    rows = split_indices(raw_labels, settings["seed"], *fractions)[1]
+    inputs = (raw_features[rows] - np.array(info["feature_mean"])) / np.array(info["feature_scale"])
+    with torch.no_grad():
+        outputs = model(torch.as_tensor(inputs, dtype=torch.float32))
+    raw_loss = float(functional.cross_entropy(outputs, torch.as_tensor(raw_labels[rows])))
+    assert raw_loss == pytest.approx(finished["best"]["value"], abs=1e-4)
+    assert info["classes"] == [str(label) for label in sorted(set(raw_labels.tolist()))]
 
 
 def checkpoint_file() -> bytes:

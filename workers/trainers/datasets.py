@@ -51,6 +51,11 @@ class SplitDataset:
     num_classes: int
     content_sha256: str = ""
     split_sha256: str = ""
+    # What turns raw rows into the model's input, and its outputs into labels: the training
+    # part's mean and standard deviation (1 for a constant column), and the class names.
+    feature_mean: tuple[float, ...] = ()
+    feature_scale: tuple[float, ...] = ()
+    classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,12 +175,17 @@ def _registered_file(name: str) -> RegisteredFile:
     return RegisteredFile(sha256, file_format, label_column, Path(path))
 
 
-def _arrays_of(name: str, source: RegisteredFile | None) -> tuple[np.ndarray, np.ndarray, str]:
+def _arrays_of(
+    name: str, source: RegisteredFile | None
+) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+    """Features, labels, the content's SHA-256 and the class names (a built-in set's: its
+    class indices)."""
     if source is None:
         features, labels = load_arrays(name)
-        return features, labels, arrays_sha256(features, labels)
+        classes = [str(index) for index in range(int(labels.max()) + 1)]
+        return features, labels, arrays_sha256(features, labels), classes
     arrays = read_dataset(source.path.read_bytes(), source.file_format, source.label_column)
-    return arrays.features, arrays.labels, source.sha256
+    return arrays.features, arrays.labels, source.sha256, arrays.classes
 
 
 def _provenance(split: SplitDataset, seed: int) -> DataProvenance:
@@ -188,6 +198,9 @@ def _provenance(split: SplitDataset, seed: int) -> DataProvenance:
         split_sha256=split.split_sha256,
         num_features=split.num_features,
         num_classes=split.num_classes,
+        feature_mean=split.feature_mean,
+        feature_scale=split.feature_scale,
+        classes=split.classes,
     )
 
 
@@ -206,7 +219,7 @@ def _split(
     validation_fraction: float,
     test_fraction: float,
 ) -> SplitDataset:
-    features, labels, content_sha256 = _arrays_of(name, source)
+    features, labels, content_sha256, classes = _arrays_of(name, source)
     train, validation, test = split_indices(labels, seed, validation_fraction, test_fraction)
     mean = features[train].mean(axis=0)
     scale = features[train].std(axis=0)
@@ -220,4 +233,7 @@ def _split(
         num_classes=int(labels.max()) + 1,
         content_sha256=content_sha256,
         split_sha256=_split_sha256(train, validation, test),
+        feature_mean=tuple(float(value) for value in mean),
+        feature_scale=tuple(float(value) for value in scale),
+        classes=tuple(classes),
     )
