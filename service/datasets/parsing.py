@@ -161,11 +161,28 @@ def _checked(features: np.ndarray, raw_labels: np.ndarray) -> DatasetArrays:
     features = features.astype(np.float64)
     if not np.isfinite(features).all():
         raise _bad("the features hold NaN or infinite values")
+    _check_standardisable(features)
     if raw_labels.dtype.kind == "f" and not np.isfinite(raw_labels).all():
         raise _bad("the labels hold NaN or infinite values")
     names, labels = np.unique(raw_labels, return_inverse=True)
     _check_classes(np.bincount(labels), names)
     return DatasetArrays(features, labels.astype(np.int64), [str(name) for name in names])
+
+
+def _check_standardisable(features: np.ndarray) -> None:
+    """Each column's mean and standard deviation are finite in float64: the trainer standardises
+    with them (a column of 1e200s overflowed its variance, and every trial failed at NaN or
+    trained on zeros at chance level)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = features.std(axis=0)
+    overflowing = np.flatnonzero(~np.isfinite(spread))
+    if overflowing.size:
+        column = int(overflowing[0])
+        largest = float(np.abs(features[:, column]).max())
+        raise _bad(
+            f"feature column {column} (counting from 0) holds values up to {largest:.3g}, too "
+            f"large to standardise (its variance overflows a float64): scale it down"
+        )
 
 
 def _check_sizes(features: np.ndarray) -> None:

@@ -146,3 +146,16 @@ def test_an_npz_with_more_values_than_the_limit_is_refused_before_widening_them(
     with pytest.raises(InvalidSpec) as refused:
         read_dataset(npz_bytes(X=features, y=np.arange(200_001) % 2), "npz", None)
     assert "at most 20000000 values" in refused.value.message
+
+
+@pytest.mark.parametrize(("scale", "taken"), [(1.0, True), (1e100, True), (1e200, False)])
+def test_a_column_too_large_to_standardise_is_refused_naming_it(scale: float, taken: bool) -> None:
+    """Features of 1e200 passed and every trial trained on zeros (its variance overflowed)."""
+    features, labels = blobs()
+    features[:, 2] *= scale
+    content = npz_bytes(X=features, y=labels)
+    if taken:
+        assert read_dataset(content, "npz", None).features.shape == features.shape
+        return
+    with pytest.raises(InvalidSpec, match=r"feature column 2 .* too large to standardise"):
+        read_dataset(content, "npz", None)
