@@ -88,8 +88,21 @@ def _principal(tokens: TokenStore, required: bool) -> Principal | None:
     return tokens.authenticate(token.strip())
 
 
+def _wrong_scheme() -> str | None:
+    """What is wrong with an Authorization header of another form than ``Bearer <token>``
+    (``Basic …``, a token alone), never echoing what it carries."""
+    header = request.headers.get("Authorization", "").strip()
+    scheme, space, _ = header.partition(" ")
+    if not header or scheme.lower() == "bearer":
+        return None
+    named = (
+        f"the {scheme} scheme" if space and scheme.isalpha() and len(scheme) <= 16 else "no scheme"
+    )
+    return f"{named}: send 'Authorization: Bearer <token>'"
+
+
 def _unauthorized() -> Response:
-    problem = "missing, unknown, revoked or expired bearer token"
+    problem = _wrong_scheme() or "missing, unknown, revoked or expired bearer token"
     response = error_response(
         401, "a valid bearer token is needed", [{"field": "Authorization", "problem": problem}]
     )

@@ -13,6 +13,7 @@ example (Swagger UI's "Try it out").
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import typing
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from flask_openapi3 import OpenAPI
 from pydantic import BaseModel
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+UNUSED_MODEL = "ValidationErrorModel"
 SUMMARY_CHARS = 100
 # What the views that answer with bytes send (view name: media type).
 BINARY_ANSWERS = {
@@ -83,6 +85,9 @@ def complete_document(
         if operation.get("operationId") == "create_study":
             content = operation.get("requestBody", {}).get("content", {})
             content.get("application/json", {})["example"] = EXAMPLE_STUDY
+    # flask-openapi3's own error model: the API answers ErrorBody, which refers to it nowhere.
+    if f'"{REF_TEMPLATE.format(model=UNUSED_MODEL)}"' not in json.dumps(document):
+        schemas.pop(UNUSED_MODEL, None)
 
 
 def _body_models(views: Iterable[Callable[..., Any]]) -> list[type[BaseModel]]:

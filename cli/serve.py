@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,13 +15,15 @@ from sqlalchemy import make_url
 
 from api import create_app
 from cli.errors import SettingError
-from service.json_logs import logging_config
+from service.json_logs import configure_json_logging, logging_config
 from service.long_lived import freeze_startup_objects
 from service.settings import Settings
 from service.storage.database import Database
+from service.tokens import TokenStore
 
 # A lease in a URL's query (a checkpoint's upload sends it there): the value is a write
 # capability on the trial, and stays out of the access log.
+logger = logging.getLogger(__name__)
 _LEASE_IN_QUERY = re.compile(r"((?:^|[?&])lease=)[^&\s]*")
 
 
@@ -83,9 +86,32 @@ def serve(settings: Settings) -> None:
     """Run the API until stopped. The database is opened (its service tables upgraded) here
     first: a URL that is wrong or a server out of reach is told as every command tells it,
     naming HPO_DATABASE_URL, not as a traceback in each of gunicorn's worker processes."""
-    Database(settings.database_url).dispose()
+    configure_json_logging(settings.log_level)
+    database = Database(settings.database_url)
+    for warning in start_warnings(settings, database):
+        logger.warning("%s", warning)
+    database.dispose()
     with sole_api_of(settings.database_url) as lock_file:
         _Gunicorn(settings, lock_file).run()
+
+
+def start_warnings(settings: Settings, database: Database) -> list[str]:
+    """What an operator should hear before the API serves: a setting it does not follow, and a
+    deployment that lets no one in yet."""
+    warnings = []
+    if settings.database_url.startswith("sqlite") and settings.api_processes > 1:
+        warnings.append(
+            f"HPO_API_PROCESSES={settings.api_processes} is not followed on SQLite: one API "
+            "process guards the studies' budgets in memory (PostgreSQL for several)"
+        )
+    no_static = not settings.accepted_tokens() and not settings.accepted_worker_tokens()
+    if settings.tokens_required() and no_static and not TokenStore(database).all():
+        warnings.append(
+            "no token is accepted yet: every request but /health and the API document answers "
+            "401; make one with hpo token create --tenant default (and --worker for workers), "
+            "or set HPO_API_TOKENS"
+        )
+    return warnings
 
 
 @contextmanager

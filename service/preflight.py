@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from service.spec.space import CategoricalValue
 
@@ -42,6 +42,13 @@ class PreflightSpec(BaseModel):
     seeds: int = Field(default=3, ge=1, le=10)
     overfit_samples: int = Field(default=10, ge=5, le=20)
     params: dict[str, CategoricalValue] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("refuse_on_failure")
+    @classmethod
+    def _refusal_needs_the_checks(cls, refuse: bool, info: ValidationInfo) -> bool:
+        if refuse and info.data.get("enabled") is False:  # enabled: validated before
+            raise ValueError("needs the checks, which enabled: false turns off")
+        return refuse
 
 
 class CheckOutcome(BaseModel):

@@ -99,7 +99,7 @@ def _read_csv(content: bytes, label_column: str | None) -> tuple[np.ndarray, np.
     if most_rows * len(header) > MAX_CELLS:
         raise _bad(f"at most {MAX_CELLS} values, and the file may hold {most_rows} x {len(header)}")
     features = np.empty((most_rows, len(header) - 1))
-    labels = _fill_rows(reader, features, header.index(label_column), len(header))
+    labels = _fill_rows(reader, features, header, header.index(label_column))
     if not labels:
         raise _bad("the .csv file needs a header row and at least one data row")
     return features[: len(labels)], np.array(labels)
@@ -124,9 +124,11 @@ def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
 
 
 def _fill_rows(
-    reader: Iterator[list[str]], features: np.ndarray, label_index: int, width: int
+    reader: Iterator[list[str]], features: np.ndarray, header: list[str], label_index: int
 ) -> list[str]:
     """Parse every data row into ``features``; the labels, as text."""
+    width = len(header)
+    feature_names = header[:label_index] + header[label_index + 1 :]
     labels: list[str] = []
     line = 1
     while (row := _next_row(reader)) is not None:
@@ -138,14 +140,26 @@ def _fill_rows(
         label = row.pop(label_index).strip()
         if not label:
             raise _bad(f"line {line}: the label is empty")
-        if "_" in "".join(row):  # Python's float() reads 1_0 as 10
-            raise _bad(f"line {line}: a feature value is not a number (it holds '_')")
         labels.append(label)
         try:
+            if "_" in "".join(row):  # Python's float() reads 1_0 as 10
+                raise ValueError("it holds '_'")
             features[len(labels) - 1] = row
-        except ValueError as error:
-            raise _bad(f"line {line}: a feature value is not a number ({error})") from None
+        except ValueError:
+            raise _bad(_not_a_number(line, row, feature_names)) from None
     return labels
+
+
+def _not_a_number(line: int, row: list[str], names: list[str]) -> str:
+    """Which cell of a row is no number, by its column's name."""
+    for name, cell in zip(names, row, strict=True):
+        try:
+            if "_" in cell:
+                raise ValueError(cell)
+            float(cell)
+        except ValueError:
+            return f"line {line}, column {name!r}: {cell[:40]!r} is not a number"
+    return f"line {line}: a feature value is not a number"
 
 
 def _checked(features: np.ndarray, raw_labels: np.ndarray) -> DatasetArrays:

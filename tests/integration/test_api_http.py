@@ -26,6 +26,12 @@ def good_study(**changes: Any) -> dict[str, Any]:
 BAD_STUDIES: list[tuple[str, Any, str, str]] = [
     # (case, body, field named, words of the problem)
     ("unknown sampler", good_study(sampler={"name": "annealing"}), "sampler", "annealing"),
+    (
+        "refusal without checks",
+        good_study(preflight={"enabled": False, "refuse_on_failure": True}),
+        "preflight.refuse_on_failure",
+        "enabled: false turns off",
+    ),
     ("unknown pruner", good_study(pruner={"name": "median-ish"}), "pruner", "median-ish"),
     (
         "low >= high",

@@ -40,6 +40,23 @@ def test_requests_without_the_token_get_401(
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ("Basic dXNlcjpwdw==", "the Basic scheme: send 'Authorization: Bearer <token>'"),
+        ("s3cret-token", "no scheme: send 'Authorization: Bearer <token>'"),
+        ("Bearer wrong", "missing, unknown, revoked or expired bearer token"),
+    ],
+)
+def test_a_401_says_what_is_wrong_with_the_header_without_echoing_it(
+    guarded: LocalStack, header: str, words: str
+) -> None:
+    response = requests.get(f"{guarded.url}/studies", headers={"Authorization": header}, timeout=10)
+    [problem] = response.json()["problems"]
+    assert problem == {"field": "Authorization", "problem": words}
+    assert header.split()[-1] not in response.text
+
+
 def test_the_token_opens_the_api(guarded: LocalStack) -> None:
     response = requests.get(
         f"{guarded.url}/studies", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10

@@ -125,7 +125,8 @@ def csv_rows(header: str, rows: list[str]) -> bytes:
     [
         (csv_rows("a,label,label", ["1,x,2", "2,y,3"]), "names the column 'label' twice"),
         (csv_rows("a,b,label", ["1,2,x", "2,3,"]), "line 3: the label is empty"),
-        (csv_rows("a,b,label", ["1,2,x", "1_0,3,y"]), "line 3: a feature value is not a number"),
+        (csv_rows("a,b,label", ["1,2,x", "1_0,3,y"]), "line 3, column 'a': '1_0' is not a number"),
+        (csv_rows("a,label,b", ["1,x,2", "2,y,row0"]), "line 3, column 'b': 'row0' is not a"),
     ],
 )
 def test_a_malformed_csv_names_its_problem(content: bytes, problem: str) -> None:
