@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant
 from api.context import tuner
-from api.schemas import ERROR_RESPONSES, FILE_BODY, SchemaMadeOnce
+from api.schemas import ERROR_RESPONSES, FILE_BODY, MAX_ID, SchemaMadeOnce
 from service.datasets import DatasetView, names_an_id
 from service.errors import InvalidSpec
 from service.tokens import DEFAULT_TENANT
@@ -52,7 +52,7 @@ class DatasetScope(SchemaMadeOnce):
 
     model_config = ConfigDict(extra="forbid")
     study_id: int | None = Field(
-        default=None, ge=1, le=2**31 - 1, description="read for this study (a worker's read)"
+        default=None, ge=1, le=MAX_ID, description="read for this study (a worker's read)"
     )
 
 

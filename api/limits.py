@@ -13,7 +13,12 @@ Past a limit the answer is a 4xx in the usual error shape, never a 5xx:
   pass: clients send them);
 - a body sent compressed (``Content-Encoding: gzip`` and the like): 415 naming the header, with
   ``Accept-Encoding: identity`` (RFC 7694); read as it stands it would be malformed JSON, or a
-  data set's file of garbage.
+  data set's file of garbage;
+- a JSON endpoint's body that is not JSON: 415 naming ``Content-Type`` (a form) or 400 (malformed
+  JSON), before the view runs: read as no body, an endpoint whose fields are all optional went on
+  as if none had been sent;
+- a file sent as a form (``multipart/form-data``, ``curl -F``) to an endpoint that takes a file:
+  415 saying to send the file itself.
 
 Limits on the fields of a study live with the study definition (``service/spec``).
 """

@@ -85,7 +85,11 @@ def submit(
                 err=True,
             )
             raise typer.Exit(1)
-        if followed.get("best") is None:  # stopped by its checks, several objectives, none done
+        several = len(followed.get("objectives") or []) > 1
+        if several and followed["counts"].get("complete"):  # its best: the Pareto front
+            _print(client.pareto(study["study_id"]))
+            return
+        if followed.get("best") is None:  # stopped by its checks, or no complete trial
             typer.echo(no_best_in_words(followed), err=True)
             raise typer.Exit(1)
         _print(client.best(study["study_id"]))
@@ -108,6 +112,10 @@ def no_best_in_words(study: dict[str, Any]) -> str:
             f"best are the Pareto front: GET /studies/{study_id}/pareto"
         )
     counts = ", ".join(f"{n} {name}" for name, n in study["counts"].items() if n)
+    if study["counts"].get("complete"):  # every one outside the study's constraints
+        return (
+            f"study {study_id} is {state} with no complete trial within its constraints ({counts})"
+        )
     return f"study {study_id} is {state} with no complete trial ({counts or 'no trial'})"
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from gunicorn.app.base import BaseApplication
@@ -19,7 +22,8 @@ from service.json_logs import configure_json_logging, logging_config
 from service.long_lived import freeze_startup_objects
 from service.settings import Settings
 from service.storage.database import Database
-from service.tokens import TokenStore
+from service.storage.tables import as_utc
+from service.tokens import Role, TokenStore
 
 # A lease in a URL's query (a checkpoint's upload sends it there): the value is a write
 # capability on the trial, and stays out of the access log.
@@ -87,11 +91,12 @@ def serve(settings: Settings) -> None:
     first: a URL that is wrong or a server out of reach is told as every command tells it,
     naming HPO_DATABASE_URL, not as a traceback in each of gunicorn's worker processes."""
     configure_json_logging(settings.log_level)
-    database = Database(settings.database_url)
-    for warning in start_warnings(settings, database):
-        logger.warning("%s", warning)
-    database.dispose()
+    # The lock first: a second API refused must not upgrade the tables under the running one.
     with sole_api_of(settings.database_url) as lock_file:
+        database = Database(settings.database_url)
+        for warning in start_warnings(settings, database):
+            logger.warning("%s", warning)
+        database.dispose()
         _Gunicorn(settings, lock_file).run()
 
 
@@ -104,8 +109,15 @@ def start_warnings(settings: Settings, database: Database) -> list[str]:
             f"HPO_API_PROCESSES={settings.api_processes} is not followed on SQLite: one API "
             "process guards the studies' budgets in memory (PostgreSQL for several)"
         )
-    no_static = not settings.accepted_tokens() and not settings.accepted_worker_tokens()
-    if settings.tokens_required() and no_static and not TokenStore(database).all():
+    now = datetime.now(UTC)
+    usable = [
+        record
+        for record in TokenStore(database).all()
+        if record.role == Role.USER.value
+        and not record.revoked
+        and (record.expires_at is None or as_utc(record.expires_at) > now)
+    ]
+    if settings.tokens_required() and not settings.accepted_tokens() and not usable:
         warnings.append(
             "no token is accepted yet: every request but /health and the API document answers "
             "401; make one with hpo token create --tenant default (and --worker for workers), "
@@ -122,16 +134,23 @@ def sole_api_of(database_url: str) -> Iterator[IO[str] | None]:
     the same file started more trials than the budget. PostgreSQL's advisory locks guard it
     across processes: no file lock there."""
     path = make_url(database_url).database
-    if not database_url.startswith("sqlite") or not path or path == ":memory:":
+    in_memory = not path or path == ":memory:" or path.startswith("file:")  # a URI: not a path
+    if not database_url.startswith("sqlite") or in_memory or path is None:
         yield None
         return
-    with open(f"{path}.api-lock", "a") as lock_file:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.api-lock", "a+") as lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
             raise SettingError(
-                f"another API process serves the SQLite database {path} (HPO_DATABASE_URL): on "
-                "SQLite one API process guards each study's budget; stop that one, or use "
-                "PostgreSQL for several"
+                f"another API process (pid {holder}) serves the SQLite database {path} "
+                "(HPO_DATABASE_URL): on SQLite one API process guards each study's budget; stop "
+                "that one, or use PostgreSQL for several"
             ) from None
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
         yield lock_file

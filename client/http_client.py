@@ -141,6 +141,10 @@ class HPOJSONClient:
     def best(self, study_id: int) -> dict[str, Any]:
         return self._call("GET", f"/studies/{study_id}/best")
 
+    def pareto(self, study_id: int) -> dict[str, Any]:
+        """A study of several objectives' best trials: its Pareto front."""
+        return self._call("GET", f"/studies/{study_id}/pareto")
+
     def stop(self, study_id: int) -> dict[str, Any]:
         return self._call("POST", f"/studies/{study_id}/stop")
 

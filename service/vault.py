@@ -53,7 +53,7 @@ def ranked_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[Frozen
     if spec.multi_objective:
         raise Conflict(
             "a study of several objectives has no single ranking of its trials (to score one of "
-            "its Pareto front, GET /studies/{id}/pareto: evaluate with its trial_id)",
+            "its Pareto front, evaluate with its trial_id)",
             field="study_id",
         )
     sign = 1.0 if spec.direction == "minimize" else -1.0

@@ -115,9 +115,9 @@ def _model_info(context: TrialContext) -> dict[str, Any]:
         "data_sha256": data.data_sha256 if data else None,
         # A raw row x is the model's input as (x - feature_mean) / feature_scale; output i is
         # the class classes[i] (all three: a trainer that reads the built-in data only).
-        "feature_mean": list(data.feature_mean) if data else None,
-        "feature_scale": list(data.feature_scale) if data else None,
-        "classes": list(data.classes) if data else None,
+        "feature_mean": list(data.feature_mean) or None if data else None,
+        "feature_scale": list(data.feature_scale) or None if data else None,
+        "classes": list(data.classes) or None if data else None,
         "validation_loss": context.best.value,
         "torch_version": torch.__version__,
     }

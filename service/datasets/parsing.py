@@ -23,6 +23,9 @@ MAX_ROWS = 1_000_000
 MAX_FEATURES = 100_000
 MAX_CLASSES = 1000
 MAX_CELLS = 20_000_000  # rows x features of a data set (160 MB as the float64 it is kept in)
+# A value past it could overflow its column's variance in float64 (1e150 squared, summed over
+# MAX_ROWS rows, stays below 1.8e308).
+MAX_FEATURE_MAGNITUDE = 1e150
 MAX_UNPACKED_BYTES = 256 * 1024**2  # what an .npz file may unpack to, before its shape is known
 MIN_ROWS_PER_CLASS = 5  # a stratified train / validation / test split needs a few of each class
 
@@ -50,13 +53,14 @@ class DatasetArrays:
 
 def read_dataset(content: bytes, file_format: str, label_column: str | None) -> DatasetArrays:
     """Parse and check a data set file; ``InvalidSpec`` naming the problem if it is malformed."""
+    names: list[str] | None = None  # the features' names, where the file has a header
     if file_format == "npz":
         features, raw_labels = _read_npz(content)
     elif file_format == "csv":
-        features, raw_labels = _read_csv(content, label_column)
+        features, raw_labels, names = _read_csv(content, label_column)
     else:
         raise InvalidSpec(f"format must be one of {', '.join(FORMATS)}", field="format")
-    return _checked(features, raw_labels)
+    return _checked(features, raw_labels, names)
 
 
 def _read_npz(content: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +82,7 @@ def _read_npz(content: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise _bad(f"not a readable .npz file without pickles: {error}") from None
 
 
-def _read_csv(content: bytes, label_column: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _read_csv(content: bytes, label_column: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read row by row into a preallocated array: memory stays near the size of the numbers."""
     if not label_column:
         message = "a .csv data set needs the name of its label column"
@@ -102,7 +106,8 @@ def _read_csv(content: bytes, label_column: str | None) -> tuple[np.ndarray, np.
     labels = _fill_rows(reader, features, header, header.index(label_column))
     if not labels:
         raise _bad("the .csv file needs a header row and at least one data row")
-    return features[: len(labels)], np.array(labels)
+    names = [name for name in header if name != label_column]
+    return features[: len(labels)], np.array(labels), names
 
 
 def _named_twice(header: list[str]) -> str | None:
@@ -162,7 +167,9 @@ def _not_a_number(line: int, row: list[str], names: list[str]) -> str:
     return f"line {line}: a feature value is not a number"
 
 
-def _checked(features: np.ndarray, raw_labels: np.ndarray) -> DatasetArrays:
+def _checked(
+    features: np.ndarray, raw_labels: np.ndarray, feature_names: list[str] | None = None
+) -> DatasetArrays:
     if features.ndim != 2:
         raise _bad(f"the features X must be 2-D (rows x features), got shape {features.shape}")
     if raw_labels.ndim != 1:
@@ -175,7 +182,7 @@ def _checked(features: np.ndarray, raw_labels: np.ndarray) -> DatasetArrays:
     features = features.astype(np.float64)
     if not np.isfinite(features).all():
         raise _bad("the features hold NaN or infinite values")
-    _check_standardisable(features)
+    _check_standardisable(features, feature_names)
     if raw_labels.dtype.kind == "f" and not np.isfinite(raw_labels).all():
         raise _bad("the labels hold NaN or infinite values")
     names, labels = np.unique(raw_labels, return_inverse=True)
@@ -183,19 +190,19 @@ def _checked(features: np.ndarray, raw_labels: np.ndarray) -> DatasetArrays:
     return DatasetArrays(features, labels.astype(np.int64), [str(name) for name in names])
 
 
-def _check_standardisable(features: np.ndarray) -> None:
-    """Each column's mean and standard deviation are finite in float64: the trainer standardises
-    with them (a column of 1e200s overflowed its variance, and every trial failed at NaN or
-    trained on zeros at chance level)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        spread = features.std(axis=0)
-    overflowing = np.flatnonzero(~np.isfinite(spread))
-    if overflowing.size:
-        column = int(overflowing[0])
-        largest = float(np.abs(features[:, column]).max())
+def _check_standardisable(features: np.ndarray, names: list[str] | None) -> None:
+    """No value so large that its column's variance could overflow a float64: the trainer
+    standardises with it (a column of 1e200s did, and every trial failed at NaN or trained on
+    zeros at chance level). Read from each column's extremes: no array the size of the file's."""
+    largest = np.maximum(features.max(axis=0), -features.min(axis=0))
+    too_large = np.flatnonzero(largest > MAX_FEATURE_MAGNITUDE)
+    if too_large.size:
+        column = int(too_large[0])
+        named = f"{names[column]!r}" if names else f"{column} (of X, counting from 0)"
         raise _bad(
-            f"feature column {column} (counting from 0) holds values up to {largest:.3g}, too "
-            f"large to standardise (its variance overflows a float64): scale it down"
+            f"feature column {named} holds values up to {float(largest[column]):.3g}, too large "
+            f"to standardise (at most {MAX_FEATURE_MAGNITUDE:.0e}: its variance would overflow "
+            "a float64): scale it down"
         )
 
 

@@ -12,6 +12,7 @@ from pydantic import (
     HttpUrl,
     UrlConstraints,
     field_serializer,
+    field_validator,
 )
 
 WebhookEvent = Literal["best_changed", "study_finished"]
@@ -41,9 +42,17 @@ class WebhookSpec(BaseModel):
     secret: str = Field(
         min_length=16,
         max_length=256,
-        description="The key the receiver verifies signatures with (write-only: shown masked).",
-        json_schema_extra={"writeOnly": True},
+        description="The key the receiver verifies signatures with (answers show it masked).",
     )
+
+    @field_validator("secret")
+    @classmethod
+    def _not_the_mask(cls, secret: str) -> str:
+        if set(secret) == {"*"}:  # a spec copied from an answer, sent back
+            raise ValueError(
+                "is the masked value answers show, not a secret: send the receiver's real key"
+            )
+        return secret
 
     @field_serializer("secret")
     def _masked(self, secret: str, info: FieldSerializationInfo) -> str:

@@ -54,6 +54,31 @@ def test_submit_a_yaml_study_and_read_status_and_best(stack: LocalStack, tmp_pat
     assert best["value"] == status["best"]["value"]
 
 
+@pytest.mark.slow
+def test_submit_wait_prints_the_pareto_front_of_a_study_of_several_objectives(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """It exited 1 with the API's 409 (a study of several objectives has no one best trial)."""
+    study = {
+        "name": unique("cli-pareto"),
+        "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}},
+        "objectives": [
+            {"metric": "validation_loss", "direction": "minimize"},
+            {"metric": "n_parameters", "direction": "minimize"},
+        ],
+        "budget": {"n_trials": 2, "max_concurrent_trials": 2},
+        "trainer": {"name": "mlp", "dataset": "wine", "epochs": 2},
+        "preflight": {"enabled": False},
+    }
+    path = tmp_path / "pareto.json"
+    path.write_text(json.dumps(study))
+    submitted = hpo(stack, "submit", str(path), "--wait")
+    assert submitted.returncode == 0, submitted.stderr + stack.logs()
+    _, _, tail = submitted.stdout.partition("}\n{")
+    front = json.loads("{" + tail)
+    assert front["trials"] and all(trial["state"] == "complete" for trial in front["trials"])
+
+
 def test_submit_reports_a_bad_file_clearly(stack: LocalStack, tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(

@@ -315,6 +315,11 @@ def failed_deliveries(stack: LocalStack) -> int:
         ({"url": "https://user:pw@example.org/hook", "secret": SECRET}, "webhook.url", "password"),
         ({"url": "https://example.org:0/hook", "secret": SECRET}, "webhook.url", "port 0"),
         ({"url": "https://example.org/hook", "secret": "short"}, "webhook.secret", "16"),
+        (  # a spec copied from an answer and sent back: its secret is the mask
+            {"url": "https://example.org/hook", "secret": MASKED_SECRET},
+            "webhook.secret",
+            "the masked value",
+        ),
         (
             {"url": "https://example.org/hook", "secret": SECRET, "events": ["deleted"]},
             "webhook.events",

@@ -158,5 +158,16 @@ def test_a_column_too_large_to_standardise_is_refused_naming_it(scale: float, ta
     if taken:
         assert read_dataset(content, "npz", None).features.shape == features.shape
         return
-    with pytest.raises(InvalidSpec, match=r"feature column 2 .* too large to standardise"):
+    with pytest.raises(
+        InvalidSpec, match=r"feature column 2 \(of X, counting from 0\) .* too large to standardise"
+    ):
         read_dataset(content, "npz", None)
+
+
+def test_a_csv_column_too_large_to_standardise_is_named_by_its_header() -> None:
+    rows = [
+        f"{label},{index},{1e200 if index == 3 else 1.0}" for index, label in enumerate("abc" * 5)
+    ]
+    content = "\n".join(["label,x,big", *rows]).encode()
+    with pytest.raises(InvalidSpec, match="feature column 'big' holds values up to 1e"):
+        read_dataset(content, "csv", "label")

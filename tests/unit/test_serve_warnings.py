@@ -23,7 +23,12 @@ def test_a_deployment_that_takes_no_token_yet_is_told_how_to_make_one(tmp_path: 
     database = Database(url)
     [warning] = start_warnings(Settings(database_url=url, require_tokens=True), database)
     assert "hpo token create --tenant default" in warning
-    TokenStore(database).create(Role.USER, "default")
+    store = TokenStore(database)
+    store.create(Role.WORKER, None)  # a worker's token lets no user in
+    revoked, _ = store.create(Role.USER, "default")
+    store.revoke(revoked)
+    assert len(start_warnings(Settings(database_url=url, require_tokens=True), database)) == 1
+    store.create(Role.USER, "default")
     assert start_warnings(Settings(database_url=url, require_tokens=True), database) == []
     with_static = Settings(database_url=url, require_tokens=True, api_tokens=["a-token-0123456789"])
     assert start_warnings(with_static, Database(f"sqlite:///{tmp_path / 'other.db'}")) == []

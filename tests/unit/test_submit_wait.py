@@ -33,3 +33,8 @@ def test_a_study_of_several_objectives_points_to_its_pareto_front() -> None:
 def test_a_study_with_no_complete_trial_says_how_its_trials_ended() -> None:
     said = no_best_in_words(ended(counts={"fail": 3, "pruned": 0}))
     assert said == "study 7 is stopped with no complete trial (3 fail)"
+
+
+def test_a_study_whose_complete_trials_all_break_its_constraints_says_so() -> None:
+    said = no_best_in_words(ended(state="complete", counts={"complete": 4}))
+    assert said == "study 7 is complete with no complete trial within its constraints (4 complete)"
