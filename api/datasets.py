@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant
 from api.context import tuner
+from api.errors import no_content
 from api.schemas import ERROR_RESPONSES, FILE_BODY, MAX_ID, SchemaMadeOnce
 from service.datasets import DatasetView, names_an_id
 from service.errors import InvalidSpec
@@ -79,10 +80,10 @@ def list_datasets() -> dict[str, Any]:
 
 
 @datasets.delete("/<reference>", responses={204: None})
-def delete_dataset(path: DatasetPath) -> tuple[str, int]:
+def delete_dataset(path: DatasetPath) -> Response:
     """Delete a data set and its file (409 while a study of the tenant names it)."""
     tuner().delete_dataset(path.reference, current_tenant() or DEFAULT_TENANT)
-    return "", 204
+    return no_content()
 
 
 @dataset_reads.get("/<reference>", responses={200: DatasetView})

@@ -47,6 +47,13 @@ def error_response(status: int, message: str, problems: list[Problem]) -> Respon
     return response
 
 
+def no_content() -> Response:
+    """A 204: no body, so no Content-Type (Flask's default would say text/html)."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def validation_error_response(error: ValidationError) -> Response:
     """flask-openapi3's hook for a request that fails its schema: 415 for a body not sent as
     JSON, 400 for one that is not valid JSON, else 422."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import current_tenant
 from api.context import tuner
-from api.errors import strictly
+from api.errors import no_content, strictly
 from api.schemas import ERROR_RESPONSES, SchemaMadeOnce, StudyPath
 from service.dispatch import TrialAssignment
 from service.spec.study_spec import StudySpec
@@ -122,10 +122,10 @@ def resume_study(path: StudyPath) -> dict[str, Any]:
 
 
 @studies.delete("/<int:study_id>", responses={204: None})
-def delete_study(path: StudyPath) -> tuple[str, int]:
+def delete_study(path: StudyPath) -> Response:
     """Delete the study and its trials."""
     tuner().delete(path.study_id, current_tenant())
-    return "", 204
+    return no_content()
 
 
 IDEMPOTENCY_KEY = "Idempotency-Key"

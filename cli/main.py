@@ -63,7 +63,8 @@ def submit(
         typer.Option(min=0, help="With --wait: give up waiting after this many seconds (exit 1)"),
     ] = None,
 ) -> None:
-    """Submit a study definition; prints the new study (with --wait, then its best)."""
+    """Submit a study definition; prints the new study (with --wait, then its best, or its
+    Pareto front for several objectives)."""
     from cli.progress import UNDER_WAY, follow_study
     from cli.study_files import load_study_file
 
@@ -86,8 +87,9 @@ def submit(
             )
             raise typer.Exit(1)
         several = len(followed.get("objectives") or []) > 1
-        if several and followed["counts"].get("complete"):  # its best: the Pareto front
-            _print(client.pareto(study["study_id"]))
+        front = client.pareto(study["study_id"]) if several else None
+        if front and front["trials"]:  # a study of several objectives' best: its Pareto front
+            _print(front)
             return
         if followed.get("best") is None:  # stopped by its checks, or no complete trial
             typer.echo(no_best_in_words(followed), err=True)
@@ -105,11 +107,6 @@ def no_best_in_words(study: dict[str, Any]) -> str:
         return (
             f"study {study_id} was stopped by its pre-flight checks ({why}) before any trial "
             f"ran: see GET /studies/{study_id} (preflight) and /studies/{study_id}/jobs"
-        )
-    if len(study.get("objectives") or []) > 1:
-        return (
-            f"study {study_id} is {state}: of several objectives, it has no one best trial; its "
-            f"best are the Pareto front: GET /studies/{study_id}/pareto"
         )
     counts = ", ".join(f"{n} {name}" for name, n in study["counts"].items() if n)
     if study["counts"].get("complete"):  # every one outside the study's constraints

@@ -8,7 +8,6 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,8 +21,7 @@ from service.json_logs import configure_json_logging, logging_config
 from service.long_lived import freeze_startup_objects
 from service.settings import Settings
 from service.storage.database import Database
-from service.storage.tables import as_utc
-from service.tokens import Role, TokenStore
+from service.tokens import Role, TokenStore, has_expired
 
 # A lease in a URL's query (a checkpoint's upload sends it there): the value is a write
 # capability on the trial, and stays out of the access log.
@@ -109,13 +107,10 @@ def start_warnings(settings: Settings, database: Database) -> list[str]:
             f"HPO_API_PROCESSES={settings.api_processes} is not followed on SQLite: one API "
             "process guards the studies' budgets in memory (PostgreSQL for several)"
         )
-    now = datetime.now(UTC)
     usable = [
         record
         for record in TokenStore(database).all()
-        if record.role == Role.USER.value
-        and not record.revoked
-        and (record.expires_at is None or as_utc(record.expires_at) > now)
+        if record.role == Role.USER.value and not record.revoked and not has_expired(record)
     ]
     if settings.tokens_required() and not settings.accepted_tokens() and not usable:
         warnings.append(
@@ -126,6 +121,19 @@ def start_warnings(settings: Settings, database: Database) -> list[str]:
     return warnings
 
 
+def _sqlite_file(database_url: str) -> str | None:
+    """The file a SQLite URL names (a ``file:`` URI's path too); ``None`` for another database
+    or one in memory."""
+    if not database_url.startswith("sqlite"):
+        return None
+    path = make_url(database_url).database or ""
+    if path.startswith("file:"):  # sqlite:///file:/data/hpo.db?uri=true
+        if "mode=memory" in database_url:
+            return None
+        path = path.removeprefix("file:").split("?", 1)[0]
+    return None if path in ("", ":memory:") else path
+
+
 @contextmanager
 def sole_api_of(database_url: str) -> Iterator[IO[str] | None]:
     """While the block runs, this process is the only API on a SQLite database: an exclusive
@@ -133,9 +141,8 @@ def sole_api_of(database_url: str) -> Iterator[IO[str] | None]:
     budget is guarded by a lock in the API process's memory on SQLite: a second API process on
     the same file started more trials than the budget. PostgreSQL's advisory locks guard it
     across processes: no file lock there."""
-    path = make_url(database_url).database
-    in_memory = not path or path == ":memory:" or path.startswith("file:")  # a URI: not a path
-    if not database_url.startswith("sqlite") or in_memory or path is None:
+    path = _sqlite_file(database_url)
+    if path is None:
         yield None
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)

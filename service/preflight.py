@@ -118,5 +118,11 @@ def preflight_view(
         refused=spec.refuse_on_failure and shown in (PreflightState.FAILED, PreflightState.ERROR),
         job_id=job_id,
         checks=report.checks if report is not None else [],
-        reason=reason,
+        reason=reason or _failed_checks(report),
     )
+
+
+def _failed_checks(report: PreflightReport | None) -> str | None:
+    """A failed report's reason: the checks that failed (each says why in its message)."""
+    failed = [check.name for check in report.checks if not check.passed] if report else []
+    return f"checks that failed: {', '.join(failed)}" if failed else None

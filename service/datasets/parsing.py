@@ -214,6 +214,8 @@ def _check_sizes(features: np.ndarray) -> None:
         raise _bad(f"at most {MAX_CELLS} values in X, got {rows} x {columns}")
     if columns < 1:
         raise _bad("the data set has no feature column")
+    if rows < 1:
+        raise _bad("the data set has no rows")
 
 
 def _check_classes(counts: np.ndarray, names: np.ndarray) -> None:

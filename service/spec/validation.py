@@ -299,9 +299,14 @@ def _check_pruner_resources(spec: StudySpec) -> None:
 
 
 def _check_webhook_url(spec: StudySpec) -> None:
-    """No credentials in the URL (they would be shown back and logged, and urllib takes
-    ``user:pw@host`` as the host; the signature is how a receiver knows the sender), and a port
-    a receiver can listen on."""
+    """A secret that is not the mask; no credentials in the URL (they would be shown back and
+    logged, and urllib takes ``user:pw@host`` as the host; the signature is how a receiver knows
+    the sender), and a port a receiver can listen on."""
+    if spec.webhook is not None and set(spec.webhook.secret) == {"*"}:
+        # A spec copied from an answer, sent back (checked here, at submission alone: a spec
+        # stored with such a secret still loads).
+        problem = "is the masked value answers show, not a secret: send the receiver's real key"
+        raise InvalidSpec(problem, field="webhook.secret")
     url = spec.webhook.url if spec.webhook else None
     if url is None:
         return

@@ -12,7 +12,6 @@ from pydantic import (
     HttpUrl,
     UrlConstraints,
     field_serializer,
-    field_validator,
 )
 
 WebhookEvent = Literal["best_changed", "study_finished"]
@@ -20,7 +19,8 @@ WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("best_changed", "study_finished")
 # Serialising a spec with this context keeps the secret (the service's own record of the study);
 # any other serialisation (every answer of the API) masks it.
 STORED_SPEC_CONTEXT = {"hpo_keep_secrets": True}
-# As long as the shortest secret taken: an answer's masked spec still fits the request's schema.
+# As long as the shortest secret taken: an answer's masked spec fits the schema of a study's
+# spec (a submission refuses it: service.spec.validation).
 MASKED_SECRET = "*" * 16
 # Credentials in it and port 0 are refused when a study is submitted (service.spec.validation).
 WebhookUrl = Annotated[HttpUrl, UrlConstraints(max_length=2000, allowed_schemes=["http", "https"])]
@@ -44,15 +44,6 @@ class WebhookSpec(BaseModel):
         max_length=256,
         description="The key the receiver verifies signatures with (answers show it masked).",
     )
-
-    @field_validator("secret")
-    @classmethod
-    def _not_the_mask(cls, secret: str) -> str:
-        if set(secret) == {"*"}:  # a spec copied from an answer, sent back
-            raise ValueError(
-                "is the masked value answers show, not a secret: send the receiver's real key"
-            )
-        return secret
 
     @field_serializer("secret")
     def _masked(self, secret: str, info: FieldSerializationInfo) -> str:

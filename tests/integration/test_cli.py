@@ -58,7 +58,7 @@ def test_submit_a_yaml_study_and_read_status_and_best(stack: LocalStack, tmp_pat
 def test_submit_wait_prints_the_pareto_front_of_a_study_of_several_objectives(
     stack: LocalStack, tmp_path: Path
 ) -> None:
-    """It exited 1 with the API's 409 (a study of several objectives has no one best trial)."""
+    """It exited 1 (the API's 409 before this stop: such a study has no one best trial)."""
     study = {
         "name": unique("cli-pareto"),
         "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}},

@@ -89,6 +89,7 @@ def test_a_failed_check_with_refuse_on_failure_starts_no_trial(stack: LocalStack
     overfit = next(c for c in study["preflight"]["checks"] if c["name"] == "overfit_tiny_subset")
     assert overfit["passed"] is False
     assert overfit["figures"]["final_loss"] > overfit["figures"]["target_loss"]
+    assert "overfit_tiny_subset" in study["preflight"]["reason"]  # it was null
     assert client.trials(created["study_id"]) == []
 
 

@@ -73,9 +73,9 @@ def test_a_deleted_study_and_its_trials_are_gone(stack: LocalStack) -> None:
     client = stack.client()
     study = external_study(client)
     trial = client.ask(study["study_id"])
-    assert (
-        requests.delete(f"{stack.url}/studies/{study['study_id']}", timeout=10).status_code == 204
-    )
+    deleted = requests.delete(f"{stack.url}/studies/{study['study_id']}", timeout=10)
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert "Content-Type" not in deleted.headers  # no body to type (it said text/html)
     assert requests.get(f"{stack.url}/studies/{study['study_id']}", timeout=10).status_code == 404
     report = requests.post(
         f"{stack.url}/trials/{trial['trial_id']}/report", json={"step": 1, "value": 0.1}, timeout=10

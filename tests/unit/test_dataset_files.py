@@ -149,7 +149,10 @@ def test_an_npz_with_more_values_than_the_limit_is_refused_before_widening_them(
     assert "at most 20000000 values" in refused.value.message
 
 
-@pytest.mark.parametrize(("scale", "taken"), [(1.0, True), (1e100, True), (1e200, False)])
+@pytest.mark.parametrize(
+    ("scale", "taken"),
+    [(1.0, True), (1e100, True), (1e146, True), (1e152, False), (-1e200, False)],
+)
 def test_a_column_too_large_to_standardise_is_refused_naming_it(scale: float, taken: bool) -> None:
     """Features of 1e200 passed and every trial trained on zeros (its variance overflowed)."""
     features, labels = blobs()

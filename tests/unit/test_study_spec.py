@@ -307,3 +307,15 @@ def test_the_gp_sampler_refuses_a_parameter_with_more_values_than_it_can_list() 
     assert check_study_spec(make(space=few, sampler={"name": "gp"}), CATALOG).space["i"]
     # Other samplers draw an int without listing its values.
     assert check_study_spec(make(space=many, sampler={"name": "tpe"}), CATALOG).space["i"]
+
+
+def test_a_secret_that_is_the_mask_is_refused_at_submission_but_a_stored_one_loads() -> None:
+    """A spec copied from an answer and sent back carries the mask as its secret; a study stored
+    so (before the refusal) must still load, or its tenant's list would fail."""
+    from service.spec.webhook import MASKED_SECRET
+
+    stored = make(webhook={"url": "https://example.org/hook", "secret": MASKED_SECRET})
+    assert stored.webhook is not None
+    with pytest.raises(InvalidSpec) as refused:
+        check_study_spec(stored, CATALOG)
+    assert refused.value.field == "webhook.secret" and "masked value" in refused.value.message

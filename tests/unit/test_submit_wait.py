@@ -25,9 +25,11 @@ def test_a_study_its_checks_stopped_names_the_failed_checks() -> None:
     assert "stopped by its pre-flight checks (overfit_tiny_subset)" in said
 
 
-def test_a_study_of_several_objectives_points_to_its_pareto_front() -> None:
-    said = no_best_in_words(ended(state="complete", objectives=[{}, {}]))
-    assert "GET /studies/7/pareto" in said
+def test_a_study_of_several_objectives_with_an_empty_front_says_why() -> None:
+    """Its front is empty where every complete trial breaks the constraints (Optuna's
+    best_trials leaves them out): it printed an empty front, exit 0."""
+    said = no_best_in_words(ended(state="complete", objectives=[{}, {}], counts={"complete": 2}))
+    assert said.endswith("no complete trial within its constraints (2 complete)")
 
 
 def test_a_study_with_no_complete_trial_says_how_its_trials_ended() -> None:
