@@ -11,10 +11,10 @@ import re
 from typing import Any, TypeVar
 
 from flask import Flask, Response, abort, jsonify, request
-from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.exceptions import UpdateFinishedTrialError
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from api.schemas import FILE_ENDPOINTS
@@ -27,6 +27,7 @@ from service.errors import (
     Unavailable,
 )
 from service.spec.problems import Problem, problems_from_errors, problems_from_validation_error
+from service.storage.database import DATABASE_OUTAGES, RETRY_LATER
 
 Body = TypeVar("Body", bound=BaseModel)
 logger = logging.getLogger(__name__)
@@ -101,9 +102,8 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(UpdateFinishedTrialError, _finished_trial)
-    app.register_error_handler(OperationalError, _database_unavailable)
-    app.register_error_handler(InterfaceError, _database_unavailable)
-    app.register_error_handler(StorageInternalError, _database_unavailable)
+    for outage in DATABASE_OUTAGES:
+        app.register_error_handler(outage, _database_unavailable)
     app.register_error_handler(DataError, _value_out_of_range)
     app.register_error_handler(Exception, _unexpected)
 
@@ -155,8 +155,7 @@ def _finished_trial(error: UpdateFinishedTrialError) -> Response:
 
 def _database_unavailable(error: Exception) -> Response:
     logger.warning("database unavailable: %s", error)
-    message = "the study database cannot be reached; retry later"
-    return error_response(503, message, [{"field": "request", "problem": message}])
+    return error_response(503, RETRY_LATER, [{"field": "request", "problem": RETRY_LATER}])
 
 
 def _value_out_of_range(error: DataError) -> Response:

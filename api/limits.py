@@ -77,8 +77,7 @@ def apply_request_limits(app: Flask, max_file_bytes: int = MAX_BODY_BYTES) -> No
     app.before_request(_refuse_large_ids)
     app.before_request(_refuse_encoded_bodies)
     app.before_request(_refuse_bodies_where_none_goes)
-    app.before_request(_refuse_bodies_not_json)
-    app.before_request(_refuse_files_in_forms)
+    app.before_request(_refuse_bodies_of_another_kind)
 
 
 def json_depth(value: Any, stop_after: int | None = None) -> int:
@@ -215,20 +214,22 @@ def _refuse_bodies_where_none_goes() -> Response | None:
     return error_response(422, problem, [{"field": "body", "problem": problem}])
 
 
-def _refuse_bodies_not_json() -> Response | None:
-    """415 or 400 for a JSON endpoint's body that is not JSON (a form, malformed JSON) before
-    the view runs: read as no body, ``{"trial_id": 4}`` sent as a form would score the best
-    trial's test split instead of trial 4's."""
+def _refuse_bodies_of_another_kind() -> Response | None:
+    """Before the view runs: 415 or 400 for a JSON endpoint's body that is not JSON (a form,
+    malformed JSON: read as no body, ``{"trial_id": 4}`` sent as a form would score the best
+    trial's test split instead of trial 4's); 415 for a file endpoint's file sent as a form."""
     endpoint = request.endpoint
-    if request.method not in _WRITES or endpoint is None or endpoint in FILE_ENDPOINTS:
+    if request.method not in _WRITES or endpoint is None:
         return None
+    if endpoint in FILE_ENDPOINTS:
+        return _file_sent_as_form()
     return unreadable_json_body() if _takes_body(endpoint) else None
 
 
-def _refuse_files_in_forms() -> Response | None:
-    """415 for a file endpoint's body sent as a form (``curl -F file=@x.csv``): read as the
-    file, its boundary lines made a CSV whose header was ``--------------------------158c9b…``."""
-    if request.endpoint not in FILE_ENDPOINTS or request.mimetype != "multipart/form-data":
+def _file_sent_as_form() -> Response | None:
+    """415 for a file sent as a form (``curl -F file=@x.csv``): read as the file, its boundary
+    lines made a CSV whose header was ``--------------------------158c9b…``."""
+    if request.mimetype != "multipart/form-data":
         return None
     problem = (
         "multipart/form-data: send the file itself as the body (curl --data-binary @FILE), "

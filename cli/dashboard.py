@@ -20,22 +20,19 @@ from urllib.parse import parse_qsl, urlencode
 
 import typer
 from gunicorn.app.base import BaseApplication
-from optuna.exceptions import StorageInternalError
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from service.errors import RETRY_AFTER_S, Unavailable
 from service.json_logs import logging_config
 from service.settings import Settings
-from service.storage.database import Database
+from service.storage.database import DATABASE_OUTAGES, RETRY_LATER, Database
 from service.tokens import DEFAULT_TENANT, Principal, Role, TokenStore
 
 COOKIE_NAME = "hpo_dashboard_token"
 NOT_AN_OPERATOR = (
     "the dashboard shows every tenant's studies: it takes tokens of the tenant default only"
 )
-DATABASE_DOWN = "the study database cannot be reached; retry later"
-# What a read of a database out of reach raises (the service's, SQLAlchemy's, Optuna's).
-DATABASE_OUTAGES = (Unavailable, OperationalError, InterfaceError, StorageInternalError)
+# What a read of a database out of reach raises: the service's own refusal, or the database's.
+OUT_OF_REACH: tuple[type[Exception], ...] = (Unavailable, *DATABASE_OUTAGES)
 logger = logging.getLogger(__name__)
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -52,9 +49,9 @@ class TokenGate:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         try:
             return self._gated(environ, start_response)
-        except DATABASE_OUTAGES as error:  # the token check's read: as the API answers it
+        except OUT_OF_REACH as error:  # the token check's read: as the API answers it
             logger.warning("database unavailable: %s", error)
-            return _answer(start_response, "503 Service Unavailable", DATABASE_DOWN)
+            return _answer(start_response, "503 Service Unavailable", RETRY_LATER)
 
     def _gated(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         query = dict(parse_qsl(environ.get("QUERY_STRING", "")))

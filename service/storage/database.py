@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import StorageInternalError
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -33,6 +34,14 @@ logger = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 30
 SCHEMA_LOCK_KEY = 0x48504F5343484D41  # "HPOSCHMA": a one-argument advisory key of its own
 UNREACHABLE = "the study database cannot be reached"
+RETRY_LATER = f"{UNREACHABLE}; retry later"  # a 503's message (the API's, the dashboard's)
+# What a statement raises while the database is out of reach (SQLAlchemy's; Optuna's storage
+# wraps them), answered 503 by the API and the dashboard alike.
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    StorageInternalError,
+)
 DELETED_MEANWHILE = "it was deleted by another request meanwhile"  # no table has a version column
 
 
