@@ -17,7 +17,8 @@ from service.tokens import ANONYMOUS, Principal, Role, TokenStore
 
 OPEN_ENDPOINTS = frozenset(
     {"health.health_check", "openapi.doc_url", "openapi.openapi", "openapi.static", "static"}
-    | {"docs.swagger_ui", "swagger.swagger", "swagger.static", "metrics.metrics"}  # own checks
+    | {"docs.swagger_ui", "docs.swagger_ui_slash", "swagger.swagger", "swagger.static"}
+    | {"metrics.metrics"}  # own checks
 )
 #: What only a worker does: claim the trial it was sent, start a job and give its outcome. A
 #: tenant's user may not (it would pass its own study's pre-flight checks, or forge its vault score).

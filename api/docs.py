@@ -7,8 +7,9 @@ conventional address.
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template_string
+from flask import Blueprint, redirect, render_template_string
 from flask_openapi3_swagger.templates import swagger_html_string
+from werkzeug.wrappers import Response
 
 DOCS_ENDPOINT = "docs.swagger_ui"
 docs = Blueprint("docs", __name__)
@@ -22,3 +23,10 @@ def swagger_ui() -> str:
     return render_template_string(
         swagger_html_string, doc_url="openapi.json", swagger_config={}, oauth_config=None
     )
+
+
+@docs.get("/docs/")
+def swagger_ui_slash() -> Response:
+    """``/docs/`` (a trailing slash typed or linked) is the page's address: a redirect to it
+    (served there, the page's relative links would miss its assets)."""
+    return redirect("../docs", code=308)

@@ -6,7 +6,9 @@ schema model drops what it does not know: ``patternProperties`` (a study's ``spa
 body and part of a response is described once, as the response has it. So the request bodies'
 schemas are put back as pydantic writes them. Beside that: operation ids named after the views
 (``create_study``, not ``studies_create_study_studies_post``), summaries of whole sentences, the
-file downloads' and the figures' 200 answers, and a study that ``POST /studies`` takes as its
+file downloads' and the figures' 200 answers, the headers answers carry (``Location``, ``ETag``,
+``X-HPO-Trial-Id``, a 503's ``Retry-After``) and ``GET /studies/{id}/best``'s 304 and 412, each
+operation's errors cut to those it can answer, and a study that ``POST /studies`` takes as its
 example (Swagger UI's "Try it out").
 """
 
@@ -32,6 +34,34 @@ BINARY_ANSWERS = {
     "best_model": "application/octet-stream",
     "get_plot": "image/png",
 }
+# Headers an answer carries (view name, status: header, what it holds).
+ANSWER_HEADERS: dict[tuple[str, str], dict[str, str]] = {
+    ("create_study", "201"): {"Location": "the study's address"},
+    ("evaluate", "200"): {"Location": "the job's address"},
+    ("evaluate", "202"): {"Location": "the job's address"},
+    ("ensemble", "200"): {"Location": "the job's address"},
+    ("ensemble", "202"): {"Location": "the job's address"},
+    ("get_best", "200"): {
+        "ETag": "a hash of the answer: send it in If-None-Match to be told 304 while unchanged",
+        "Cache-Control": "no-cache: a cache must ask again, the best moves",
+    },
+    ("best_model", "200"): {"X-HPO-Trial-Id": "the id of the trial the checkpoint is of"},
+}
+RETRY_AFTER_HEADER = {"Retry-After": "seconds to wait before trying again"}
+# Answers without a body (view name: status, when).
+BODILESS_ANSWERS: dict[str, dict[str, str]] = {
+    "get_best": {
+        "304": "the best is unchanged: If-None-Match holds its ETag",
+        "412": "the best has changed: If-Match does not hold its ETag",
+    },
+}
+# What no documented operation answers (405: a method the path has no operation for), and what
+# one answers only where a request may carry a body (a malformed, too large or encoded one).
+NEVER_ANSWERED = ("405",)
+ANSWERED_TO_BODIES = ("400", "413", "415")
+ANSWERED_TO_PATHS_OR_BODIES = ("404", "409", "422")
+UNGUARDED_OPERATIONS = ("health_check",)  # open without a token: no 401 or 403
+ANSWERED_TO_TOKENS = ("401", "403")
 EXAMPLE_STUDY: dict[str, Any] = {
     "name": "wine-mlp",
     "space": {
@@ -82,6 +112,7 @@ def complete_document(
         media_type = BINARY_ANSWERS.get(str(operation.get("operationId")))
         if media_type is not None:
             _binary_answer(operation, media_type)
+        _answers_as_served(operation)
         if operation.get("operationId") == "create_study":
             content = operation.get("requestBody", {}).get("content", {})
             content.get("application/json", {})["example"] = EXAMPLE_STUDY
@@ -141,6 +172,38 @@ def _summary(text: str) -> str:
     if len(clause) <= SUMMARY_CHARS:
         return clause
     return sentence[: SUMMARY_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _answers_as_served(operation: dict[str, Any]) -> None:
+    """The operation's errors cut to those it can answer, its headers, and its bodiless answers."""
+    view = str(operation.get("operationId"))
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    takes_body = "requestBody" in operation
+    for status in _unanswered(view, takes_body, bool(operation.get("parameters"))):
+        responses.pop(status, None)
+    for status, response in responses.items():
+        headers = ANSWER_HEADERS.get((view, status), {})
+        if status == "503":
+            headers = RETRY_AFTER_HEADER
+        if headers:
+            response["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in headers.items()
+            }
+    for status, when in BODILESS_ANSWERS.get(view, {}).items():
+        responses[status] = {"description": when}
+
+
+def _unanswered(view: str, takes_body: bool, has_parameters: bool) -> list[str]:
+    """The error statuses the operation never answers (the module's constants say why)."""
+    statuses = list(NEVER_ANSWERED)
+    if not takes_body:
+        statuses += ANSWERED_TO_BODIES
+        if not has_parameters:
+            statuses += ANSWERED_TO_PATHS_OR_BODIES
+    if view in UNGUARDED_OPERATIONS:
+        statuses += ANSWERED_TO_TOKENS
+    return statuses
 
 
 def _binary_answer(operation: dict[str, Any], media_type: str) -> None:

@@ -52,22 +52,27 @@ def create(
 
 @tokens_app.command("list")
 def list_tokens() -> None:
-    """Every token: id, role, tenant, name, and whether revoked or when it expires (never the
-    token itself)."""
-    for record in _store().all():
+    """Every token, one a line under a header: id, role, tenant, name, and whether it is active,
+    revoked or when it expires (never the token itself)."""
+    records = _store().all()
+    if not records:
+        typer.echo("no tokens yet: hpo token create --tenant NAME makes one", err=True)
+        return
+    typer.echo("id\trole\ttenant\tname\tstatus")
+    for record in records:
         typer.echo(
             f"{record.token_id}\t{record.role}\t{record.tenant or '-'}\t{record.name}"
-            f"{_standing(record)}"
+            f"\t{_standing(record)}"
         )
 
 
 def _standing(record: TokenRecord) -> str:
     if record.revoked:
-        return " revoked"
+        return "revoked"
     if record.expires_at is None:
-        return ""
+        return "active"
     ends = as_utc(record.expires_at).isoformat(timespec="seconds")
-    return f" expired {ends}" if has_expired(record) else f" expires {ends}"
+    return f"expired {ends}" if has_expired(record) else f"expires {ends}"
 
 
 def lifetime(text: str) -> timedelta:

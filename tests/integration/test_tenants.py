@@ -201,8 +201,9 @@ def test_a_token_stops_working_once_its_lifetime_is_over(tenants: dict[str, Any]
     assert call(stack, brief, "GET", "/studies").status_code == 401
     assert call(stack, lasting, "GET", "/studies").status_code == 200
     listed = hpo_token(url, "list").splitlines()
-    assert " expired " in next(line for line in listed if "\tbrief" in line)
-    assert " expires " in next(line for line in listed if "\tlasting" in line)
+    assert listed[0] == "id\trole\ttenant\tname\tstatus"
+    assert "\texpired " in next(line for line in listed if "\tbrief" in line)
+    assert "\texpires " in next(line for line in listed if "\tlasting" in line)
 
 
 @pytest.mark.parametrize("lifetime", ["0d", "10", "1w", "-5m", "soon"])

@@ -19,6 +19,7 @@ UNDOCUMENTED = {
     "/",
     "/openapi.json",
     "/docs",
+    "/docs/",
     "/oauth2-redirect.html",
     "/metrics",
     "/static/<path:filename>",
@@ -94,3 +95,28 @@ def test_downloads_and_ids_are_described_as_served(tmp_path: Path) -> None:
     assert "image/png" in plot["content"]
     [study_id] = paths["/studies/{study_id}"]["get"]["parameters"]
     assert (study_id["schema"]["minimum"], study_id["schema"]["maximum"]) == (1, MAX_ID)
+
+
+def test_answers_are_documented_with_their_headers_and_only_the_errors_they_can_be(
+    tmp_path: Path,
+) -> None:
+    client, document = published(tmp_path)
+    paths = document["paths"]
+    create = paths["/studies"]["post"]
+    created = client.post(
+        "/studies", json=create["requestBody"]["content"]["application/json"]["example"]
+    )
+    assert created.headers["Location"] and "Location" in create["responses"]["201"]["headers"]
+    best = paths["/studies/{study_id}/best"]["get"]["responses"]
+    assert "ETag" in best["200"]["headers"] and {"304", "412"} <= set(best)
+    model = paths["/studies/{study_id}/best/model"]["get"]["responses"]["200"]
+    assert "X-HPO-Trial-Id" in model["headers"]
+    operations = [op for item in paths.values() for op in item.values()]
+    for operation in operations:
+        responses = operation["responses"]
+        assert "Retry-After" in responses["503"]["headers"], operation["operationId"]
+        assert "405" not in responses
+        if "requestBody" not in operation:
+            assert not {"400", "413", "415"} & set(responses), operation["operationId"]
+    assert set(paths["/health"]["get"]["responses"]) == {"200", "503"}
+    assert "404" not in paths["/studies"]["get"]["responses"]

@@ -35,6 +35,8 @@ def test_metrics_and_docs_are_open_while_the_api_needs_a_token(tmp_path: Path) -
     assert "hpo_studies" in metrics.text
     assert "hpo_queue_depth" not in metrics.text  # the broker is out of reach
     assert client.get("/docs").status_code == 200
+    slash = client.get("/docs/")  # was 401 (an unknown address), and 404 with a token
+    assert (slash.status_code, slash.location) == (308, "../docs")
     assert client.get("/swagger/js/swagger-ui-bundle.js").status_code == 200
     assert client.get("/openapi.json").status_code == 200
 
