@@ -18,7 +18,9 @@ Past a limit the answer is a 4xx in the usual error shape, never a 5xx:
   JSON), before the view runs: read as no body, an endpoint whose fields are all optional went on
   as if none had been sent;
 - a file sent as a form (``multipart/form-data``, ``curl -F``) to an endpoint that takes a file:
-  415 saying to send the file itself.
+  415 saying to send the file itself;
+- a query field given twice (``?name=a&name=b``) to an endpoint that reads its query: 422 naming
+  it (the first was taken, the second dropped without a word).
 
 Limits on the fields of a study live with the study definition (``service/spec``).
 """
@@ -36,6 +38,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from api.errors import error_response, unreadable_json_body
 from api.schemas import FILE_ENDPOINTS, MAX_ID
+from service.spec.problems import Problem
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
@@ -78,6 +81,7 @@ def apply_request_limits(app: Flask, max_file_bytes: int = MAX_BODY_BYTES) -> No
     app.before_request(_refuse_encoded_bodies)
     app.before_request(_refuse_bodies_where_none_goes)
     app.before_request(_refuse_bodies_of_another_kind)
+    app.before_request(_refuse_repeated_query_fields)
 
 
 def json_depth(value: Any, stop_after: int | None = None) -> int:
@@ -237,6 +241,30 @@ def _file_sent_as_form() -> Response | None:
     )
     message = f"the body must be the file, not a form ({problem})"
     return error_response(415, message, [{"field": "Content-Type", "problem": problem}])
+
+
+def _refuse_repeated_query_fields() -> Response | None:
+    """422 naming each query field sent more than once to an endpoint that reads its query."""
+    if not request.args or request.endpoint is None or not _reads_query(request.endpoint):
+        return None
+    problems: list[Problem] = [
+        {"field": name, "problem": f"given {len(values)} times: give it once"}
+        for name, values in request.args.lists()
+        if len(values) > 1
+    ]
+    if not problems:
+        return None
+    named = ", ".join(problem["field"] for problem in problems)
+    return error_response(422, f"a query field given more than once: {named}", problems)
+
+
+def _reads_query(endpoint: str) -> bool:
+    """Whether the view of ``endpoint`` reads its query (a ``query`` argument)."""
+    known: dict[str, bool] = current_app.extensions.setdefault("hpo_reads_query", {})
+    if endpoint not in known:
+        view = current_app.view_functions[endpoint]
+        known[endpoint] = "query" in inspect.signature(view).parameters
+    return known[endpoint]
 
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -174,3 +174,17 @@ def test_a_csv_column_too_large_to_standardise_is_named_by_its_header() -> None:
     content = "\n".join(["label,x,big", *rows]).encode()
     with pytest.raises(InvalidSpec, match="feature column 'big' holds values up to 1e"):
         read_dataset(content, "csv", "label")
+
+
+def test_a_query_field_given_twice_is_422_naming_it(client: FlaskClient) -> None:
+    """``?name=a&name=b`` registered the data set as ``a``, dropping ``b`` without a word."""
+    file = csv_bytes(*blobs(rows=30))
+    answer = client.post(
+        "/datasets?name=a&name=b&format=csv&label_column=species",
+        data=file,
+        content_type="application/octet-stream",
+    )
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    assert answer.json["problems"] == [{"field": "name", "problem": "given 2 times: give it once"}]
+    assert client.get("/datasets").json["datasets"] == []
+    assert client.get("/studies?x=1&x=2").status_code == 200  # a view that reads no query
