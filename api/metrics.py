@@ -2,9 +2,10 @@
 
 Studies and trials by state, leases expired and busy workers are read from the database at scrape
 time, so every API process answers the same. The queue depth is the length of the trials queue's
-Redis lists. The report latency is a histogram observed by this process; with several gunicorn
-processes set ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode) and each scrape
-sums every process's observations.
+Redis lists. The report latency is a histogram observed by this process, the webhook events'
+outcomes a counter of it (no ``_created`` series beside them); with several gunicorn processes
+set ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode) and each scrape sums
+every process's observations.
 
 Open when ``HPO_METRICS_TOKEN`` is unset (the figures are counts: no names, ids or tenants); with
 it set, a scraper sends ``Authorization: Bearer <that token>``.
@@ -20,7 +21,14 @@ from collections.abc import Iterator
 
 import redis
 from flask import Blueprint, Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -29,7 +37,9 @@ from api.errors import error_response
 from service.metrics_figures import read_figures
 from service.queue_contract import QUEUE_LISTS
 from service.settings import Settings
+from service.spec.webhook import WEBHOOK_EVENTS
 from service.storage.database import Database
+from service.webhooks import OUTCOMES, sender
 
 logger = logging.getLogger(__name__)
 # One report, and several epochs' reports in one request (what the workers send).
@@ -78,7 +88,8 @@ class ServiceCollector(Collector):
 
 
 def register_metrics(app: Flask, database: Database, settings: Settings) -> None:
-    """Serve ``/metrics`` and time every report request."""
+    """Serve ``/metrics``, time every report request and count the webhook events' outcomes."""
+    disable_created_metrics()  # a counter's or histogram's start time, as a gauge of its own
     report_seconds = Histogram(
         "hpo_report_seconds",
         "Time to serve a report request, POST /trials/{id}/report or /reports (the prune "
@@ -86,11 +97,23 @@ def register_metrics(app: Flask, database: Database, settings: Settings) -> None
         buckets=REPORT_BUCKETS,
         registry=None,
     )
+    webhook_outcomes = Counter(
+        "hpo_webhook_deliveries",
+        "Webhook events by outcome: delivered, given_up (every attempt failed), refused (the "
+        "receiver's address is not allowed) or dropped (its queue was full).",
+        ["event", "outcome"],
+        registry=None,
+    )
+    for event in WEBHOOK_EVENTS:
+        for outcome in OUTCOMES:
+            webhook_outcomes.labels(event, outcome)  # every series shown from the start, at 0
+    sender().on_outcome = lambda event, outcome: webhook_outcomes.labels(event, outcome).inc()
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
         registry.register(report_seconds)
+        registry.register(webhook_outcomes)
     registry.register(ServiceCollector(database, settings.broker_url))
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     blueprint = Blueprint("metrics", __name__)

@@ -14,7 +14,7 @@ from client.errors import (
     TrialNotFoundError,
 )
 from client.http_client import HPOError, HPOJSONClient, TrialGone
-from client.models import Assignment, Best, Importance, Study, Trial
+from client.models import Assignment, Best, Importance, Pareto, Study, Trial
 from client.transport import ServiceUnreachable
 from client.typed_client import HPOClient
 
@@ -29,6 +29,7 @@ __all__ = [
     "Importance",
     "InvalidRequestError",
     "NotFoundError",
+    "Pareto",
     "ServiceUnreachable",
     "Study",
     "StudyTimeout",

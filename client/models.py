@@ -37,6 +37,7 @@ class Best(ApiModel):
     number: int
     value: float
     params: dict[str, Any]
+    copied_from: int | None = None  # a warm start's copy: the earlier study's trial
 
 
 class Trial(ApiModel):
@@ -58,6 +59,7 @@ class Trial(ApiModel):
     constraints: dict[str, float] = Field(default_factory=dict)
     feasible: bool = True
     retried_by: int | None = None
+    copied_from: int | None = None  # a warm start's copy: the earlier study's trial
     provenance: dict[str, Any] | None = None  # where its result comes from (data, code, seed…)
     epoch_metrics: list[dict[str, float | None]] = Field(default_factory=list)
 
@@ -97,6 +99,15 @@ class Study(ApiModel):
     def n_finished(self) -> int:
         """Trials complete, pruned or failed."""
         return sum(self.counts.get(state, 0) for state in FINISHED_TRIAL_STATES)
+
+
+class Pareto(ApiModel):
+    """A study of several objectives' Pareto front (``GET /studies/{id}/pareto``): the feasible
+    complete trials no other beats on every objective."""
+
+    study_id: int
+    objectives: list[Objective]
+    trials: list[Trial]
 
 
 class Assignment(ApiModel):

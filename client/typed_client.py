@@ -16,7 +16,7 @@ import yaml
 
 from client.errors import StudyTimeout, specific_error
 from client.http_client import HPOError, HPOJSONClient
-from client.models import Assignment, Best, Importance, Study, Trial
+from client.models import Assignment, Best, Importance, Pareto, Study, Trial
 
 T = TypeVar("T")
 DEFAULT_POLL_S = 1.0
@@ -52,6 +52,10 @@ class HPOClient:
     def best(self, study_id: int) -> Best:
         """The best complete trial; ``NotFoundError`` while there is none."""
         return Best.model_validate(self._checked(self.raw.best, study_id))
+
+    def pareto(self, study_id: int) -> Pareto:
+        """A study of several objectives' Pareto front (its ``best`` answers 409 saying so)."""
+        return Pareto.model_validate(self._checked(self.raw.pareto, study_id))
 
     def stop(self, study_id: int) -> Study:
         """Start no new trial; running ones finish."""

@@ -77,8 +77,8 @@ def figures_with_values(
         given = merged.setdefault(objective.metric, value)
         if given != value:
             raise InvalidSpec(
-                f"is {given}, and values.{index}, the objective {objective.metric!r}, is {value}: "
-                "give one, or the same in both",
+                f"metrics.{objective.metric} is {given}, and values.{index}, the objective "
+                f"{objective.metric!r}, is {value}: give one, or the same in both",
                 field=f"metrics.{objective.metric}",
             )
     return merged

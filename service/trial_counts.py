@@ -49,6 +49,12 @@ class TrialCounts:
         total = trials - by_state["retried"] - by_state["copied"]
         return cls(total=total, running=by_state["running"], by_state=by_state)
 
+    @property
+    def started(self) -> int:
+        """The budget's trials started so far: the total less the enqueued ones still waiting
+        (what a sampler's seed counts, so that each trial taken off the queue gets its own)."""
+        return self.total - self.by_state.get("waiting", 0)
+
     def with_one_started(self) -> TrialCounts:
         """The counts once one new trial runs (none was waiting to be popped)."""
         by_state = {**self.by_state, "running": self.by_state.get("running", 0) + 1}

@@ -125,7 +125,7 @@ class TrialLifecycle:
                 return self.create_trial(
                     study_id,
                     spec,
-                    counts.total,
+                    counts.started,
                     claim=EXTERNAL_HOLDER,
                     history=trials,
                     ask_key=ask_key,
@@ -177,7 +177,7 @@ class TrialLifecycle:
             while spec.trainer is not None and not why_no_trial_may_start(
                 spec, counts, record.created_at
             ):
-                started.append(self.create_trial(study_id, spec, counts.total, history=history))
+                started.append(self.create_trial(study_id, spec, counts.started, history=history))
                 history = None  # out of date now: a further trial reads the study afresh
                 if counts.by_state.get("waiting", 0):  # an enqueued trial is popped, not added
                     trials = self._storage.get_all_trials(study_id, deepcopy=False)

@@ -459,6 +459,13 @@ class Tuner:
     def best_model(self, study_id: int, tenant: str | None = None) -> tuple[BestView, bytes]:
         """The best trial and its checkpoint."""
         best = self.best(study_id, tenant)
+        if best.copied_from is not None:
+            raise NotFound(
+                f"the best trial ({best.trial_id}) is a warm start's copy of trial "
+                f"{best.copied_from} of the earlier study, and its checkpoint is there: GET "
+                f"/trials/{best.copied_from}/checkpoint",
+                field="trial_id",
+            )
         return best, self.checkpoints.get(best.trial_id)
 
     def check_database(self) -> None:

@@ -14,7 +14,7 @@ from service.preflight import PreflightView
 from service.spec.objectives import ObjectiveSpec
 from service.spec.study_spec import StudySpec
 from service.storage.tables import StudyRecord
-from service.trial_counts import RETRIED_BY_ATTR
+from service.trial_counts import COPIED_FROM_ATTR, RETRIED_BY_ATTR
 from service.trial_provenance import PROVENANCE_ATTR
 from service.warm_start import WarmStartView
 
@@ -38,6 +38,11 @@ class TrialView(BaseModel):
     fail_reason: str | None
     seed: int | None
     retried_by: int | None
+    copied_from: int | None = Field(
+        default=None,
+        description="a warm start's copy: the id of the earlier study's trial it copies "
+        "(no checkpoint, no provenance: it ran there)",
+    )
     # seed, trainer package + version, data SHA-256, split (service/trial_provenance.py)
     provenance: dict[str, Any] | None = None
     # One record per epoch (training and validation loss, gradient norm, ...), from the trainer.
@@ -52,6 +57,9 @@ class BestView(BaseModel):
     number: int
     value: float
     params: dict[str, Any]
+    copied_from: int | None = Field(
+        default=None, description="the earlier study's trial, where the best is a warm start's copy"
+    )
     # Over- or under-fitting, read from the trial's per-epoch training and validation losses.
     diagnosis: Diagnosis | None = None
 
@@ -107,6 +115,7 @@ def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> Tri
         fail_reason=attrs.get(fail_reason_attr),
         seed=attrs.get(seed_attr),
         retried_by=attrs.get(RETRIED_BY_ATTR),
+        copied_from=attrs.get(COPIED_FROM_ATTR),
         provenance=attrs.get(PROVENANCE_ATTR),
         epoch_metrics=epoch_metrics_of(trial),
     )
@@ -121,6 +130,7 @@ def best_view(study_id: int, trial: FrozenTrial) -> BestView:
         number=trial.number,
         value=trial.value,
         params=trial.params,
+        copied_from=trial.system_attrs.get(COPIED_FROM_ATTR),
         diagnosis=diagnose(trial),
     )
 

@@ -27,6 +27,7 @@ from service.spec.study_spec import StudySpec
 from service.trial_counts import COPIED_FROM_ATTR
 
 WARM_START_ATTR = "hpo:warm_start"
+PRUNED_LEFT_OUT = "it was pruned, and include_pruned is false"
 
 
 class WarmStartView(BaseModel):
@@ -62,6 +63,9 @@ def copy_trials(
     skipped: Counter[str] = Counter()
     copies: list[FrozenTrial] = []
     for trial in source_trials:
+        if trial.state == TrialState.PRUNED and trial.state not in states:
+            skipped[PRUNED_LEFT_OUT] += 1
+            continue
         if trial.state not in states:
             continue
         reason = why_not_copied(spec, trial)

@@ -6,6 +6,10 @@ rebinding) would reach the address the check refused. The opener here connects t
 checked; the ``Host`` header and, for https, the TLS server name and the certificate's check keep
 the URL's host. Redirects are not followed (a redirect could lead anywhere).
 
+A socket's timeout bounds each read, not the answer: a receiver that sends a byte every few
+seconds would hold the delivery as long as it liked. A ``Deadline`` bounds the whole attempt: once
+it passes, the connection's socket is shut down, whatever is under way.
+
 Where deliveries must leave through an HTTP proxy (``HPO_WEBHOOK_PROXY``), the connection is a
 tunnel the proxy opens (``CONNECT``) to that same address, for http and https receivers alike:
 the proxy never resolves the name itself, and TLS runs end to end, to the URL's host.
@@ -14,10 +18,13 @@ the proxy never resolves the name itself, and TLS runs end to end, to the URL's 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import re
 import socket
 import ssl
+import threading
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from functools import partial
@@ -84,6 +91,33 @@ class Proxy:
         return sock
 
 
+class Deadline:
+    """A whole attempt's time limit: each socket it watches is shut down once it passes (a read
+    under way then ends, as at the end of the stream), and ``passed`` says so."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+        self.passed = False
+        self._timers: list[threading.Timer] = []
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down when the deadline passes (unless ``cancel`` comes first)."""
+        timer = threading.Timer(max(0.0, self.ends - time.monotonic()), self._cut, (sock,))
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def cancel(self) -> None:
+        """The attempt is over: shut nothing down."""
+        for timer in self._timers:
+            timer.cancel()
+
+    def _cut(self, sock: socket.socket) -> None:
+        self.passed = True
+        with contextlib.suppress(OSError):  # closed meanwhile
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def _open(host: str, port: int, timeout: float | None, proxy: Proxy | None) -> socket.socket:
     if proxy is None:
         return socket.create_connection((host, port), timeout)
@@ -92,10 +126,19 @@ def _open(host: str, port: int, timeout: float | None, proxy: Proxy | None) -> s
 
 @dataclass(frozen=True)
 class _Route:
-    """Where a connection goes: ``address`` (none: the URL's host), through ``proxy`` if any."""
+    """Where a connection goes: ``address`` (none: the URL's host), through ``proxy`` if any,
+    within ``deadline`` if any."""
 
     address: str | None
     proxy: Proxy | None
+    deadline: Deadline | None = None
+
+    def open(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        """A socket to the route's address (or ``host``), watched by its deadline."""
+        sock = _open(self.address or host, port, timeout, self.proxy)
+        if self.deadline is not None:
+            self.deadline.watch(sock)
+        return sock
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -104,8 +147,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.route = route
 
     def connect(self) -> None:
-        target = self.route.address or self.host
-        self.sock = _open(target, self.port, self.timeout, self.route.proxy)
+        self.sock = self.route.open(self.host, self.port, self.timeout)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -115,8 +157,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.tls = context
 
     def connect(self) -> None:
-        target = self.route.address or self.host
-        plain = _open(target, self.port, self.timeout, self.route.proxy)
+        plain = self.route.open(self.host, self.port, self.timeout)  # its handshake watched too
         self.sock = self.tls.wrap_socket(plain, server_hostname=self.host)
 
 
@@ -146,14 +187,15 @@ class NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def opener(address: str | None, proxy: Proxy | None = None) -> urllib.request.OpenerDirector:
+def opener(
+    address: str | None, proxy: Proxy | None = None, deadline: Deadline | None = None
+) -> urllib.request.OpenerDirector:
     """An opener that connects to ``address`` whatever the URL's host resolves to, through a
     tunnel of ``proxy`` where one is given, never through a proxy of the environment
-    (``HTTP_PROXY``: it would resolve the host itself); ``address`` ``None`` (private addresses
-    allowed): the URL's host, through ``proxy``'s tunnel, or resolved here."""
+    (``HTTP_PROXY``: it would resolve the host itself), its sockets watched by ``deadline``;
+    ``address`` ``None`` (private addresses allowed): the URL's host, through ``proxy``'s tunnel,
+    or resolved here."""
     no_proxy_of_the_environment = urllib.request.ProxyHandler({})
-    if address is None and proxy is None:
-        return urllib.request.build_opener(no_proxy_of_the_environment, NoRedirects)
-    route = _Route(address, proxy)
+    route = _Route(address, proxy, deadline)
     pinned = (_PinnedHTTP(route), _PinnedHTTPS(route))
     return urllib.request.build_opener(no_proxy_of_the_environment, *pinned, NoRedirects)

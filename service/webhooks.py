@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import optuna
@@ -51,7 +51,7 @@ from service.json_logs import log_context, set_log_context
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import WebhookEvent
 from service.webhook_lanes import DeliveryLanes, LaneFull
-from service.webhook_transport import Proxy, opener
+from service.webhook_transport import Deadline, Proxy, opener
 
 logger = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -92,22 +92,31 @@ def receiver_of(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}:{parts.port or default_port}"
 
 
+Outcome = Literal["delivered", "given_up", "refused", "dropped"]
+OUTCOMES: tuple[Outcome, ...] = ("delivered", "given_up", "refused", "dropped")
+
+
 class WebhookSender:
     """The process's delivery lanes, one per receiver (each started on its receiver's first
-    event)."""
+    event); ``on_outcome`` is told each event's outcome (the API counts them for ``/metrics``).
+    Log lines name the receiver (scheme, host and port), not the URL: its path or query may
+    carry a credential of the receiver's."""
 
     def __init__(self) -> None:
         self.allow_private = False
         self.proxy: Proxy | None = None
         self.lanes: DeliveryLanes[Delivery] = DeliveryLanes(self._deliver_logged)
+        self.on_outcome: Callable[[WebhookEvent, Outcome], None] | None = None
 
     def enqueue(self, delivery: Delivery) -> None:
         """Queue ``delivery`` on its receiver's lane; never blocks (an event past a bound is
         dropped, with a warning)."""
+        receiver = receiver_of(delivery.url)
         try:
-            self.lanes.put(receiver_of(delivery.url), delivery)
+            self.lanes.put(receiver, delivery)
         except LaneFull as full:
-            logger.warning("webhook %s to %s dropped: %s", delivery.event, delivery.url, full)
+            logger.warning("webhook %s to %s dropped: %s", delivery.event, receiver, full)
+            self._tell(delivery, "dropped")
 
     def _deliver_logged(self, delivery: Delivery) -> None:
         """Deliver in the lane's thread; whatever goes wrong is logged, so the lane goes on."""
@@ -115,29 +124,42 @@ class WebhookSender:
         try:
             self._deliver(delivery)
         except Exception:
-            logger.exception("webhook %s to %s failed", delivery.event, delivery.url)
+            logger.exception("webhook %s to %s failed", delivery.event, receiver_of(delivery.url))
+            self._tell(delivery, "given_up")
 
     def _deliver(self, delivery: Delivery) -> None:
-        payload = delivery.payload()
+        try:
+            payload = delivery.payload()
+        except KeyError:  # Optuna's "Record does not exist": the study was deleted meanwhile
+            logger.info("webhook %s not sent: its study was deleted", delivery.event)
+            return
         if payload is None:
             return
         body = json.dumps({"event": delivery.event, **payload}, default=str).encode()
+        receiver = receiver_of(delivery.url)
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS_S), start=1):
             time.sleep(delay)
             try:
                 status = self._post(delivery, body)
             except RefusedAddress as refused:
                 logger.warning("webhook %s not sent: %s", delivery.event, refused)
+                self._tell(delivery, "refused")
                 return
             except (OSError, urllib.error.URLError) as error:
                 status, detail = None, str(error)
             else:
                 detail = f"HTTP {status}"
             if status is not None and 200 <= status < 300:
-                logger.info("webhook %s delivered to %s", delivery.event, delivery.url)
+                logger.info("webhook %s delivered to %s", delivery.event, receiver)
+                self._tell(delivery, "delivered")
                 return
             logger.warning("webhook %s attempt %s failed: %s", delivery.event, attempt, detail)
-        logger.error("webhook %s to %s given up", delivery.event, delivery.url)
+        logger.error("webhook %s to %s given up", delivery.event, receiver)
+        self._tell(delivery, "given_up")
+
+    def _tell(self, delivery: Delivery, outcome: Outcome) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(delivery.event, outcome)
 
     def _post(self, delivery: Delivery, body: bytes) -> int:
         addresses = check_address(delivery.url, self.allow_private)
@@ -150,19 +172,46 @@ def post_to_first_answering(
 ) -> int:
     """POST ``request`` to each address in turn (``None``: the host's own resolution) until
     one answers, as urllib tries a host's addresses, through ``proxy``'s tunnels where given;
-    the answer's status. ``OSError`` (or ``URLError``) from the last when none answers."""
+    the answer's status. ``OSError`` (or ``URLError``) from the last when none answers;
+    ``TimeoutError`` where no whole answer came within ``TIMEOUT_S``, all addresses together
+    (a receiver that sends its answer a byte at a time is cut off there)."""
+    if not targets:
+        raise RefusedAddress(f"{request.full_url}: no address to post to")
+    deadline = Deadline(TIMEOUT_S)
+    try:
+        return _first_answer(targets, request, proxy, deadline)
+    finally:
+        deadline.cancel()
+
+
+def _first_answer(
+    targets: list[str | None],
+    request: urllib.request.Request,
+    proxy: Proxy | None,
+    deadline: Deadline,
+) -> int:
     unreachable: OSError | None = None
     for address in targets:
         try:
-            with opener(address, proxy).open(request, timeout=TIMEOUT_S) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:  # an answer all the same (4xx, 5xx, redirect)
-            return int(error.code)
+            status = _post_once(opener(address, proxy, deadline), request)
         except OSError as error:  # URLError too: this address did not answer, try the next
             unreachable = error
-    if unreachable is None:
-        raise RefusedAddress(f"{request.full_url}: no address to post to")
+        else:
+            if not deadline.passed:
+                return status
+        if deadline.passed:
+            raise TimeoutError(f"no whole answer within {TIMEOUT_S:g} s")
+    assert unreachable is not None
     raise unreachable
+
+
+def _post_once(through: urllib.request.OpenerDirector, request: urllib.request.Request) -> int:
+    """The status of the answer to ``request``."""
+    try:
+        with through.open(request, timeout=TIMEOUT_S) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:  # an answer all the same (4xx, 5xx, redirect)
+        return int(error.code)
 
 
 def _signed_request(delivery: Delivery, body: bytes) -> urllib.request.Request:
@@ -183,16 +232,16 @@ def _signed_request(delivery: Delivery, body: bytes) -> urllib.request.Request:
 
 
 def check_address(url: str, allow_private: bool) -> list[str] | None:
-    """``RefusedAddress`` unless every address of the URL's host is a public one; the addresses
-    to connect to, in DNS order (``None`` where private ones are allowed: the host's own
-    resolution then)."""
+    """``RefusedAddress`` unless every address of the URL's host is a public one (``OSError``
+    where the name does not resolve now: tried again); the addresses to connect to, in DNS
+    order (``None`` where private ones are allowed: the host's own resolution then)."""
     if allow_private:
         return None
     host = urlsplit(url).hostname or ""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as error:
-        raise RefusedAddress(f"cannot resolve {host}: {error}") from None
+    except socket.gaierror as error:  # an OSError: tried again, as a refused connection is
+        raise OSError(f"cannot resolve {host}: {error}") from None
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]))
         if not _deliverable(address):
@@ -204,8 +253,27 @@ def check_address(url: str, allow_private: bool) -> list[str] | None:
 
 
 def _deliverable(address: IPAddress) -> bool:
-    """Whether deliveries may go to ``address``: a public one, not multicast."""
+    """Whether deliveries may go to ``address``: a public one, not multicast, and, for an IPv6
+    address that carries an IPv4 one (mapped, compatible, 6to4 or NAT64's ``64:ff9b::/96``,
+    which Python calls global whatever they carry), the IPv4 one public too."""
+    carried = _carried_ipv4(address)
+    if carried is not None and not _deliverable(carried):
+        return False
     return address.is_global and not address.is_multicast
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _carried_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None or address.sixtofour is not None:
+        return address.ipv4_mapped or address.sixtofour
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def check_receiver(url: str) -> None:
@@ -247,7 +315,7 @@ def trial_finished(
     storage: BaseStorage, spec: StudySpec, study_id: int, trial_id: int, state: TrialState
 ) -> None:
     """A trial ended: if it completed and the study wants ``best_changed``, check in the
-    background whether it is now the best, and tell the receiver so."""
+    background whether it became the best when it finished, and tell the receiver so."""
     hook = spec.webhook
     if hook is None or "best_changed" not in hook.events or state != TrialState.COMPLETE:
         return
@@ -255,10 +323,10 @@ def trial_finished(
         return  # no single best: a Pareto front
 
     def payload() -> dict[str, Any] | None:
-        best = _best_trial(storage, spec, study_id)
-        if best is None or best._trial_id != trial_id:
+        became_best = _became_best(storage, spec, study_id, trial_id)
+        if became_best is None:
             return None
-        return {"study_id": study_id, "study_name": spec.name, **_trial_fields(best)}
+        return {"study_id": study_id, "study_name": spec.name, **_trial_fields(became_best)}
 
     sender().enqueue(Delivery(str(hook.url), hook.secret, "best_changed", payload))
 
@@ -291,6 +359,45 @@ def _best_trial(
         return storage.get_best_trial(study_id)
     except ValueError:  # no complete (feasible) trial
         return None
+
+
+def _became_best(
+    storage: BaseStorage, spec: StudySpec, study_id: int, trial_id: int
+) -> optuna.trial.FrozenTrial | None:
+    """The trial, where it was the study's best when it finished (feasible, and better than
+    every feasible trial finished before it), even where a later one has beaten it by the time
+    its event is delivered: each best the study had is told. Most trials are settled by the
+    best alone; the whole history is read only where the best finished after this trial."""
+    best = _best_trial(storage, spec, study_id)
+    if best is None or best._trial_id == trial_id:
+        return best
+    trial = storage.get_trial(trial_id)
+    if not _feasible(trial) or not _finished_before(trial, best):
+        return None  # infeasible, or a better one had finished before it
+    complete = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    earlier = [t for t in complete if _feasible(t) and _finished_before(t, trial)]
+    value = trial.value
+    assert value is not None
+    if all(_better(value, t.value, spec.direction) for t in earlier if t._trial_id != trial_id):
+        return trial
+    return None
+
+
+def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    return all(violation <= 0 for violation in trial.constraints.values())
+
+
+def _finished_before(trial: optuna.trial.FrozenTrial, other: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` finished no later than ``other`` (a time unknown counts as earlier)."""
+    if trial.datetime_complete is None or other.datetime_complete is None:
+        return trial.datetime_complete is None
+    return trial.datetime_complete <= other.datetime_complete
+
+
+def _better(value: float, other: float | None, direction: str) -> bool:
+    if other is None:
+        return True
+    return value < other if direction == "minimize" else value > other
 
 
 def _trial_fields(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -66,15 +66,37 @@ def _checked_explicit(grid: Grid, spec: StudySpec) -> Grid:
 
 
 def _check_values(name: str, values: list[CategoricalValue], param: AnyParam) -> None:
+    field = f"sampler.grid.{name}"
     if not values:
-        raise InvalidSpec("a grid axis needs at least one value", field=f"sampler.grid.{name}")
-    if len({repr(value) for value in values}) != len(values):
-        raise InvalidSpec("grid values must be distinct", field=f"sampler.grid.{name}")
-    for value in values:
-        if not contains(param, value):
-            raise InvalidSpec(
-                f"{value!r} is outside the space of '{name}'", field=f"sampler.grid.{name}"
-            )
+        raise InvalidSpec("a grid axis needs at least one value", field=field)
+    if len({_identity(value) for value in values}) != len(values):
+        raise InvalidSpec("grid values must be distinct (8 and 8.0 are one value)", field=field)
+    problems = [(field, why) for value in values if (why := why_not_in(param, name, value))]
+    if problems:
+        (_, first), *others = problems
+        raise InvalidSpec(first, field=field, others=others)
+
+
+def _identity(value: CategoricalValue) -> tuple[str, CategoricalValue]:
+    """What makes two grid values one: a number's value (8 and 8.0 alike), else type and value."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return ("number", float(value))
+    return (type(value).__name__, value)
+
+
+def why_not_in(param: AnyParam, name: str, value: CategoricalValue) -> str | None:
+    """Why ``value`` is no point of the parameter ``name``'s space; ``None`` where it is one."""
+    if contains(param, value):
+        return None
+    if isinstance(param, CategoricalParam):
+        return f"{value!r} is not one of the choices of '{name}'"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{value!r} is no number, and '{name}' is a number"
+    if isinstance(param, IntParam) and not float(value).is_integer():
+        return f"{value!r} is not a whole number, and '{name}' is an int"
+    if not param.low <= value <= param.high:
+        return f"{value!r} is outside [{param.low}, {param.high}], the range of '{name}'"
+    return f"{value!r} is off the step of '{name}': its values are {param.low} + k * {param.step}"
 
 
 def contains(param: AnyParam, value: CategoricalValue) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 MAX_OBJECTIVES = 8
 MAX_CONSTRAINTS = 16
@@ -67,7 +67,7 @@ class WarmStartSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     study_id: int = Field(ge=1, le=MAX_STUDY_ID)
-    include_pruned: bool = Field(
+    include_pruned: StrictBool = Field(
         default=True, description="Copy pruned trials too (with their intermediate values)."
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from optuna.distributions import (
@@ -137,10 +138,13 @@ class FloatParam(_Param):
         return math.floor((self.high - self.low) / self.step + 1e-9) + 1
 
     def grid_values(self) -> list[CategoricalValue] | None:
+        """The grid's values, ``low + i * step`` counted in decimal (in binary floating point,
+        0.1 * 3 is 0.30000000000000004, and a last value past ``high``), never past ``high``."""
         count = self.grid_count()
         if count is None or self.step is None:
             return None
-        return [self.low + i * self.step for i in range(count)]
+        low, step = Decimal(str(self.low)), Decimal(str(self.step))
+        return [min(float(low + i * step), self.high) for i in range(count)]
 
 
 class IntParam(_Param):

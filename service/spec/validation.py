@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from service.errors import InvalidSpec
 from service.spec.conditional import check_conditions
-from service.spec.grid import AnyParam, contains, grid_of, grid_size
+from service.spec.grid import AnyParam, grid_of, grid_size, why_not_in
 from service.spec.objective_checks import with_objectives_resolved
 from service.spec.problems import problems_from_validation_error
 from service.spec.pruner_options import (
@@ -26,7 +26,7 @@ from service.spec.pruner_options import (
 )
 from service.spec.pruners import HyperbandPrunerSpec, PrunerSpec, WrappablePrunerSpec
 from service.spec.samplers import CmaEsSamplerSpec, GPSamplerSpec, GridSamplerSpec
-from service.spec.space import CategoricalParam, FloatParam, IntParam
+from service.spec.space import CategoricalParam, Condition, FloatParam, IntParam
 from service.spec.study_spec import MAX_TRIALS, StudySpec
 from service.trainer_catalog import TrainerCatalog
 
@@ -123,23 +123,50 @@ def _values_to_check(param: AnyParam) -> list[tuple[str, Any]]:
 
 
 def _check_enqueued(spec: StudySpec) -> None:
+    if not spec.enqueue:
+        return
+    _check_enqueued_fit_the_sampler_and_budget(spec)
     for index, params in enumerate(spec.enqueue):
         for name, value in params.items():
+            field = f"enqueue.{index}.{name}"
             if name not in spec.space:
-                raise InvalidSpec(
-                    f"'{name}' is not a parameter of the space", field=f"enqueue.{index}.{name}"
-                )
-            if not contains(spec.space[name], value):
-                raise InvalidSpec(
-                    f"{value!r} is outside the space of '{name}'", field=f"enqueue.{index}.{name}"
-                )
-            condition = spec.space[name].condition
-            if condition is not None and condition.param in params and not condition.holds(params):
-                raise InvalidSpec(
-                    f"'{name}' exists only where '{condition.param}' is one of "
-                    f"{condition.values!r}, and this configuration sets it otherwise",
-                    field=f"enqueue.{index}.{name}",
-                )
+                raise InvalidSpec(f"'{name}' is not a parameter of the space", field=field)
+            if why := why_not_in(spec.space[name], name, value):
+                raise InvalidSpec(why, field=field)
+            _check_enqueued_parent(name, spec.space[name].condition, params, field)
+
+
+def _check_enqueued_fit_the_sampler_and_budget(spec: StudySpec) -> None:
+    if isinstance(spec.sampler, GridSamplerSpec):
+        raise InvalidSpec(
+            "a grid study runs every point of its grid once, in an order of its own, and takes "
+            "no enqueued configurations (to add a point, list its value in sampler.grid)",
+            field="enqueue",
+        )
+    budget = spec.budget.n_trials
+    if len(spec.enqueue) > budget:
+        given = "" if "n_trials" in spec.budget.model_fields_set else ", its default"
+        raise InvalidSpec(
+            f"{len(spec.enqueue)} configurations, more than budget.n_trials ({budget}{given}): "
+            "each runs as one of the budget's trials; raise budget.n_trials, or enqueue fewer",
+            field="enqueue",
+        )
+
+
+def _check_enqueued_parent(
+    name: str, condition: Condition | None, params: dict[str, Any], field: str
+) -> None:
+    """A conditional parameter is enqueued with its parent, set to one of the values it exists
+    under (left out, the parent is sampled, and may drop the child's value without a word)."""
+    if condition is None or (condition.param in params and condition.holds(params)):
+        return
+    where = f"'{name}' exists only where '{condition.param}' is one of {condition.values!r}"
+    if condition.param in params:
+        raise InvalidSpec(f"{where}, and this configuration sets it otherwise", field=field)
+    raise InvalidSpec(
+        f"{where}: set '{condition.param}' too (left out, it is sampled, and may drop '{name}')",
+        field=field,
+    )
 
 
 def _with_pruner_resource(spec: StudySpec) -> StudySpec:
@@ -299,7 +326,7 @@ def _check_pruner_resources(spec: StudySpec) -> None:
 
 
 def _check_webhook_url(spec: StudySpec) -> None:
-    """A secret that is not the mask; no credentials in the URL (they would be shown back and
+    """A secret that is not the mask; each event once; no credentials in the URL (they would be shown back and
     logged, and urllib takes ``user:pw@host`` as the host; the signature is how a receiver knows
     the sender), and a port a receiver can listen on."""
     if spec.webhook is not None and set(spec.webhook.secret) == {"*"}:
@@ -307,9 +334,15 @@ def _check_webhook_url(spec: StudySpec) -> None:
         # stored with such a secret still loads).
         problem = "is the masked value answers show, not a secret: send the receiver's real key"
         raise InvalidSpec(problem, field="webhook.secret")
-    url = spec.webhook.url if spec.webhook else None
-    if url is None:
+    if spec.webhook is None:
         return
+    events = spec.webhook.events
+    if len(set(events)) != len(events):
+        repeated = sorted({event for event in events if events.count(event) > 1})
+        raise InvalidSpec(
+            f"each event once: {repeated} given more than once", field="webhook.events"
+        )
+    url = spec.webhook.url
     if url.username is not None or url.password is not None:
         problem = "must not carry a user name or password: verify the signature instead"
         raise InvalidSpec(problem, field="webhook.url")

@@ -20,6 +20,7 @@ from client import (
     HPOClient,
     InvalidRequestError,
     NotFoundError,
+    Pareto,
     Study,
     StudyTimeout,
     Trial,
@@ -144,6 +145,23 @@ def test_external_training_with_ask_report_complete(hpo: HPOClient) -> None:
     with pytest.raises(ConflictError) as refused:
         hpo.ask(study.study_id)
     assert refused.value.status == 409
+
+
+def test_a_study_of_two_objectives_has_a_typed_pareto_front(hpo: HPOClient) -> None:
+    study = hpo.submit(
+        {
+            **external_study(n_trials=3),
+            "objectives": [{"metric": "error"}, {"metric": "cost"}],
+            "sampler": {"name": "random", "seed": 0},
+        }
+    )
+    figures = [(0.1, 3.0), (0.2, 1.0), (0.3, 2.0)]  # the third is beaten by the second
+    for error, cost in figures:
+        trial = hpo.ask(study.study_id)
+        hpo.complete(trial, metrics={"error": error, "cost": cost})
+    front = hpo.pareto(study.study_id)
+    assert isinstance(front, Pareto) and [o.metric for o in front.objectives] == ["error", "cost"]
+    assert sorted(t.values or [] for t in front.trials) == [[0.1, 3.0], [0.2, 1.0]]
 
 
 def test_a_report_after_completion_raises_trial_gone_which_is_a_conflict(hpo: HPOClient) -> None:

@@ -216,8 +216,9 @@ def test_warm_start_copies_what_fits_and_says_what_it_skipped(stack: LocalStack)
         budget={"n_trials": 4, "max_concurrent_trials": 1},
     )
     run_trials(stack, source["study_id"], 4, constant(0.0))
-    for trial in get(stack, f"/studies/{source['study_id']}/trials").json()["trials"]:
-        assert trial["state"] == "complete"
+    source_trials = get(stack, f"/studies/{source['study_id']}/trials").json()["trials"]
+    for trial in source_trials:
+        assert trial["state"] == "complete" and trial["copied_from"] is None
 
     narrow = {"x": {"type": "float", "low": 0.0, "high": 0.5}}
     warm = create(
@@ -235,9 +236,17 @@ def test_warm_start_copies_what_fits_and_says_what_it_skipped(stack: LocalStack)
     assert warm["counts"]["copied"] == 2
     copied = get(stack, f"/studies/{warm['study_id']}/trials").json()["trials"]
     assert sorted(t["params"]["x"] for t in copied) == [0.1, 0.2]
+    sources = {t["params"]["x"]: t["trial_id"] for t in source_trials}
+    assert [t["copied_from"] for t in copied] == [sources[t["params"]["x"]] for t in copied]
     # Copied trials are history, not budget: both trials of the budget still run.
     run_trials(stack, warm["study_id"], 2, constant(1.0))
     assert get(stack, f"/studies/{warm['study_id']}").json()["state"] == "complete"
+    # A copy is the best (0.0 beats 1.0): it says so, and its checkpoint is the source's.
+    best = get(stack, f"/studies/{warm['study_id']}/best").json()
+    assert best["copied_from"] == sources[best["params"]["x"]]
+    model = get(stack, f"/studies/{warm['study_id']}/best/model")
+    assert model.status_code == 404
+    assert f"/trials/{best['copied_from']}/checkpoint" in model.json()["error"]
 
     wider = {**SPACE, "y": {"type": "int", "low": 0, "high": 3}}
     none_fit = create(stack, space=wider, warm_start={"study_id": source["study_id"]})

@@ -260,3 +260,22 @@ def test_checks_whose_end_did_not_move_their_held_study_are_acted_on_by_the_reap
     assert tuner.study(held.study_id).state == "preparing"
     tuner.expire_leases(datetime.now(UTC) + STALLED_CREATION + timedelta(minutes=1))
     assert tuner.study(held.study_id).state == "running"  # not deleted as a stalled creation
+
+
+def test_each_partly_enqueued_configuration_draws_its_own_values(tuner: Tuner) -> None:
+    """With a seed, the sampler was seeded by the trials in all, the waiting ones counted: every
+    enqueued trial, and the first after them, drew the same ``y``."""
+    space = {
+        "x": {"type": "float", "low": 0, "high": 1},
+        "y": {"type": "float", "low": 0, "high": 1},
+    }
+    asked = spec(
+        f"partial-{uuid.uuid4().hex[:8]}",
+        space=space,
+        enqueue=[{"x": 0.25}, {"x": 0.5}, {"x": 0.75}],
+        budget={"n_trials": 4, "max_concurrent_trials": 4},
+    )
+    made = tuner.create_study(asked)
+    drawn = [tuner.ask(made.study_id).params for _ in range(4)]
+    assert [params["x"] for params in drawn[:3]] == [0.25, 0.5, 0.75]
+    assert len({params["y"] for params in drawn}) == 4

@@ -30,6 +30,7 @@ from tests.support.logs import log_messages
 pytestmark = pytest.mark.integration
 SECRET = "a-receiver-secret-of-32-chars-xx"
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+SLOW_ANSWER_S = 3.0
 
 
 @dataclass
@@ -54,6 +55,8 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path.endswith("/slow"):
+                time.sleep(SLOW_ANSWER_S)  # the receiver's lane waits: later events queue
             status = 500 if state.failures > 0 else 200
             state.failures -= 1
             state.posts.append(
@@ -171,6 +174,70 @@ def test_receiver_gets_signed_best_changed_and_study_finished(
     assert hook_stack.client().study(study_id)["spec"]["webhook"]["secret"] == MASKED_SECRET
 
 
+def test_a_best_beaten_before_its_event_goes_out_is_told_all_the_same(
+    hook_stack: LocalStack, receiver: tuple[Receiver, str]
+) -> None:
+    """The event was built at delivery: a trial no longer the best by then was not told (12 ms
+    between two bests, behind a slow receiver, lost the first without a word)."""
+    state, url = receiver
+    client = hook_stack.client()
+    slow = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "webhook": {"url": f"{url}/slow", "secret": SECRET},
+    }
+    finish_trial(hook_stack, client.create_study(slow)["study_id"], 0.5)  # holds the lane
+    spec = {"name": unique("hooks"), "space": SPACE, "webhook": {"url": url, "secret": SECRET}}
+    study_id = client.create_study(spec)["study_id"]
+    bests = [finish_trial(hook_stack, study_id, value) for value in (0.5, 0.3)]
+    worse = finish_trial(hook_stack, study_id, 0.4)  # never the best: no event
+    assert state.events(study_id) == []  # queued behind the slow answer
+    wait_until(lambda: len(state.events(study_id)) >= 2, 30, "both bests' events")
+    time.sleep(1)  # nothing more should come
+    told = [post["body"]["trial_id"] for post in state.events(study_id)]
+    assert told == bests and worse not in told
+    metrics = requests.get(f"{hook_stack.url}/metrics", timeout=10).text
+    delivered = 'hpo_webhook_deliveries_total{event="best_changed",outcome="delivered"}'
+    assert float(metrics.split(delivered, 1)[1].split()[0]) >= 3
+
+
+def test_a_study_deleted_before_its_events_go_out_has_them_dropped_without_an_error(
+    hook_stack: LocalStack, receiver: tuple[Receiver, str]
+) -> None:
+    """They failed with a traceback each (Optuna's KeyError for the deleted study's trials)."""
+    state, url = receiver
+    client = hook_stack.client()
+    slow = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "webhook": {"url": f"{url}/slow", "secret": SECRET},
+    }
+    finish_trial(hook_stack, client.create_study(slow)["study_id"], 0.5)  # holds the lane
+    spec = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "budget": {"n_trials": 1},
+        "webhook": {"url": url, "secret": SECRET},
+    }
+    study_id = client.create_study(spec)["study_id"]
+    finish_trial(hook_stack, study_id, 0.5)
+    client.delete(study_id)
+    assert hook_stack.api is not None
+    wait_until(
+        lambda: (
+            sum(
+                "not sent: its study was deleted" in m
+                for m in log_messages(hook_stack.api.log_path)
+            )
+            >= 2
+        ),
+        30,
+        "both events dropped",
+    )
+    assert state.events(study_id) == []
+    assert not any(m.endswith(" failed") for m in log_messages(hook_stack.api.log_path))
+
+
 def test_deliveries_leave_through_the_proxy_of_hpo_webhook_proxy(
     tmp_path: Path, receiver: tuple[Receiver, str]
 ) -> None:
@@ -262,6 +329,9 @@ def test_an_unreachable_receiver_changes_nothing_for_the_study(hook_stack: Local
     study = hook_stack.client().study(study_id)
     assert study["state"] == "complete"
     assert study["best"]["trial_id"] == best
+    # The log names the receiver, not the URL (its path or query may hold a key).
+    assert hook_stack.api is not None
+    assert not any("/nobody-listens" in m for m in log_messages(hook_stack.api.log_path))
 
 
 def test_a_receiver_that_never_answers_holds_up_no_other_receiver(
@@ -324,6 +394,11 @@ def failed_deliveries(stack: LocalStack) -> int:
             {"url": "https://example.org/hook", "secret": SECRET, "events": ["deleted"]},
             "webhook.events",
             "best_changed",
+        ),
+        (
+            {"url": "https://example.org/hook", "secret": SECRET, "events": ["study_finished"] * 2},
+            "webhook.events",
+            "each event once",
         ),
     ],
 )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 
@@ -25,3 +28,23 @@ def answering_server(hosts: list[str], tls: ssl.SSLContext | None = None) -> HTT
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.handle_request, daemon=True).start()
     return server
+
+
+def trickling_server(for_s: float) -> socket.socket:
+    """A listening socket on 127.0.0.1 whose one connection is answered a byte at a time, one
+    every 0.2 s for ``for_s`` seconds: a status line, then a header that never ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            ends = time.monotonic() + for_s
+            with contextlib.suppress(OSError):  # the client cut it off
+                while time.monotonic() < ends:
+                    connection.sendall(b"X")
+                    time.sleep(0.2)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    return listener

@@ -155,9 +155,12 @@ def test_an_enqueued_child_whose_parent_is_set_otherwise_is_refused() -> None:
     refused = refusal(optimizer_space(), enqueue=[{"optimizer": "sgd", "momentum": 0.9}])
     assert refused.field == "enqueue.0.momentum"
     assert "exists only where 'optimizer'" in refused.message
-    # Its parent left out (to be sampled), or set to one of its values: accepted.
-    for point in ({"momentum": 0.9}, {"optimizer": "nesterov", "momentum": 0.9}):
-        assert check_study_spec(make(optimizer_space(), enqueue=[point]), CATALOG).enqueue
+    # Its parent left out (to be sampled) was taken, and the sampled parent could drop it.
+    left_out = refusal(optimizer_space(), enqueue=[{"lr": 0.01}, {"momentum": 0.9}])
+    assert left_out.field == "enqueue.1.momentum"
+    assert "set 'optimizer' too" in left_out.message
+    point = {"optimizer": "nesterov", "momentum": 0.9}  # its parent set to one of its values
+    assert check_study_spec(make(optimizer_space(), enqueue=[point]), CATALOG).enqueue
 
 
 def test_active_names_follow_each_condition_down_the_tree() -> None:

@@ -163,6 +163,14 @@ def test_enqueued_trials_waiting_within_a_spent_budget_still_run() -> None:
     assert is_done(s, counts(3, 0), now)
 
 
+def test_trials_started_leave_out_the_enqueued_ones_still_waiting() -> None:
+    """A sampler's seed counts the trials started: with the waiting ones counted, each trial
+    taken off the queue (and the first after them) drew the same values for what it left out."""
+    waiting = TrialCounts(total=5, running=1, by_state={"running": 1, "waiting": 3})
+    assert waiting.started == 2
+    assert counts(5, 1).started == 5
+
+
 def test_the_timeout_stops_new_trials_and_ends_the_study_once_idle() -> None:
     s = spec(budget={"n_trials": 100, "timeout_seconds": 60})
     long_ago = datetime.now(UTC) - timedelta(seconds=61)

@@ -79,6 +79,50 @@ def test_a_derived_grid_enumerates_categorical_int_and_stepped_float() -> None:
     assert check_study_spec(spec, CATALOG).budget.n_trials == 18
 
 
+def test_a_derived_grid_over_a_stepped_float_counts_in_decimal_and_stops_at_high() -> None:
+    """0.1 * 3 was 0.30000000000000004, and the last value 0.7000000000000001, past ``high``
+    (outside the space: a warm start from the study skipped that trial)."""
+    param = FloatParam(type="float", low=0.0, high=0.7, step=0.1)
+    assert param.grid_values() == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert all(contains(param, value) for value in param.grid_values() or [])
+
+
+def test_a_grid_takes_no_enqueued_configuration() -> None:
+    """Optuna's grid sampler ran an enqueued point again and never ran another (or, with a
+    configuration that sets some parameters only, failed the creation: a 500)."""
+    grid = {"name": "grid", "grid": {"lr": [0.1, 0.01]}}
+    for enqueued in ({"lr": 0.1}, {}):
+        with pytest.raises(InvalidSpec) as raised:
+            check_study_spec(make(sampler=grid, enqueue=[enqueued]), CATALOG)
+        assert raised.value.field == "enqueue" and "sampler.grid" in str(raised.value)
+
+
+def test_more_enqueued_configurations_than_the_budget_are_refused() -> None:
+    """They all ran, past n_trials."""
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(make(budget={"n_trials": 1}, enqueue=[{"lr": 0.1}, {"lr": 0.2}]), CATALOG)
+    assert raised.value.field == "enqueue"
+    assert "2 configurations, more than budget.n_trials (1)" in str(raised.value)
+    with pytest.raises(InvalidSpec, match=r"\(20, its default\)"):
+        check_study_spec(make(enqueue=[{"lr": 0.1}] * 21), CATALOG)
+    assert len(check_study_spec(make(enqueue=[{"lr": 0.1}] * 20), CATALOG).enqueue) == 20
+
+
+def test_grid_values_are_distinct_as_numbers_and_each_bad_one_is_named() -> None:
+    space = {"n": {"type": "int", "low": 0, "high": 10, "step": 2}}
+    duplicated = {"name": "grid", "grid": {"n": [8, 8.0]}}
+    with pytest.raises(InvalidSpec, match="distinct"):
+        check_study_spec(make(space=space, sampler=duplicated), CATALOG)
+    bad = {"name": "grid", "grid": {"n": [2, 5, 12, "x"]}}
+    with pytest.raises(InvalidSpec) as raised:
+        check_study_spec(make(space=space, sampler=bad), CATALOG)
+    assert [problem for _, problem in raised.value.problems] == [
+        "5 is off the step of 'n': its values are 0 + k * 2",
+        "12 is outside [0, 10], the range of 'n'",
+        "'x' is no number, and 'n' is a number",
+    ]
+
+
 def test_an_explicit_grid_must_fit_the_space() -> None:
     spec = make(sampler={"name": "grid", "grid": {"lr": [0.1, 0.01]}})
     assert check_study_spec(spec, CATALOG).budget.n_trials == 2

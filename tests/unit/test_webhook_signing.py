@@ -8,11 +8,12 @@ from urllib.request import Request
 
 import pytest
 
+from service import webhooks
 from service.spec.study_spec import StudySpec
 from service.spec.webhook import MASKED_SECRET, STORED_SPEC_CONTEXT
 from service.webhook_transport import opener
 from service.webhooks import RefusedAddress, check_address, post_to_first_answering, sign
-from tests.support.receivers import answering_server
+from tests.support.receivers import answering_server, trickling_server
 
 SECRET = "0123456789abcdef-secret"
 
@@ -33,6 +34,10 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
         "http://169.254.169.254/latest/meta-data",  # a cloud's metadata service
         "http://[::1]/hook",
         "http://0.0.0.0/hook",
+        # IPv6 addresses carrying a loopback IPv4 one (Python calls them global):
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64
+        "http://[2002:7f00:1::1]/hook",  # 6to4
     ],
 )
 def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
@@ -86,3 +91,22 @@ def test_each_address_checked_is_tried_until_one_answers() -> None:
 def test_the_address_to_connect_to_is_the_one_checked() -> None:
     assert check_address("https://93.184.215.14/hook", allow_private=False) == ["93.184.215.14"]
     assert check_address("http://127.0.0.1/hook", allow_private=True) is None
+
+
+def test_an_answer_sent_a_byte_at_a_time_is_cut_off_at_the_attempt_s_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each byte came within the socket's timeout, so one attempt lasted as long as the receiver
+    went on (60 s seen), then counted as delivered (its status line said 200)."""
+    monkeypatch.setattr(webhooks, "TIMEOUT_S", 1.0)
+    listener = trickling_server(for_s=20)
+    url = f"http://hooks.invalid:{listener.getsockname()[1]}/hook"
+    with pytest.raises(TimeoutError, match="no whole answer within 1 s"):
+        post_to_first_answering(["127.0.0.1"], Request(url, data=b"{}", method="POST"))
+    listener.close()
+
+
+def test_a_name_that_does_not_resolve_is_a_failure_tried_again_not_a_refusal() -> None:
+    """It was refused for good, as a private address is: no retry, where a DNS error passes."""
+    with pytest.raises(OSError, match=r"cannot resolve nohost\.invalid"):
+        check_address("http://nohost.invalid/hook", allow_private=False)
