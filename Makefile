@@ -52,5 +52,6 @@ bench-quick:
 bench-readme:
 	$(BIN)/python -m bench.update_readme
 
+# Not .hpo nor .hpo-local: they hold the studies of `hpo serve` and `hpo local` (their databases).
 clean:
-	rm -rf $(VENV) .hpo .hpo-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .hpo-demo .pytest_cache .mypy_cache .ruff_cache

@@ -172,10 +172,14 @@ def _body_limit() -> int:
 
 
 def _refuse_large_ids() -> Response | None:
-    """422 for an id in the URL that no database column can hold (the database would fail)."""
+    """422 for an id in the URL that no database column can hold (the database would fail), or
+    0, in the words a negative id gets (``api/errors``), not the schema's."""
     for name, value in (request.view_args or {}).items():
         if isinstance(value, int) and value > MAX_ID:
             problem = f"must be at most {MAX_ID}"
+            return error_response(422, f"{name} {problem}", [{"field": name, "problem": problem}])
+        if isinstance(value, int) and value < 1:
+            problem = f"must be a whole number above 0, not '{value}'"
             return error_response(422, f"{name} {problem}", [{"field": name, "problem": problem}])
     return None
 

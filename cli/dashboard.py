@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 import typer
 from gunicorn.app.base import BaseApplication
 
+from cli.access_log import RedactingAccessLog
 from service.errors import RETRY_AFTER_S, Unavailable
 from service.json_logs import logging_config
 from service.settings import Settings
@@ -149,6 +150,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "control_socket_disable": True,
             "loglevel": self._settings.log_level.lower(),
             "logconfig_dict": logging_config(self._settings.log_level),  # JSON lines, as the API
+            "logger_class": RedactingAccessLog,  # no ?token= in the access log
         }
         for key, value in options.items():
             self.cfg.set(key, value)

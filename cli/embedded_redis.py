@@ -40,7 +40,7 @@ class EmbeddedRedis:
             "--protected-mode",
             "no",
         ]
-        self._process = ManagedProcess("redis", argv, {}, self.directory / "redis.log")
+        self._process = ManagedProcess("redis", argv, {}, self.log_path)
         wait_until(self.answers, timeout_s, f"redis on port {self.port}")
         return self
 
@@ -50,6 +50,14 @@ class EmbeddedRedis:
             return bool(redis.Redis.from_url(self.url, socket_timeout=0.5).ping())
         except redis.RedisError:
             return False
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "redis.log"
+
+    def alive(self) -> bool:
+        """Whether the server started and has not stopped."""
+        return self._process is not None and self._process.alive()
 
     def stop(self) -> None:
         """Stop the server (it flushes its append-only file on SIGTERM)."""

@@ -6,6 +6,7 @@ import json
 import re
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -30,6 +31,17 @@ DATABASE_URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:
 
 class StudyFileError(Exception):
     """A study file that cannot be read as a study definition (the message names the file)."""
+
+
+class StackPartStopped(RuntimeError):
+    """A process of the one-machine stack has stopped: its name, and the end of its log."""
+
+    def __init__(self, name: str, log_path: Path) -> None:
+        tail = log_path.read_text(errors="replace").splitlines()[-5:] if log_path.exists() else []
+        lines = "".join(f"\n  {line}" for line in tail)
+        super().__init__(
+            f"the stack's {name} process has stopped; its log ({log_path}) ends:{lines}"
+        )
 
 
 class MissingExtra(Exception):
@@ -77,6 +89,8 @@ def explained(error: BaseException) -> str | None:
     if isinstance(error, OperationalError) or _bad_database_url(error):
         return f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)}"
     if isinstance(error, StudyFileError | SettingError | ServiceError | MissingExtra):
+        return f"error: {error}"
+    if isinstance(error, StackPartStopped):
         return f"error: {error}"
     if isinstance(error, OSError) and error.filename is not None:
         return f"error: {error.filename}: {error.strerror}"

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from cli.embedded_redis import EmbeddedRedis
+from cli.errors import StackPartStopped
 from cli.processes import ManagedProcess, free_port, http_ok, wait_until
 from client import HPOJSONClient
 
@@ -28,6 +29,7 @@ class LocalStack:
         directory: Path | None = None,
         log_level: str = "INFO",
         settings: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         """``tokens``: the users' tokens the API takes (tokens required where there are any);
         every process sends the first. Such a stack's workers need a worker token of their own
@@ -37,7 +39,7 @@ class LocalStack:
         self.log_level = log_level
         self.extra_settings = settings or {}
         self.database_url = database_url
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.tokens = tokens or []
@@ -96,6 +98,14 @@ class LocalStack:
             if p
         ]
         return "\n-----\n".join(parts)
+
+    def check_alive(self) -> None:
+        """``StackPartStopped`` naming the first part that has stopped, and the end of its log."""
+        for process in (self.api, self.worker):
+            if process is not None and not process.alive():
+                raise StackPartStopped(process.name, process.log_path)
+        if not self.redis.alive():
+            raise StackPartStopped("redis", self.redis.log_path)
 
     def stop(self) -> None:
         """Stop the worker, the API and Redis."""

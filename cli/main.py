@@ -1,4 +1,4 @@
-"""The ``hpo`` command: serve, worker, submit, status, best, demo."""
+"""The ``hpo`` command: serve, worker, submit, list, status, best, stop, delete, demo, local."""
 
 from __future__ import annotations
 
@@ -129,17 +129,65 @@ def best(study_id: int) -> None:
     _print(_client().best(study_id))
 
 
+@app.command(name="list")
+def list_studies() -> None:
+    """Every study the token sees, newest first, one a line under a header: id, state, trials
+    finished of the budget, best value, name."""
+    studies = _client().studies()
+    if not studies:
+        typer.echo("no studies yet: hpo submit STUDY.yaml makes one", err=True)
+        return
+    typer.echo("id\tstate\tfinished\tbest\tname")
+    for study in studies:
+        counts = study["counts"]
+        finished = sum(counts.get(state, 0) for state in ("complete", "pruned", "fail"))
+        best = study["best"]["value"] if study.get("best") else "-"
+        typer.echo(
+            f"{study['study_id']}\t{study['state']}\t{finished}/{study['n_trials']}\t{best}"
+            f"\t{study['name']}"
+        )
+
+
+@app.command()
+def stop(study_id: int) -> None:
+    """Start no new trial of the study; running ones finish."""
+    study = _client().stop(study_id)
+    typer.echo(f"study {study_id} is {study['state']}")
+
+
+@app.command()
+def delete(study_id: int) -> None:
+    """Delete the study and its trials (a worker still running one is refused from then on)."""
+    _client().delete(study_id)
+    typer.echo(f"study {study_id} deleted")
+
+
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option(help="Where the demo keeps its files")] = Path(
-        ".hpo-demo"
-    ),
+    directory: Annotated[
+        Path, typer.Option(help="Where the demo keeps its files (emptied at each start)")
+    ] = Path(".hpo-demo"),
     workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 2,
 ) -> None:
     """Start everything on this machine, run an example study, print the best hyperparameters."""
     from cli.demo import run_demo
 
     run_demo(directory, workers)
+
+
+@app.command()
+def local(
+    directory: Annotated[
+        Path, typer.Option(help="Where the stack keeps its database and logs (kept)")
+    ] = Path(".hpo-local"),
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 2,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The API's port")] = 8000,
+) -> None:
+    """Start the service on this machine (SQLite, an embedded Redis, the API with no tokens on
+    loopback, a worker) and keep it up for studies of your own (hpo submit) until Ctrl-C."""
+    from cli.demo import run_local
+
+    run_local(directory, workers, port)
 
 
 def main() -> None:

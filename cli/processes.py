@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -41,7 +41,10 @@ def http_ok(url: str) -> bool:
 
 
 class ManagedProcess:
-    """A child process with its output in a log file, stopped politely then firmly."""
+    """A child process with its output in a log file, stopped politely then firmly. It gets this
+    process's environment less its ``HPO_`` settings, plus ``env``: a shell's own (an
+    ``HPO_TOKEN`` for the CLI, a production ``HPO_DATABASE_URL``) would make the local stack's API
+    refuse its own worker, or reach another database."""
 
     def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
@@ -50,7 +53,7 @@ class ManagedProcess:
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             list(argv),
-            env={**os.environ, **env},
+            env={**_without_hpo_settings(os.environ), **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -72,3 +75,7 @@ class ManagedProcess:
     def _signal(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
+
+
+def _without_hpo_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in environ.items() if not name.startswith("HPO_")}

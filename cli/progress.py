@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tqdm import tqdm
@@ -16,11 +17,16 @@ UNDER_WAY = ("preparing", "running")  # a study whose trials are to come
 
 
 def follow_study(
-    client: HPOJSONClient, study_id: int, poll_s: float = 0.5, timeout_s: float | None = None
+    client: HPOJSONClient,
+    study_id: int,
+    poll_s: float = 0.5,
+    timeout_s: float | None = None,
+    alive: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Show finished trials out of the budget until the study is no longer preparing (held for
     its pre-flight checks) or running, or until ``timeout_s`` seconds have passed (the study is
-    then answered as it is)."""
+    then answered as it is). ``alive``, called at each poll, raises where what runs the study
+    has stopped (the one-machine stack's processes)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     study = client.study(study_id)
     with tqdm(total=study["n_trials"], unit="trial", desc=study["name"]) as bar:
@@ -31,6 +37,8 @@ def follow_study(
             if study["state"] not in UNDER_WAY or _past(deadline):
                 return study
             time.sleep(poll_s)
+            if alive is not None:
+                alive()
             study = client.study(study_id)
 
 

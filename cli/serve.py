@@ -5,17 +5,16 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger
 from sqlalchemy import make_url
 
 from api import create_app
+from cli.access_log import RedactingAccessLog
 from cli.errors import SettingError
 from service.json_logs import configure_json_logging, logging_config
 from service.long_lived import freeze_startup_objects
@@ -23,21 +22,7 @@ from service.settings import Settings
 from service.storage.database import Database
 from service.tokens import Role, TokenStore, has_expired
 
-# A lease in a URL's query (a checkpoint's upload sends it there): the value is a write
-# capability on the trial, and stays out of the access log.
 logger = logging.getLogger(__name__)
-_LEASE_IN_QUERY = re.compile(r"((?:^|[?&])lease=)[^&\s]*")
-
-
-class RedactingAccessLog(Logger):  # type: ignore[misc]
-    """gunicorn's logger, writing ``lease=…`` for a lease sent in a URL's query."""
-
-    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
-        found: dict[str, Any] = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "q"):  # the request line, and the query alone
-            if isinstance(found.get(key), str):
-                found[key] = _LEASE_IN_QUERY.sub(r"\1…", found[key])
-        return found
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

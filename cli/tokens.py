@@ -61,7 +61,7 @@ def list_tokens() -> None:
     typer.echo("id\trole\ttenant\tname\tstatus")
     for record in records:
         typer.echo(
-            f"{record.token_id}\t{record.role}\t{record.tenant or '-'}\t{record.name}"
+            f"{record.token_id}\t{record.role}\t{record.tenant or '-'}\t{record.name or '-'}"
             f"\t{_standing(record)}"
         )
 

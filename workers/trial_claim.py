@@ -28,7 +28,9 @@ TOKEN_HELP = (
     "HPO_TOKEN must be a worker token the service accepts (one of HPO_WORKER_TOKENS, or one "
     "made with `hpo token create --worker`)"
 )
-NO_SUCH_TRIAL = 0  # trial ids start at 1: a claim of trial 0 only tests the token
+# The largest trial id the id columns hold (the API's MAX_ID): one no study reaches, so a claim
+# of it only tests the token (trial 0 is refused as no id at all: 422, not the 404 expected).
+NO_SUCH_TRIAL = 2**31 - 1
 
 
 class ClaimNotMade(Exception):

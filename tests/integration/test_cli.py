@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli.errors import StackPartStopped
 from cli.local_stack import LocalStack
+from cli.processes import free_port, http_ok, wait_until
+from client import HPOJSONClient
 from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -52,6 +57,13 @@ def test_submit_a_yaml_study_and_read_status_and_best(stack: LocalStack, tmp_pat
     )
     best = json.loads(hpo(stack, "best", str(study_id)).stdout)
     assert best["value"] == status["best"]["value"]
+    listed = hpo(stack, "list").stdout.splitlines()
+    assert listed[0] == "id\tstate\tfinished\tbest\tname"
+    assert f"{study_id}\tcomplete\t3/3\t{best['value']}\t{study['name']}" in listed
+    assert hpo(stack, "stop", str(study_id)).stdout.strip() == f"study {study_id} is complete"
+    assert hpo(stack, "delete", str(study_id)).stdout.strip() == f"study {study_id} deleted"
+    gone = hpo(stack, "status", str(study_id))
+    assert gone.returncode == 1 and "error 404" in gone.stderr
 
 
 @pytest.mark.slow
@@ -107,11 +119,15 @@ def test_submit_wait_gives_up_after_its_timeout(stack: LocalStack, tmp_path: Pat
 
 @pytest.mark.slow
 def test_the_demo_prints_the_best_hyperparameters_found(tmp_path: Path) -> None:
+    """With a shell's own settings beside it: a user's HPO_TOKEN made the demo's API refuse its
+    worker, and the demo waited at 0/30 for ever."""
+    shell = {**os.environ, "HPO_TOKEN": "a-token-of-another-api", "HPO_WORKER_TOKENS": '["w"]'}
     result = subprocess.run(
         [sys.executable, "-m", "cli", "demo", "--directory", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=400,
+        env=shell,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
@@ -119,3 +135,75 @@ def test_the_demo_prints_the_best_hyperparameters_found(tmp_path: Path) -> None:
     assert int(summary.split()[0]) + int(summary.split()[2]) == 30
     assert any(line.startswith("best validation loss") for line in lines)
     assert any(line.strip().startswith("lr =") for line in lines)
+
+
+def test_the_demo_refuses_a_folder_of_other_files_and_leaves_them(tmp_path: Path) -> None:
+    """It emptied its folder at each start, whatever it held (``--directory .``: the user's)."""
+    (tmp_path / "notes.txt").write_text("mine")
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "demo", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = re.sub(r"[\s│]+", " ", result.stderr)  # Typer's box wraps the message
+    assert result.returncode == 2 and "holds files the demo did not make" in said
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_the_stack_says_which_of_its_processes_stopped(tmp_path: Path) -> None:
+    stack = LocalStack(f"sqlite:///{tmp_path / 'hpo.db'}", workers=0, directory=tmp_path).start()
+    try:
+        stack.check_alive()
+        assert stack.api is not None
+        stack.api.process.kill()
+        stack.api.process.wait(timeout=30)
+        with pytest.raises(StackPartStopped, match="the stack's serve process has stopped"):
+            stack.check_alive()
+    finally:
+        stack.stop()
+
+
+def test_hpo_local_keeps_its_studies_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    """A SIGTERM (or SIGHUP: a closed terminal) left Redis, the API and the workers running."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    for start in (1, 2):
+        local = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "local",
+                "--directory",
+                str(tmp_path),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: http_ok(f"{url}/health"), 90, "hpo local's API")
+        client = HPOJSONClient(url)
+        if start == 1:
+            client.create_study(
+                {"name": "kept", "space": {"x": {"type": "float", "low": 0, "high": 1}}}
+            )
+        assert [study["name"] for study in client.studies()] == ["kept"]
+        local.send_signal(signal.SIGTERM)
+        assert local.wait(timeout=60) == 128 + signal.SIGTERM
+        assert local.stdout is not None and f"up at {url}" in local.stdout.read()
+        assert not http_ok(f"{url}/health")
+        assert _processes_started_in(tmp_path) == []
+
+
+def _processes_started_in(directory: Path) -> list[int]:
+    """The processes whose environment names ``directory`` (the stack's, by its database URL)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if str(directory).encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found

@@ -28,6 +28,7 @@ from client import HPOClient, Study
 from service.storage.database import Database
 from service.tokens import DEFAULT_TENANT, Role, TokenStore
 from tests.integration.conftest import unique
+from tests.support.logs import log_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "dashboard-test-token-0123456789"
@@ -73,6 +74,11 @@ def dashboard(stack: LocalStack) -> Iterator[str]:
         process.stop()
 
 
+def opening_lines(log: Path) -> list[str]:
+    """The access lines of the dashboard opened with a token in its URL."""
+    return [message for message in log_messages(log) if "GET /dashboard?token=" in message]
+
+
 def answers(url: str) -> bool:
     try:
         return requests.get(f"{url}/dashboard", timeout=2).status_code == 401
@@ -103,10 +109,15 @@ def test_without_a_good_token_the_dashboard_answers_401(dashboard: str, finished
     assert requests.get(f"{dashboard}/api/studies", headers=wrong, timeout=10).status_code == 401
 
 
-def test_a_token_opens_it_once_and_writes_are_refused(dashboard: str, finished: Study) -> None:
+def test_a_token_opens_it_once_and_writes_are_refused(
+    dashboard: str, finished: Study, stack: LocalStack
+) -> None:
     session = requests.Session()
     opened = session.get(f"{dashboard}/dashboard?token={TOKEN}", timeout=10, allow_redirects=False)
     assert opened.status_code == 303 and opened.headers["Location"] == "/dashboard"
+    log = stack.directory / "dashboard.log"  # its access line keeps the token out
+    wait_until(lambda: bool(opening_lines(log)), 10, "the access line")
+    assert "/dashboard?token=… " in opening_lines(log)[0] and TOKEN not in log.read_text()
     assert "HttpOnly" in opened.headers["Set-Cookie"]
     studies = session.get(f"{dashboard}/api/studies", timeout=10)
     assert studies.status_code == 200

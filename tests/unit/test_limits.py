@@ -301,6 +301,13 @@ def test_an_id_no_database_can_hold_gets_422(
     assert problems_of(response)[0]["field"] == field
 
 
+@pytest.mark.parametrize("path", ["/studies/0", "/studies/-1", "/trials/0/checkpoint"])
+def test_an_id_below_1_gets_422_in_one_wording(client: FlaskClient, path: str) -> None:
+    """0 got the schema's words (greater than or equal to 1), -1 these."""
+    problem = problems_of(client.get(path))[0]
+    assert problem["problem"].startswith("must be a whole number above 0, not '")
+
+
 def test_the_largest_id_is_simply_unknown(client: FlaskClient) -> None:
     assert client.get(f"/studies/{MAX_ID}").status_code == 404
 
