@@ -174,6 +174,17 @@ def test_receiver_gets_signed_best_changed_and_study_finished(
     assert hook_stack.client().study(study_id)["spec"]["webhook"]["secret"] == MASKED_SECRET
 
 
+def hold_the_lane(stack: LocalStack, url: str) -> None:
+    """An event to ``url``'s receiver that it answers after ``SLOW_ANSWER_S``: the events sent
+    to it meanwhile queue behind it (one lane a receiver)."""
+    slow = {
+        "name": unique("hooks"),
+        "space": SPACE,
+        "webhook": {"url": f"{url}/slow", "secret": SECRET},
+    }
+    finish_trial(stack, stack.client().create_study(slow)["study_id"], 0.5)
+
+
 def test_a_best_beaten_before_its_event_goes_out_is_told_all_the_same(
     hook_stack: LocalStack, receiver: tuple[Receiver, str]
 ) -> None:
@@ -181,12 +192,7 @@ def test_a_best_beaten_before_its_event_goes_out_is_told_all_the_same(
     between two bests, behind a slow receiver, lost the first without a word)."""
     state, url = receiver
     client = hook_stack.client()
-    slow = {
-        "name": unique("hooks"),
-        "space": SPACE,
-        "webhook": {"url": f"{url}/slow", "secret": SECRET},
-    }
-    finish_trial(hook_stack, client.create_study(slow)["study_id"], 0.5)  # holds the lane
+    hold_the_lane(hook_stack, url)
     spec = {"name": unique("hooks"), "space": SPACE, "webhook": {"url": url, "secret": SECRET}}
     study_id = client.create_study(spec)["study_id"]
     bests = [finish_trial(hook_stack, study_id, value) for value in (0.5, 0.3)]
@@ -207,12 +213,7 @@ def test_a_study_deleted_before_its_events_go_out_has_them_dropped_without_an_er
     """They failed with a traceback each (Optuna's KeyError for the deleted study's trials)."""
     state, url = receiver
     client = hook_stack.client()
-    slow = {
-        "name": unique("hooks"),
-        "space": SPACE,
-        "webhook": {"url": f"{url}/slow", "secret": SECRET},
-    }
-    finish_trial(hook_stack, client.create_study(slow)["study_id"], 0.5)  # holds the lane
+    hold_the_lane(hook_stack, url)
     spec = {
         "name": unique("hooks"),
         "space": SPACE,
