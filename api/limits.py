@@ -77,7 +77,7 @@ def apply_request_limits(app: Flask, max_file_bytes: int = MAX_BODY_BYTES) -> No
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.json = BoundedJSONProvider(app)
     app.before_request(_refuse_large_bodies)
-    app.before_request(_refuse_large_ids)
+    app.before_request(_refuse_ids_out_of_range)
     app.before_request(_refuse_encoded_bodies)
     app.before_request(_refuse_bodies_where_none_goes)
     app.before_request(_refuse_bodies_of_another_kind)
@@ -171,7 +171,7 @@ def _body_limit() -> int:
     return MAX_BODY_BYTES
 
 
-def _refuse_large_ids() -> Response | None:
+def _refuse_ids_out_of_range() -> Response | None:
     """422 for an id in the URL that no database column can hold (the database would fail), or
     0, in the words a negative id gets (``api/errors``), not the schema's."""
     for name, value in (request.view_args or {}).items():

@@ -7,7 +7,8 @@ body and part of a response is described once, as the response has it. So the re
 schemas are put back as pydantic writes them. Beside that: operation ids named after the views
 (``create_study``, not ``studies_create_study_studies_post``), summaries of whole sentences, the
 file downloads' and the figures' 200 answers, the headers answers carry (``Location``, ``ETag``,
-``X-HPO-Trial-Id``, a 503's ``Retry-After``) and ``GET /studies/{id}/best``'s 304 and 412, each
+``X-HPO-Trial-Id``, ``X-Content-SHA256``, ``Content-Disposition``, a 401's ``WWW-Authenticate``,
+a 415's ``Accept-Encoding``, a 503's ``Retry-After``) and ``GET /studies/{id}/best``'s 304 and 412, each
 operation's errors cut to those it can answer, and a study that ``POST /studies`` takes as its
 example (Swagger UI's "Try it out").
 """
@@ -45,9 +46,22 @@ ANSWER_HEADERS: dict[tuple[str, str], dict[str, str]] = {
         "ETag": "a hash of the answer: send it in If-None-Match to be told 304 while unchanged",
         "Cache-Control": "no-cache: a cache must ask again, the best moves",
     },
-    ("best_model", "200"): {"X-HPO-Trial-Id": "the id of the trial the checkpoint is of"},
+    ("best_model", "200"): {
+        "X-HPO-Trial-Id": "the id of the trial the checkpoint is of",
+        "Content-Disposition": "attachment, with a file name",
+    },
+    ("get_checkpoint", "200"): {"Content-Disposition": "attachment, with a file name"},
+    ("dataset_content", "200"): {
+        "X-Content-SHA256": "the file's SHA-256, as registered",
+        "Content-Disposition": "attachment, with a file name",
+    },
 }
-RETRY_AFTER_HEADER = {"Retry-After": "seconds to wait before trying again"}
+# Headers of an error status, whichever operation answers it.
+ERROR_HEADERS: dict[str, dict[str, str]] = {
+    "401": {"WWW-Authenticate": "Bearer: the scheme a token is sent in"},
+    "415": {"Accept-Encoding": "identity, where the body was sent in a content coding (gzip…)"},
+    "503": {"Retry-After": "seconds to wait before trying again"},
+}
 # Answers without a body (view name: status, when).
 BODILESS_ANSWERS: dict[str, dict[str, str]] = {
     "get_best": {
@@ -56,9 +70,10 @@ BODILESS_ANSWERS: dict[str, dict[str, str]] = {
     },
 }
 # What no documented operation answers (405: a method the path has no operation for), and what
-# one answers only where a request may carry a body (a malformed, too large or encoded one).
+# one answers only where it reads a body (malformed JSON; a body too large, or sent encoded, is
+# refused before any operation reads it: 413 and 415 are every operation's).
 NEVER_ANSWERED = ("405",)
-ANSWERED_TO_BODIES = ("400", "413", "415")
+ANSWERED_TO_BODIES = ("400",)
 ANSWERED_TO_PATHS_OR_BODIES = ("404", "409", "422")
 UNGUARDED_OPERATIONS = ("health_check",)  # open without a token: no 401 or 403
 ANSWERED_TO_TOKENS = ("401", "403")
@@ -182,9 +197,7 @@ def _answers_as_served(operation: dict[str, Any]) -> None:
     for status in _unanswered(view, takes_body, bool(operation.get("parameters"))):
         responses.pop(status, None)
     for status, response in responses.items():
-        headers = ANSWER_HEADERS.get((view, status), {})
-        if status == "503":
-            headers = RETRY_AFTER_HEADER
+        headers = ANSWER_HEADERS.get((view, status)) or ERROR_HEADERS.get(status, {})
         if headers:
             response["headers"] = {
                 name: {"description": text, "schema": {"type": "string"}}

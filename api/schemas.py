@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from flask_openapi3.models import SecurityScheme
 from pydantic import BaseModel, Field
 
+from service.ids import MAX_ID as MAX_ID  # the largest id: the API's path ids stop there
+
 _SCHEMAS: dict[type[BaseModel], dict[str, Any]] = {}
 
 
@@ -22,11 +24,6 @@ class SchemaMadeOnce(BaseModel):
         if cls not in _SCHEMAS:
             _SCHEMAS[cls] = super().model_json_schema()
         return _SCHEMAS[cls]
-
-
-# Study and trial ids are INTEGER columns (Optuna's and ours): 32 bits on PostgreSQL, where a
-# larger id is a DataError (which the API would answer 503), 64 bits on SQLite (an OverflowError).
-MAX_ID = 2**31 - 1
 
 
 def _id(of: str) -> Any:

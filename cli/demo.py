@@ -7,6 +7,8 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from types import FrameType
@@ -19,8 +21,10 @@ from cli.local_stack import LocalStack
 from cli.progress import follow_study
 from client import HPOJSONClient
 
-# Left in a folder the demo made: the demo wipes only a folder that holds it (or an empty one).
+# Left in a folder the demo made: the demo empties only a folder that is its own (or empty).
 DEMO_MARK = ".hpo-demo-folder"
+DEMO_LAYOUT = frozenset({"logs", "redis"})  # and the database's files, hpo.db*
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ALIVE_CHECK_S = 1.0
 
 
@@ -32,19 +36,14 @@ def demo_study() -> dict[str, Any]:
 
 
 def run_demo(directory: Path, workers: int) -> dict[str, Any]:
-    """Start everything in ``directory`` (wiped first, where the demo made it), run the demo
+    """Start everything in ``directory`` (emptied first, where it is the demo's), run the demo
     study, print the best."""
     _fresh_demo_folder(directory)
     started = time.monotonic()
-    stack = LocalStack(
-        _sqlite_in(directory), workers=workers, directory=directory, log_level="WARNING"
-    )
-    with _stopped_on_termination():
-        try:
-            stack.start()
-            return _run_study(stack, started)
-        finally:
-            stack.stop()
+    database_url = _sqlite_in(directory)
+    stack = LocalStack(database_url, workers=workers, directory=directory, log_level="WARNING")
+    with _running(stack):
+        return _run_study(stack, started)
 
 
 def run_local(directory: Path, workers: int, port: int) -> None:
@@ -52,20 +51,38 @@ def run_local(directory: Path, workers: int, port: int) -> None:
     ``port``, and keep it up until Ctrl-C (or SIGTERM, SIGHUP)."""
     directory.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(_sqlite_in(directory), workers=workers, directory=directory, port=port)
-    with _stopped_on_termination():
-        try:
-            stack.start()
-            print(
-                f"the service is up at {stack.url} (no tokens: this machine only), its database "
-                f"and logs in {directory}/; submit with: hpo submit STUDY.yaml --wait "
-                f"(HPO_SERVICE_URL={stack.url}); Ctrl-C stops it",
-                flush=True,
-            )
-            while True:
-                stack.check_alive()
-                time.sleep(ALIVE_CHECK_S)
-        finally:
-            stack.stop()
+    with _running(stack):
+        print(
+            f"the service is up at {stack.url} (no tokens: this machine only), its database "
+            f"and logs in {directory}/; submit with: HPO_SERVICE_URL={stack.url} hpo submit "
+            "STUDY.yaml --wait, in a shell without HPO_TOKEN (this API takes no token it did "
+            "not make); Ctrl-C stops it",
+            flush=True,
+        )
+        while True:
+            stack.check_alive()
+            time.sleep(ALIVE_CHECK_S)
+
+
+@contextmanager
+def _running(stack: LocalStack) -> Iterator[LocalStack]:
+    """``stack`` started, and stopped at the end, on Ctrl-C, SIGTERM or SIGHUP (a closed
+    terminal) alike: its processes run in sessions of their own and would outlive the command.
+    Once the stop has begun, a further signal waits for it (it would leave the rest running)."""
+    stopping = False
+
+    def end(signum: int, _frame: FrameType | None) -> None:
+        if not stopping:
+            sys.exit(128 + signum)
+
+    before = {sig: signal.signal(sig, end) for sig in STOP_SIGNALS}
+    try:
+        yield stack.start()
+    finally:
+        stopping = True
+        stack.stop()
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _sqlite_in(directory: Path) -> str:
@@ -74,8 +91,8 @@ def _sqlite_in(directory: Path) -> str:
 
 def _fresh_demo_folder(directory: Path) -> None:
     """An empty ``directory`` with the demo's mark; a folder of other files is refused, not
-    wiped (``--directory .`` would have deleted the user's files)."""
-    if directory.exists() and any(directory.iterdir()) and not (directory / DEMO_MARK).exists():
+    emptied (``--directory .`` would have deleted the user's files)."""
+    if directory.exists() and not _made_by_the_demo(directory):
         raise typer.BadParameter(
             f"{directory} holds files the demo did not make, and the demo empties its folder "
             "at each start: give a new or empty folder",
@@ -86,24 +103,13 @@ def _fresh_demo_folder(directory: Path) -> None:
     (directory / DEMO_MARK).touch()
 
 
-class _StopSignal:
-    """SIGTERM and SIGHUP (a closed terminal) end the command as Ctrl-C does: its ``finally``
-    stops the stack (its processes run in sessions of their own and would outlive it)."""
-
-    def __enter__(self) -> None:
-        self._before = {sig: signal.signal(sig, _exit) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-    def __exit__(self, *_: object) -> None:
-        for sig, handler in self._before.items():
-            signal.signal(sig, handler)
-
-
-def _stopped_on_termination() -> _StopSignal:
-    return _StopSignal()
-
-
-def _exit(signum: int, _frame: FrameType | None) -> None:
-    sys.exit(128 + signum)
+def _made_by_the_demo(directory: Path) -> bool:
+    """Whether the folder is empty, or the demo's: its mark, or (made before the mark was) only
+    what the demo writes there."""
+    names = {entry.name for entry in directory.iterdir()}
+    return DEMO_MARK in names or all(
+        name in DEMO_LAYOUT or name.startswith("hpo.db") for name in names
+    )
 
 
 def _run_study(stack: LocalStack, started: float) -> dict[str, Any]:

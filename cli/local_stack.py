@@ -78,7 +78,14 @@ class LocalStack:
     def start_api(self) -> None:
         """Start the API (again) and wait until it answers."""
         self.api = self._process("serve")
-        wait_until(lambda: http_ok(f"{self.url}/health"), 60, "the API")
+        wait_until(self._api_answers, 60, "the API")
+
+    def _api_answers(self) -> bool:
+        """Whether this stack's API answers; ``StackPartStopped`` where it has stopped (its port
+        taken, say: another server's answer there is not this API's)."""
+        if self.api is None or not self.api.alive():
+            raise StackPartStopped("serve", self.directory / "logs" / "serve.log")
+        return http_ok(f"{self.url}/health")
 
     def stop_api(self) -> None:
         """Stop the API (SIGTERM: gunicorn finishes the requests in flight)."""

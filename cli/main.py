@@ -13,6 +13,7 @@ from cli.db import db_app
 from cli.plot import plot_command
 from cli.tokens import tokens_app
 from cli.watch import watch_command
+from client.models import FINISHED_TRIAL_STATES
 from service.settings import Settings
 
 app = typer.Typer(help="Hyperparameter-optimisation service.", no_args_is_help=True)
@@ -140,7 +141,7 @@ def list_studies() -> None:
     typer.echo("id\tstate\tfinished\tbest\tname")
     for study in studies:
         counts = study["counts"]
-        finished = sum(counts.get(state, 0) for state in ("complete", "pruned", "fail"))
+        finished = sum(counts.get(state, 0) for state in FINISHED_TRIAL_STATES)
         best = study["best"]["value"] if study.get("best") else "-"
         typer.echo(
             f"{study['study_id']}\t{study['state']}\t{finished}/{study['n_trials']}\t{best}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+from optuna.trial import FrozenTrial
 
 from service.errors import InvalidSpec
 from service.spec.study_spec import StudySpec
@@ -116,3 +117,9 @@ def figure_attrs(
     attrs: dict[str, Any] = {FIGURES_ATTR: figures} if figures else {}
     attrs.update({constraint_attr(name): violation for name, violation in constraints.items()})
     return attrs
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Whether the trial lies within its study's constraints (every violation ≤ 0; a trial
+    without constraints is)."""
+    return all(violation <= 0 for violation in trial.constraints.values())

@@ -4,7 +4,9 @@ A sampler is built for every ask, seeded with ``seed + number of trials so far``
 of suggestions depends only on the spec and the study's history, not on which API process
 answers, so restarts and several API processes neither repeat nor change suggestions.
 
-QMC is the exception: its points are one sequence, indexed by a counter Optuna keeps in the
+Two samplers keep their seed: the grid, whose points are one shuffle fixed by its seed (trial
+``k`` takes the ``k``-th; a shuffle of its own for each trial ran some points twice and others
+never), and QMC: its points are one sequence, indexed by a counter Optuna keeps in the
 study, and a scrambled sequence is fixed by its seed, so its seed must stay the same on every ask
 (``qmc_seed``). CMA-ES and GP keep their state in the study's history, so re-seeding them is fine.
 """
@@ -69,8 +71,8 @@ def build_sampler(spec: StudySpec, n_trials_so_far: int) -> optuna.samplers.Base
         )
     if isinstance(sampler, RandomSamplerSpec):
         return optuna.samplers.RandomSampler(seed=seed)
-    if isinstance(sampler, GridSamplerSpec):
-        return optuna.samplers.GridSampler(grid_of(spec), seed=seed)
+    if isinstance(sampler, GridSamplerSpec):  # its order is one shuffle, by its seed alone
+        return optuna.samplers.GridSampler(grid_of(spec), seed=sampler.seed)
     if isinstance(sampler, CmaEsSamplerSpec):
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=sampler.n_startup_trials)
     if isinstance(sampler, QMCSamplerSpec):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.constraints import is_feasible
 from service.errors import Conflict, InvalidSpec
 from service.spec.study_spec import StudySpec
 from service.state_words import state_in_words
@@ -64,11 +65,7 @@ def ranked_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[Frozen
 def _ranks(trial: FrozenTrial) -> bool:
     """Complete, with a value, within the study's constraints."""
     complete = trial.state == TrialState.COMPLETE
-    return complete and trial.value is not None and _feasible(trial)
-
-
-def _feasible(trial: FrozenTrial) -> bool:
-    return all(violation <= 0 for violation in trial.constraints.values())
+    return complete and trial.value is not None and is_feasible(trial)
 
 
 def top_trials(ranked: list[FrozenTrial], k: int, field: str) -> list[FrozenTrial]:
@@ -88,7 +85,7 @@ def chosen_trial(trials: Sequence[FrozenTrial], trial_id: int) -> FrozenTrial:
         if trial.state != TrialState.COMPLETE:
             problem = f"trial {trial_id} is {state_in_words(trial.state)}, not complete"
             raise InvalidSpec(problem, field="trial_id")
-        if not _feasible(trial):
+        if not is_feasible(trial):
             problem = f"trial {trial_id} is complete but breaks the study's constraints"
             raise InvalidSpec(problem, field="trial_id")
         return trial

@@ -8,7 +8,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 from pydantic import BaseModel, Field
 
-from service.constraints import FIGURES_ATTR
+from service.constraints import FIGURES_ATTR, is_feasible
 from service.epoch_metrics import Diagnosis, EpochRecord, diagnose, epoch_metrics_of
 from service.preflight import PreflightView
 from service.spec.objectives import ObjectiveSpec
@@ -107,7 +107,7 @@ def trial_view(trial: FrozenTrial, fail_reason_attr: str, seed_attr: str) -> Tri
         values=trial.values,
         metrics=attrs.get(FIGURES_ATTR, {}),
         constraints=trial.constraints,
-        feasible=all(violation <= 0 for violation in trial.constraints.values()),
+        feasible=is_feasible(trial),
         intermediate_values=dict(sorted(trial.intermediate_values.items())),
         last_step=trial.last_step,
         started_at=optuna_time(trial.datetime_start),

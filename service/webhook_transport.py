@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import os
 import re
 import socket
 import ssl
@@ -92,30 +93,41 @@ class Proxy:
 
 
 class Deadline:
-    """A whole attempt's time limit: each socket it watches is shut down once it passes (a read
-    under way then ends, as at the end of the stream), and ``passed`` says so."""
+    """A whole attempt's time limit: each connection it watches is shut down once it passes (a
+    read under way then ends, as at the end of the stream), and ``passed`` says so.
+
+    It holds a duplicate of each connection's descriptor, and shuts the connection down through
+    it: TLS takes the socket over (the plain socket object is emptied, its shutdown a no-op), and
+    the duplicate keeps the descriptor from being handed to another connection before ``cancel``.
+    """
 
     def __init__(self, seconds: float) -> None:
         self.ends = time.monotonic() + seconds
         self.passed = False
         self._timers: list[threading.Timer] = []
+        self._held: list[socket.socket] = []
 
     def watch(self, sock: socket.socket) -> None:
-        """Shut ``sock`` down when the deadline passes (unless ``cancel`` comes first)."""
-        timer = threading.Timer(max(0.0, self.ends - time.monotonic()), self._cut, (sock,))
+        """Shut ``sock``'s connection down when the deadline passes (unless ``cancel`` comes
+        first), whatever wraps it meanwhile."""
+        held = socket.socket(fileno=os.dup(sock.fileno()))
+        self._held.append(held)
+        timer = threading.Timer(max(0.0, self.ends - time.monotonic()), self._cut, (held,))
         timer.daemon = True
         timer.start()
         self._timers.append(timer)
 
     def cancel(self) -> None:
-        """The attempt is over: shut nothing down."""
+        """The attempt is over: shut nothing down, let the duplicates go."""
         for timer in self._timers:
             timer.cancel()
+        for held in self._held:
+            held.close()
 
-    def _cut(self, sock: socket.socket) -> None:
+    def _cut(self, held: socket.socket) -> None:
         self.passed = True
-        with contextlib.suppress(OSError):  # closed meanwhile
-            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):  # the peer closed it meanwhile
+            held.shutdown(socket.SHUT_RDWR)
 
 
 def _open(host: str, port: int, timeout: float | None, proxy: Proxy | None) -> socket.socket:

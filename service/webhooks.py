@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import logging
@@ -46,6 +47,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from service.constraints import is_feasible
 from service.errors import InvalidSpec
 from service.json_logs import log_context, set_log_context
 from service.spec.study_spec import StudySpec
@@ -58,6 +60,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 TIMEOUT_S = 5.0
 RETRY_DELAYS_S = (0.5, 2.0, 8.0)
 USER_AGENT = "hpo-service-webhook/1"
+# Optuna's KeyError for a study or trial no longer stored (the study was deleted meanwhile).
+RECORD_GONE = "Record does not exist."
 
 
 class RefusedAddress(Exception):
@@ -130,7 +134,9 @@ class WebhookSender:
     def _deliver(self, delivery: Delivery) -> None:
         try:
             payload = delivery.payload()
-        except KeyError:  # Optuna's "Record does not exist": the study was deleted meanwhile
+        except KeyError as error:
+            if str(error) != repr(RECORD_GONE):
+                raise
             logger.info("webhook %s not sent: its study was deleted", delivery.event)
             return
         if payload is None:
@@ -196,6 +202,8 @@ def _first_answer(
             status = _post_once(opener(address, proxy, deadline), request)
         except OSError as error:  # URLError too: this address did not answer, try the next
             unreachable = error
+        except http.client.HTTPException as error:  # an answer cut short, or no HTTP
+            unreachable = ConnectionError(f"no HTTP answer: {error!r}")
         else:
             if not deadline.passed:
                 return status
@@ -262,16 +270,26 @@ def _deliverable(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# IPv6 prefixes whose last 32 bits are an IPv4 address: NAT64's well-known one, IPv4-translated
+# (RFC 2765) and IPv4-compatible (deprecated); mapped and 6to4 have ipaddress' own properties.
+_CARRYING_IPV4 = tuple(
+    ipaddress.IPv6Network(prefix) for prefix in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96")
+)
+# NAT64's local-use prefix (RFC 8215): the IPv4 address lies split around its u-octet, and the
+# network behind it is the operator's own: never a receiver's.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def _carried_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries, where it carries one (a local-use NAT64 address
+    carries an unspecified one: 0.0.0.0, which is no receiver's)."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
     if address.ipv4_mapped is not None or address.sixtofour is not None:
         return address.ipv4_mapped or address.sixtofour
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+    if address in _LOCAL_NAT64:
+        return ipaddress.IPv4Address(0)
+    if any(address in prefix for prefix in _CARRYING_IPV4) and int(address) > 1:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
@@ -369,22 +387,20 @@ def _became_best(
     its event is delivered: each best the study had is told. Most trials are settled by the
     best alone; the whole history is read only where the best finished after this trial."""
     best = _best_trial(storage, spec, study_id)
-    if best is None or best._trial_id == trial_id:
-        return best
-    trial = storage.get_trial(trial_id)
-    if not _feasible(trial) or not _finished_before(trial, best):
-        return None  # infeasible, or a better one had finished before it
+    if best is None:
+        return None
+    trial = best if best._trial_id == trial_id else storage.get_trial(trial_id)
+    if not is_feasible(trial) or not _finished_before(trial, best):
+        return None  # infeasible, or a better one (or as good) had finished before it
+    # The best itself is checked too: the database names one of several equal ones, and a trial
+    # that only ties an earlier best did not become the best.
     complete = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
-    earlier = [t for t in complete if _feasible(t) and _finished_before(t, trial)]
+    earlier = [t for t in complete if is_feasible(t) and _finished_before(t, trial)]
     value = trial.value
     assert value is not None
     if all(_better(value, t.value, spec.direction) for t in earlier if t._trial_id != trial_id):
         return trial
     return None
-
-
-def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    return all(violation <= 0 for violation in trial.constraints.values())
 
 
 def _finished_before(trial: optuna.trial.FrozenTrial, other: optuna.trial.FrozenTrial) -> bool:

@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 from client import HPOError, HPOJSONClient, ServiceUnreachable, TrialGone
+from service.ids import MAX_ID
 
 logger = logging.getLogger(__name__)
 CLAIM_RETRY_DELAY_S = 15.0  # the first wait before a message whose claim did not happen returns
@@ -28,9 +29,9 @@ TOKEN_HELP = (
     "HPO_TOKEN must be a worker token the service accepts (one of HPO_WORKER_TOKENS, or one "
     "made with `hpo token create --worker`)"
 )
-# The largest trial id the id columns hold (the API's MAX_ID): one no study reaches, so a claim
-# of it only tests the token (trial 0 is refused as no id at all: 422, not the 404 expected).
-NO_SUCH_TRIAL = 2**31 - 1
+# The largest trial id the id columns hold: one no study reaches, so a claim of it only tests
+# the token (trial 0 is refused as no id at all: 422, not the 404 expected).
+NO_SUCH_TRIAL = MAX_ID
 
 
 class ClaimNotMade(Exception):

@@ -12,9 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
+from service.ids import MAX_ID
+
 MAX_OBJECTIVES = 8
 MAX_CONSTRAINTS = 16
-MAX_STUDY_ID = 2**31 - 1
+MAX_STUDY_ID = MAX_ID
 
 MetricName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Direction = Literal["minimize", "maximize"]

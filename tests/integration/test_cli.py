@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,8 +165,16 @@ def test_the_stack_says_which_of_its_processes_stopped(tmp_path: Path) -> None:
         stack.stop()
 
 
-def test_hpo_local_keeps_its_studies_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
-    """A SIGTERM (or SIGHUP: a closed terminal) left Redis, the API and the workers running."""
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGTERM,), (signal.SIGHUP,), (signal.SIGTERM, signal.SIGHUP)],
+    ids=["sigterm", "sighup", "sigterm-then-sighup"],
+)
+def test_hpo_local_keeps_its_studies_and_stops_everything_on_a_signal(
+    tmp_path: Path, signals: tuple[signal.Signals, ...]
+) -> None:
+    """SIGTERM or SIGHUP (a closed terminal) left Redis, the API and the workers running; a
+    second signal during the stop cut it short, leaving Redis."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     for start in (1, 2):
@@ -190,20 +199,38 @@ def test_hpo_local_keeps_its_studies_and_stops_everything_on_sigterm(tmp_path: P
                 {"name": "kept", "space": {"x": {"type": "float", "low": 0, "high": 1}}}
             )
         assert [study["name"] for study in client.studies()] == ["kept"]
-        local.send_signal(signal.SIGTERM)
-        assert local.wait(timeout=60) == 128 + signal.SIGTERM
+        for sig in signals:
+            local.send_signal(sig)
+            time.sleep(0.2)
+        assert local.wait(timeout=60) == 128 + signals[0]
         assert local.stdout is not None and f"up at {url}" in local.stdout.read()
         assert not http_ok(f"{url}/health")
         assert _processes_started_in(tmp_path) == []
 
 
 def _processes_started_in(directory: Path) -> list[int]:
-    """The processes whose environment names ``directory`` (the stack's, by its database URL)."""
+    """The processes of the stack kept in ``directory``: by their environment (the API's and
+    the workers' name its database), their command line or their working folder (Redis')."""
     found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+    for process in Path("/proc").glob("[0-9]*"):
         try:
-            if str(directory).encode() in environ.read_bytes():
-                found.append(int(environ.parent.name))
+            seen = [(process / part).read_bytes() for part in ("environ", "cmdline")]
+            seen.append(str((process / "cwd").resolve()).encode())
         except OSError:  # gone meanwhile, or not ours to read
             continue
+        if any(str(directory).encode() in part for part in seen):
+            found.append(int(process.name))
     return found
+
+
+def test_the_demo_takes_back_its_own_folder_made_before_its_mark(tmp_path: Path) -> None:
+    """A folder an earlier version's demo made (no mark in it) was refused as the user's."""
+    from cli.demo import _made_by_the_demo
+
+    for name in ("hpo.db", "hpo.db-wal", "hpo.db.api-lock"):
+        (tmp_path / name).touch()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "redis").mkdir()
+    assert _made_by_the_demo(tmp_path)
+    (tmp_path / "notes.txt").touch()
+    assert not _made_by_the_demo(tmp_path)

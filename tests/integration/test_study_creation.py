@@ -279,3 +279,22 @@ def test_each_partly_enqueued_configuration_draws_its_own_values(tuner: Tuner) -
     drawn = [tuner.ask(made.study_id).params for _ in range(4)]
     assert [params["x"] for params in drawn[:3]] == [0.25, 0.5, 0.75]
     assert len({params["y"] for params in drawn}) == 4
+
+
+def test_a_seeded_grid_runs_every_point_once(tuner: Tuner) -> None:
+    """Each trial's sampler shuffled the grid by a seed of its own (seed + trials so far), and
+    trial k took the k-th point of its shuffle: 4 distinct points of 6, one of them three times."""
+    asked = spec(
+        f"grid-{uuid.uuid4().hex[:8]}",
+        space={
+            "a": {"type": "categorical", "choices": [1, 2, 3]},
+            "b": {"type": "categorical", "choices": [10, 20]},
+        },
+        sampler={"name": "grid", "seed": 3},
+        budget={"max_concurrent_trials": 6},
+    )
+    made = tuner.create_study(asked)
+    points = {
+        (params["a"], params["b"]) for params in (tuner.ask(made.study_id).params for _ in range(6))
+    }
+    assert points == {(a, b) for a in (1, 2, 3) for b in (10, 20)}

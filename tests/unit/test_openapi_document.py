@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from api.app import create_app
+from api.limits import MAX_BODY_BYTES
 from api.schemas import MAX_ID
 from service.settings import Settings
 from tests.support.dispatchers import DoNothingDispatcher
@@ -115,8 +116,22 @@ def test_answers_are_documented_with_their_headers_and_only_the_errors_they_can_
     for operation in operations:
         responses = operation["responses"]
         assert "Retry-After" in responses["503"]["headers"], operation["operationId"]
-        assert "405" not in responses
+        assert "405" not in responses and {"413", "415"} <= set(responses)  # any body is checked
         if "requestBody" not in operation:
-            assert not {"400", "413", "415"} & set(responses), operation["operationId"]
-    assert set(paths["/health"]["get"]["responses"]) == {"200", "503"}
+            assert "400" not in responses, operation["operationId"]
+    assert set(paths["/health"]["get"]["responses"]) == {"200", "413", "415", "503"}
     assert "404" not in paths["/studies"]["get"]["responses"]
+    content = paths["/datasets/{reference}/content"]["get"]["responses"]["200"]["headers"]
+    assert {"X-Content-SHA256", "Content-Disposition"} <= set(content)
+    assert "WWW-Authenticate" in create["responses"]["401"]["headers"]
+
+
+def test_a_body_where_none_goes_is_answered_as_documented(tmp_path: Path) -> None:
+    """413 and 415 are answered to any request with such a body, whatever the operation."""
+    client, document = published(tmp_path)
+    health = document["paths"]["/health"]["get"]["responses"]
+    too_large = client.get("/health", data=b"x" * (MAX_BODY_BYTES + 1))
+    encoded = client.delete("/studies/1", data=b"{}", headers={"Content-Encoding": "gzip"})
+    assert too_large.status_code == 413 and "413" in health
+    assert encoded.status_code == 415
+    assert "415" in document["paths"]["/studies/{study_id}"]["delete"]["responses"]

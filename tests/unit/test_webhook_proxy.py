@@ -13,29 +13,14 @@ from urllib.request import Request
 
 import pydantic
 import pytest
-import trustme
 
 from service.settings import Settings
 from service.webhook_transport import Proxy, ProxyRefused
 from service.webhooks import post_to_first_answering
 from tests.support.connect_proxy import ProxyLog, connect_proxy
-from tests.support.receivers import answering_server
+from tests.support.receivers import answering_server, certified
 
 HOST = "hooks.invalid"  # never resolves: only a tunnel to the pinned address reaches the server
-
-
-def certified(
-    host: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> ssl.SSLContext:
-    """A server's TLS context with a certificate for ``host`` from a throwaway CA, which the
-    default context (the webhook's) trusts for the test (``SSL_CERT_FILE``)."""
-    authority = trustme.CA()
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert(host).configure_cert(tls)
-    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    return tls
 
 
 @pytest.fixture

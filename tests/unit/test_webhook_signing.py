@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from urllib.request import Request
 
 import pytest
@@ -13,7 +14,7 @@ from service.spec.study_spec import StudySpec
 from service.spec.webhook import MASKED_SECRET, STORED_SPEC_CONTEXT
 from service.webhook_transport import opener
 from service.webhooks import RefusedAddress, check_address, post_to_first_answering, sign
-from tests.support.receivers import answering_server, trickling_server
+from tests.support.receivers import answering_server, certified, trickling_server
 
 SECRET = "0123456789abcdef-secret"
 
@@ -102,6 +103,32 @@ def test_an_answer_sent_a_byte_at_a_time_is_cut_off_at_the_attempt_s_deadline(
     listener = trickling_server(for_s=20)
     url = f"http://hooks.invalid:{listener.getsockname()[1]}/hook"
     with pytest.raises(TimeoutError, match="no whole answer within 1 s"):
+        post_to_first_answering(["127.0.0.1"], Request(url, data=b"{}", method="POST"))
+    listener.close()
+
+
+def test_an_https_answer_sent_a_byte_at_a_time_is_cut_off_at_the_deadline_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """TLS took the socket the deadline watched over (its shutdown a no-op): an https attempt
+    lasted as long as the receiver went on."""
+    monkeypatch.setattr(webhooks, "TIMEOUT_S", 1.0)
+    tls = certified("hooks.invalid", monkeypatch, tmp_path_factory)
+    listener = trickling_server(for_s=20, tls=tls)
+    url = f"https://hooks.invalid:{listener.getsockname()[1]}/hook"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="no whole answer within 1 s"):
+        post_to_first_answering(["127.0.0.1"], Request(url, data=b"{}", method="POST"))
+    assert time.monotonic() - started < 10  # cut at the deadline, not at the receiver's end
+    listener.close()
+
+
+def test_an_answer_cut_short_is_a_failure_tried_again() -> None:
+    """A status line cut off (``HTTP/1.1 20``) raised http.client's BadStatusLine, which is no
+    OSError: not retried, and a traceback in the log."""
+    listener = trickling_server(for_s=0, answer=b"HTTP/1.1 20")
+    url = f"http://hooks.invalid:{listener.getsockname()[1]}/hook"
+    with pytest.raises(ConnectionError, match="no HTTP answer"):
         post_to_first_answering(["127.0.0.1"], Request(url, data=b"{}", method="POST"))
     listener.close()
 
