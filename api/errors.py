@@ -14,7 +14,7 @@ from flask import Flask, Response, abort, jsonify, request
 from optuna.exceptions import UpdateFinishedTrialError
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from api.schemas import FILE_ENDPOINTS
@@ -105,6 +105,7 @@ def register_error_handlers(app: Flask) -> None:
     for outage in DATABASE_OUTAGES:
         app.register_error_handler(outage, _database_unavailable)
     app.register_error_handler(DataError, _value_out_of_range)
+    app.register_error_handler(IntegrityError, _concurrent_write)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -162,6 +163,15 @@ def _value_out_of_range(error: DataError) -> Response:
     logger.warning("a value did not fit the database: %s", error)
     message = "a value in the request does not fit the database"
     return error_response(422, message, [{"field": "request", "problem": message}])
+
+
+def _concurrent_write(error: IntegrityError) -> Response:
+    """A row another request wrote meanwhile (a request sent again while the first is served,
+    two creations of one name at once): 503, so that the request is sent again and meets the
+    row as it now stands (the repeat is answered as such), not a 500."""
+    logger.warning("a concurrent write of the same row: %s", error)
+    message = "another request wrote the same record meanwhile; send this one again"
+    return error_response(503, message, [{"field": "request", "problem": message}])
 
 
 def _unexpected(error: Exception) -> Response:

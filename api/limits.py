@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import typing
 from typing import Any
 
 from flask import Flask, Response, current_app, request
@@ -248,13 +249,15 @@ def _file_sent_as_form() -> Response | None:
 
 
 def _refuse_repeated_query_fields() -> Response | None:
-    """422 naming each query field sent more than once to an endpoint that reads its query."""
-    if not request.args or request.endpoint is None or not _reads_query(request.endpoint):
+    """422 naming each query field of an endpoint's query sent more than once (a name it does
+    not know is its query model's to refuse)."""
+    if not request.args or request.endpoint is None:
         return None
+    known = _query_fields(request.endpoint)
     problems: list[Problem] = [
         {"field": name, "problem": f"given {len(values)} times: give it once"}
         for name, values in request.args.lists()
-        if len(values) > 1
+        if len(values) > 1 and name in known
     ]
     if not problems:
         return None
@@ -262,12 +265,16 @@ def _refuse_repeated_query_fields() -> Response | None:
     return error_response(422, f"a query field given more than once: {named}", problems)
 
 
-def _reads_query(endpoint: str) -> bool:
-    """Whether the view of ``endpoint`` reads its query (a ``query`` argument)."""
-    known: dict[str, bool] = current_app.extensions.setdefault("hpo_reads_query", {})
+def _query_fields(endpoint: str) -> frozenset[str]:
+    """The fields of the query the view of ``endpoint`` reads (its ``query`` argument's model)."""
+    known: dict[str, frozenset[str]] = current_app.extensions.setdefault("hpo_query_fields", {})
     if endpoint not in known:
-        view = current_app.view_functions[endpoint]
-        known[endpoint] = "query" in inspect.signature(view).parameters
+        try:
+            model = typing.get_type_hints(current_app.view_functions[endpoint]).get("query")
+        except (NameError, TypeError):  # a view outside the API (the document's pages)
+            model = None
+        fields = getattr(model, "model_fields", {})
+        known[endpoint] = frozenset(fields)
     return known[endpoint]
 
 

@@ -13,17 +13,26 @@ def register_log_context(app: Flask, tuner: Tuner) -> None:
     """Set the log context from the URL's ``study_id`` / ``trial_id`` before each request.
 
     The context stays set until the next request of the same thread, so gunicorn's access line,
-    written after the response, carries the ids too.
+    written after the response, carries the ids too. The URL's ids are set before any other
+    hook (a request refused by the token check or a limit was logged with the ids of the
+    thread's previous request); a trial's study is looked up once the request got past them.
     """
+    app.before_request_funcs.setdefault(None, []).insert(0, _name_from_the_url)
 
     @app.before_request
-    def _name_study_and_trial() -> None:
-        args = request.view_args or {}
-        trial_id = args.get("trial_id")
-        study_id = args.get("study_id")
+    def _name_the_trial_s_study() -> None:
+        study_id, trial_id = _ids_in_the_url()
         if study_id is None and trial_id is not None:
-            study_id = _study_of(tuner, trial_id)
-        set_log_context(study_id, trial_id)
+            set_log_context(_study_of(tuner, trial_id), trial_id)
+
+
+def _name_from_the_url() -> None:
+    set_log_context(*_ids_in_the_url())
+
+
+def _ids_in_the_url() -> tuple[int | None, int | None]:
+    args = request.view_args or {}
+    return args.get("study_id"), args.get("trial_id")
 
 
 def _study_of(tuner: Tuner, trial_id: int) -> int | None:

@@ -156,7 +156,7 @@ class LeaseReaper:
                     marked = {REPLACED_ATTR: "lost while the study was paused"}
             # The failing, with the retry's mark, only while the lease is still expired: a
             # heartbeat or report since then keeps the trial its worker's.
-            reason = self._reason(lease)
+            reason = self._reason(lease) + self._what_follows(lease, marked)
             failed = self._lifecycle.fail(lease.trial_id, reason, marked, expired_before=now)
             if failed:
                 logger.warning(
@@ -236,6 +236,18 @@ class LeaseReaper:
         spec = self._store.spec(lease.study_id)
         live = self._store.get(lease.study_id).state in (StudyState.RUNNING, StudyState.PAUSED)
         return live and spec.trainer is not None and lease.attempt < spec.budget.max_retries
+
+    def _what_follows(self, lease: ExpiredLease, marked: dict[str, object] | None) -> str:
+        """What the failed trial's reason adds: the retry that runs it again, the fresh trial
+        that will take its place, or that a trainer's study has no retry left for it."""
+        if marked is not None and RETRIED_BY_ATTR in marked:
+            return f"; run again as trial {marked[RETRIED_BY_ATTR]}"
+        if marked is not None:
+            return "; a fresh trial takes its place when the study resumes"
+        spec = self._store.spec(lease.study_id)
+        if spec.trainer is not None and lease.attempt >= spec.budget.max_retries:
+            return f"; not run again: budget.max_retries ({spec.budget.max_retries}) reached"
+        return ""
 
     def _reason(self, lease: ExpiredLease) -> str:
         times = self._lifecycle.leases.times

@@ -22,7 +22,7 @@ from optuna.pruners import NopPruner
 from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Executable, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,20 +53,31 @@ _RUNNING_TRIAL_STEPS = (
     .where(TRIALS.c.trial_id == bindparam("trial_id"))
     .with_for_update(of=TRIALS)
 )
-_INSERT_VALUE = insert(INTERMEDIATE).values(
-    trial_id=bindparam("value_trial_id"),
-    step=bindparam("value_step"),
-    intermediate_value=bindparam("new_value"),
-    intermediate_value_type=FINITE,
-)
-_REPLACE_VALUE = (
-    update(INTERMEDIATE)
-    .where(
-        INTERMEDIATE.c.trial_id == bindparam("value_trial_id"),
-        INTERMEDIATE.c.step == bindparam("value_step"),
+
+
+def _upsert_value(dialect: type[postgresql.Insert] | type[sqlite.Insert]) -> Executable:
+    """An epoch's value, inserted, or replacing the one the trial has at that step: a report
+    sent twice at once (a worker's retry of one it timed out on, served beside the first) reads
+    the latest step before the first commits, and finds its row there when it writes."""
+    statement = dialect(INTERMEDIATE).values(
+        trial_id=bindparam("value_trial_id"),
+        step=bindparam("value_step"),
+        intermediate_value=bindparam("new_value"),
+        intermediate_value_type=FINITE,
     )
-    .values(intermediate_value=bindparam("new_value"), intermediate_value_type=FINITE)
-)
+    return statement.on_conflict_do_update(
+        index_elements=[INTERMEDIATE.c.trial_id, INTERMEDIATE.c.step],
+        set_={
+            "intermediate_value": statement.excluded.intermediate_value,
+            "intermediate_value_type": statement.excluded.intermediate_value_type,
+        },
+    )
+
+
+_RECORD_VALUE = {
+    "postgresql": _upsert_value(postgresql.Insert),
+    "sqlite": _upsert_value(sqlite.Insert),
+}
 # A rung row the trial has already (the book had not read it: committed late on PostgreSQL, past
 # the book's window) is not written again: the unique (trial_id, key) would refuse the report.
 _INSERT_RUNG = {
@@ -112,6 +123,7 @@ class HyperbandReports:
         window = window_for(database.dialect) if late_commit_window is None else late_commit_window
         self._book = HyperbandBook(window)
         self._insert_rung = _INSERT_RUNG[database.dialect]
+        self._record_value = _RECORD_VALUE[database.dialect]
         self._pruners: dict[int, SeededHyperbandPruner | NopPruner | None] = {}
 
     def report(
@@ -146,7 +158,8 @@ class HyperbandReports:
             decision, recorded = NO_DECISION, 0
             for step, value in reports:
                 decision = decide(step, value)
-                _record_value(session, trial_id, step, value, replace=step == last_step)
+                row = {"value_trial_id": trial_id, "value_step": step, "new_value": value}
+                session.connection().execute(self._record_value, row)
                 self._record_rungs(session, study_id, trial_id, decision.new_rungs)
                 recorded += 1
                 if decision.prune:
@@ -247,12 +260,3 @@ def _running_trial_steps(session: Session, trial_id: int) -> tuple[int, int | No
     if row.state != TrialState.RUNNING:
         raise not_running(session.connection(), trial_id, row.state)
     return int(row.number), row.last_step
-
-
-def _record_value(
-    session: Session, trial_id: int, step: int, value: float, *, replace: bool
-) -> None:
-    statement = _REPLACE_VALUE if replace else _INSERT_VALUE
-    session.connection().execute(
-        statement, {"value_trial_id": trial_id, "value_step": step, "new_value": value}
-    )

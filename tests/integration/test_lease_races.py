@@ -450,3 +450,27 @@ def test_an_expired_dispatched_trial_is_failed_with_its_retry_s_mark_and_the_ret
     assert [assignment.trial_id for assignment in dispatcher.sent] == [trial_id, retry.trial_id]
     counts = tuner.study(study_id).counts
     assert counts["retried"] == 1 and counts["running"] == 1 and counts["fail"] == 0
+
+
+def test_a_report_sent_twice_at_once_is_recorded_once_and_both_are_answered(
+    tuner: Tuner, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that timed out on a report sends it again; where the API served both at once
+    (PostgreSQL), the second read the trial's latest step before the first committed and
+    inserted the same step again: a unique violation, answered 500."""
+    trial, _ = running_trial(tuner)
+    outcomes: list[object] = []
+
+    def again() -> None:
+        try:
+            outcomes.append(tuner.report(trial.trial_id, 1, 0.9, trial.lease))
+        except Exception as error:  # what the API would answer it
+            outcomes.append(error)
+
+    holds = database.dialect == "postgresql"
+    with completed_right_after(
+        monkeypatch, report_path, "_running_trial_steps", again, check_holds_row=holds
+    ):
+        first = tuner.report(trial.trial_id, 1, 0.9, trial.lease)
+    assert [type(outcome) for outcome in (first, *outcomes)] == [type(first)] * 2, outcomes
+    assert tuner.trials.storage.get_trial(trial.trial_id).intermediate_values == {1: 0.9}

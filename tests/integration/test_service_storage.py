@@ -767,6 +767,9 @@ def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(short_lease
     trials = {trial.trial_id: trial for trial in short_leases.study_trials(study.study_id)}
     retry = trials[trials[lost.trial_id].retried_by]
     assert (retry.params, retry.seed, retry.state) == (lost.params, lost.seed, "running")
+    assert (trials[lost.trial_id].fail_reason or "").endswith(
+        f"; run again as trial {retry.trial_id}"
+    )
     waiting_trials = short_leases.trials.storage.get_all_trials(
         study.study_id, states=(TrialState.WAITING,)
     )
@@ -779,11 +782,29 @@ def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(short_leas
     [lost] = tuner.study_trials(study.study_id)
     tuner.pause(study.study_id)
     assert tuner.expire_leases(later(LEASE_TTL_S + 1)) == [lost.trial_id]
-    assert [trial.state for trial in tuner.study_trials(study.study_id)] == ["fail"]  # no retry
+    [failed] = tuner.study_trials(study.study_id)
+    assert failed.state == "fail"  # no retry
+    assert (failed.fail_reason or "").endswith(
+        "; a fresh trial takes its place when the study resumes"
+    )
     resumed = tuner.resume(study.study_id)  # the lost trial does not count against the budget
     assert resumed.state == "running"
     trials = tuner.study_trials(study.study_id)
     assert [trial.state for trial in trials] == ["fail", "running"]
+
+
+def test_a_trial_lost_with_its_retries_spent_says_so(short_leases: Tuner) -> None:
+    """Its reason was the same as a retried one's: nothing said it would not run again."""
+    tuner = short_leases
+    once = trainer_spec(1)
+    budget = once.budget.model_copy(update={"max_retries": 1})
+    study = tuner.create_study(once.model_copy(update={"budget": budget}))
+    tuner.expire_leases(later(LEASE_TTL_S + 1))  # the first run lost: run again
+    [retry] = [t for t in tuner.study_trials(study.study_id) if t.state == "running"]
+    tuner.expire_leases(later(2 * LEASE_TTL_S + 2))  # the retry lost too: none is left
+    last = {t.trial_id: t for t in tuner.study_trials(study.study_id)}[retry.trial_id]
+    assert last.state == "fail"
+    assert (last.fail_reason or "").endswith("; not run again: budget.max_retries (1) reached")
 
 
 @pytest.mark.parametrize(

@@ -188,3 +188,8 @@ def test_a_query_field_given_twice_is_422_naming_it(client: FlaskClient) -> None
     assert answer.json["problems"] == [{"field": "name", "problem": "given 2 times: give it once"}]
     assert client.get("/datasets").json["datasets"] == []
     assert client.get("/studies?x=1&x=2").status_code == 200  # a view that reads no query
+    # A name the query does not know, given twice: its model's refusal (the fuzzer's case: an
+    # empty name, which this check named as the field "").
+    unknown = client.put("/trials/1/checkpoint?=a&=b&lease=x", data=b"file")
+    assert unknown.status_code == 422
+    assert all(problem["field"] for problem in unknown.json["problems"]), unknown.json

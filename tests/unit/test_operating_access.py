@@ -8,6 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from service.json_logs import log_context, set_log_context
 from service.settings import Settings
 from tests.support.dispatchers import DoNothingDispatcher
 
@@ -77,3 +78,15 @@ def test_a_worker_token_from_the_settings_acts_as_a_worker(tmp_path: Path) -> No
     claimed = client.post("/trials/1/claim", json={"holder": "h"}, headers=worker)
     assert claimed.status_code == 404, claimed.get_data(as_text=True)  # let in: no such trial
     assert client.post("/trials/1/claim", json={"holder": "h"}).status_code == 401
+
+
+def test_a_request_refused_for_its_token_is_logged_with_its_own_ids(tmp_path: Path) -> None:
+    """The token check ran before the ids were set: the refusal's lines (its access line among
+    them) named the thread's previous request's study."""
+    client = api(tmp_path)
+    client.get("/studies/3", headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert log_context() == (3, None)
+    refused = client.get("/trials/7/checkpoint", headers={"Authorization": "Bearer wrong"})
+    assert refused.status_code == 401
+    assert log_context() == (None, 7)
+    set_log_context()  # this thread's context as the next test expects it: none
