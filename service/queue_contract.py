@@ -44,6 +44,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Redis re-delivers an unacknowledged message after this; it must outlast any task.
         "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
+        # A trial under way goes on through a broker restart (its lease is the service's, not
+        # the broker's; its message, delivered again, is refused on claim). Said here, not left
+        # to Celery's default, which Celery warns it may change.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
     }
 
 

@@ -648,7 +648,9 @@ class TrialLifecycle:
         try:
             self._dispatcher.dispatch(assignment)
         except Exception as error:  # any broker failure: the reaper sends it again
-            logger.error("could not dispatch trial %s: %s", assignment.trial_id, error)
+            logger.warning(  # an outage the reaper recovers from: not an error of the service
+                "could not dispatch trial %s (sent again later): %s", assignment.trial_id, error
+            )
             self.leases.mark_unsent(assignment.trial_id, RESEND_AFTER_S)
             return False
         self.leases.mark_sent(assignment.trial_id)
