@@ -166,12 +166,23 @@ def _value_out_of_range(error: DataError) -> Response:
 
 
 def _concurrent_write(error: IntegrityError) -> Response:
-    """A row another request wrote meanwhile (a request sent again while the first is served,
-    two creations of one name at once): 503, so that the request is sent again and meets the
-    row as it now stands (the repeat is answered as such), not a 500."""
+    """A row another request wrote meanwhile (a unique key taken: a request sent again while
+    the first is served, two creations of one name at once): 503, so that the request is sent
+    again and meets the row as it now stands (the repeat is answered as such), not a 500. Any
+    other refusal (a foreign key, NOT NULL) is a fault of the service's: a 500, with its
+    traceback."""
+    if not _unique_key_taken(error):
+        return _unexpected(error)
     logger.warning("a concurrent write of the same row: %s", error)
     message = "another request wrote the same record meanwhile; send this one again"
     return error_response(503, message, [{"field": "request", "problem": message}])
+
+
+def _unique_key_taken(error: IntegrityError) -> bool:
+    """PostgreSQL's unique_violation (SQLSTATE 23505), or SQLite's UNIQUE constraint."""
+    if getattr(error.orig, "sqlstate", None) == "23505":
+        return True
+    return "UNIQUE constraint failed" in str(error.orig)
 
 
 def _unexpected(error: Exception) -> Response:

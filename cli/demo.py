@@ -23,6 +23,8 @@ from client import HPOJSONClient
 
 # Left in a folder the demo made: the demo empties only a folder that is its own (or empty).
 DEMO_MARK = ".hpo-demo-folder"
+# Left in the folder of ``hpo local``, whose database holds the user's studies: never emptied.
+LOCAL_MARK = ".hpo-local-folder"
 DEMO_LAYOUT = frozenset({"logs", "redis"})  # and the database's files, hpo.db*
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ALIVE_CHECK_S = 1.0
@@ -49,7 +51,13 @@ def run_demo(directory: Path, workers: int) -> dict[str, Any]:
 def run_local(directory: Path, workers: int, port: int) -> None:
     """Start everything in ``directory`` (its database kept from one start to the next) on
     ``port``, and keep it up until Ctrl-C (or SIGTERM, SIGHUP)."""
+    if (directory / DEMO_MARK).exists():
+        raise typer.BadParameter(
+            f"{directory} is the demo's folder, which each demo empties: give another",
+            param_hint="--directory",
+        )
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / LOCAL_MARK).touch()
     stack = LocalStack(_sqlite_in(directory), workers=workers, directory=directory, port=port)
     with _running(stack):
         print(
@@ -105,8 +113,10 @@ def _fresh_demo_folder(directory: Path) -> None:
 
 def _made_by_the_demo(directory: Path) -> bool:
     """Whether the folder is empty, or the demo's: its mark, or (made before the mark was) only
-    what the demo writes there."""
+    what the demo writes there; never ``hpo local``'s (its mark), which holds the same files."""
     names = {entry.name for entry in directory.iterdir()}
+    if LOCAL_MARK in names:  # hpo local's studies
+        return False
     return DEMO_MARK in names or all(
         name in DEMO_LAYOUT or name.startswith("hpo.db") for name in names
     )

@@ -44,6 +44,13 @@ class StackPartStopped(RuntimeError):
         )
 
 
+class PortTaken(RuntimeError):
+    """The one-machine stack's port is another server's."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} is taken (another server listens there): give --port")
+
+
 class MissingExtra(Exception):
     """A command needs a package of an extra that is not installed (the message names it)."""
 
@@ -90,7 +97,7 @@ def explained(error: BaseException) -> str | None:
         return f"error: the database (HPO_DATABASE_URL) cannot be opened: {_first_line(error)}"
     if isinstance(error, StudyFileError | SettingError | ServiceError | MissingExtra):
         return f"error: {error}"
-    if isinstance(error, StackPartStopped):
+    if isinstance(error, StackPartStopped | PortTaken):
         return f"error: {error}"
     if isinstance(error, OSError) and error.filename is not None:
         return f"error: {error.filename}: {error.strerror}"

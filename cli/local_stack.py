@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 from cli.embedded_redis import EmbeddedRedis
-from cli.errors import StackPartStopped
-from cli.processes import ManagedProcess, free_port, http_ok, wait_until
+from cli.errors import PortTaken, StackPartStopped
+from cli.processes import ManagedProcess, free_port, http_ok, port_is_free, wait_until
 from client import HPOJSONClient
 
 
@@ -68,7 +68,10 @@ class LocalStack:
         return {**env, **self.extra_settings}
 
     def start(self) -> LocalStack:
-        """Start every part and wait until the API answers."""
+        """Start every part and wait until the API answers; ``PortTaken`` where the API's port
+        is another server's (its answer would be taken for this API's)."""
+        if not port_is_free(self.port):
+            raise PortTaken(self.port)
         self.redis.start()
         self.start_api()
         if self.workers:

@@ -22,6 +22,18 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on ``port`` of the loopback interface now (a connection of an
+    earlier server left waiting to close does not count: gunicorn binds over it too)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_until(ready: Callable[[], bool], timeout_s: float, what: str) -> None:
     """Poll ``ready`` until it holds; ``TimeoutError`` naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout_s

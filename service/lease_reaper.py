@@ -241,13 +241,16 @@ class LeaseReaper:
         """What the failed trial's reason adds: the retry that runs it again, the fresh trial
         that will take its place, or that a trainer's study has no retry left for it."""
         if marked is not None and RETRIED_BY_ATTR in marked:
-            return f"; run again as trial {marked[RETRIED_BY_ATTR]}"
+            return f"; run again as trial_id {marked[RETRIED_BY_ATTR]}"
         if marked is not None:
             return "; a fresh trial takes its place when the study resumes"
         spec = self._store.spec(lease.study_id)
-        if spec.trainer is not None and lease.attempt >= spec.budget.max_retries:
-            return f"; not run again: budget.max_retries ({spec.budget.max_retries}) reached"
-        return ""
+        retries = spec.budget.max_retries
+        if spec.trainer is None or lease.attempt < retries:
+            return ""  # a program's trial, or a study stopped: its state says why
+        if retries == 0:
+            return "; not run again: the study has no retries (budget.max_retries is 0)"
+        return f"; not run again: budget.max_retries ({retries}) reached"
 
     def _reason(self, lease: ExpiredLease) -> str:
         times = self._lifecycle.leases.times

@@ -84,8 +84,9 @@ class StudyView(BaseModel):
     n_trials: int
     counts: dict[str, int] = Field(
         description="Trials by state (Optuna's, lower case), and retried, copied and queued: "
-        "retried counts the failed runs another took the place of (their retry, or a fresh "
-        "trial after a pause), not under fail; queued counts the running trials that wait for "
+        "retried counts the failed runs another took the place of (their retry, a fresh trial "
+        "after a pause or an outage) and retries not needed after all, not under fail; queued "
+        "counts the running trials that wait for "
         "a worker (sent, not claimed yet)"
     )
     best: BestView | None

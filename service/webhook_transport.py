@@ -106,6 +106,10 @@ class Deadline:
         self.passed = False
         self._timers: list[threading.Timer] = []
         self._held: list[socket.socket] = []
+        # A cut under way and ``cancel`` take turns: the duplicate is never closed (its number
+        # free for another connection) while the cut still uses it.
+        self._turn = threading.Lock()
+        self._cancelled = False
 
     def watch(self, sock: socket.socket) -> None:
         """Shut ``sock``'s connection down when the deadline passes (unless ``cancel`` comes
@@ -119,15 +123,20 @@ class Deadline:
 
     def cancel(self) -> None:
         """The attempt is over: shut nothing down, let the duplicates go."""
-        for timer in self._timers:
-            timer.cancel()
-        for held in self._held:
-            held.close()
+        with self._turn:
+            self._cancelled = True
+            for timer in self._timers:
+                timer.cancel()
+            for held in self._held:
+                held.close()
 
     def _cut(self, held: socket.socket) -> None:
-        self.passed = True
-        with contextlib.suppress(OSError):  # the peer closed it meanwhile
-            held.shutdown(socket.SHUT_RDWR)
+        with self._turn:
+            if self._cancelled:
+                return
+            self.passed = True
+            with contextlib.suppress(OSError):  # the peer closed it meanwhile
+                held.shutdown(socket.SHUT_RDWR)
 
 
 def _open(host: str, port: int, timeout: float | None, proxy: Proxy | None) -> socket.socket:
@@ -149,7 +158,11 @@ class _Route:
         """A socket to the route's address (or ``host``), watched by its deadline."""
         sock = _open(self.address or host, port, timeout, self.proxy)
         if self.deadline is not None:
-            self.deadline.watch(sock)
+            try:
+                self.deadline.watch(sock)
+            except BaseException:  # no descriptor left to duplicate: the socket is not kept
+                sock.close()
+                raise
         return sock
 
 

@@ -385,7 +385,8 @@ def _became_best(
     """The trial, where it was the study's best when it finished (feasible, and better than
     every feasible trial finished before it), even where a later one has beaten it by the time
     its event is delivered: each best the study had is told. Most trials are settled by the
-    best alone; the whole history is read only where the best finished after this trial."""
+    best alone; the whole history is read for the best itself, and where the best finished
+    after this trial."""
     best = _best_trial(storage, spec, study_id)
     if best is None:
         return None
@@ -404,10 +405,11 @@ def _became_best(
 
 
 def _finished_before(trial: optuna.trial.FrozenTrial, other: optuna.trial.FrozenTrial) -> bool:
-    """Whether ``trial`` finished no later than ``other`` (a time unknown counts as earlier)."""
+    """Whether ``trial`` finished no later than ``other`` (a time unknown counts as earlier; of
+    two at one time, the lower number)."""
     if trial.datetime_complete is None or other.datetime_complete is None:
         return trial.datetime_complete is None
-    return trial.datetime_complete <= other.datetime_complete
+    return (trial.datetime_complete, trial.number) <= (other.datetime_complete, other.number)
 
 
 def _better(value: float, other: float | None, direction: str) -> bool:

@@ -6,15 +6,17 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
 
-from cli.errors import StackPartStopped
+from cli.errors import PortTaken, StackPartStopped
 from cli.local_stack import LocalStack
 from cli.processes import free_port, http_ok, wait_until
 from client import HPOJSONClient
@@ -167,8 +169,8 @@ def test_the_stack_says_which_of_its_processes_stopped(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "signals",
-    [(signal.SIGTERM,), (signal.SIGHUP,), (signal.SIGTERM, signal.SIGHUP)],
-    ids=["sigterm", "sighup", "sigterm-then-sighup"],
+    [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGHUP,), (signal.SIGTERM, signal.SIGHUP)],
+    ids=["sigint", "sigterm", "sighup", "sigterm-then-sighup"],
 )
 def test_hpo_local_keeps_its_studies_and_stops_everything_on_a_signal(
     tmp_path: Path, signals: tuple[signal.Signals, ...]
@@ -225,12 +227,33 @@ def _processes_started_in(directory: Path) -> list[int]:
 
 def test_the_demo_takes_back_its_own_folder_made_before_its_mark(tmp_path: Path) -> None:
     """A folder an earlier version's demo made (no mark in it) was refused as the user's."""
-    from cli.demo import _made_by_the_demo
+    from cli.demo import LOCAL_MARK, _made_by_the_demo
 
     for name in ("hpo.db", "hpo.db-wal", "hpo.db.api-lock"):
         (tmp_path / name).touch()
     (tmp_path / "logs").mkdir()
     (tmp_path / "redis").mkdir()
     assert _made_by_the_demo(tmp_path)
+    (tmp_path / LOCAL_MARK).touch()  # the same files, hpo local's: its studies
+    assert not _made_by_the_demo(tmp_path)
+    (tmp_path / LOCAL_MARK).unlink()
     (tmp_path / "notes.txt").touch()
     assert not _made_by_the_demo(tmp_path)
+
+
+def test_hpo_local_refuses_the_demo_s_folder_and_a_port_another_server_holds(
+    tmp_path: Path,
+) -> None:
+    """The demo empties its folder at each start; another server's answer on the port was
+    taken for the stack's API (its own gunicorn failing to bind)."""
+    from cli.demo import DEMO_MARK, run_local
+
+    (tmp_path / DEMO_MARK).touch()
+    with pytest.raises(typer.BadParameter, match="is the demo's folder"):
+        run_local(tmp_path, 1, free_port())
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        stack = LocalStack(f"sqlite:///{tmp_path / 'hpo.db'}", workers=0, port=port)
+        with pytest.raises(PortTaken, match=f"port {port} is taken"):
+            stack.start()
+        assert not stack.redis.alive()  # nothing was started

@@ -768,7 +768,7 @@ def test_a_retry_runs_its_trials_parameters_while_enqueued_ones_wait(short_lease
     retry = trials[trials[lost.trial_id].retried_by]
     assert (retry.params, retry.seed, retry.state) == (lost.params, lost.seed, "running")
     assert (trials[lost.trial_id].fail_reason or "").endswith(
-        f"; run again as trial {retry.trial_id}"
+        f"; run again as trial_id {retry.trial_id}"
     )
     waiting_trials = short_leases.trials.storage.get_all_trials(
         study.study_id, states=(TrialState.WAITING,)

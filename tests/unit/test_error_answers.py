@@ -14,8 +14,15 @@ from service.settings import Settings
 from tests.support.dispatchers import DoNothingDispatcher
 
 
+@pytest.mark.parametrize(
+    ("refusal", "status"),
+    [
+        ("UNIQUE constraint failed: trial_intermediate_values.trial_id", 503),  # SQLite's
+        ("FOREIGN KEY constraint failed", 500),  # no race: a fault of the service's
+    ],
+)
 def test_a_row_written_meanwhile_by_another_request_is_503_to_send_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str, status: int
 ) -> None:
     """A unique violation (a report sent twice at once, on Optuna's general path) was a 500:
     the worker's report pipeline takes a 500 for its trainer's failure, and fails the trial."""
@@ -25,9 +32,11 @@ def test_a_row_written_meanwhile_by_another_request_is_503_to_send_again(
     app = create_app(settings, dispatcher=DoNothingDispatcher())
 
     def written_meanwhile(*_: Any, **__: Any) -> None:
-        raise IntegrityError("INSERT INTO trial_intermediate_values", {}, Exception("duplicate"))
+        raise IntegrityError("INSERT INTO trial_intermediate_values", {}, Exception(refusal))
 
     monkeypatch.setattr(app.extensions[TUNER_EXTENSION], "report_answer", written_meanwhile)
     answer = app.test_client().post("/trials/1/report", json={"step": 1, "value": 0.5})
-    assert answer.status_code == 503 and answer.headers["Retry-After"]
-    assert "send this one again" in answer.get_json()["error"]
+    assert answer.status_code == status
+    if status == 503:
+        assert answer.headers["Retry-After"]
+        assert "send this one again" in answer.get_json()["error"]

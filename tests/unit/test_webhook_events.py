@@ -3,6 +3,7 @@ each event's delivery is counted under."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import optuna
@@ -91,3 +92,39 @@ def test_a_refused_address_and_a_receiver_never_reached_are_counted_so(
     assert outcomes_of(sender, URL) == ["study_finished:refused"]  # loopback, not allowed
     sender.allow_private = True
     assert outcomes_of(sender, URL) == ["study_finished:given_up"]  # allowed, nobody listens
+
+
+def test_a_key_error_of_another_kind_is_a_failure_not_a_deleted_study() -> None:
+    """Every KeyError was read as Optuna's "Record does not exist.": a bug hid as a deletion."""
+    sender = WebhookSender()
+    seen: list[str] = []
+    sender.on_outcome = lambda event, outcome: seen.append(outcome)
+
+    def broken() -> dict[str, Any]:
+        raise KeyError("best")
+
+    sender._deliver_logged(Delivery(URL, "s" * 16, "study_finished", broken))
+    assert seen == ["given_up"]
+
+
+def test_of_two_ties_finished_at_one_time_the_lower_number_is_told() -> None:
+    """Each counted the other as finished before it: neither was told."""
+    study, spec = study_of([])
+    at = datetime.now(UTC)
+    for number in (0, 1):
+        study.add_trial(
+            FrozenTrial(
+                number=number,
+                state=optuna.trial.TrialState.COMPLETE,
+                value=0.5,
+                datetime_start=at,
+                datetime_complete=at,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=number,
+            )
+        )
+    assert told(study, spec) == [0]
