@@ -153,7 +153,10 @@ def test_a_trial_queued_behind_a_busy_worker_waits_on_and_one_whose_message_is_g
     assert tuner.expire_leases(past_the_leases()) == [first.trial_id]
     assert states(tuner, study_id)[:3] == ["fail", "running", "running"]
     reason = tuner.study_trials(study_id)[0].fail_reason
-    assert reason == f"no worker claimed the trial within {LEASE_TTL_S:g} s of dispatch"
+    assert reason == (
+        f"no worker claimed the trial within {LEASE_TTL_S:g} s of dispatch; "
+        "not run again: the study has no retries (budget.max_retries is 0)"
+    )
 
 
 def test_a_queued_trial_with_no_worker_busy_fails_at_its_wait_s_end(
