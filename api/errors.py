@@ -145,8 +145,12 @@ def _malformed_id() -> Response | None:
     segment = found.group(2) if found else ""
     if request.url_rule is not None or found is None or (segment.isascii() and segment.isdigit()):
         return None
-    name = _ID_OF_COLLECTION[found.group(1)]
-    problem = f"must be a whole number above 0, not {segment!r}"
+    return no_id_answer(_ID_OF_COLLECTION[found.group(1)], segment)
+
+
+def no_id_answer(name: str, written: str) -> Response:
+    """The 422 for an id in the URL that is no whole number above 0 (``abc``, ``-1``, ``0``)."""
+    problem = f"must be a whole number above 0, not {written!r}"
     return error_response(422, f"{name} {problem}", [{"field": name, "problem": problem}])
 
 

@@ -37,7 +37,7 @@ from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from api.errors import error_response, unreadable_json_body
+from api.errors import error_response, no_id_answer, unreadable_json_body
 from api.schemas import FILE_ENDPOINTS, MAX_ID
 from service.spec.problems import Problem
 
@@ -180,8 +180,7 @@ def _refuse_ids_out_of_range() -> Response | None:
             problem = f"must be at most {MAX_ID}"
             return error_response(422, f"{name} {problem}", [{"field": name, "problem": problem}])
         if isinstance(value, int) and value < 1:
-            problem = f"must be a whole number above 0, not '{value}'"
-            return error_response(422, f"{name} {problem}", [{"field": name, "problem": problem}])
+            return no_id_answer(name, str(value))
     return None
 
 
