@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from flask import Response, request
+from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant
 from api.context import tuner
 from api.errors import no_content
+from api.limits import whole_file_body
 from api.schemas import ERROR_RESPONSES, FILE_BODY, MAX_ID, SchemaMadeOnce
 from service.datasets import DatasetView, names_an_id
 from service.errors import InvalidSpec
@@ -64,9 +65,7 @@ class DatasetList(BaseModel):
 @datasets.post("", responses={201: DatasetView}, openapi_extensions=FILE_BODY)
 def register_dataset(query: Registration) -> tuple[dict[str, Any], int]:
     """Register a data set (the file is the body): 201 with its SHA-256, shape and classes."""
-    content = request.get_data(cache=False)
-    if not content:
-        raise InvalidSpec("the body must be the data set's file, and it is empty", field="body")
+    content = whole_file_body("the data set's file")
     tenant = current_tenant() or DEFAULT_TENANT
     view = tuner().datasets.register(query.name, query.format, query.label_column, content, tenant)
     return view.model_dump(mode="json"), 201

@@ -39,6 +39,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from api.errors import error_response, no_id_answer, unreadable_json_body
 from api.schemas import FILE_ENDPOINTS, MAX_ID
+from service.errors import InvalidSpec
 from service.spec.problems import Problem
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -138,6 +139,22 @@ def _refuse_lone_surrogates(value: Any) -> None:
         raise _body_refused(f"{message}: not Unicode text") from None
 
 
+def whole_file_body(what: str) -> bytes:
+    """The request's body, a file (``what`` names it); a 400 on ``body`` where it ended before
+    the length its ``Content-Length`` announced (gunicorn hands on what came before the client
+    went: a cut upload was stored as the whole file), a 422 where it is empty."""
+    content = request.get_data(cache=False)
+    announced = request.content_length
+    if announced is not None and len(content) < announced:
+        raise _body_refused(
+            f"the body ended after {len(content)} of the {announced} bytes its Content-Length "
+            "announced: the upload was cut short, and nothing was kept (send it again)"
+        )
+    if not content:
+        raise InvalidSpec(f"the body must be {what}, and it is empty", field="body")
+    return content
+
+
 def _body_refused(message: str) -> BadRequest:
     """A 400 on ``body`` saying ``message``."""
     return BadRequest(
@@ -234,14 +251,24 @@ def _refuse_bodies_of_another_kind() -> Response | None:
     return unreadable_json_body() if _takes_body(endpoint) else None
 
 
+# A form's kinds of body, and how curl came to send it (what the user typed instead of
+# --data-binary): -F sends a multipart form, whose boundary lines were read as the file (a CSV
+# whose header was ``--------------------------158c9b…``); -d sends the file's lines run
+# together (curl drops its newlines), a CSV of one line read as the header.
+_FORMS = {
+    "multipart/form-data": "curl -F",
+    "application/x-www-form-urlencoded": "curl -d, which drops the file's newlines",
+}
+
+
 def _file_sent_as_form() -> Response | None:
-    """415 for a file sent as a form (``curl -F file=@x.csv``): read as the file, its boundary
-    lines made a CSV whose header was ``--------------------------158c9b…``."""
-    if request.mimetype != "multipart/form-data":
+    """415 for a file sent as a form (``curl -F file=@x.csv``, ``curl -d @x.csv``)."""
+    sent_by = _FORMS.get(request.mimetype)
+    if sent_by is None:
         return None
     problem = (
-        "multipart/form-data: send the file itself as the body (curl --data-binary @FILE), "
-        "not a form (curl -F)"
+        f"{request.mimetype}: send the file itself as the body (curl --data-binary @FILE), "
+        f"not a form ({sent_by})"
     )
     message = f"the body must be the file, not a form ({problem})"
     return error_response(415, message, [{"field": "Content-Type", "problem": problem}])

@@ -74,6 +74,12 @@ class ServiceCollector(Collector):
             yield GaugeMetricFamily(
                 "hpo_queue_depth", "Trial messages waiting in the broker's queue.", value=depth
             )
+            yield GaugeMetricFamily(
+                "hpo_workers_wanted",
+                "Worker processes the work in hand asks for: the busy ones and one per message "
+                "waiting (what an autoscaler scales on; the queue alone leaves out the busy).",
+                value=figures.busy_workers + depth,
+            )
 
     def _queue_depth(self) -> int | None:
         try:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_tenant, lease_of_caller
 from api.context import tuner
 from api.errors import strictly
+from api.limits import whole_file_body
 from api.schemas import ERROR_RESPONSES, FILE_BODY, SchemaMadeOnce, StudyPath, TrialPath
-from service.errors import InvalidSpec
 from service.trial_provenance import TrialProvenance
 from service.views import TrialView
 
@@ -73,9 +73,7 @@ def record_provenance(path: TrialPath, body: ProvenanceReport) -> dict[str, Any]
 )
 def put_checkpoint(path: TrialPath, query: LeaseQuery) -> dict[str, Any]:
     """Keep the running trial's best checkpoint (a safetensors file carrying ``hpo.model``)."""
-    content = request.get_data(cache=False)
-    if not content:
-        raise InvalidSpec("the body must be the checkpoint file, and it is empty", field="body")
+    content = whole_file_body("the checkpoint file")
     digest = tuner().put_checkpoint(
         path.trial_id, content, lease_of_caller(query.lease), current_tenant()
     )

@@ -152,10 +152,19 @@ class AskHeaders(SchemaMadeOnce):
         return key
 
 
-@studies.post("/<int:study_id>/trials", responses={201: TrialAssignment})
+class AskedTrial(TrialAssignment):
+    """The trial started for the asker: its parameters, and the lease its reports carry."""
+
+    lease_ttl_s: float = Field(
+        description="seconds the lease lasts: report, or send a heartbeat, at least this often"
+    )
+
+
+@studies.post("/<int:study_id>/trials", responses={201: AskedTrial})
 def ask_trial(path: StudyPath, header: AskHeaders) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Start a trial and get its parameters (ask), for a program that trains its own model. The
     answer names the ``Idempotency-Key`` it kept (a client learns that this API keeps them)."""
     key = header.idempotency_key
     asked = tuner().ask(path.study_id, current_tenant(), key)
-    return asked.model_dump(mode="json"), 201, ({IDEMPOTENCY_KEY: key} if key else {})
+    answer = AskedTrial(**asked.model_dump(), lease_ttl_s=tuner().lease_ttl_s)
+    return answer.model_dump(mode="json"), 201, ({IDEMPOTENCY_KEY: key} if key else {})

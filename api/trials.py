@@ -176,11 +176,20 @@ def claim(path: TrialPath, body: Claim) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-@trials.post("/<int:trial_id>/heartbeat", responses={200: Lease})
+class Renewed(BaseModel):
+    """The lease renewed: send the next report or heartbeat within ``lease_ttl_s`` seconds."""
+
+    lease: str | None = Field(
+        description="the lease renewed; null for a trial your own program asked for (it has none)"
+    )
+    lease_ttl_s: float
+
+
+@trials.post("/<int:trial_id>/heartbeat", responses={200: Renewed})
 def heartbeat(path: TrialPath, body: Heartbeat) -> dict[str, Any]:
     """Renew the lease while an epoch runs long; 409 if the lease was taken away."""
     tuner().heartbeat(path.trial_id, lease_of_caller(body.lease), current_tenant())
-    return Lease(lease=body.lease or "", lease_ttl_s=tuner().lease_ttl_s).model_dump()
+    return Renewed(lease=body.lease, lease_ttl_s=tuner().lease_ttl_s).model_dump()
 
 
 @trials.post("/<int:trial_id>/report", responses={200: Decision})

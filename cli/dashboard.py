@@ -22,6 +22,7 @@ import typer
 from gunicorn.app.base import BaseApplication
 
 from cli.access_log import RedactingAccessLog
+from cli.errors import refuse_placeholders
 from service.errors import RETRY_AFTER_S, Unavailable
 from service.json_logs import logging_config
 from service.settings import Settings
@@ -163,6 +164,7 @@ def serve_dashboard(settings: Settings, host: str, port: int) -> None:
     """Run the dashboard until stopped. The database is opened here first, as ``hpo serve``
     does: a wrong URL or a server out of reach is one message naming HPO_DATABASE_URL, not a
     traceback from gunicorn's worker and its exit."""
+    refuse_placeholders(settings)
     Database(settings.database_url).dispose()
     _Gunicorn(settings, host, port).run()
 

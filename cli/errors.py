@@ -16,6 +16,7 @@ from urllib3.exceptions import LocationValueError
 
 from client import HPOError, ServiceUnreachable
 from service.errors import ServiceError
+from service.settings import PLACEHOLDER, Settings
 
 T = TypeVar("T")
 MAX_BODY_CHARS = 2000
@@ -166,3 +167,14 @@ def _unparsed_setting(error: SettingsError) -> str:
 
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def refuse_placeholders(settings: Settings) -> None:
+    """``SettingError`` naming each secret that still holds a placeholder of deploy/."""
+    held = settings.placeholder_settings()
+    if held:
+        raise SettingError(
+            f"{', '.join(held)} still hold{'s' if len(held) == 1 else ''} a placeholder of "
+            f"deploy/ ({PLACEHOLDER}…): put a secret of your own in each, e.g. python -c "
+            '"import secrets; print(secrets.token_urlsafe(32))" (deploy/README.md)'
+        )

@@ -15,7 +15,7 @@ from sqlalchemy import make_url
 
 from api import create_app
 from cli.access_log import RedactingAccessLog
-from cli.errors import SettingError
+from cli.errors import SettingError, refuse_placeholders
 from service.json_logs import configure_json_logging, logging_config
 from service.long_lived import freeze_startup_objects
 from service.settings import Settings
@@ -74,13 +74,26 @@ def serve(settings: Settings) -> None:
     first: a URL that is wrong or a server out of reach is told as every command tells it,
     naming HPO_DATABASE_URL, not as a traceback in each of gunicorn's worker processes."""
     configure_json_logging(settings.log_level)
+    refuse_placeholders(settings)
     # The lock first: a second API refused must not upgrade the tables under the running one.
     with sole_api_of(settings.database_url) as lock_file:
         database = Database(settings.database_url)
         for warning in start_warnings(settings, database):
             logger.warning("%s", warning)
         database.dispose()
+        empty_metrics_directory()
         _Gunicorn(settings, lock_file).run()
+
+
+def empty_metrics_directory() -> None:
+    """Remove the last run's files from ``PROMETHEUS_MULTIPROC_DIR`` (the API's own): each
+    gunicorn process writes its counts there, and a restarted API (a container's directory
+    outlives it) would otherwise add the processes of its earlier runs to every scrape."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or not Path(directory).is_dir():
+        return
+    for counts in Path(directory).glob("*.db"):
+        counts.unlink(missing_ok=True)
 
 
 def start_warnings(settings: Settings, database: Database) -> list[str]:

@@ -13,7 +13,8 @@ from service.storage.database import Database
 from service.storage.tables import TokenRecord, as_utc
 from service.tokens import Role, TokenStore, has_expired
 
-LIFETIME = re.compile(r"(?P<count>\d{1,6})(?P<unit>[dhms])")
+LIFETIME = re.compile(r"(?P<count>\d+)(?P<unit>[dhms])")
+LONGEST_LIFETIME = timedelta(days=36500)  # 100 years: an expiry a date can hold
 LIFETIME_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 tokens_app = typer.Typer(help="API tokens: created here, stored hashed, shown once.")
 
@@ -82,7 +83,13 @@ def lifetime(text: str) -> timedelta:
         raise typer.BadParameter(
             f"{text!r} is not a lifetime: a whole number above 0 and d, h, m or s, e.g. 90d"
         )
-    return timedelta(**{LIFETIME_UNITS[found["unit"]]: int(found["count"])})
+    count = int(found["count"])
+    if count > LONGEST_LIFETIME / timedelta(**{LIFETIME_UNITS[found["unit"]]: 1}):
+        raise typer.BadParameter(
+            f"{text!r} is longer than a token may live: at most 36500d (100 years); leave "
+            "--expires-in out for a token that works until revoked"
+        )
+    return timedelta(**{LIFETIME_UNITS[found["unit"]]: count})
 
 
 @tokens_app.command("revoke")

@@ -27,6 +27,7 @@ IDEMPOTENT_TRIAL_CALLS = frozenset(
 BACKOFF_FACTOR_S = 0.25
 BACKOFF_MAX_S = 8.0
 DEFAULT_RETRIES = 12  # 63.5 s of backoff (retries_lasting(60)): about a minute of outage
+GARBLED_RETRIES = 3  # asks of an idempotent call whose answers were not JSON, in all
 
 
 def retries_lasting(outage_s: float, longest_wait_s: float = BACKOFF_MAX_S) -> int:
@@ -122,7 +123,6 @@ class HPOJSONClient:
         self.retries = retries
         self._retries = _retry_policy(retries, idempotent=False)
         self._idempotent_retries = _retry_policy(retries, idempotent=True)
-        self._asks_keep_keys = False  # until an ask's answer names its Idempotency-Key
 
     def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/studies", json=spec)
@@ -159,17 +159,13 @@ class HPOJSONClient:
 
     def ask(self, study_id: int, idempotency_key: str | None = None) -> dict[str, Any]:
         """Start a trial of the study for this program: its parameters and lease. The ask goes
-        with an ``Idempotency-Key`` (a new UUID unless given). Once the API has shown that it
-        keeps them (its answer names the key: an older API ignores it), an ask whose answer was
-        lost on the way is asked for again with it, and the repeat gets the same trial, not a
-        second one; until then it is not, as any call that is not idempotent."""
+        with an ``Idempotency-Key`` (a new UUID unless given), and an ask whose answer was lost
+        on the way is asked for again with it: the repeat gets the same trial, not a second one.
+        (An API from before the keys would start a second trial, as the caller asking again
+        would: the trial of the lost answer is started either way, and expires unheard.)"""
         key = idempotency_key or uuid.uuid4().hex
         path = f"/studies/{study_id}/trials"
-        kept = self._asks_keep_keys
-        answer = self._answer("POST", path, headers={IDEMPOTENCY_KEY: key}, idempotent=kept)
-        # Follows the last answer: behind a load balancer, replicas of two releases may answer.
-        self._asks_keep_keys = answer.headers.get(IDEMPOTENCY_KEY) == key
-        return _json_of(answer)
+        return self._call("POST", path, headers={IDEMPOTENCY_KEY: key}, idempotent=True)
 
     def claim(self, trial_id: int, holder: str) -> dict[str, Any]:
         """Start a trial this worker was sent: ``{"lease", "lease_ttl_s", "next_decision_step"}``
@@ -295,7 +291,8 @@ class HPOJSONClient:
     def dataset(self, reference: str | int, study_id: int | None = None) -> dict[str, Any]:
         """A registered data set's metadata (name, SHA-256, shape, classes), by name or id;
         ``study_id``: among that study's tenant's (a worker's read, for the study it runs)."""
-        return _json_of(self._raw("GET", f"/datasets/{reference}", params=_scope(study_id)))
+        path = f"/datasets/{reference}"
+        return _json_of(self._raw("GET", path, params=_scope(study_id)), f"GET {path}")
 
     def dataset_content(self, reference: str | int, study_id: int | None = None) -> bytes:
         """A registered data set's file, as registered (``study_id``: as for ``dataset``)."""
@@ -344,9 +341,23 @@ class HPOJSONClient:
         ``parallel_coordinate``."""
         return self._raw("GET", f"/studies/{study_id}/plots/{kind}.png").content
 
-    def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        """One JSON call, its answer's body."""
-        return _json_of(self._answer(method, path, json))
+    def _call(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = False,
+    ) -> dict[str, Any]:
+        """One JSON call, its answer's body. An answer of an idempotent call that is not JSON (cut
+        short on the way, before its length was told) is asked for again, as a broken one is."""
+        idempotent = _idempotent(method, path, idempotent)
+        for _ in range(GARBLED_RETRIES):
+            answer = self._answer(method, path, json, headers=headers, idempotent=idempotent)
+            if not idempotent or _is_json(answer):
+                break
+        return _json_of(answer, f"{method} {path}")
 
     def _answer(
         self,
@@ -360,27 +371,47 @@ class HPOJSONClient:
         """One call's answer (an error status raised); ``idempotent``: a repeat gives the same
         result (GETs and the trials' own calls are), so a broken or timed-out answer is asked
         for again."""
-        idempotent = (
-            idempotent or method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
-        )
+        idempotent = _idempotent(method, path, idempotent)
         retries = self._idempotent_retries if idempotent else self._retries
         answer = self._transport.call(method, path, retries, json=json, headers=headers)
         _raise_for_status(answer, path)
         return answer
 
 
+def _idempotent(method: str, path: str, said: bool) -> bool:
+    """Whether a repeat of the call gives the same result: GETs and the trials' own calls do,
+    and a call said to (an ask with its key)."""
+    return said or method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
+
+
+def _is_json(answer: Answer) -> bool:
+    if answer.status == 204:
+        return True
+    try:
+        answer.json()
+    except ValueError:
+        return False
+    return True
+
+
 def _scope(study_id: int | None) -> dict[str, str] | None:
     return None if study_id is None else {"study_id": str(study_id)}
 
 
-def _json_of(answer: Answer) -> dict[str, Any]:
+def _json_of(answer: Answer, call: str) -> dict[str, Any]:
     """An answer's JSON body (none for a 204); ``ServiceUnreachable`` where it is not JSON."""
     if answer.status == 204:
         return {}
     try:
         found: dict[str, Any] = answer.json()
     except ValueError as garbled:  # not the API's answer (a proxy's page, a cut body)
-        raise ServiceUnreachable(garbled) from garbled
+        kind = answer.headers.get("Content-Type") or "no Content-Type"
+        raise ServiceUnreachable(
+            garbled,
+            f"the answer to {call} is not the API's JSON (status {answer.status}, {kind}, "
+            f"{len(answer.content)} bytes): cut short on the way, or another server's page "
+            f"(is HPO_SERVICE_URL the API's?): {garbled}",
+        ) from garbled
     return found
 
 
@@ -389,6 +420,11 @@ def _raise_for_status(answer: Answer, path: str) -> None:
     redirect (the transport follows none: the caller should use the URL it names)."""
     if answer.status < 300:
         return
+    if answer.status < 400:
+        where = answer.headers.get("Location") or "nowhere said"
+        raise HPOError(
+            answer.status, f"redirected to {where}: give the client the URL the API answers at"
+        )
     gone = answer.status in (404, 409) and path.startswith("/trials/")
     raise (TrialGone if gone else HPOError)(answer.status, _body(answer))
 

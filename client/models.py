@@ -121,6 +121,7 @@ class Assignment(ApiModel):
     trainer: dict[str, Any] | None = None
     seed: int
     lease: str | None = None
+    lease_ttl_s: float | None = None  # report or heartbeat at least this often (None: older API)
 
 
 class Importance(ApiModel):

@@ -40,8 +40,8 @@ class ServiceUnreachable(ConnectionError):
     """No usable answer came from the API (refused, reset, timed out, or not the JSON it sends),
     after the retries the call allows. The underlying error is its ``reason``."""
 
-    def __init__(self, reason: Exception) -> None:
-        super().__init__(f"the service did not answer: {reason}")
+    def __init__(self, reason: Exception, said: str | None = None) -> None:
+        super().__init__(said or f"the service did not answer: {reason}")
         self.reason = reason
 
 
@@ -111,8 +111,25 @@ class Transport:
                 timeout=self._timeout, redirect=False,
             )  # fmt: skip
         except urllib3.exceptions.HTTPError as error:
-            raise ServiceUnreachable(error) from error
+            raise ServiceUnreachable(
+                error, _unanswered(f"{method} {path}", error, retries)
+            ) from error
         return Answer(response.status, response.data, response.headers)
+
+
+def _unanswered(call: str, error: urllib3.exceptions.HTTPError, retries: urllib3.Retry) -> str:
+    """Why ``call`` has no answer, and whether it was asked again (urllib3 says "Max retries
+    exceeded" of a call it never repeats)."""
+    cause = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    lost_on_the_way = isinstance(
+        cause, urllib3.exceptions.ProtocolError | urllib3.exceptions.ReadTimeoutError
+    )
+    if lost_on_the_way and not retries.read:
+        return (
+            f"the answer to {call} was lost on the way ({cause}): not asked again, as a repeat "
+            "could do it twice; look whether it was done (a study by its name, say)"
+        )
+    return f"the service did not answer {call} ({cause})"
 
 
 def _pool_manager(

@@ -83,6 +83,11 @@ class HPOClient:
         """Report an epoch's value; ``True``: the trial is pruned, stop training it."""
         return self._checked(self.raw.report, trial.trial_id, step, value, trial.lease)
 
+    def heartbeat(self, trial: Assignment) -> None:
+        """Renew the trial's lease while an epoch runs longer than ``trial.lease_ttl_s`` (each
+        report renews it too); ``TrialConflictError`` once it is no longer the caller's."""
+        self._checked(self.raw.heartbeat, trial.trial_id, trial.lease)
+
     def complete(self, trial: Assignment, value: float | None = None, **outcome: Any) -> Trial:
         """Finish the trial with its value (or ``state="failed", reason=…``, ``values=[…]``,
         ``metrics={…}``): the finished trial."""

@@ -255,5 +255,7 @@ class LeaseReaper:
     def _reason(self, lease: ExpiredLease) -> str:
         times = self._lifecycle.leases.times
         if lease.claimed:
-            return f"lease expired: no report or heartbeat for {times.ttl_s:g} s (worker lost)"
+            lost = "the program that asked for it" if lease.asked else "worker"
+            silent = f"no report or heartbeat for {times.ttl_s:g} s"
+            return f"lease expired: {silent} ({lost} lost, or the API out of its reach)"
         return f"no worker claimed the trial within {times.dispatch_timeout_s:g} s of dispatch"

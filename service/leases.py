@@ -97,6 +97,7 @@ class ExpiredLease:
     attempt: int
     claimed: bool
     sent: bool
+    asked: bool = False  # by a program of the user's own (an ask), not sent to the workers
 
 
 class LeaseStore:
@@ -328,6 +329,7 @@ class LeaseStore:
                     lease.attempt,
                     lease.token is not None,
                     lease.sent,
+                    lease.holder == EXTERNAL_HOLDER,
                 )
                 for lease in session.scalars(query)
             ]

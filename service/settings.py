@@ -16,6 +16,7 @@ from service.webhook_transport import PROXY_FORM, Proxy
 DEFAULT_DATA_DIR = Path(".hpo")
 DEFAULT_DATASET_CACHE_BYTES = 8 * 1024**3
 VISIBILITY_MARGIN_S = 600
+PLACEHOLDER = "change-me"  # what deploy/'s secrets hold until replaced
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 
@@ -65,9 +66,10 @@ class Settings(BaseSettings):
     worker_torch_threads: int = Field(
         default=0,
         ge=0,
-        description="PyTorch threads per worker process on the CPU; 0: the node's cores shared "
-        "out between the processes. Small models train faster on 1, and so does a machine whose "
-        "cores also serve the API (the one-machine stack sets 1).",
+        description="PyTorch's CPU threads per worker process; 0: on the CPU, the node's cores "
+        "shared out between the processes, and with GPUs, PyTorch's default (every core: set it "
+        "to the CPUs a GPU pod is given). Small models train faster on 1, and so does a machine "
+        "whose cores also serve the API (the one-machine stack sets 1).",
     )
     gpus: str = Field(
         default="",
@@ -191,6 +193,20 @@ class Settings(BaseSettings):
     def accepted_worker_tokens(self) -> set[str]:
         """The API's accepted worker tokens as plain strings."""
         return {token.get_secret_value() for token in self.worker_tokens}
+
+    def placeholder_settings(self) -> list[str]:
+        """The secrets still holding one of deploy/'s placeholders (``change-me…``), by their
+        variables' names: a deployment applied as it stands would take the tokens anyone who
+        read the repository knows."""
+        held = {
+            "HPO_API_TOKENS": [token.get_secret_value() for token in self.api_tokens],
+            "HPO_WORKER_TOKENS": [token.get_secret_value() for token in self.worker_tokens],
+            "HPO_METRICS_TOKEN": [self.metrics_token.get_secret_value()]
+            if self.metrics_token
+            else [],
+            "HPO_DATABASE_URL": [self.database_url],
+        }
+        return [name for name, values in held.items() if any(PLACEHOLDER in v for v in values)]
 
     def gpu_list(self) -> list[str]:
         """The node's GPU indices, in order."""

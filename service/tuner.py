@@ -362,8 +362,7 @@ class Tuner:
         tenant: str | None = None,
     ) -> ReportAnswer:
         """Record an epoch's validation value; whether to prune, and the next step that can."""
-        self._writable(trial_id, tenant, lease)
-        return self.trials.report(trial_id, step, value, lease)
+        return self.report_many(trial_id, [(step, value)], lease, tenant)
 
     def report_many(
         self,
@@ -375,9 +374,30 @@ class Tuner:
     ) -> ReportAnswer:
         """Record several epochs' values (step, value) in order, each as :meth:`report_answer`
         does; the last one's answer. A prune ends the trial there: later values are dropped.
-        ``provenance``: what the worker states about the trial, recorded with them."""
+        ``provenance``: what the worker states about the trial, recorded with them. Reports sent
+        again after they pruned the trial (their answer was lost) are answered the prune again."""
         self._writable(trial_id, tenant, lease)
-        return self.trials.report_many(trial_id, reports, lease, provenance)
+        try:
+            return self.trials.report_many(trial_id, reports, lease, provenance)
+        except Conflict:
+            if self._pruned_by(trial_id, reports):
+                return ReportAnswer(prune=True, next_decision_step=None)
+            raise
+
+    def _pruned_by(self, trial_id: int, reports: list[tuple[int, float]]) -> bool:
+        """Whether the trial was pruned at one of ``reports`` (its last recorded step), each of
+        them up to it recorded with that value: the same reports, sent again."""
+        try:
+            trial = self._storage.get_trial(trial_id)
+        except KeyError:  # deleted meanwhile
+            return False
+        recorded = trial.intermediate_values
+        if trial.state != TrialState.PRUNED or not recorded:
+            return False
+        pruned_at = max(recorded)
+        sent = [(step, value) for step, value in reports if step <= pruned_at]
+        steps = [step for step, _ in sent]
+        return pruned_at in steps and all(recorded.get(step) == value for step, value in sent)
 
     def complete(
         self,

@@ -119,20 +119,22 @@ def _warn_without_cuda(index: int) -> None:
 
 
 def _share_out_devices(settings: Settings) -> None:
-    """With GPUs, process i sees GPU i only. On the CPU, the cores are shared out between the
-    processes, so that they do not oversubscribe the machine. PyTorch came with the parent
-    process; CUDA starts lazily, at a trial's first use of it, after this."""
+    """With GPUs, process i sees GPU i only. The CPU's threads (the data's preparation, and the
+    training on the CPU) are ``HPO_WORKER_TORCH_THREADS``, or without it the cores shared out
+    between the processes on the CPU (PyTorch's own default, every core, with GPUs). PyTorch
+    came with the parent process; CUDA starts lazily, at a trial's first use of it, after this."""
     from billiard.process import current_process
 
     gpus = settings.gpu_list()
     index = getattr(current_process(), "index", None)
+    threads = settings.worker_torch_threads
     if gpus and index is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         logger.info("worker process %s pinned to GPU %s", index, os.environ["CUDA_VISIBLE_DEVICES"])
         _warn_without_cuda(index)
-        return
-    shared_out = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
-    threads = settings.worker_torch_threads or shared_out
-    import torch
+    elif not threads:
+        threads = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
+    if threads:
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)

@@ -67,8 +67,12 @@ def _read_npz(content: bytes) -> tuple[np.ndarray, np.ndarray]:
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             unpacked = sum(member.file_size for member in archive.infolist())
+            names = archive.namelist()
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):
         raise _bad("not an .npz file (a zip archive of .npy arrays)") from None
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # NumPy would read the last of each, without a word
+        raise _bad(f"the .npz file holds {', '.join(twice)} more than once: which is meant?")
     if unpacked > MAX_UNPACKED_BYTES:
         raise _bad(f"the .npz file unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
     try:

@@ -59,7 +59,10 @@ class DatasetStore:
         """Check the file and keep it; ``InvalidSpec`` naming the problem, ``Conflict`` where the
         tenant has a data set of that name (names are per tenant, as study names are)."""
         if not NAME_PATTERN.match(name) or name.isdigit():
-            problem = "letters, digits, '_', '.', '-' (1-128, not only digits)"
+            problem = (
+                "1 to 128 of the ASCII letters and digits, '_', '.' and '-', starting with a "
+                "letter or a digit, and not digits only (an id)"
+            )
             raise InvalidSpec(f"name must be {problem}", field="name")
         if file_format == "npz" and label_column is not None:
             problem = "is for csv files only: an npz file's labels are its array y"

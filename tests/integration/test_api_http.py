@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from cli.local_stack import LocalStack
-from client import HPOJSONClient, ServiceUnreachable
+from client import HPOJSONClient
 from tests.integration.conftest import unique
 from tests.support.answer_dropper import dropping_answers
 
@@ -411,6 +411,11 @@ def test_an_external_program_asks_reports_and_completes(stack: LocalStack) -> No
         trial = client.ask(study["study_id"])
         assert 0.0 <= trial["params"]["x"] <= 1.0
         assert client.report(trial["trial_id"], 1, value + 1) is False
+        renewed = requests.post(
+            f"{stack.url}/trials/{trial['trial_id']}/heartbeat", json={}, timeout=10
+        )
+        assert renewed.status_code == 200, renewed.text
+        assert renewed.json()["lease"] is None  # its own program's: no lease ("" was answered)
         client.complete(trial["trial_id"], value=value)
     final = client.study(study["study_id"])
     assert final["state"] == "complete" and final["counts"]["complete"] == 2
@@ -426,7 +431,7 @@ def test_an_ask_whose_answer_is_lost_is_asked_again_and_gets_the_same_trial(
     )
     with dropping_answers(stack.url, drops=0) as proxy:
         asking = HPOJSONClient(proxy.url)
-        asking.ask(study["study_id"])  # its answer names its key: this API keeps them
+        asking.ask(study["study_id"])
         proxy.drop_next(1)
         trial = asking.ask(study["study_id"])
     assert proxy.dropped == 1  # the second ask was made, and its first answer lost
@@ -435,16 +440,19 @@ def test_an_ask_whose_answer_is_lost_is_asked_again_and_gets_the_same_trial(
     client.complete(trial["trial_id"], value=0.5, lease=trial["lease"])  # its lease works
 
 
-def test_a_client_that_has_not_seen_the_api_keep_ask_keys_does_not_ask_again(
+def test_a_new_client_s_first_ask_whose_answer_is_lost_gets_the_same_trial(
     stack: LocalStack,
 ) -> None:
-    """An API from before ask keys ignores them, so a repeat would start a second trial: until an
-    answer names its key, a lost answer is the caller's to see."""
+    """A program that runs one trial a process makes one ask a client: that one was not asked
+    again (until an answer had shown the API keeps keys), and its trial expired unheard."""
     client = stack.client()
     study = client.create_study(good_study(pruner={"name": "none"}))
-    with dropping_answers(stack.url, drops=1) as proxy, pytest.raises(ServiceUnreachable):
-        HPOJSONClient(proxy.url).ask(study["study_id"])
-    assert len(client.trials(study["study_id"])) == 1  # asked once
+    with dropping_answers(stack.url, drops=1) as proxy:
+        trial = HPOJSONClient(proxy.url).ask(study["study_id"])
+    assert proxy.dropped == 1
+    [started] = client.trials(study["study_id"])  # asked twice, one trial
+    assert started["trial_id"] == trial["trial_id"]
+    client.complete(trial["trial_id"], value=0.5, lease=trial["lease"])
 
 
 def test_an_ask_with_a_key_is_answered_with_it(stack: LocalStack) -> None:

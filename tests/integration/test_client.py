@@ -27,6 +27,7 @@ from client import (
     TrialGone,
 )
 from client.errors import problems_of
+from service.settings import Settings
 from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -128,9 +129,12 @@ def test_external_training_with_ask_report_complete(hpo: HPOClient) -> None:
     for _ in range(2):
         trial = hpo.ask(study.study_id)
         assert isinstance(trial, Assignment) and trial.lease
+        # How often to report or send a heartbeat: the stack's setting, the default.
+        assert trial.lease_ttl_s == Settings.model_fields["lease_ttl_s"].default
         x = trial.params["x"]
         for step in (1, 2):
             assert hpo.report(trial, step, x * x + 1 / step) is False
+            hpo.heartbeat(trial)  # a long epoch's renewal, between reports
         finished = hpo.complete(trial, value=x * x)
         assert finished.state == "complete" and finished.value == pytest.approx(x * x)
         assert finished.intermediate_values == {

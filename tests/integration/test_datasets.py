@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
+import socket
 import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -137,19 +140,62 @@ def test_a_malformed_file_is_refused_naming_the_problem(
     assert stack.client().datasets() == before
 
 
-def test_a_file_sent_as_a_form_is_415_saying_to_send_the_file_itself(stack: LocalStack) -> None:
-    """``curl -F file=@x.csv`` (multipart): read as the file, its boundary made the header."""
+@pytest.mark.parametrize(
+    ("form", "sent_by"),
+    [
+        # curl -F file=@x.csv (multipart): read as the file, its boundary made the header.
+        ({"files": {"file": ("x.csv", b"a,label\n1,0\n")}}, "curl -F"),
+        # curl -d @x.csv: the lines run together, one line read as the header ("names the
+        # column '-0.0498' twice").
+        (
+            {
+                "data": b"a,label1,0",
+                "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+            },
+            "curl -d",
+        ),
+    ],
+)
+def test_a_file_sent_as_a_form_is_415_saying_to_send_the_file_itself(
+    stack: LocalStack, form: dict[str, Any], sent_by: str
+) -> None:
     before = stack.client().datasets()
     answer = requests.post(
         f"{stack.url}/datasets",
         params={"name": unique("form"), "format": "csv", "label_column": "label"},
-        files={"file": ("x.csv", b"a,label\n1,0\n")},
         timeout=30,
+        **form,
     )
     assert answer.status_code == 415, answer.text
     [problem] = answer.json()["problems"]
     assert problem["field"] == "Content-Type" and "--data-binary" in problem["problem"]
+    assert sent_by in problem["problem"]
     assert stack.client().datasets() == before
+
+
+def test_an_upload_cut_short_is_400_and_keeps_nothing(stack: LocalStack) -> None:
+    """The client went after a part of the file, cut at a line's end (a CSV of its own): the
+    server had the part, and stored it as the whole file."""
+    content = csv_bytes(FEATURES, LABELS)
+    sent = content[: content.index(b"\n", len(content) // 2) + 1]
+    name = unique("cut")
+    target = urlsplit(stack.url)
+    with socket.create_connection((target.hostname, target.port), timeout=30) as connection:
+        head = (
+            f"POST /datasets?name={name}&format=csv&label_column=species HTTP/1.1\r\n"
+            f"Host: {target.netloc}\r\n"
+            "Content-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(content)}\r\nConnection: close\r\n\r\n"
+        )
+        connection.sendall(head.encode() + sent)
+        connection.shutdown(socket.SHUT_WR)  # gone, as far as the body goes
+        answer = b"".join(iter(lambda: connection.recv(65536), b""))
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", answer
+    [problem] = json.loads(rest.partition(b"\r\n\r\n")[2])["problems"]
+    assert problem["field"] == "body"
+    assert f"after {len(sent)} of the {len(content)} bytes" in problem["problem"]
+    assert name not in {listed["name"] for listed in stack.client().datasets()}
 
 
 # A superscript, a circled digit, a full-width one: str.isdigit() says yes to each.

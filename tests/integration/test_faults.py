@@ -144,6 +144,7 @@ def test_sigkill_of_worker_processes_mid_trial_loses_no_trial(
     by_id = {t["trial_id"]: t for t in trials}
     for lost in retried:
         assert lost["fail_reason"].startswith("lease expired")
+        assert "(worker lost, or the API out of its reach)" in lost["fail_reason"]
         assert by_id[lost["retried_by"]]["params"] == lost["params"]
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,6 +133,7 @@ def test_queue_is_empty_and_no_worker_is_busy_after_the_study(
     samples = scrape(f"{metered_stack.url}/metrics")
     assert samples[("hpo_queue_depth", ())] == 0
     assert samples[("hpo_workers_busy", ())] == 0
+    assert samples[("hpo_workers_wanted", ())] == 0
 
 
 def test_worker_metrics_count_its_trials_and_epochs(
@@ -194,3 +199,63 @@ def test_an_expired_lease_is_counted(
     assert failed["trial_id"] == trial["trial_id"]
     assert failed["state"] == "fail"
     assert failed["fail_reason"].startswith("lease expired")
+
+
+def test_workers_wanted_counts_the_busy_workers_and_the_waiting_trials(
+    metered_stack: LocalStack, finished_study: dict[str, Any]
+) -> None:
+    """What the autoscaler scales on (deploy/kubernetes/keda-scaledobject.yaml): a worker
+    training a trial is wanted, though its message has left the queue."""
+    client = metered_stack.client()
+    spec = {
+        "name": unique("wanted"),
+        "space": {"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}},
+        "budget": {"n_trials": 3, "max_concurrent_trials": 3},
+        "trainer": {"name": "mlp", "dataset": "digits", "epochs": 300},
+    }
+    study_id = client.create_study(spec)["study_id"]
+    seen: list[Samples] = []
+
+    def training() -> bool:
+        seen.append(scrape(f"{metered_stack.url}/metrics"))
+        return seen[-1][("hpo_workers_busy", ())] >= 1
+
+    wait_until(training, 60, "a worker training a trial, in /metrics")
+    client.stop(study_id)
+    samples = seen[-1]
+    busy, waiting = samples[("hpo_workers_busy", ())], samples[("hpo_queue_depth", ())]
+    assert samples[("hpo_workers_wanted", ())] == busy + waiting
+    wait_until(
+        lambda: scrape(f"{metered_stack.url}/metrics")[("hpo_workers_wanted", ())] == 0,
+        240,
+        "the stopped study's trials to end and the queue to empty",
+    )
+
+
+# What an earlier run of the API left in its PROMETHEUS_MULTIPROC_DIR: 5 reports counted.
+EARLIER_RUNS_COUNTS = """
+from prometheus_client import Histogram
+from api.metrics import REPORT_BUCKETS
+served = Histogram("hpo_report_seconds", "", buckets=REPORT_BUCKETS)
+for _ in range(5):
+    served.observe(0.01)
+"""
+
+
+def test_a_restarted_api_adds_none_of_its_earlier_runs_counts(tmp_path: Path) -> None:
+    """The directory outlives the API in a container (an emptyDir): each start empties it."""
+    counts = tmp_path / "metrics"
+    counts.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(counts)}
+    subprocess.run([sys.executable, "-c", EARLIER_RUNS_COUNTS], env=env, check=True, timeout=60)
+    assert list(counts.glob("*.db"))
+    stack = LocalStack(
+        f"sqlite:///{tmp_path / 'hpo.db'}",
+        workers=0,
+        directory=tmp_path / "stack",
+        settings={"PROMETHEUS_MULTIPROC_DIR": str(counts)},
+    ).start()
+    try:
+        assert scrape(f"{stack.url}/metrics")[("hpo_report_seconds_count", ())] == 0
+    finally:
+        stack.stop()

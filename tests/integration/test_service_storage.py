@@ -226,10 +226,16 @@ def test_a_pruned_trial_is_finished_and_its_confirmation_is_harmless(tuner: Tune
             break
     else:
         pytest.fail("a trial 1000x worse than every other was never pruned")
+    # The prune's answer lost, the report sent again (a client's retry): the same answer, where
+    # it was "trial N is pruned, not running" (a program's `if report(...): break` crashed).
+    again = tuner.report_answer(bad.trial_id, 1, 100.0)
+    assert (again.prune, again.next_decision_step) == (True, None)
     confirmed = tuner.complete(bad.trial_id, TrialState.PRUNED, None, None)
     assert confirmed.state == "pruned" and confirmed.value == 100.0
     with pytest.raises(Conflict):
         tuner.report(bad.trial_id, 2, 1.0)
+    with pytest.raises(Conflict):  # another value at the pruned step: not the same report
+        tuner.report(bad.trial_id, 1, 99.0)
     with pytest.raises(Conflict):
         tuner.complete(bad.trial_id, TrialState.COMPLETE, 1.0, None)
 
@@ -419,7 +425,10 @@ def test_an_asker_that_goes_silent_loses_its_trial_and_frees_the_slot(short_leas
     assert short_leases.expire_leases(later(LEASE_TTL_S - 5)) == []
     assert short_leases.expire_leases(later(LEASE_TTL_S + 1)) == [silent.trial_id]
     [view] = short_leases.study_trials(study.study_id)
-    assert view.state == "fail" and view.fail_reason.startswith("lease expired")
+    assert view.state == "fail" and view.fail_reason == (
+        f"lease expired: no report or heartbeat for {LEASE_TTL_S:g} s (the program that asked "
+        "for it lost, or the API out of its reach)"  # no worker ran it
+    )
     assert view.retried_by is None  # no trainer: an external program asks again itself
     with pytest.raises(Conflict, match=r"is failed \(lease expired: .*\), not running"):
         short_leases.report(silent.trial_id, 1, 0.5, silent.lease)
@@ -603,6 +612,11 @@ def test_a_prune_on_optuna_s_general_path_and_one_before_any_report_end_the_tria
         high, early = tuner.ask(study.study_id), tuner.ask(study.study_id)
         assert tuner.report(high.trial_id, 1, 0.5, high.lease) is False
         assert tuner.report(high.trial_id, 2, 5.0, high.lease) is True
+        # Sent again (the answer lost): pruned again, the reports before it in the batch too.
+        assert tuner.report(high.trial_id, 2, 5.0, high.lease) is True
+        assert tuner.report_many(high.trial_id, [(1, 0.5), (2, 5.0)], high.lease).prune
+        with pytest.raises(Conflict):  # an earlier step alone: not the report that pruned
+            tuner.report(high.trial_id, 1, 0.5, high.lease)
         tuner.complete(early.trial_id, TrialState.PRUNED, None, None, early.lease)
         assert tuner.trials.leases.leased_trials(study.study_id) == set()
         stored = stored_trial(database_url, study.name, high.trial_id)

@@ -4,6 +4,7 @@ network cut after the request went out)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -68,6 +69,10 @@ def _pump(
         pass
     finally:
         for end in (source, sink):
+            # shutdown first: a close alone, while the other pump waits in recv on the socket,
+            # sends nothing (the caller waited out its whole timeout to see the answer lost).
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
             end.close()
 
 

@@ -15,16 +15,22 @@ import pytest
 
 from client import HPOError, HPOJSONClient, ServiceUnreachable
 
-MOVED, GARBLED = 301, 2  # study ids the server answers with a redirect, and with an HTML page
+MOVED, GARBLED, CUT = 301, 2, 3  # study ids answered with a redirect, an HTML page, a cut answer
+ASKED: list[str] = []  # the paths the server was asked for, in order
 
 
 class _StudyHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        ASKED.append(self.path)
         if self.path.endswith(f"/studies/{MOVED}"):
             self._send(301, b"moved", "text/plain", {"Location": "https://elsewhere.example/"})
             return
         if self.path.endswith(f"/studies/{GARBLED}"):
             self._send(200, b"<html>a proxy's sign-in page</html>", "text/html")
+            return
+        if self.path.endswith(f"/studies/{CUT}"):  # cut after the status line: no length, no body
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nServer: cut\r\n\r\n")
+            self.close_connection = True
             return
         authorization = self.headers.get("Authorization")
         answer = {"study_id": 1, "path": self.path, "authorization": authorization}
@@ -129,14 +135,48 @@ def test_a_redirect_is_answered_to_the_caller_not_followed(
     with pytest.raises(HPOError) as refused:
         direct(monkeypatch, api_url).study(MOVED)
     assert refused.value.status == 301
+    assert "redirected to https://elsewhere.example/" in str(refused.value)  # was "301: "
 
 
-def test_an_answer_that_is_not_json_is_no_answer(
-    api_url: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("study_id", "told"),
+    [
+        (GARBLED, "(status 200, text/html, 35 bytes)"),
+        (CUT, "(status 200, no Content-Type, 0 bytes)"),
+    ],
+)
+def test_an_answer_that_is_not_json_is_asked_for_again_then_no_answer(
+    api_url: str, monkeypatch: pytest.MonkeyPatch, study_id: int, told: str
 ) -> None:
+    """A GET, idempotent: asked for three times in all, as a broken answer is."""
+    ASKED.clear()
     with pytest.raises(ServiceUnreachable) as garbled:
-        direct(monkeypatch, api_url).study(GARBLED)
+        direct(monkeypatch, api_url).study(study_id)
     assert isinstance(garbled.value.reason, ValueError)
+    assert f"the answer to GET /studies/{study_id} is not the API's JSON {told}" in str(
+        garbled.value
+    )
+    assert len(ASKED) == 3 and set(ASKED) == {f"/studies/{study_id}"}
+
+
+def test_a_call_not_asked_again_says_so_where_its_answer_was_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """urllib3 said "Max retries exceeded" of a create that it never repeats."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def take_and_drop() -> None:
+            connection, _ = server.accept()
+            connection.recv(65536)
+            connection.close()
+
+        threading.Thread(target=take_and_drop, daemon=True).start()
+        with pytest.raises(ServiceUnreachable) as lost:
+            HPOJSONClient(f"http://127.0.0.1:{port}", retries=3).create_study({"name": "x"})
+    assert str(lost.value).startswith("the answer to POST /studies was lost on the way")
+    assert "not asked again, as a repeat could do it twice" in str(lost.value)
 
 
 def test_an_api_out_of_reach_raises_service_unreachable() -> None:

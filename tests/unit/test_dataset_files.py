@@ -5,6 +5,8 @@ Through Flask's test client (no server, no worker) and the service's reader dire
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +115,22 @@ def test_a_malformed_npz_names_its_problem(content: bytes, problem: str) -> None
         read_dataset(content, "npz", None)
     assert refused.value.field == "file"
     assert problem in refused.value.message
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # zipfile's, as it writes
+def test_an_npz_holding_an_array_twice_is_refused_naming_it() -> None:
+    """NumPy read the last X.npy of the two, without a word (zip allows a name twice)."""
+    content = io.BytesIO()
+    with zipfile.ZipFile(content, "w") as archive:
+        for features in (np.ones((10, 2)), np.ones((10, 3))):
+            with archive.open("X.npy", "w") as member:
+                np.save(member, features)
+        with archive.open("y.npy", "w") as member:
+            np.save(member, np.arange(10) % 2)
+    with pytest.raises(InvalidSpec) as refused:
+        read_dataset(content.getvalue(), "npz", None)
+    assert refused.value.field == "file"
+    assert "holds X.npy more than once" in refused.value.message
 
 
 def csv_rows(header: str, rows: list[str]) -> bytes:

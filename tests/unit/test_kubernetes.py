@@ -126,8 +126,38 @@ SCALED_OBJECT_SCHEMA: dict[str, Any] = {
                     "properties": {"name": {"type": "string"}, "kind": {"type": "string"}},
                 },
             },
-            "if": {"properties": {"type": {"const": "redis"}}},
-            "then": {"properties": {"metadata": {"$ref": "#/$defs/redisListMetadata"}}},
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"const": "redis"}}},
+                    "then": {"properties": {"metadata": {"$ref": "#/$defs/redisListMetadata"}}},
+                },
+                {
+                    "if": {"properties": {"type": {"const": "metrics-api"}}},
+                    "then": {"properties": {"metadata": {"$ref": "#/$defs/metricsApiMetadata"}}},
+                },
+            ],
+        },
+        # https://keda.sh/docs/2.14/scalers/metrics-api/ (format: KEDA 2.14 on)
+        "metricsApiMetadata": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url", "valueLocation", "targetValue"],
+            "properties": {
+                "format": {"enum": ["json", "xml", "yaml", "prometheus"]},
+                "authMode": {"enum": ["apiKey", "basic", "tls", "bearer"]},
+                **{
+                    name: {"type": "string"}
+                    for name in (
+                        "url",
+                        "valueLocation",
+                        "targetValue",
+                        "activationTargetValue",
+                        "unsafeSsl",
+                        "method",
+                        "keyParamName",
+                    )
+                },
+            },
         },
         "redisListMetadata": {
             "type": "object",
@@ -300,8 +330,17 @@ def test_the_scaled_object_matches_kedas_documented_fields() -> None:
 
 
 def test_the_keda_schema_refuses_an_unknown_redis_parameter() -> None:
-    scaled = yaml.safe_load((MANIFESTS / "keda-scaledobject.yaml").read_text())
-    scaled["spec"]["triggers"][0]["metadata"]["listname"] = TRIALS_QUEUE
+    scaled = yaml.safe_load(yaml.safe_dump(one("ScaledObject", "hpo-worker")))  # a copy
+    (redis_trigger,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
+    redis_trigger["metadata"]["listname"] = TRIALS_QUEUE
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(SCALED_OBJECT_SCHEMA).validate(scaled)
+
+
+def test_the_keda_schema_refuses_an_unknown_metrics_api_parameter() -> None:
+    scaled = yaml.safe_load(yaml.safe_dump(one("ScaledObject", "hpo-worker")))
+    (metrics_trigger,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "metrics-api"]
+    metrics_trigger["metadata"]["valuelocation"] = "hpo_workers_wanted"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(SCALED_OBJECT_SCHEMA).validate(scaled)
 
@@ -452,6 +491,8 @@ def test_worker_pods_take_one_gpu_and_run_one_celery_process_on_it() -> None:
     assert settings.gpu_list() == ["0"], "the pod sees its one GPU as device 0"
     tolerations = pod_spec(one("Deployment", "hpo-worker"))["tolerations"]
     assert any(t["key"] == "nvidia.com/gpu" for t in tolerations)
+    # PyTorch's CPU threads: the pod's CPUs (its default is every core of the node).
+    assert settings.worker_torch_threads == int(worker["resources"]["requests"]["cpu"])
 
 
 def test_a_scaled_down_worker_has_time_to_finish_its_trial() -> None:
@@ -471,13 +512,35 @@ def test_api_and_worker_agree_on_the_broker_and_time_limit() -> None:
     assert broker.hostname == "hpo-redis" and broker.port == service_port("hpo-redis")
 
 
-def test_keda_watches_the_celery_queue_on_the_brokers_redis() -> None:
+def keda_trigger(kind: str) -> dict[str, Any]:
     scaled = one("ScaledObject", "hpo-worker")
     target = scaled["spec"]["scaleTargetRef"]
     assert (target.get("kind", "Deployment"), target["name"]) == ("Deployment", "hpo-worker")
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis"
+    (trigger,) = [t for t in scaled["spec"]["triggers"] if t["type"] == kind]
+    return trigger
+
+
+def test_keda_scales_on_the_apis_count_of_workers_wanted_with_the_metrics_token() -> None:
+    trigger = keda_trigger("metrics-api")
     metadata = trigger["metadata"]
+    url = urlsplit(metadata["url"])
+    namespace = kustomization()["namespace"]
+    assert url.hostname == f"hpo-api.{namespace}.svc.cluster.local"  # KEDA's own namespace
+    assert (url.port, url.path) == (service_port("hpo-api"), "/metrics")
+    assert (metadata["format"], metadata["valueLocation"]) == ("prometheus", "hpo_workers_wanted")
+    assert float(metadata["targetValue"]) == 1  # one pod (one Celery process) per trial
+    assert metadata["authMode"] == "bearer"
+    auth = one("TriggerAuthentication", trigger["authenticationRef"]["name"])
+    (secret,) = auth["spec"]["secretTargetRef"]
+    assert secret["parameter"] == "token"
+    assert secret["key"] == "HPO_METRICS_TOKEN"
+    sent = string_data("Secret", secret["name"])[secret["key"]]
+    assert environment(container("hpo-api", "api"))["HPO_METRICS_TOKEN"] == sent
+
+
+def test_keda_watches_the_celery_queue_on_the_brokers_redis() -> None:
+    scaled = one("ScaledObject", "hpo-worker")
+    metadata = keda_trigger("redis")["metadata"]
     assert metadata["listName"] == TRIALS_QUEUE
     host, _, port = metadata["address"].partition(":")
     namespace = kustomization()["namespace"]
@@ -549,3 +612,50 @@ def test_pods_run_as_the_images_non_root_user() -> None:
             context = pod_spec(doc)["securityContext"]
             assert context["runAsNonRoot"] is True
             assert str(context["runAsUser"]) in uids
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions In/NotIn) takes ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        held = labels.get(expression["key"]) in expression["values"]
+        if held != (expression["operator"] == "In"):
+            return False
+    return True
+
+
+def admitted(server: str, labels: dict[str, str]) -> bool:
+    """Whether the NetworkPolicy guarding ``server``'s pods lets a pod of this namespace with
+    ``labels`` in."""
+    (policy,) = [
+        p
+        for p in objects("NetworkPolicy").values()
+        if p["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": server}
+    ]
+    return any(
+        "podSelector" in peer and selects(peer["podSelector"], labels)
+        for rule in policy["spec"]["ingress"]
+        for peer in rule["from"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("server", "variable"), [("hpo-postgres", "HPO_DATABASE_URL"), ("hpo-redis", "HPO_BROKER_URL")]
+)
+def test_network_policies_let_in_each_pod_given_the_servers_url_and_no_other(
+    server: str, variable: str
+) -> None:
+    workloads = {**objects("Deployment"), **objects("StatefulSet"), **objects("Job")}
+    for name, workload in workloads.items():
+        if name == server:
+            continue
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        given = any(variable in environment(c) for c in containers(workload))
+        assert admitted(server, labels) == given, (name, server)
+
+
+def test_keda_reaches_the_broker_from_its_own_namespace() -> None:
+    policy = one("NetworkPolicy", "hpo-redis")
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in peers

@@ -35,6 +35,7 @@ def test_metrics_and_docs_are_open_while_the_api_needs_a_token(tmp_path: Path) -
     assert metrics.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"  # once
     assert "hpo_studies" in metrics.text
     assert "hpo_queue_depth" not in metrics.text  # the broker is out of reach
+    assert "hpo_workers_wanted" not in metrics.text  # unknown: not told as the busy alone
     assert client.get("/docs").status_code == 200
     slash = client.get("/docs/")  # was 401 (an unknown address), and 404 with a token
     assert (slash.status_code, slash.location) == (308, "../docs")
