@@ -196,25 +196,33 @@ def _unexpected(error: Exception) -> Response:
     )
 
 
-def strictly(body: Body) -> Body:
+def strictly(body: Body, *, strings_as_numbers: bool = True) -> Body:
     """``body``, once its JSON is checked for booleans where numbers go: flask-openapi3's lax
     validation reads ``true`` as 1 there (``"n_trials": true``: one trial). A 422 naming each
-    such field otherwise. A number written as a string still passes (YAML 1.1 reads ``1e-5``
-    as one: ``hpo submit``'s files)."""
+    such field otherwise. A number written as a string passes where ``strings_as_numbers``
+    (YAML 1.1 reads ``1e-5`` as one: ``hpo submit``'s files); a program's report or completion
+    is refused it (``str(loss)`` is a mistake, which Pydantic read as the number)."""
     data = request.get_json(silent=True)
+    refused = (bool,) if strings_as_numbers else (bool, str)
     try:
         type(body).model_validate(data, strict=True)
     except ValidationError as error:
-        booleans = [
-            ErrorDetails(**{**item, "msg": f"must be {_NUMBER_OF[item['type']]}, not a boolean"})
-            for item in error.errors(include_url=False)
-            if item["type"] in _NUMBER_OF and isinstance(item["input"], bool)
-        ]
-        if booleans:
-            abort(
-                error_response(422, "a boolean is no number", problems_from_errors(booleans, data))
+        wrong = [
+            ErrorDetails(
+                **{**item, "msg": f"must be {_NUMBER_OF[item['type']]}, not {_a(item['input'])}"}
             )
+            for item in error.errors(include_url=False)
+            if item["type"] in _NUMBER_OF and isinstance(item["input"], refused)
+        ]
+        if wrong:
+            booleans = all(isinstance(item["input"], bool) for item in wrong)
+            message = "a boolean is no number" if booleans else "a number must be a JSON number"
+            abort(error_response(422, message, problems_from_errors(wrong, data)))
     return body
+
+
+def _a(value: object) -> str:
+    return "a boolean" if isinstance(value, bool) else "a string"
 
 
 _NUMBER_OF = {"int_type": "an integer", "float_type": "a number"}

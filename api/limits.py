@@ -35,7 +35,12 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest,
+    ClientDisconnected,
+    HTTPException,
+    RequestEntityTooLarge,
+)
 
 from api.errors import error_response, no_id_answer, unreadable_json_body
 from api.schemas import FILE_ENDPOINTS, MAX_ID
@@ -143,7 +148,7 @@ def whole_file_body(what: str) -> bytes:
     """The request's body, a file (``what`` names it); a 400 on ``body`` where it ended before
     the length its ``Content-Length`` announced (gunicorn hands on what came before the client
     went: a cut upload was stored as the whole file), a 422 where it is empty."""
-    content = request.get_data(cache=False)
+    content = _body_read_whole(cache=False)
     announced = request.content_length
     if announced is not None and len(content) < announced:
         raise _body_refused(
@@ -153,6 +158,24 @@ def whole_file_body(what: str) -> bytes:
     if not content:
         raise InvalidSpec(f"the body must be {what}, and it is empty", field="body")
     return content
+
+
+def _body_read_whole(*, cache: bool) -> bytes:
+    """The request's body; a 400 on ``body`` where it could not be read to its end: a chunked
+    body cut short (Werkzeug's ``ClientDisconnected`` said only "the browser (or proxy) sent a
+    request that this server could not understand") or a malformed chunk (gunicorn's error)."""
+    try:
+        return request.get_data(cache=cache)
+    except HTTPException as error:
+        if not isinstance(error, ClientDisconnected):
+            raise
+        cause: BaseException = error.__cause__ or error
+    except Exception as error:  # gunicorn's InvalidChunkSize and the like
+        cause = error
+    raise _body_refused(
+        f"the body could not be read whole ({type(cause).__name__}): the upload was cut short "
+        "or its chunks are malformed, and nothing was kept (send it again)"
+    ) from None
 
 
 def _body_refused(message: str) -> BadRequest:
@@ -178,7 +201,7 @@ def _refuse_large_bodies() -> None:
     length = request.content_length
     if length is not None and length > limit_bytes:
         raise RequestEntityTooLarge(f"the request body has {length} bytes, {limit}")
-    if length is None and _chunked() and len(request.get_data(cache=True)) > limit_bytes:
+    if length is None and _chunked() and len(_body_read_whole(cache=True)) > limit_bytes:
         raise RequestEntityTooLarge(f"the request body (chunked) has {limit} bytes")
 
 
@@ -251,24 +274,16 @@ def _refuse_bodies_of_another_kind() -> Response | None:
     return unreadable_json_body() if _takes_body(endpoint) else None
 
 
-# A form's kinds of body, and how curl came to send it (what the user typed instead of
-# --data-binary): -F sends a multipart form, whose boundary lines were read as the file (a CSV
-# whose header was ``--------------------------158c9b…``); -d sends the file's lines run
-# together (curl drops its newlines), a CSV of one line read as the header.
-_FORMS = {
-    "multipart/form-data": "curl -F",
-    "application/x-www-form-urlencoded": "curl -d, which drops the file's newlines",
-}
-
-
 def _file_sent_as_form() -> Response | None:
-    """415 for a file sent as a form (``curl -F file=@x.csv``, ``curl -d @x.csv``)."""
-    sent_by = _FORMS.get(request.mimetype)
-    if sent_by is None:
+    """415 for a file sent as a form (``curl -F file=@x.csv``): read as the file, its boundary
+    lines made a CSV whose header was ``--------------------------158c9b…``. (Not a body labelled
+    ``application/x-www-form-urlencoded``: curl labels ``--data-binary @FILE`` so, and sends the
+    file byte for byte.)"""
+    if request.mimetype != "multipart/form-data":
         return None
     problem = (
-        f"{request.mimetype}: send the file itself as the body (curl --data-binary @FILE), "
-        f"not a form ({sent_by})"
+        "multipart/form-data: send the file itself as the body (curl --data-binary @FILE), "
+        "not a form (curl -F)"
     )
     message = f"the body must be the file, not a form ({problem})"
     return error_response(415, message, [{"field": "Content-Type", "problem": problem}])

@@ -65,6 +65,11 @@ class ServiceCollector(Collector):
             value=figures.leases_expired,
         )
         yield GaugeMetricFamily(
+            "hpo_jobs_running",
+            "Study jobs (the vault's evaluations, ensembles) a worker runs now.",
+            value=figures.jobs_running,
+        )
+        yield GaugeMetricFamily(
             "hpo_workers_busy",
             "Worker processes holding a live lease on a trial now (host:pid of the claims).",
             value=figures.busy_workers,
@@ -76,9 +81,10 @@ class ServiceCollector(Collector):
             )
             yield GaugeMetricFamily(
                 "hpo_workers_wanted",
-                "Worker processes the work in hand asks for: the busy ones and one per message "
-                "waiting (what an autoscaler scales on; the queue alone leaves out the busy).",
-                value=figures.busy_workers + depth,
+                "Worker processes the work in hand asks for: those training a trial or running a "
+                "study job, and one per message waiting (what an autoscaler scales on; the queue "
+                "alone leaves out the busy).",
+                value=figures.busy_workers + figures.jobs_running + depth,
             )
 
     def _queue_depth(self) -> int | None:

@@ -13,7 +13,7 @@ from api.context import tuner
 from api.errors import no_content, strictly
 from api.schemas import ERROR_RESPONSES, SchemaMadeOnce, StudyPath
 from service.dispatch import TrialAssignment
-from service.spec.study_spec import StudySpec
+from service.spec.study_spec import MAX_TRIALS, StudySpec
 from service.tokens import DEFAULT_TENANT
 from service.views import BestView, ParetoView, StudyView, TrialView
 
@@ -99,7 +99,7 @@ class BudgetExtension(BaseModel):
     """The new budget of trials, in all (more than the current one)."""
 
     model_config = ConfigDict(extra="forbid")
-    n_trials: int = Field(ge=1)
+    n_trials: int = Field(ge=1, le=MAX_TRIALS)
 
 
 @studies.post("/<int:study_id>/budget", responses={200: StudyView})

@@ -180,7 +180,8 @@ class Renewed(BaseModel):
     """The lease renewed: send the next report or heartbeat within ``lease_ttl_s`` seconds."""
 
     lease: str | None = Field(
-        description="the lease renewed; null for a trial your own program asked for (it has none)"
+        description="the lease renewed, as sent; null where none was sent (a trial your own "
+        "program asked for may be written to without its lease, with the token that asked)"
     )
     lease_ttl_s: float
 
@@ -195,7 +196,7 @@ def heartbeat(path: TrialPath, body: Heartbeat) -> dict[str, Any]:
 @trials.post("/<int:trial_id>/report", responses={200: Decision})
 def report(path: TrialPath, body: Report) -> dict[str, Any]:
     """Record the value after an epoch (renewing the lease); the answer says whether to prune."""
-    body = strictly(body)
+    body = strictly(body, strings_as_numbers=False)
     answer = tuner().report_answer(
         path.trial_id, body.step, body.value, lease_of_caller(body.lease), current_tenant()
     )
@@ -206,7 +207,7 @@ def report(path: TrialPath, body: Report) -> dict[str, Any]:
 def report_many(path: TrialPath, body: Reports) -> dict[str, Any]:
     """Record several epochs' values in order, each as its own report; the answer is the last
     one's. A value that prunes the trial ends it there: later ones are not recorded."""
-    body = strictly(body)
+    body = strictly(body, strings_as_numbers=False)
     answer = tuner().report_many(
         path.trial_id,
         [(report.step, report.value) for report in body.reports],
@@ -226,7 +227,7 @@ def _decision(answer: ReportAnswer) -> dict[str, Any]:
 @trials.post("/<int:trial_id>/complete", responses={200: TrialView})
 def complete(path: TrialPath, body: Completion) -> dict[str, Any]:
     """Finish the trial. Repeating the same completion is harmless."""
-    body = strictly(body)
+    body = strictly(body, strings_as_numbers=False)
     state = _STATES[body.state]
     view = tuner().complete(
         path.trial_id,

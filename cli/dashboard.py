@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable
 from http.cookies import SimpleCookie
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import typer
 from gunicorn.app.base import BaseApplication
@@ -80,7 +80,8 @@ class TokenGate:
         if refused is not None:
             return _answer(start_response, *refused)
         rest = f"?{urlencode(query)}" if query else ""
-        path = "/" + environ.get("PATH_INFO", "/").lstrip("/")  # never "//host": another site
+        # Never "//host" nor "/\\host" (browsers read both as another site): the path quoted.
+        path = "/" + quote(environ.get("PATH_INFO", "/").lstrip("/\\"), safe="/")
         headers = [("Location", path + rest)]
         if self._required:
             cookie = f"{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/"

@@ -12,7 +12,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
-from urllib3.exceptions import LocationValueError
+from urllib3.exceptions import LocationValueError, ReadTimeoutError
 
 from client import HPOError, ServiceUnreachable
 from service.errors import ServiceError
@@ -78,6 +78,8 @@ def explained(error: BaseException) -> str | None:
         return f"error {error.status}: {said or error}\n{TOKEN_HINTS[error.status]}"
     if isinstance(error, HPOError):
         return f"error {error.status}:\n{_body_text(error.body)}"
+    if isinstance(error, ServiceUnreachable) and _timed_out(error):
+        return f"error: {error} (the API is busy, or the request is slow to answer)"
     if isinstance(error, ServiceUnreachable):
         return f"error: {error} (is the API running at HPO_SERVICE_URL, and is it the API?)"
     if isinstance(error, ValidationError) and error.title == "Settings":
@@ -119,6 +121,12 @@ def _missing_driver(error: BaseException) -> bool:
     return "DB access module" in str(error) or any(
         "sqlalchemy/dialects/" in frame.filename for frame in frames
     )
+
+
+def _timed_out(error: ServiceUnreachable) -> bool:
+    """Whether the API took the request and did not answer in time (it runs: it is slow)."""
+    cause = getattr(error.reason, "reason", error.reason)  # urllib3's MaxRetryError wraps it
+    return isinstance(cause, ReadTimeoutError)
 
 
 def _is_a_page(body: object) -> bool:

@@ -143,7 +143,7 @@ def sole_api_of(database_url: str) -> Iterator[IO[str] | None]:
     if path is None:
         yield None
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # as Database makes it
     with open(f"{path}.api-lock", "a+") as lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -277,8 +277,8 @@ class HPOJSONClient:
         """Register a data set file (``npz`` or ``csv`` with its label column): its metadata."""
         query = {"name": name, "format": file_format, "label_column": label_column}
         params = {key: value for key, value in query.items() if value is not None}
-        answer: dict[str, Any] = self._raw("POST", "/datasets", data=content, params=params).json()
-        return answer
+        answer = self._raw("POST", "/datasets", data=content, params=params)
+        return _json_of(answer, "POST /datasets")
 
     def datasets(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self._call("GET", "/datasets")["datasets"]
@@ -291,8 +291,7 @@ class HPOJSONClient:
     def dataset(self, reference: str | int, study_id: int | None = None) -> dict[str, Any]:
         """A registered data set's metadata (name, SHA-256, shape, classes), by name or id;
         ``study_id``: among that study's tenant's (a worker's read, for the study it runs)."""
-        path = f"/datasets/{reference}"
-        return _json_of(self._raw("GET", path, params=_scope(study_id)), f"GET {path}")
+        return self._call("GET", f"/datasets/{reference}", params=_scope(study_id))
 
     def dataset_content(self, reference: str | int, study_id: int | None = None) -> bytes:
         """A registered data set's file, as registered (``study_id``: as for ``dataset``)."""
@@ -309,7 +308,8 @@ class HPOJSONClient:
         """Upload a running trial's best checkpoint (safetensors); its SHA-256."""
         params = {"lease": lease} if lease else {}
         path = f"/trials/{trial_id}/checkpoint"
-        return str(self._raw("PUT", path, data=content, params=params).json()["sha256"])
+        kept = _json_of(self._raw("PUT", path, data=content, params=params), f"PUT {path}")
+        return str(kept["sha256"])
 
     def checkpoint(self, trial_id: int) -> bytes:
         """A trial's best checkpoint (safetensors bytes)."""
@@ -325,9 +325,12 @@ class HPOJSONClient:
         path: str,
         data: bytes | None = None,
         params: dict[str, str] | None = None,
+        *,
+        asked_again_on_timeout: bool = True,
     ) -> Answer:
         """A call whose body or answer is a file rather than JSON."""
-        retries = self._idempotent_retries if method in ("GET", "PUT") else self._retries
+        idempotent = method in ("GET", "PUT") and asked_again_on_timeout
+        retries = self._idempotent_retries if idempotent else self._retries
         answer = self._transport.call(method, path, retries, data=data, params=params)
         _raise_for_status(answer, path)
         return answer
@@ -339,7 +342,9 @@ class HPOJSONClient:
     def plot_png(self, study_id: int, kind: str) -> bytes:
         """A PNG figure of the study: ``history``, ``intermediate``, ``importance`` or
         ``parallel_coordinate``."""
-        return self._raw("GET", f"/studies/{study_id}/plots/{kind}.png").content
+        # Not asked again past the timeout: a figure slow to draw would be drawn once a retry.
+        path = f"/studies/{study_id}/plots/{kind}.png"
+        return self._raw("GET", path, asked_again_on_timeout=False).content
 
     def _call(
         self,
@@ -349,15 +354,17 @@ class HPOJSONClient:
         *,
         headers: dict[str, str] | None = None,
         idempotent: bool = False,
+        params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One JSON call, its answer's body. An answer of an idempotent call that is not JSON (cut
         short on the way, before its length was told) is asked for again, as a broken one is."""
         idempotent = _idempotent(method, path, idempotent)
-        for _ in range(GARBLED_RETRIES):
-            answer = self._answer(method, path, json, headers=headers, idempotent=idempotent)
-            if not idempotent or _is_json(answer):
-                break
-        return _json_of(answer, f"{method} {path}")
+        options: dict[str, Any] = {"headers": headers, "idempotent": idempotent, "params": params}
+        for _ in range(GARBLED_RETRIES - 1 if idempotent else 0):
+            found = _json_or_none(self._answer(method, path, json, **options))
+            if found is not None:
+                return found
+        return _json_of(self._answer(method, path, json, **options), f"{method} {path}")
 
     def _answer(
         self,
@@ -367,13 +374,16 @@ class HPOJSONClient:
         *,
         headers: dict[str, str] | None = None,
         idempotent: bool = False,
+        params: dict[str, str] | None = None,
     ) -> Answer:
         """One call's answer (an error status raised); ``idempotent``: a repeat gives the same
         result (GETs and the trials' own calls are), so a broken or timed-out answer is asked
         for again."""
         idempotent = _idempotent(method, path, idempotent)
         retries = self._idempotent_retries if idempotent else self._retries
-        answer = self._transport.call(method, path, retries, json=json, headers=headers)
+        answer = self._transport.call(
+            method, path, retries, json=json, headers=headers, params=params
+        )
         _raise_for_status(answer, path)
         return answer
 
@@ -384,14 +394,15 @@ def _idempotent(method: str, path: str, said: bool) -> bool:
     return said or method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
 
 
-def _is_json(answer: Answer) -> bool:
+def _json_or_none(answer: Answer) -> dict[str, Any] | None:
+    """An answer's JSON body (none for a 204); ``None`` where it is not JSON."""
     if answer.status == 204:
-        return True
+        return {}
     try:
-        answer.json()
+        found: dict[str, Any] = answer.json()
     except ValueError:
-        return False
-    return True
+        return None
+    return found
 
 
 def _scope(study_id: int | None) -> dict[str, str] | None:

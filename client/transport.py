@@ -124,11 +124,13 @@ def _unanswered(call: str, error: urllib3.exceptions.HTTPError, retries: urllib3
     lost_on_the_way = isinstance(
         cause, urllib3.exceptions.ProtocolError | urllib3.exceptions.ReadTimeoutError
     )
-    if lost_on_the_way and not retries.read:
-        return (
-            f"the answer to {call} was lost on the way ({cause}): not asked again, as a repeat "
-            "could do it twice; look whether it was done (a study by its name, say)"
+    if lost_on_the_way and not retries.read and retries.total:  # retried, but not such a loss
+        why = (
+            "a repeat would cost the API as much again"
+            if call.startswith("GET ")
+            else "a repeat could do it twice; look whether it was done (a study by its name, say)"
         )
+        return f"the answer to {call} was lost on the way ({cause}): not asked again, as {why}"
     return f"the service did not answer {call} ({cause})"
 
 

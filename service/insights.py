@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # no display on a server; set before pyplot is imported
 
 import matplotlib.pyplot as plt
 import optuna
+from matplotlib.collections import LineCollection
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import TrialState
 from optuna.visualization import matplotlib as optuna_plots
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 from service.errors import Conflict
 
 PLOT_KINDS = ("history", "intermediate", "importance", "parallel_coordinate")
+MAX_INTERMEDIATE_LINES = 500  # trials drawn in the intermediate values' figure
 IMPORTANCE_EVALUATOR = "PedAnovaImportanceEvaluator"
 MIN_TRIALS_FOR_IMPORTANCE = 2
 FIGURE_DPI = 100
@@ -89,9 +91,31 @@ def _draw_importance(study: optuna.Study) -> Any:
     return optuna_plots.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
 
 
+def _draw_intermediate(study: optuna.Study) -> Any:
+    """Each trial's reported values by step, the latest ``MAX_INTERMEDIATE_LINES`` trials (by
+    number) as one collection of lines. Optuna's figure draws a line and a legend entry a
+    trial: 24.7 s at 2,000 trials, 58.5 s at 8,000, holding the API's CPU (and its plotting
+    lock) all the while."""
+    reported = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=_INTERMEDIATE_STATES)
+        if trial.intermediate_values
+    ]
+    drawn = sorted(reported, key=lambda trial: trial.number)[-MAX_INTERMEDIATE_LINES:]
+    _, axes = plt.subplots()
+    lines = [sorted(trial.intermediate_values.items()) for trial in drawn]
+    axes.add_collection(LineCollection(lines, linewidths=0.8, alpha=0.6))
+    axes.autoscale()
+    axes.set_xlabel("Step")
+    axes.set_ylabel("Intermediate value")
+    shown = f"the latest {len(drawn)} of {len(reported)}" if len(drawn) < len(reported) else "all"
+    axes.set_title(f"Intermediate values ({shown} trials that reported)")
+    return axes
+
+
 _DRAWERS: dict[str, Callable[[optuna.Study], Any]] = {
     "history": optuna_plots.plot_optimization_history,
-    "intermediate": optuna_plots.plot_intermediate_values,
+    "intermediate": _draw_intermediate,
     "importance": _draw_importance,
     "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
 }

@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, text
 
+from service.job_store import JobState
 from service.leases import EXTERNAL_HOLDER
 from service.storage.database import Database
 from service.storage.optuna_rows import FAIL_REASON_ATTR
-from service.storage.tables import StudyRecord, TrialLeaseRecord
+from service.storage.tables import StudyJobRecord, StudyRecord, TrialLeaseRecord
 from service.study_store import StudyState
 
 # The lease reaper's reasons (service/lease_reaper.py): a silent holder, or a message never claimed.
@@ -43,6 +44,7 @@ class ServiceFigures:
     trials_by_state: dict[str, int]
     leases_expired: int
     busy_workers: int
+    jobs_running: int = 0  # study jobs (the vault's, ensembles) a worker runs now
 
 
 def read_figures(database: Database, now: datetime | None = None) -> ServiceFigures:
@@ -55,11 +57,20 @@ def read_figures(database: Database, now: datetime | None = None) -> ServiceFigu
         expired = connection.execute(_LEASE_EXPIRIES, _LEASE_EXPIRY_PATTERNS).scalar_one()
         holders = connection.execute(_live_holders_query(now or datetime.now(UTC))).scalars()
         busy = {_process_of(h) for h in holders if h and h != EXTERNAL_HOLDER}
+        jobs = connection.execute(_running_jobs_query(now or datetime.now(UTC))).scalar_one()
     return ServiceFigures(
         studies_by_state={state.value: 0 for state in StudyState} | _counted(studies),
         trials_by_state=dict.fromkeys(TRIAL_STATES, 0) | _counted(trials),
         leases_expired=int(expired),
         busy_workers=len(busy),
+        jobs_running=int(jobs),
+    )
+
+
+def _running_jobs_query(now: datetime) -> Select[int]:
+    """How many study jobs a worker has started and renews: each holds a worker process."""
+    return select(func.count()).where(
+        StudyJobRecord.state == JobState.RUNNING.value, StudyJobRecord.expires_at > now
     )
 
 

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from service.webhook_transport import PROXY_FORM, Proxy
 
@@ -204,7 +206,7 @@ class Settings(BaseSettings):
             "HPO_METRICS_TOKEN": [self.metrics_token.get_secret_value()]
             if self.metrics_token
             else [],
-            "HPO_DATABASE_URL": [self.database_url],
+            "HPO_DATABASE_URL": [_password_of(self.database_url)],
         }
         return [name for name, values in held.items() if any(PLACEHOLDER in v for v in values)]
 
@@ -215,3 +217,12 @@ class Settings(BaseSettings):
     def bearer_token(self) -> str | None:
         """The token this process sends, if any."""
         return self.token.get_secret_value() if self.token else None
+
+
+def _password_of(database_url: str) -> str:
+    """The URL's password ("" without one, or for a URL SQLAlchemy cannot read): a folder or a
+    host named change-me… is no placeholder."""
+    try:
+        return make_url(database_url).password or ""
+    except ArgumentError:
+        return ""

@@ -69,6 +69,9 @@ OutcomeOf = Callable[[Session], TrialOutcome]  # read in the end's own transacti
 _Created = tuple[int, int, dict[str, Any], int, str | None]
 
 
+_HELD_BACK = (StudyState.STOPPED, StudyState.PAUSED)  # a trial of theirs starts no more
+
+
 class LeaseTerms(NamedTuple):
     """A new trial's lease: its run of the parameters, its holder (an external program's; none:
     it waits for a worker) and the ask's ``Idempotency-Key``."""
@@ -235,12 +238,32 @@ class TrialLifecycle:
         """A worker starts the trial it was sent; the lease token it must show from now on, and
         the first step whose report can prune the trial."""
         number = self._running_trial(trial_id)
-        lease = self.leases.claim(trial_id, holder)
         study_id = self.study_of(trial_id)
+        self._refuse_held_back(study_id, trial_id)
+        lease = self.leases.claim(trial_id, holder)
         spec = self._store.spec(study_id)
         first = self.hyperband_reports.first_decision_step(study_id, spec, number)
         assignment = self.assignment_of(self._storage.get_trial(trial_id), study_id)
         return ClaimedTrial(lease, first, assignment)
+
+    def _refuse_held_back(self, study_id: int, trial_id: int) -> None:
+        """``Conflict`` for a trial sent before its study was stopped or paused: it starts no
+        more, and fails (a paused study's outside the budget: a fresh trial takes its place on
+        resume). A stopped study's 1,024 trials waiting in the queue all ran, 70 s of the
+        workers another study waited for."""
+        if self._store.get(study_id).state not in _HELD_BACK:
+            return
+        with self.locks.hold(study_id):  # after a resume under way
+            state = self._store.get(study_id).state
+            if state not in _HELD_BACK:
+                return
+            reason = f"not started: the study was {state} before a worker claimed it"
+            if state == StudyState.PAUSED:
+                reason += "; a fresh trial takes its place when it resumes"
+            self.fail(
+                trial_id, reason, {REPLACED_ATTR: reason} if state == StudyState.PAUSED else None
+            )
+        raise Conflict(f"trial {trial_id} is {reason}", field="trial_id")
 
     def heartbeat(self, trial_id: int, lease: str | None) -> None:
         """The holder is alive (an epoch runs long): renew the running trial's lease."""

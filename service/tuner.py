@@ -385,19 +385,21 @@ class Tuner:
             raise
 
     def _pruned_by(self, trial_id: int, reports: list[tuple[int, float]]) -> bool:
-        """Whether the trial was pruned at one of ``reports`` (its last recorded step), each of
-        them up to it recorded with that value: the same reports, sent again."""
+        """Whether ``reports`` are those that pruned the trial, sent again: each recorded with
+        its value, up to one whose value the pruned trial ended with (steps may come in any
+        order: the pruning one need not be the highest recorded)."""
         try:
             trial = self._storage.get_trial(trial_id)
         except KeyError:  # deleted meanwhile
             return False
-        recorded = trial.intermediate_values
-        if trial.state != TrialState.PRUNED or not recorded:
+        if trial.state != TrialState.PRUNED or trial.value is None:
             return False
-        pruned_at = max(recorded)
-        sent = [(step, value) for step, value in reports if step <= pruned_at]
-        steps = [step for step, _ in sent]
-        return pruned_at in steps and all(recorded.get(step) == value for step, value in sent)
+        for step, value in reports:
+            if trial.intermediate_values.get(step) != value:
+                return False
+            if value == trial.value:
+                return True
+        return False
 
     def complete(
         self,

@@ -88,14 +88,36 @@ def load_checkpoint(content: bytes) -> nn.Module:
             "loaded data of its own and called keep_best without them"
         )
     build = model_builder(str(info["trainer"]))
-    model = build(
+    arguments = (
         dict(info["settings"]),
         dict(info["params"]),
         int(info["num_features"]),
         int(info["num_classes"]),
     )
-    model.load_state_dict(load_tensors(content))
+    weights = load_tensors(content)
+    _check_shapes(build, arguments, weights)
+    model = build(*arguments)
+    model.load_state_dict(weights)
     return model.eval()
+
+
+def _check_shapes(build: Any, arguments: tuple[Any, ...], weights: dict[str, torch.Tensor]) -> None:
+    """``ValueError`` where the model the metadata describes (built on PyTorch's meta device:
+    shapes, no memory) has other tensors than the checkpoint's weights, before the model is
+    built for real: a tenant's checkpoint saying ``num_features`` 3,000,000 made a worker
+    allocate 49 GB, for weights of a few kilobytes (the upload's limit bounds the weights)."""
+    with torch.device("meta"):
+        described = build(*arguments)
+    shapes = {name: tuple(tensor.shape) for name, tensor in described.state_dict().items()}
+    held = {name: tuple(tensor.shape) for name, tensor in weights.items()}
+    if shapes != held:
+        wrong = sorted(
+            name for name in shapes.keys() | held.keys() if shapes.get(name) != held.get(name)
+        )
+        raise ValueError(
+            "the checkpoint's metadata describes a model whose tensors are not its weights "
+            f"({', '.join(wrong[:5])}): not a checkpoint of this trial's model"
+        )
 
 
 def _model_info(context: TrialContext) -> dict[str, Any]:

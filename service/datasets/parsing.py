@@ -11,6 +11,7 @@ import csv
 import io
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -70,7 +71,7 @@ def _read_npz(content: bytes) -> tuple[np.ndarray, np.ndarray]:
             names = archive.namelist()
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):
         raise _bad("not an .npz file (a zip archive of .npy arrays)") from None
-    twice = sorted({name for name in names if names.count(name) > 1})
+    twice = sorted(name for name, count in Counter(names).items() if count > 1)
     if twice:  # NumPy would read the last of each, without a word
         raise _bad(f"the .npz file holds {', '.join(twice)} more than once: which is meant?")
     if unpacked > MAX_UNPACKED_BYTES:
@@ -104,6 +105,8 @@ def _read_csv(content: bytes, label_column: str | None) -> tuple[np.ndarray, np.
         problem = f"no column named {label_column!r}; the header has {', '.join(header)[:300]}"
         raise InvalidSpec(problem, field="label_column")
     most_rows = text.count("\n") + 1
+    if most_rows > MAX_ROWS + 2:  # the header, and a last line break; before parsing any row
+        raise _bad(f"at most {MAX_ROWS} rows, and the file has {most_rows} lines")
     if most_rows * len(header) > MAX_CELLS:
         raise _bad(f"at most {MAX_CELLS} values, and the file may hold {most_rows} x {len(header)}")
     features = np.empty((most_rows, len(header) - 1))

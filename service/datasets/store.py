@@ -58,7 +58,7 @@ class DatasetStore:
     ) -> DatasetView:
         """Check the file and keep it; ``InvalidSpec`` naming the problem, ``Conflict`` where the
         tenant has a data set of that name (names are per tenant, as study names are)."""
-        if not NAME_PATTERN.match(name) or name.isdigit():
+        if not NAME_PATTERN.fullmatch(name) or name.isdigit():
             problem = (
                 "1 to 128 of the ASCII letters and digits, '_', '.' and '-', starting with a "
                 "letter or a digit, and not digits only (an id)"

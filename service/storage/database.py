@@ -6,8 +6,10 @@ rolls back on error, and turns a lost connection into :class:`~service.errors.Un
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,8 +83,10 @@ class Database:
                 connect_args["factory"] = connection_class(
                     str(Path(path).resolve()), SQLITE_BUSY_TIMEOUT_S
                 )
-            return {"connect_args": connect_args}
-        return {"pool_size": pool_size, "max_overflow": pool_size}  # pinged when idle: below
+            return {"connect_args": connect_args, "hide_parameters": True}
+        # hide_parameters: a statement's error is logged without its values (a webhook's secret
+        # in a spec's JSON, a lease, an Idempotency-Key).
+        return {"pool_size": pool_size, "max_overflow": pool_size, "hide_parameters": True}
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -183,8 +187,17 @@ def _file_lock(path: str | None) -> Iterator[None]:
 
 
 def _make_parent_folder(path: str | None) -> None:
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """The SQLite file's folder, and the file, for its owner alone where this makes them (the
+    file holds webhooks' secrets, live leases, every tenant's data sets: readable by every user
+    of the machine under the usual umask; SQLite gives its -wal and -shm files the file's mode).
+    A file or folder already there keeps its mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    folder = Path(path).parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -600,6 +600,8 @@ def test_a_value_that_prunes_ends_the_trial_there_and_later_ones_are_not_recorde
         ([{"step": 1, "value": 0.1}, {"step": 1, "value": 0.2}], "reports", "rise"),
         ([{"step": 1, "value": "NaN"}], "reports.0.value", ""),
         ([{"step": 1, "value": False}], "reports.0.value", "must be a number, not a boolean"),
+        ([{"step": 1, "value": "0.5"}], "reports.0.value", "must be a number, not a string"),
+        ([{"step": "1", "value": 0.5}], "reports.0.step", "must be an integer, not a string"),
         ([{"step": 1, "value": 0.1, "extra": 1}], "reports.0.extra", ""),
         ([{"step": 1, "value": 0.1}], "provenance.seed", "greater than or equal to 0"),
         ([{"step": 1, "value": 0.1}], "provenance.colour", ""),
@@ -625,15 +627,18 @@ def test_bad_report_batches_get_422_naming_the_field_and_change_nothing(
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "field", "kind"),
     [
-        ({"value": True}, "value"),
-        ({"values": [0.1, True]}, "values.1"),
-        ({"value": 0.1, "metrics": {"accuracy": True}}, "metrics.accuracy"),
+        ({"value": True}, "value", "boolean"),
+        ({"values": [0.1, True]}, "values.1", "boolean"),
+        ({"value": 0.1, "metrics": {"accuracy": True}}, "metrics.accuracy", "boolean"),
+        # str(loss) sent by mistake: it completed the trial with the number.
+        ({"value": "0.1"}, "value", "string"),
+        ({"value": 0.1, "metrics": {"accuracy": "0.9"}}, "metrics.accuracy", "string"),
     ],
 )
-def test_a_boolean_in_a_completion_is_refused_and_the_trial_runs_on(
-    stack: LocalStack, body: dict[str, Any], field: str
+def test_a_boolean_or_a_string_in_a_completion_is_refused_and_the_trial_runs_on(
+    stack: LocalStack, body: dict[str, Any], field: str, kind: str
 ) -> None:
     client = stack.client()
     study = client.create_study(good_study())
@@ -642,7 +647,7 @@ def test_a_boolean_in_a_completion_is_refused_and_the_trial_runs_on(
     response = requests.post(url, json=body, timeout=10)
     assert response.status_code == 422
     assert response.json()["problems"] == [
-        {"field": field, "problem": "must be a number, not a boolean"}
+        {"field": field, "problem": f"must be a number, not a {kind}"}
     ]
     assert client.trials(study["study_id"])[0]["state"] == "running"
 

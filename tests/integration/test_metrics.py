@@ -19,6 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.local_stack import LocalStack
 from cli.processes import free_port, wait_until
+from service.job_store import JobKind, JobStore
+from service.metrics_figures import read_figures
+from service.storage.database import Database
 from tests.conftest import BACKENDS
 from tests.integration.conftest import unique
 from tests.support.studies import wait_for_end
@@ -224,7 +227,8 @@ def test_workers_wanted_counts_the_busy_workers_and_the_waiting_trials(
     client.stop(study_id)
     samples = seen[-1]
     busy, waiting = samples[("hpo_workers_busy", ())], samples[("hpo_queue_depth", ())]
-    assert samples[("hpo_workers_wanted", ())] == busy + waiting
+    jobs = samples[("hpo_jobs_running", ())]  # the study's pre-flight checks, maybe
+    assert samples[("hpo_workers_wanted", ())] == busy + jobs + waiting
     wait_until(
         lambda: scrape(f"{metered_stack.url}/metrics")[("hpo_workers_wanted", ())] == 0,
         240,
@@ -259,3 +263,15 @@ def test_a_restarted_api_adds_none_of_its_earlier_runs_counts(tmp_path: Path) ->
         assert scrape(f"{stack.url}/metrics")[("hpo_report_seconds_count", ())] == 0
     finally:
         stack.stop()
+
+
+def test_a_study_job_a_worker_runs_counts_among_the_workers_wanted(database: Database) -> None:
+    """A long evaluation or ensemble alone on the pool read 0 (trials' leases only): KEDA
+    would have taken its worker away."""
+    jobs = JobStore(database)
+    job, _ = jobs.add(1, JobKind.EVALUATE, "trial-1", {}, wait_s=60)
+    assert read_figures(database).jobs_running == 0  # queued: its message is the queue's
+    jobs.start(job.job_id, lease_s=60)
+    assert read_figures(database).jobs_running == 1
+    jobs.finish(job.job_id, {"test": {"loss": 0.1}}, None)
+    assert read_figures(database).jobs_running == 0

@@ -807,6 +807,36 @@ def test_a_trial_lost_while_the_study_is_paused_is_replaced_on_resume(short_leas
     assert [trial.state for trial in trials] == ["fail", "running"]
 
 
+def test_a_trial_sent_before_a_stop_is_not_started_by_a_worker_s_claim(tuner: Tuner) -> None:
+    """A stopped study's 1,024 trials waiting in the queue all ran (219 complete, 805 pruned),
+    and another study's waited 70 s behind them."""
+    study = tuner.create_study(trainer_spec(3))
+    [sent] = tuner.study_trials(study.study_id)  # sent, not claimed yet
+    tuner.stop(study.study_id)
+    with pytest.raises(Conflict, match="not started: the study was stopped before a worker"):
+        tuner.claim(sent.trial_id, "worker:1:task")
+    [failed] = tuner.study_trials(study.study_id)
+    assert failed.state == "fail"
+    assert failed.fail_reason == "not started: the study was stopped before a worker claimed it"
+
+
+def test_a_trial_sent_before_a_pause_is_not_started_and_is_replaced_on_resume(
+    tuner: Tuner,
+) -> None:
+    study = tuner.create_study(trainer_spec(1))
+    [sent] = tuner.study_trials(study.study_id)
+    tuner.pause(study.study_id)
+    with pytest.raises(Conflict, match="not started: the study was paused"):
+        tuner.claim(sent.trial_id, "worker:1:task")
+    [failed] = tuner.study_trials(study.study_id)
+    assert failed.state == "fail"
+    assert (failed.fail_reason or "").endswith("; a fresh trial takes its place when it resumes")
+    tuner.resume(study.study_id)  # the trial not started does not count against the budget
+    fresh = tuner.study_trials(study.study_id)[1]
+    assert fresh.state == "running"
+    assert tuner.claim(fresh.trial_id, "worker:1:task").lease  # a running study's: claimed
+
+
 def test_a_trial_lost_with_its_retries_spent_says_so(short_leases: Tuner) -> None:
     """Its reason was the same as a retried one's: nothing said it would not run again."""
     tuner = short_leases

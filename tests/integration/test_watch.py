@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,18 @@ def test_watch_ends_with_the_study_and_shows_counts_and_best(stack: LocalStack) 
     assert final.best is not None and f"{final.best.value:.6g}" in out
     assert f"trial #{final.best.number}" in out
     assert f"{N_TRIALS} trials finished" in out
+    # The trial list is read again only when the pruned count changed (it was read every poll:
+    # 4 MB a second at 8,000 trials); the study itself every poll.
+    polls = served(stack, f"GET /studies/{study.study_id} ")
+    lists = served(stack, f"GET /studies/{study.study_id}/trials ")
+    assert 1 <= lists <= final.counts.get("pruned", 0) + 1 and polls >= 2, (lists, polls)
+
+
+def served(stack: LocalStack, request: str) -> int:
+    """How many requests starting so the API's access log holds."""
+    assert stack.api is not None
+    lines = stack.api.log_path.read_text().splitlines()
+    return sum(f'"{request}HTTP/1.1"' in json.loads(line)["message"] for line in lines)
 
 
 def test_watch_of_an_unknown_study_fails_clearly(stack: LocalStack) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from werkzeug.test import Client
 
+from cli.access_log import redacted_query
 from cli.dashboard import COOKIE_NAME, TokenGate
 from service.storage.database import Database
 from service.tokens import Role, TokenStore
@@ -68,3 +69,28 @@ def test_a_database_out_of_reach_is_503_with_retry_after(tmp_path: Path) -> None
     client = Client(TokenGate(dashboard, store, True))
     answer = client.get("/dashboard", headers={"Authorization": f"Bearer {operator}"})
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+
+
+def test_the_way_on_after_the_token_stays_on_the_dashboard(tmp_path: Path) -> None:
+    """``/%5Cevil.example?token=…`` answered ``Location: /\\evil.example``, which browsers read
+    as //evil.example: another site."""
+    client = gate(tmp_path, required=True)
+    for path, way_on in [
+        ("/%5Cevil.example", "/evil.example"),
+        ("/%2F%2Fevil.example", "/evil.example"),
+        ("/%5C%5Cevil.example/x", "/evil.example/x"),
+        ("/dash%5Cboard", "/dash%5Cboard"),
+    ]:
+        opened = client.get(f"{path}?token={TOKEN}")
+        assert (opened.status_code, opened.headers["Location"]) == (303, way_on), path
+
+
+def test_the_access_log_writes_no_secret_of_a_query_however_its_name_is_written() -> None:
+    """``/?%74oken=…`` logged the dashboard's token whole (the server decodes the name)."""
+    for query, logged in [
+        ("token=abc&x=1", "token=…&x=1"),
+        ("%74oken=abc", "%74oken=…"),
+        ("x=1&LEASE=abc", "x=1&LEASE=…"),
+        ("tokens=abc&token", "tokens=abc&token"),  # another field; a name without a value
+    ]:
+        assert redacted_query(query) == logged

@@ -64,6 +64,9 @@ def test_the_api_and_the_dashboard_refuse_deploys_placeholders_naming_each(
         assert not (tmp_path / "hpo.db").exists()  # refused before anything was opened
     held = Settings(database_url="postgresql+psycopg://hpo:change-me-pw@db/hpo")
     assert held.placeholder_settings() == ["HPO_DATABASE_URL"]
+    # A folder, a host or a database of that name is no placeholder: only the password counts.
+    for url in ("sqlite:////home/u/change-me-later/hpo.db", "postgresql://u:pw@change-me/db"):
+        assert Settings(database_url=url).placeholder_settings() == []
     assert Settings(worker_tokens=["change-me-worker"]).placeholder_settings() == [
         "HPO_WORKER_TOKENS"
     ]

@@ -55,6 +55,19 @@ def test_a_rebuilt_model_predicts_what_the_original_predicted() -> None:
         assert torch.equal(rebuilt(features), model(features))
 
 
+def test_a_checkpoint_whose_metadata_describes_a_larger_model_is_refused_before_building_it() -> (
+    None
+):
+    """A tenant's own checkpoint (an asked trial's upload) said num_features 3,000,000 beside a
+    few kilobytes of weights: the worker building it for the vault tried to allocate 49 GB."""
+    weights = trained_model(seed=1).state_dict()
+    meta = {"trainer": "mlp", "settings": SETTINGS, "params": PARAMS}
+    meta |= {"num_features": 3_000_000, "num_classes": 3}
+    planted = save(weights, metadata={MODEL_METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(ValueError, match="describes a model whose tensors are not its weights"):
+        load_checkpoint(planted)
+
+
 def test_the_test_score_is_the_cross_entropy_and_accuracy_of_the_model() -> None:
     model = trained_model(seed=2)
     test = load_split("wine", 0).test
