@@ -19,7 +19,7 @@ from cli.errors import SettingError, refuse_placeholders
 from service.json_logs import configure_json_logging, logging_config
 from service.long_lived import freeze_startup_objects
 from service.settings import Settings
-from service.storage.database import Database
+from service.storage.database import Database, make_private_folder
 from service.tokens import Role, TokenStore, has_expired
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def sole_api_of(database_url: str) -> Iterator[IO[str] | None]:
     if path is None:
         yield None
         return
-    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # as Database makes it
+    make_private_folder(Path(path).parent)  # before Database makes it
     with open(f"{path}.api-lock", "a+") as lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -361,8 +361,8 @@ class HPOJSONClient:
         idempotent = _idempotent(method, path, idempotent)
         options: dict[str, Any] = {"headers": headers, "idempotent": idempotent, "params": params}
         for _ in range(GARBLED_RETRIES - 1 if idempotent else 0):
-            found = _json_or_none(self._answer(method, path, json, **options))
-            if found is not None:
+            found = _decoded(self._answer(method, path, json, **options))
+            if not isinstance(found, ValueError):
                 return found
         return _json_of(self._answer(method, path, json, **options), f"{method} {path}")
 
@@ -394,14 +394,14 @@ def _idempotent(method: str, path: str, said: bool) -> bool:
     return said or method == "GET" or path.rsplit("/", 1)[-1] in IDEMPOTENT_TRIAL_CALLS
 
 
-def _json_or_none(answer: Answer) -> dict[str, Any] | None:
-    """An answer's JSON body (none for a 204); ``None`` where it is not JSON."""
+def _decoded(answer: Answer) -> dict[str, Any] | ValueError:
+    """An answer's JSON body (none for a 204); the decoder's error where it is not JSON."""
     if answer.status == 204:
         return {}
     try:
         found: dict[str, Any] = answer.json()
-    except ValueError:
-        return None
+    except ValueError as garbled:  # not the API's answer (a proxy's page, a cut body)
+        return garbled
     return found
 
 
@@ -411,18 +411,15 @@ def _scope(study_id: int | None) -> dict[str, str] | None:
 
 def _json_of(answer: Answer, call: str) -> dict[str, Any]:
     """An answer's JSON body (none for a 204); ``ServiceUnreachable`` where it is not JSON."""
-    if answer.status == 204:
-        return {}
-    try:
-        found: dict[str, Any] = answer.json()
-    except ValueError as garbled:  # not the API's answer (a proxy's page, a cut body)
+    found = _decoded(answer)
+    if isinstance(found, ValueError):
         kind = answer.headers.get("Content-Type") or "no Content-Type"
         raise ServiceUnreachable(
-            garbled,
+            found,
             f"the answer to {call} is not the API's JSON (status {answer.status}, {kind}, "
             f"{len(answer.content)} bytes): cut short on the way, or another server's page "
-            f"(is HPO_SERVICE_URL the API's?): {garbled}",
-        ) from garbled
+            f"(is HPO_SERVICE_URL the API's?): {found}",
+        ) from found
     return found
 
 

@@ -186,6 +186,13 @@ def _file_lock(path: str | None) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+def make_private_folder(folder: Path) -> None:
+    """``folder`` and its parents; the folder its owner's alone where this makes it (one
+    already there keeps its mode)."""
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _make_parent_folder(path: str | None) -> None:
     """The SQLite file's folder, and the file, for its owner alone where this makes them (the
     file holds webhooks' secrets, live leases, every tenant's data sets: readable by every user
@@ -193,9 +200,7 @@ def _make_parent_folder(path: str | None) -> None:
     A file or folder already there keeps its mode."""
     if not path or path == ":memory:" or path.startswith("file:"):
         return
-    folder = Path(path).parent
-    if not folder.exists():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_folder(Path(path).parent)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
